@@ -1,0 +1,206 @@
+"""The shared base for talking to the Kubernetes API with the official client.
+
+Both sides build their own API module on top of this one: it loads credentials, puts a
+timeout on every call, turns the client's exceptions into a small error tree that the
+rest of the code can match on without knowing the HTTP library, and implements the two
+read-modify-write patterns both sides need (node taints, Leases).
+
+Edge cases handled here, once:
+- 404 -> NotFound, 409 on create -> AlreadyExists, 409 otherwise -> Conflict (stale
+  resourceVersion), 422 -> Invalid, 401/403 -> Unauthorized/Forbidden.
+- Connection refused/reset, timeouts and 5xx -> Unavailable (callers retry or answer 5xx).
+- `spec.taints` has no merge key: a strategic merge patch replaces the whole list, so a
+  taint change reads the node, edits the list and patches it back with the
+  resourceVersion it read; a 409 means somebody else changed the node, so read again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class KubeError(Exception):
+    """An API call failed. `status` is the HTTP code (0 when no answer came)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class NotFound(KubeError):
+    pass
+
+
+class AlreadyExists(KubeError):
+    pass
+
+
+class Conflict(KubeError):
+    pass
+
+
+class Invalid(KubeError):
+    pass
+
+
+class Unauthorized(KubeError):
+    pass
+
+
+class Forbidden(KubeError):
+    pass
+
+
+class Unavailable(KubeError):
+    """No usable answer: connection failed, timed out, or the server answered 5xx/429."""
+
+
+def translate(exc: BaseException) -> KubeError:
+    """Map the client's exceptions onto our error tree."""
+    if isinstance(exc, KubeError):
+        return exc
+    if isinstance(exc, ApiException):
+        status = int(exc.status or 0)
+        reason, message = str(exc.reason or ""), ""
+        body = exc.body
+        if body:
+            try:
+                data = json.loads(body)
+                reason = data.get("reason") or reason
+                message = data.get("message") or ""
+            except (ValueError, TypeError, AttributeError):
+                message = str(body)[:200]
+        if status == 404:
+            return NotFound(status, reason or "NotFound", message)
+        if status == 409:
+            cls = AlreadyExists if reason == "AlreadyExists" else Conflict
+            return cls(status, reason or "Conflict", message)
+        if status == 422:
+            return Invalid(status, reason or "Invalid", message)
+        if status == 401:
+            return Unauthorized(status, reason or "Unauthorized", message)
+        if status == 403:
+            return Forbidden(status, reason or "Forbidden", message)
+        if status == 0 or status >= 500 or status == 429:
+            return Unavailable(status, reason or "Unavailable", message)
+        return KubeError(status, reason, message)
+    if isinstance(exc, urllib3.exceptions.HTTPError | OSError | TimeoutError):
+        return Unavailable(0, type(exc).__name__, str(exc)[:300])
+    raise exc
+
+
+def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one client call, translating its failures."""
+    try:
+        return fn(*args, **kwargs)
+    except (ApiException, urllib3.exceptions.HTTPError, OSError, TimeoutError) as exc:
+        raise translate(exc) from exc
+
+
+@dataclass
+class Kube:
+    """An API client plus the typed API groups both sides use, each call with a timeout."""
+
+    api_client: client.ApiClient
+    request_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        self.core = client.CoreV1Api(self.api_client)
+        self.coordination = client.CoordinationV1Api(self.api_client)
+        self.custom = client.CustomObjectsApi(self.api_client)
+        self.storage = client.StorageV1Api(self.api_client)
+        self.events = client.EventsV1Api(self.api_client)
+        self.version = client.VersionApi(self.api_client)
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        """(connect, read) timeout for `_request_timeout`."""
+        return (min(self.request_timeout_s, 5.0), self.request_timeout_s)
+
+    def close(self) -> None:
+        self.api_client.close()
+
+
+def load_kube(kubeconfig: str | None = None, request_timeout_s: float = 10.0) -> Kube:
+    """Credentials from `kubeconfig`, else $KUBECONFIG, else the in-cluster service account."""
+    path = kubeconfig or os.environ.get("KUBECONFIG")
+    configuration = client.Configuration()
+    if path:
+        config.load_kube_config(config_file=path, client_configuration=configuration)
+    else:
+        config.load_incluster_config(client_configuration=configuration)
+    configuration.retries = False  # we decide about retries, not urllib3
+    return Kube(client.ApiClient(configuration), request_timeout_s)
+
+
+def retry_on_conflict(fn: Callable[[], T], attempts: int = 5) -> T:
+    """Run a read-modify-write `fn` again while it loses the race (409 Conflict)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Conflict:
+            if attempt == attempts:
+                raise
+            log.debug("conflict on attempt %d, reading again", attempt)
+    raise AssertionError("unreachable")
+
+
+# Taints ------------------------------------------------------------------------------
+
+
+def _taint_dicts(node: Any) -> list[dict[str, Any]]:
+    taints = []
+    for t in node.spec.taints or []:
+        d: dict[str, Any] = {"key": t.key, "effect": t.effect}
+        if t.value is not None:
+            d["value"] = t.value
+        if t.time_added is not None:
+            d["timeAdded"] = t.time_added.strftime("%Y-%m-%dT%H:%M:%SZ")
+        taints.append(d)
+    return taints
+
+
+def ensure_node_taint(
+    kube: Kube, node_name: str, key: str, value: str | None, effect: str, present: bool
+) -> bool:
+    """Add (present=True) or remove the taint (key, effect). Returns True if it changed
+    the node. Other taints are kept as they are. Retries on 409."""
+
+    def attempt() -> bool:
+        node: Any = call(kube.core.read_node, node_name, _request_timeout=kube.timeout)
+        taints = _taint_dicts(node)
+        matching = [t for t in taints if t["key"] == key and t["effect"] == effect]
+        if present:
+            if any(t.get("value") == value for t in matching):
+                return False
+            taints = [t for t in taints if not (t["key"] == key and t["effect"] == effect)]
+            new: dict[str, Any] = {"key": key, "effect": effect}
+            if value is not None:
+                new["value"] = value
+            taints.append(new)
+        else:
+            if not matching:
+                return False
+            taints = [t for t in taints if not (t["key"] == key and t["effect"] == effect)]
+        body = {
+            "metadata": {"resourceVersion": node.metadata.resource_version},
+            "spec": {"taints": taints},
+        }
+        call(kube.core.patch_node, node_name, body, _request_timeout=kube.timeout)
+        return True
+
+    return retry_on_conflict(attempt)
