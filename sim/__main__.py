@@ -1,0 +1,5 @@
+"""`python -m sim serve ...` — see sim/cli.py."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""API errors as the real server reports them: `kind: Status` bodies with its reasons,
+codes and messages (e.g. `nodes "x" not found`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, reason: str, message: str,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details
+
+    def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": self.message, "reason": self.reason,
+            "code": self.code,
+        }
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+def qualified(plural: str, group: str) -> str:
+    return f"{plural}.{group}" if group else plural
+
+
+def not_found(plural: str, group: str, name: str) -> ApiError:
+    return ApiError(404, "NotFound", f'{qualified(plural, group)} "{name}" not found',
+                    {"name": name, "group": group, "kind": plural} if group else
+                    {"name": name, "kind": plural})
+
+
+def already_exists(plural: str, group: str, name: str) -> ApiError:
+    details = {"name": name, "kind": plural}
+    if group:
+        details["group"] = group
+    return ApiError(409, "AlreadyExists", f'{qualified(plural, group)} "{name}" already exists',
+                    details)
+
+
+def conflict(plural: str, group: str, name: str) -> ApiError:
+    details = {"name": name, "kind": plural}
+    if group:
+        details["group"] = group
+    return ApiError(
+        409, "Conflict",
+        f'Operation cannot be fulfilled on {qualified(plural, group)} "{name}": the object has '
+        "been modified; please apply your changes to the latest version and try again",
+        details,
+    )
+
+
+def precondition_failed(plural: str, group: str, name: str, what: str) -> ApiError:
+    details = {"name": name, "kind": plural}
+    if group:
+        details["group"] = group
+    return ApiError(409, "Conflict",
+                    f'Operation cannot be fulfilled on {qualified(plural, group)} "{name}": {what}',
+                    details)
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "BadRequest", message)
+
+
+def invalid(kind: str, group: str, name: str, causes: list[dict[str, str]]) -> ApiError:
+    summary = ", ".join(f"{c['field']}: {c['message']}" if c.get("field") else c["message"]
+                        for c in causes)
+    if len(causes) > 1:
+        summary = "[" + summary + "]"
+    details: dict[str, Any] = {"name": name, "kind": kind, "causes": causes}
+    if group:
+        details["group"] = group
+    return ApiError(422, "Invalid", f'{kind}{"." + group if group else ""} "{name}" is invalid: {summary}',
+                    details)
+
+
+def unsupported_media_type(content_type: str) -> ApiError:
+    return ApiError(415, "UnsupportedMediaType",
+                    f'the body of the request was in an unknown format - accepted media types '
+                    f'include: application/json-patch+json, application/merge-patch+json, '
+                    f'application/apply-patch+yaml; got "{content_type}"')
+
+
+def method_not_allowed() -> ApiError:
+    return ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+
+def gone(message: str) -> ApiError:
+    return ApiError(410, "Expired", message)
+
+
+def unauthorized() -> ApiError:
+    return ApiError(401, "Unauthorized", "Unauthorized")
+
+
+def service_unavailable(message: str = "the server is currently unable to handle the request") -> ApiError:
+    return ApiError(503, "ServiceUnavailable", message)
+
+
+def too_large() -> ApiError:
+    return ApiError(413, "RequestEntityTooLarge", "the request is too large")

@@ -1,0 +1,400 @@
+"""The API verbs with Kubernetes semantics, shared by the HTTP server and the in-process
+cluster components (kubelets, controllers).
+
+- create: namespace must exist, generateName, uid, creationTimestamp, status reset,
+  admission (defaulting such as default tolerations), validation, 409 AlreadyExists.
+- update: optimistic concurrency on metadata.resourceVersion (409 with the real message),
+  status subresource rules, generation bumps, objects whose last finalizer goes away are
+  removed.
+- patch: the three patch types (see `patch`); a resourceVersion inside the patch is a
+  precondition; strategic merge patch on a custom resource is a 415, as on a real server.
+- delete: graceful pod deletion (deletionTimestamp + deletionGracePeriodSeconds, the
+  object stays until the kubelet or grace 0), finalizers hold any deletion, preconditions.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import crd as crds
+from . import errors, events, strategies
+from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
+from .resources import ResourceRegistry, ResourceType
+from .selectors import field_value
+from .store import Entry, Store, dumps
+from .timefmt import rfc3339
+from .validation import BuiltinValidator, Cause, prune_paths, semantic_causes
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+
+Admission = Callable[[str, ResourceType, dict[str, Any], dict[str, Any] | None], None]
+
+
+@dataclass
+class WriteOptions:
+    dry_run: bool = False
+    field_validation: str = "Warn"  # Strict | Warn | Ignore
+    validate: bool = True  # in-process cluster components skip schema validation
+
+
+@dataclass
+class Result:
+    entry: Entry
+    obj: dict[str, Any]
+    deleted: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+INTERNAL = WriteOptions(validate=False)
+
+
+class Registry:
+    def __init__(self, store: Store, types: ResourceRegistry,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.types = types
+        self.clock = clock
+        self.validator = BuiltinValidator()
+        self.admission: list[Admission] = []
+        self.delete_hooks: list[Callable[[ResourceType, dict[str, Any]], None]] = []
+        self._rand = random.Random()
+        self._lock = threading.RLock()
+
+    # -- helpers ----------------------------------------------------------------------
+
+    @staticmethod
+    def table(rt: ResourceType) -> str:
+        return rt.storage_key
+
+    def index(self, rt: ResourceType, obj: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+        meta = obj.get("metadata") or {}
+        labels = dict(meta.get("labels") or {})
+        labels_fields = {"metadata.name": meta.get("name", ""),
+                         "metadata.namespace": meta.get("namespace", "")}
+        names = rt.field_labels
+        if rt.storage_key == "events":
+            names = self.types.lookup("", "v1", "events").field_labels  # type: ignore[union-attr]
+        for path in names:
+            labels_fields[path] = field_value(obj, path)
+        return labels, labels_fields
+
+    def render(self, rt: ResourceType, entry: Entry) -> bytes:
+        """Bytes of the stored object in the version `rt` serves."""
+        if rt.group == "events.k8s.io":
+            return dumps(events.from_core(entry.obj()))
+        return entry.raw
+
+    def decode(self, rt: ResourceType, entry: Entry) -> dict[str, Any]:
+        obj = entry.obj()
+        return events.from_core(obj) if rt.group == "events.k8s.io" else obj
+
+    def _to_storage(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+        return events.to_core(obj) if rt.group == "events.k8s.io" else obj
+
+    def _now(self) -> str:
+        return rfc3339(self.clock())
+
+    def get(self, rt: ResourceType, namespace: str, name: str) -> Entry:
+        entry = self.store.get(self.table(rt), namespace if rt.namespaced else "", name)
+        if entry is None:
+            raise errors.not_found(rt.plural, rt.group, name)
+        return entry
+
+    def get_obj(self, rt: ResourceType, namespace: str, name: str) -> dict[str, Any]:
+        return self.decode(rt, self.get(rt, namespace, name))
+
+    def _commit(self, rt: ResourceType, obj: dict[str, Any] | None, namespace: str, name: str,
+                deleted_obj: dict[str, Any] | None = None) -> Entry:
+        stored = self._to_storage(rt, obj) if obj is not None else None
+        final = self._to_storage(rt, deleted_obj) if deleted_obj is not None else None
+        labels, fields = self.index(rt, stored if stored is not None else (final or {}))
+        return self.store.commit(self.table(rt), namespace, name, stored, labels, fields, final)
+
+    # -- validation -------------------------------------------------------------------
+
+    def _validate(self, rt: ResourceType, obj: dict[str, Any], opts: WriteOptions) -> tuple[dict[str, Any], list[str]]:
+        if not opts.validate:
+            return obj, []
+        name = (obj.get("metadata") or {}).get("name", "")
+        if rt.custom:
+            obj, outcome = crds.check_custom(obj, rt.schema or {})
+        else:
+            outcome = self.validator.check(obj)
+            if outcome.decode_error:
+                raise errors.bad_request(outcome.decode_error)
+            outcome.causes.extend(semantic_causes(obj))
+        if rt.group == "events.k8s.io":
+            outcome.causes.extend(Cause(c["reason"], c["field"], c["message"])
+                                  for c in events.required_causes(obj))
+        seen, causes = set(), []
+        for c in outcome.causes:
+            if (c.field, c.reason) not in seen:
+                seen.add((c.field, c.reason))
+                causes.append({"reason": c.reason, "message": c.message, "field": c.field})
+        if causes:
+            raise errors.invalid(rt.kind, rt.group, name, causes)
+        warnings = []
+        if outcome.unknown_fields:
+            if opts.field_validation == "Strict":
+                raise errors.bad_request(
+                    "strict decoding error: " + ", ".join(
+                        f'unknown field "{f}"' for f in outcome.unknown_fields))
+            if not rt.custom:
+                prune_paths(obj, outcome.unknown_paths)
+            if opts.field_validation != "Ignore":
+                warnings = [f'unknown field "{f}"' for f in outcome.unknown_fields]
+        return obj, warnings
+
+    def _check_kind(self, rt: ResourceType, obj: Any) -> dict[str, Any]:
+        if not isinstance(obj, dict):
+            raise errors.bad_request(f"the body of the request could not be decoded as a {rt.kind}")
+        api_version, kind = obj.get("apiVersion"), obj.get("kind")
+        if (api_version and api_version != rt.api_version) or (kind and kind != rt.kind):
+            raise errors.bad_request(
+                f"the API version in the data ({api_version}) does not match the expected API "
+                f"version ({rt.api_version})" if api_version != rt.api_version else
+                f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})")
+        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+        meta = obj.get("metadata")
+        if meta is None:
+            obj["metadata"] = {}
+        elif not isinstance(meta, dict):
+            raise errors.bad_request("metadata must be an object")
+        return obj
+
+    # -- create -----------------------------------------------------------------------
+
+    def create(self, rt: ResourceType, namespace: str, obj: Any,
+               opts: WriteOptions = INTERNAL) -> Result:
+        obj = self._check_kind(rt, copy.deepcopy(obj))
+        meta = obj["metadata"]
+        if rt.namespaced:
+            if meta.get("namespace") and meta["namespace"] != namespace:
+                raise errors.bad_request("the namespace of the provided object does not match "
+                                         "the namespace sent on the request")
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        with self.store.lock:
+            if rt.namespaced:
+                ns_entry = self.store.get("/namespaces", "", namespace)
+                if ns_entry is None:
+                    raise errors.not_found("namespaces", "", namespace)
+                if (ns_entry.obj().get("status") or {}).get("phase") == "Terminating":
+                    raise errors.ApiError(403, "Forbidden",
+                                          f'{rt.plural} "{meta.get("name", "")}" is forbidden: '
+                                          f"unable to create new content in namespace {namespace} "
+                                          "because it is being terminated")
+            if not meta.get("name"):
+                if meta.get("generateName"):
+                    for _ in range(20):
+                        candidate = meta["generateName"] + "".join(
+                            self._rand.choice(_NAME_CHARS) for _ in range(5))
+                        if self.store.get(self.table(rt), namespace if rt.namespaced else "",
+                                          candidate) is None:
+                            meta["name"] = candidate
+                            break
+                else:
+                    raise errors.invalid(rt.kind, rt.group, "", [{
+                        "reason": "FieldValueRequired", "field": "metadata.name",
+                        "message": "Required value: name or generateName is required"}])
+            name = meta["name"]
+            ns = namespace if rt.namespaced else ""
+            for key in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds",
+                        "managedFields", "selfLink"):
+                meta.pop(key, None)
+            meta["uid"] = str(uuid.uuid4())
+            meta["creationTimestamp"] = self._now()
+            strategies.prepare_create(rt, obj)
+            for hook in self.admission:
+                hook("CREATE", rt, obj, None)
+            obj, warnings = self._validate(rt, obj, opts)
+            if self.store.get(self.table(rt), ns, name) is not None:
+                raise errors.already_exists(rt.plural, rt.group, name)
+            if opts.dry_run:
+                return Result(Entry(dumps(obj), self.store.resource_version, {}, {}), obj,
+                              warnings=warnings)
+            entry = self._commit(rt, obj, ns, name)
+            if rt.kind == "CustomResourceDefinition":
+                entry = self._establish_crd(rt, obj, ns, name)
+            return Result(entry, json.loads(self.render(rt, entry)), warnings=warnings)
+
+    def _establish_crd(self, rt: ResourceType, obj: dict[str, Any], ns: str, name: str) -> Entry:
+        self.types.add_custom(crds.resource_types(obj))
+        obj = copy.deepcopy(obj)
+        obj["status"] = crds.established_status(obj, self._now())
+        return self._commit(rt, obj, ns, name)
+
+    # -- update / patch ---------------------------------------------------------------
+
+    def update(self, rt: ResourceType, namespace: str, name: str, obj: Any,
+               subresource: str | None = None, opts: WriteOptions = INTERNAL) -> Result:
+        obj = self._check_kind(rt, copy.deepcopy(obj))
+        meta = obj["metadata"]
+        if meta.get("name") and meta["name"] != name:
+            raise errors.bad_request(
+                f'the name of the object ({meta["name"]}) does not match the name on the URL ({name})')
+        with self.store.lock:
+            current = self.get(rt, namespace, name)
+            rv = meta.get("resourceVersion")
+            if rv in (None, "") and rt.custom:
+                raise errors.invalid(rt.kind, rt.group, name, [{
+                    "reason": "FieldValueInvalid", "field": "metadata.resourceVersion",
+                    "message": "Invalid value: 0x0: must be specified for an update"}])
+            if rv not in (None, "") and str(rv) != str(current.rv):
+                raise errors.conflict(rt.plural, rt.group, name)
+            return self._store_update(rt, namespace, name, self.decode(rt, current), obj,
+                                      subresource, opts)
+
+    def patch(self, rt: ResourceType, namespace: str, name: str, content_type: str, body: Any,
+              subresource: str | None = None, opts: WriteOptions = INTERNAL) -> Result:
+        if content_type == STRATEGIC_PATCH and rt.custom:
+            raise errors.unsupported_media_type(content_type)
+        if content_type not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH):
+            raise errors.unsupported_media_type(content_type)
+        with self.store.lock:
+            current_entry = self.get(rt, namespace, name)
+            current = self.decode(rt, current_entry)
+            try:
+                if content_type == MERGE_PATCH:
+                    if not isinstance(body, dict):
+                        raise PatchError("merge patch must be a JSON object", bad_request=True)
+                    patched = merge_patch(current, body)
+                elif content_type == JSON_PATCH:
+                    patched = json_patch(current, body)
+                else:
+                    patched = strategic_merge_patch(current, body)
+            except PatchError as exc:
+                if exc.bad_request:
+                    raise errors.bad_request(str(exc)) from None
+                raise errors.ApiError(422, "Invalid", str(exc)) from None
+            if not isinstance(patched, dict):
+                raise errors.bad_request("the patch did not produce an object")
+            patched_rv = (patched.get("metadata") or {}).get("resourceVersion")
+            if patched_rv not in (None, "") and str(patched_rv) != str(current_entry.rv):
+                raise errors.conflict(rt.plural, rt.group, name)
+            patched = self._check_kind(rt, patched)
+            return self._store_update(rt, namespace, name, current, patched, subresource, opts)
+
+    def _store_update(self, rt: ResourceType, namespace: str, name: str, old: dict[str, Any],
+                      new: dict[str, Any], subresource: str | None, opts: WriteOptions) -> Result:
+        ns = namespace if rt.namespaced else ""
+        new = strategies.prepare_update(rt, old, new, subresource)
+        for hook in self.admission:
+            hook("UPDATE", rt, new, old)
+        new, warnings = self._validate(rt, new, opts)
+        if opts.dry_run:
+            return Result(Entry(dumps(new), self.store.resource_version, {}, {}), new,
+                          warnings=warnings)
+        if strategies.ready_to_remove(new):
+            entry = self._remove(rt, ns, name, new)
+            return Result(entry, json.loads(self.render(rt, entry)), deleted=True,
+                          warnings=warnings)
+        if rt.kind == "CustomResourceDefinition" and subresource is None:
+            self.types.add_custom(crds.resource_types(new))
+            new["status"] = crds.established_status(new, self._now())
+        entry = self._commit(rt, new, ns, name)
+        return Result(entry, json.loads(self.render(rt, entry)), warnings=warnings)
+
+    def mutate(self, rt: ResourceType, namespace: str, name: str,
+               fn: Callable[[dict[str, Any]], bool | None], subresource: str | None = None) -> Result | None:
+        """Read-modify-write for in-process components: `fn` edits the object in place and
+        returns False to skip the write. Returns None when the object does not exist."""
+        with self.store.lock:
+            entry = self.store.get(self.table(rt), namespace if rt.namespaced else "", name)
+            if entry is None:
+                return None
+            old = self.decode(rt, entry)
+            new = copy.deepcopy(old)
+            if fn(new) is False:
+                return Result(entry, old)
+            return self._store_update(rt, namespace, name, old, new, subresource, INTERNAL)
+
+    # -- delete -----------------------------------------------------------------------
+
+    def delete(self, rt: ResourceType, namespace: str, name: str,
+               grace_period: int | None = None, preconditions: dict[str, Any] | None = None,
+               dry_run: bool = False) -> Result:
+        ns = namespace if rt.namespaced else ""
+        with self.store.lock:
+            entry = self.get(rt, namespace, name)
+            obj = self.decode(rt, entry)
+            meta = obj["metadata"]
+            pre = preconditions or {}
+            if pre.get("uid") and pre["uid"] != meta.get("uid"):
+                raise errors.precondition_failed(
+                    rt.plural, rt.group, name,
+                    f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {meta.get('uid')}")
+            if pre.get("resourceVersion") and str(pre["resourceVersion"]) != str(entry.rv):
+                raise errors.precondition_failed(
+                    rt.plural, rt.group, name,
+                    f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
+                    f"ResourceVersion in object meta: {entry.rv}")
+            grace = strategies.graceful_period(rt, obj, grace_period)
+            if meta.get("deletionTimestamp"):
+                # Already being deleted: a shorter grace period may be requested.
+                current = int(meta.get("deletionGracePeriodSeconds") or 0)
+                if grace >= current or dry_run:
+                    return Result(entry, obj)
+            if dry_run:
+                return Result(entry, obj)
+            if grace == 0 and not meta.get("finalizers"):
+                final = self._remove(rt, ns, name, obj)
+                return Result(final, json.loads(self.render(rt, final)), deleted=True)
+            meta["deletionTimestamp"] = rfc3339(self.clock() + grace)
+            meta["deletionGracePeriodSeconds"] = grace
+            if rt.kind == "Namespace":
+                obj.setdefault("status", {})["phase"] = "Terminating"
+            new_entry = self._commit(rt, obj, ns, name)
+            if rt.kind == "Namespace":
+                return self._finish_namespace(rt, name) or Result(new_entry, obj)
+            return Result(new_entry, json.loads(self.render(rt, new_entry)))
+
+    def _remove(self, rt: ResourceType, ns: str, name: str, final: dict[str, Any]) -> Entry:
+        if rt.kind == "Namespace":
+            self._delete_namespace_contents(name)
+        if rt.kind == "CustomResourceDefinition":
+            self._delete_custom_objects(final)
+        entry = self._commit(rt, None, ns, name, deleted_obj=final)
+        for hook in self.delete_hooks:
+            hook(rt, final)
+        return entry
+
+    def _delete_namespace_contents(self, namespace: str) -> None:
+        for rt in self.types.all():
+            if not rt.namespaced or rt.group == "events.k8s.io":
+                continue
+            for (ns, name), entry in self.store.items(self.table(rt), namespace):
+                self._commit(rt, None, ns, name, deleted_obj=self.decode(rt, entry))
+
+    def _finish_namespace(self, rt: ResourceType, name: str) -> Result | None:
+        """Namespaces finalize at once: contents are deleted, then the namespace."""
+        entry = self.get(rt, "", name)
+        obj = entry.obj()
+        obj["metadata"].pop("finalizers", None)
+        obj.setdefault("spec", {})["finalizers"] = []
+        obj["metadata"]["deletionGracePeriodSeconds"] = 0
+        final = self._remove(rt, "", name, obj)
+        return Result(final, json.loads(final.raw), deleted=True)
+
+    def _delete_custom_objects(self, crd: dict[str, Any]) -> None:
+        spec = crd.get("spec") or {}
+        group, plural = spec.get("group", ""), (spec.get("names") or {}).get("plural", "")
+        for rt in self.types.all():
+            if rt.custom and rt.group == group and rt.plural == plural:
+                for (ns, name), entry in self.store.items(self.table(rt)):
+                    self._commit(rt, None, ns, name, deleted_obj=entry.obj())
+                break
+        self.types.remove_custom(group, plural)
