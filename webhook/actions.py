@@ -1,0 +1,131 @@
+"""What the webhook does about one node: start, resolve, cancel, approve.
+
+Each action decides on the cached view (`Decisions`), writes through the
+`RemediationWriter`, and reports the final verdict once. When a write finds the stored
+object different from the cache (409), the action refreshes and decides again, so two
+replicas, two Alertmanagers or a redelivery never start a second remediation.
+
+`core.kube.Unavailable` propagates (the HTTP layer answers 503 so Alertmanager retries);
+any other API error becomes a rejected verdict with reason `ApiError`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from core.clock import Clock
+from core.kube import AlreadyExists, Conflict, KubeError, Unavailable
+from webhook.cache import ClusterCache
+from webhook.decisions import Context, Decisions
+from webhook.kube import JSON
+from webhook.policy import (
+    ExistingFacts,
+    Outcome,
+    Reason,
+    Request,
+    Verdict,
+    decide_approve,
+    decide_cancel,
+    decide_resolved,
+)
+from webhook.records import AlertEntry, Trigger
+from webhook.writer import RemediationWriter
+
+log = logging.getLogger(__name__)
+START_ATTEMPTS = 3
+
+
+def api_error(exc: KubeError) -> Verdict:
+    return Verdict(Outcome.REJECTED, Reason.API_ERROR, f"the API server refused: {exc}"[:300])
+
+
+class Actions:
+    def __init__(
+        self, decisions: Decisions, writer: RemediationWriter, cache: ClusterCache, clock: Clock
+    ) -> None:
+        self.decisions = decisions
+        self.writer = writer
+        self.cache = cache
+        self.clock = clock
+
+    def start(
+        self, request: Request, trigger: Trigger, alert: AlertEntry | None, ctx: Context
+    ) -> tuple[Verdict, JSON | None]:
+        """Start remediating `request.node` if policy allows; record repeats."""
+        try:
+            verdict, obj = self._start(request, trigger, alert)
+        except Unavailable:
+            raise
+        except KubeError as exc:
+            log.warning("starting remediation of %s failed: %s", request.node, exc)
+            verdict, obj = api_error(exc), None
+        self.decisions.report(verdict, request.node, ctx, obj)
+        return verdict, obj
+
+    def _start(
+        self, request: Request, trigger: Trigger, alert: AlertEntry | None
+    ) -> tuple[Verdict, JSON | None]:
+        verdict = self.decisions.firing(request)
+        for _ in range(START_ATTEMPTS):
+            if verdict.outcome is Outcome.DUPLICATE:
+                if alert is not None:
+                    self.writer.record_alert(request.node, alert)
+                return verdict, self.cache.remediation(request.node)
+            if verdict.outcome is not Outcome.ACCEPTED:
+                return verdict, None
+            predecessor = self.cache.remediation(request.node)
+            try:
+                obj = self.writer.create(request.node, verdict, trigger, alert, predecessor)
+                return verdict, obj
+            except (AlreadyExists, Conflict):
+                # Someone else wrote first: take the stored object and decide again.
+                self.writer.refresh(request.node)
+            verdict = self.decisions.firing(request)
+        raise Conflict(409, "Conflict", f"remediation of {request.node} kept changing")
+
+    def resolve(self, node: str, alert: AlertEntry, ctx: Context) -> tuple[Verdict, JSON | None]:
+        """A resolved alert: cancel before any fence order, else record."""
+
+        def decide(facts: ExistingFacts | None) -> Verdict:
+            return decide_resolved(node, alert.fingerprint, alert.starts_at, facts)
+
+        try:
+            _, existing, _ = self.cache.facts(node)
+            verdict, obj = decide(existing), self.cache.remediation(node)
+            if verdict.outcome is Outcome.CANCELLED:
+                verdict, obj = self.writer.cancel(
+                    node, decide, "alertmanager", f"alert {alert.alert_name} resolved", alert
+                )
+            if verdict.outcome is Outcome.RECORDED:
+                obj = self.writer.record_alert(node, alert) or self.cache.remediation(node)
+        except Unavailable:
+            raise
+        except KubeError as exc:
+            verdict, obj = api_error(exc), None
+        self.decisions.report(verdict, node, ctx, obj)
+        return verdict, obj
+
+    def cancel(self, node: str, by: str, reason: str, ctx: Context) -> tuple[Verdict, JSON | None]:
+        try:
+            verdict, obj = self.writer.cancel(
+                node,
+                lambda facts: decide_cancel(node, facts),
+                by,
+                reason or "cancelled by an operator",
+            )
+        except Unavailable:
+            raise
+        except KubeError as exc:
+            verdict, obj = api_error(exc), None
+        self.decisions.report(verdict, node, ctx, obj)
+        return verdict, obj
+
+    def approve(self, node: str, by: str, ctx: Context) -> tuple[Verdict, JSON | None]:
+        try:
+            verdict, obj = self.writer.approve(node, lambda facts: decide_approve(node, facts), by)
+        except Unavailable:
+            raise
+        except KubeError as exc:
+            verdict, obj = api_error(exc), None
+        self.decisions.report(verdict, node, ctx, obj)
+        return verdict, obj

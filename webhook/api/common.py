@@ -1,0 +1,58 @@
+"""Request helpers shared by the blueprints: authentication by role and JSON bodies."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import request
+
+from webhook.app import ApiProblem, services
+from webhook.auth import AuthError, Identity, Role
+
+
+def authenticate(role: Role) -> Identity:
+    """The caller's identity if it holds `role`: 401 without valid credentials, 403 with
+    a valid credential of the other role (Alertmanager's only posts alerts)."""
+    svc = services()
+    try:
+        identity = svc.credentials.identify(request.headers.get("Authorization"))
+    except AuthError as exc:
+        reason = "missing" if "missing" in str(exc) else "invalid"
+        svc.metrics.auth_failures.labels(reason).inc()
+        problem = ApiProblem(401, f"authentication required: {exc}", reason="Unauthorized")
+        problem.headers["WWW-Authenticate"] = ", ".join(
+            f'{scheme} realm="nodewarden"' for scheme in svc.credentials.schemes
+        )
+        raise problem from None
+    if svc.credentials.open:
+        return Identity(role, "anonymous")
+    if identity.role is not role:
+        svc.metrics.auth_failures.labels("forbidden").inc()
+        raise ApiProblem(403, f"this credential may not call {request.path}", reason="Forbidden")
+    return identity
+
+
+def json_body(required: bool) -> Any:
+    """The request's JSON body: 415 if it is not JSON, 400 if it does not parse, 413 if
+    it is larger than the limit (enforced while reading). An absent body is None when
+    not required."""
+    mimetype = request.mimetype or ""
+    is_json = mimetype == "application/json" or mimetype.endswith("+json")
+    if required and not is_json:
+        raise _unsupported()
+    data = request.get_data(cache=False)
+    if not data and not required:
+        return None
+    if not is_json:
+        raise _unsupported()
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise ApiProblem(
+            400, f"the body is not valid JSON: {str(exc)[:120]}", field="(body)"
+        ) from None
+
+
+def _unsupported() -> ApiProblem:
+    return ApiProblem(415, "expected Content-Type: application/json", reason="UnsupportedMediaType")

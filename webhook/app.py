@@ -1,0 +1,223 @@
+"""The Flask application factory: builds every component once and wires them together.
+
+`create_app(settings, kube=..., clock=...)` is the only place the webhook's parts meet:
+policy, credentials, the watch-fed cache and its watcher, the Event recorder, metrics,
+the writer and the actions, and the three blueprints (alerts, operator API, ops). Every
+HTTP error leaves as JSON (`code`, `name`, `description`, plus `field` or `reason` when
+there is one); `core.kube.Unavailable` becomes 503 so that Alertmanager retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+
+from core.clock import Clock, RealClock
+from core.kube import KubeError, Unavailable, load_kube
+from webhook.actions import Actions
+from webhook.auth import Credentials, load_credentials
+from webhook.cache import ClusterCache
+from webhook.decisions import Decisions
+from webhook.events import EventRecorder
+from webhook.intake import AlertIntake
+from webhook.kube import RealWebhookKube, Resource, WebhookKube
+from webhook.metrics import ClusterStateCollector, WebhookMetrics
+from webhook.policy import Policy, load_policy
+from webhook.settings import WebhookSettings
+from webhook.watch import Watcher
+from webhook.writer import RemediationWriter
+
+log = logging.getLogger(__name__)
+EXTENSION = "nodewarden"
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+class ApiProblem(HTTPException):
+    """An HTTP error with extra JSON fields (`field`, `reason`, ...)."""
+
+    def __init__(self, code: int, description: str, **extra: Any) -> None:
+        super().__init__(description)
+        self.code = code
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+
+    @property
+    def name(self) -> str:
+        from werkzeug.http import HTTP_STATUS_CODES
+
+        return HTTP_STATUS_CODES.get(self.code or 500, "Error")
+
+
+@dataclass
+class Services:
+    settings: WebhookSettings
+    policy: Policy
+    credentials: Credentials
+    kube: WebhookKube
+    clock: Clock
+    cache: ClusterCache
+    watcher: Watcher
+    recorder: EventRecorder
+    metrics: WebhookMetrics
+    state_collector: ClusterStateCollector
+    writer: RemediationWriter
+    decisions: Decisions
+    actions: Actions
+    intake: AlertIntake
+    reachable_at: float = -1.0  # monotonic time of the last successful ping
+
+    def stop(self) -> None:
+        self.watcher.stop()
+        self.recorder.stop()
+
+    def require_synced(self) -> None:
+        """Wait briefly for the first sync; never decide on a view that is not current."""
+        if not self.cache.wait_synced(self.settings.cache_sync_wait_s):
+            raise ApiProblem(
+                503,
+                "the cluster view is not synced with the API server yet",
+                reason="CacheNotSynced",
+            )
+
+
+def services() -> Services:
+    svc: Services = current_app.extensions[EXTENSION]
+    return svc
+
+
+def create_app(
+    settings: WebhookSettings,
+    kube: WebhookKube | None = None,
+    clock: Clock | None = None,
+    *,
+    policy: Policy | None = None,
+    credentials: Credentials | None = None,
+    metrics: WebhookMetrics | None = None,
+    start: bool = True,
+) -> Flask:
+    """Build the app. `start=False` leaves the watcher and Event threads unstarted."""
+    clock = clock or RealClock()
+    policy = policy if policy is not None else load_policy(settings.policy_file)
+    credentials = credentials if credentials is not None else load_credentials(settings)
+    if kube is None:
+        kube = RealWebhookKube(
+            load_kube(settings.kubeconfig, settings.kube_request_timeout_s),
+            settings.namespace,
+            settings.pause_configmap,
+        )
+    metrics = metrics or WebhookMetrics()
+    cache = ClusterCache()
+    m = metrics
+
+    def count_watch_error(resource: Resource, exc: KubeError) -> None:
+        m.watch_errors.labels(str(resource)).inc()
+
+    def count_kube_error(operation: str, exc: KubeError) -> None:
+        m.kube_errors.labels(operation, type(exc).__name__).inc()
+
+    watcher = Watcher(kube, cache, settings.watch_timeout_s, on_error=count_watch_error)
+    recorder = EventRecorder(
+        kube,
+        clock,
+        settings.event_namespace,
+        settings.instance_name,
+        settings.event_queue_size,
+        settings.event_dedup_window_s,
+        count=lambda result: m.events.labels(result).inc(),
+    )
+    writer = RemediationWriter(
+        kube, cache, clock, settings.alert_record_interval_s, count_kube_error
+    )
+    decisions = Decisions(cache, policy, clock, recorder, metrics)
+    actions = Actions(decisions, writer, cache, clock)
+    svc = Services(
+        settings=settings,
+        policy=policy,
+        credentials=credentials,
+        kube=kube,
+        clock=clock,
+        cache=cache,
+        watcher=watcher,
+        recorder=recorder,
+        metrics=metrics,
+        state_collector=ClusterStateCollector(cache, policy),
+        writer=writer,
+        decisions=decisions,
+        actions=actions,
+        intake=AlertIntake(actions, decisions, policy, clock, metrics),
+    )
+
+    app = Flask("webhook")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions[EXTENSION] = svc
+
+    from webhook.api.alerts import bp as alerts_bp
+    from webhook.api.ops import bp as ops_bp
+    from webhook.api.remediations import bp as remediations_bp
+
+    app.register_blueprint(alerts_bp)
+    app.register_blueprint(remediations_bp)
+    app.register_blueprint(ops_bp)
+    _install_hooks(app)
+
+    if start:
+        watcher.start()
+        recorder.start()
+    return app
+
+
+def _install_hooks(app: Flask) -> None:
+    @app.before_request
+    def _start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        started = g.get("started")
+        if started is not None:
+            rule = request.url_rule.rule if request.url_rule else "unmatched"
+            method = request.method if request.method in METHODS else "OTHER"
+            services().metrics.request_duration.labels(
+                rule, method, str(response.status_code)
+            ).observe(time.perf_counter() - started)
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        body: dict[str, Any] = {
+            "code": exc.code,
+            "name": exc.name,
+            "description": exc.description,
+        }
+        body.update(getattr(exc, "extra", {}) or {})
+        response = jsonify(body)
+        response.status_code = exc.code or 500
+        for key, value in (getattr(exc, "headers", None) or {}).items():
+            response.headers[key] = value
+        if exc.code == 405 and isinstance(exc, HTTPException):
+            allow = exc.get_headers()
+            for key, value in allow:
+                if key.lower() == "allow":
+                    response.headers["Allow"] = value
+        return response
+
+    @app.errorhandler(Unavailable)
+    def _unavailable(exc: Unavailable) -> Response:
+        log.warning("API server unavailable: %s", exc)
+        problem = ServiceUnavailable("the Kubernetes API server is unreachable; retry later")
+        response = _http_error(problem)
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        if isinstance(exc, HTTPException):
+            return _http_error(exc)
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _http_error(InternalServerError("internal error; see the webhook's log"))

@@ -1,0 +1,114 @@
+"""Decisions about one node: facts from the cache in, a `Verdict` out, and every verdict
+reported three ways — one structured log line with its reason, a metric
+(`nodewarden_webhook_decisions_total{verdict,reason}`) and a Kubernetes Event on the
+Node (for verdicts about a named node).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from core import names
+from core.clock import Clock
+from webhook.cache import ClusterCache
+from webhook.events import EventRecorder, NodeEvent
+from webhook.kube import JSON
+from webhook.metrics import WebhookMetrics
+from webhook.policy import Outcome, Policy, Request, Verdict, decide_firing
+
+log = logging.getLogger("webhook.decision")
+
+_WARNING = {Outcome.REJECTED}
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where a decision came from, for its log line and Event."""
+
+    source: str  # alertmanager | operator
+    action: str  # Remediate | Cancel | Approve | RecordAlert
+    actor: str = ""
+    alert_name: str = ""
+    fingerprint: str = ""
+    alert_status: str = ""
+
+
+def object_ref(obj: JSON | None) -> JSON | None:
+    if not obj:
+        return None
+    meta = obj.get("metadata") or {}
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.KIND,
+        "name": meta.get("name"),
+        "uid": meta.get("uid"),
+    }
+
+
+class Decisions:
+    def __init__(
+        self,
+        cache: ClusterCache,
+        policy: Policy,
+        clock: Clock,
+        recorder: EventRecorder,
+        metrics: WebhookMetrics,
+    ) -> None:
+        self.cache = cache
+        self.policy = policy
+        self.clock = clock
+        self.recorder = recorder
+        self.metrics = metrics
+
+    def firing(self, request: Request) -> Verdict:
+        node, existing, cluster = self.cache.facts(request.node)
+        return decide_firing(request, node, existing, cluster, self.policy, self.clock.now())
+
+    def report(
+        self, verdict: Verdict, node: str | None, ctx: Context, obj: JSON | None = None
+    ) -> None:
+        """Log, count and (when about a node) publish an Event for `verdict`."""
+        self.metrics.decisions.labels(str(verdict.outcome), str(verdict.reason)).inc()
+        self.metrics.last_decision.set(self.clock.now())
+        fields: dict[str, Any] = {
+            "node": node,
+            "verdict": str(verdict.outcome),
+            "reason": str(verdict.reason),
+            "message": verdict.message,
+            "source": ctx.source,
+            "action": ctx.action,
+        }
+        if ctx.actor:
+            fields["actor"] = ctx.actor
+        if ctx.alert_name:
+            fields.update(
+                alert=ctx.alert_name, fingerprint=ctx.fingerprint, alertStatus=ctx.alert_status
+            )
+        if verdict.plan:
+            fields.update(
+                group=verdict.plan.group,
+                strategy=str(verdict.plan.strategy),
+                dryRun=verdict.plan.dry_run,
+                approvalRequired=verdict.plan.approval_required,
+            )
+        log.info("decision", extra={"fields": fields})
+        if node:
+            self.recorder.record(
+                NodeEvent(
+                    node=node,
+                    node_uid=self.cache.node_uid(node),
+                    type="Warning" if verdict.outcome in _WARNING else "Normal",
+                    reason=str(verdict.reason),
+                    action=ctx.action,
+                    note=_note(verdict, ctx),
+                    related=object_ref(obj),
+                )
+            )
+        self.metrics.event_queue.set(self.recorder.pending())
+
+
+def _note(verdict: Verdict, ctx: Context) -> str:
+    who = f"{ctx.alert_name} ({ctx.alert_status})" if ctx.alert_name else ctx.source
+    return f"{verdict.outcome}: {verdict.message} [{who}]"

@@ -1,0 +1,41 @@
+"""The entry points' shared start-up: read the environment once, validate everything,
+and build the app. A bad setting, secret file or policy file stops start-up with one
+line naming the offending field."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from flask import Flask
+
+from core.settings import SettingsError
+from webhook.app import create_app
+from webhook.auth import load_credentials
+from webhook.logs import configure_logging
+from webhook.policy import PolicyError, load_policy
+from webhook.settings import WebhookSettings, settings_from_env
+
+
+class StartupError(SystemExit):
+    """Raised instead of a traceback: the message names what to fix."""
+
+
+def validate(env: Mapping[str, str] | None = None) -> WebhookSettings:
+    """Settings, credentials and policy, or `StartupError` naming the field."""
+    try:
+        settings = settings_from_env(os.environ if env is None else env)
+        load_credentials(settings)
+        load_policy(settings.policy_file)
+    except (SettingsError, PolicyError) as exc:
+        raise StartupError(f"nodewarden-webhook: cannot start: {exc}") from None
+    return settings
+
+
+def app_from_env() -> Flask:
+    settings = validate()
+    configure_logging(settings.log_level)
+    try:
+        return create_app(settings)
+    except (SettingsError, PolicyError) as exc:
+        raise StartupError(f"nodewarden-webhook: cannot start: {exc}") from None

@@ -1,0 +1,153 @@
+"""Kubernetes Events about Nodes (`events.k8s.io/v1`), sent off the request path.
+
+A request never waits for an Event: `record()` puts it on a bounded queue and one
+background thread creates it. Identical Events (same node, reason, action and note)
+within `dedup_window_s` are sent once, the way client-go's event correlator keeps
+repeated deliveries from flooding the API; a full queue drops the Event. Every outcome
+is counted (`sent`, `deduplicated`, `dropped`, `failed`), so nothing disappears unseen.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from core import names
+from core.clock import Clock, rfc3339_micro
+from core.kube import KubeError
+from webhook.kube import JSON, WebhookKube
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    node: str
+    node_uid: str
+    type: str  # Normal | Warning
+    reason: str  # CamelCase, the verdict's reason
+    action: str  # Remediate | Cancel | Approve | RecordAlert
+    note: str
+    related: JSON | None = None  # object reference of the NodeRemediation, if any
+
+
+def event_body(event: NodeEvent, instance: str, now: float) -> JSON:
+    """The events.k8s.io/v1 Event for `event`, reported by the webhook."""
+    regarding: JSON = {"apiVersion": "v1", "kind": "Node", "name": event.node}
+    if event.node_uid:
+        regarding["uid"] = event.node_uid
+    body: JSON = {
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"name": f"{event.node}.{secrets.token_hex(8)}"},
+        "eventTime": rfc3339_micro(now),
+        "reportingController": names.WEBHOOK_COMPONENT,
+        "reportingInstance": instance[:128],
+        "action": event.action,
+        "reason": event.reason,
+        "regarding": regarding,
+        "note": event.note[:1024],
+        "type": event.type,
+    }
+    if event.related:
+        body["related"] = event.related
+    return body
+
+
+class EventRecorder:
+    def __init__(
+        self,
+        kube: WebhookKube,
+        clock: Clock,
+        namespace: str,
+        instance: str,
+        queue_size: int = 1000,
+        dedup_window_s: float = 60.0,
+        count: Callable[[str], None] | None = None,
+    ) -> None:
+        self.kube = kube
+        self.clock = clock
+        self.namespace = namespace
+        self.instance = instance
+        self.dedup_window_s = dedup_window_s
+        self._count = count or (lambda result: None)
+        self._queue: queue.Queue[NodeEvent | None] = queue.Queue(maxsize=queue_size)
+        self._recent: dict[tuple[str, str, str, str], float] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="events", daemon=True)
+        self._thread.start()
+
+    def stop(self, join_s: float = 0.0) -> None:
+        try:
+            self._queue.put_nowait(None)
+        except queue.Full:
+            pass
+        if self._thread:
+            self._thread.join(join_s)
+
+    def record(self, event: NodeEvent) -> None:
+        """Queue `event` unless an identical one was queued within the window."""
+        key = (event.node, event.reason, event.action, event.note)
+        now = self.clock.monotonic()
+        with self._lock:
+            last = self._recent.get(key)
+            if last is not None and now - last < self.dedup_window_s:
+                self._count("deduplicated")
+                return
+            if len(self._recent) > 10_000:
+                horizon = now - self.dedup_window_s
+                self._recent = {k: t for k, t in self._recent.items() if t >= horizon}
+            self._recent[key] = now
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self._count("dropped")
+            log.warning(
+                "event queue full; dropped %s %s for node %s",
+                event.action,
+                event.reason,
+                event.node,
+            )
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def drain(self, timeout_s: float = 5.0) -> bool:
+        """Wait until every queued Event was handled (tests)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._queue.unfinished_tasks == 0:
+                return True
+            time.sleep(0.005)
+        return False
+
+    def _run(self) -> None:
+        while True:
+            event = self._queue.get()
+            try:
+                if event is None:
+                    return
+                self._send(event)
+            finally:
+                self._queue.task_done()
+
+    def _send(self, event: NodeEvent) -> None:
+        try:
+            self.kube.create_event(
+                self.namespace, event_body(event, self.instance, self.clock.now())
+            )
+            self._count("sent")
+        except KubeError as exc:
+            self._count("failed")
+            log.warning("could not create event %s for node %s: %s", event.reason, event.node, exc)
+        except Exception:
+            self._count("failed")
+            log.exception("could not create event %s for node %s", event.reason, event.node)

@@ -1,0 +1,194 @@
+"""Alertmanager's webhook payload, version "4", parsed into typed values.
+
+Fields (Alertmanager's `notify/webhook`): version, groupKey, truncatedAlerts, status,
+receiver, groupLabels, commonLabels, commonAnnotations, externalURL, and alerts[] with
+status, labels, annotations, startsAt, endsAt, generatorURL, fingerprint.
+
+Required: `version` ("4"), `status`, `alerts`, and per alert `status`, `labels`,
+`startsAt`. Every other listed field is optional but type-checked when present; fields
+not listed are accepted and ignored (newer Alertmanagers add fields). A problem raises
+`PayloadError` whose `field` names the offending key (`alerts[3].labels.node`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+SUPPORTED_VERSION = "4"
+STATUSES = ("firing", "resolved")
+MAX_LABELS = 256
+MAX_STRING = 16_384
+_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+class PayloadError(ValueError):
+    """The payload is not a valid version-4 webhook message; `field` names the key."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Alert:
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: float | None
+    ends_at: float | None
+    generator_url: str
+    fingerprint: str
+
+    @property
+    def name(self) -> str:
+        return self.labels.get("alertname", "")
+
+    @property
+    def firing(self) -> bool:
+        return self.status == "firing"
+
+
+@dataclass(frozen=True)
+class Message:
+    version: str
+    group_key: str
+    truncated_alerts: int
+    status: str
+    receiver: str
+    group_labels: dict[str, str]
+    common_labels: dict[str, str]
+    common_annotations: dict[str, str]
+    external_url: str
+    alerts: tuple[Alert, ...]
+
+
+def parse_message(data: object) -> Message:
+    """Validate a decoded JSON body; raises `PayloadError` naming the first bad field."""
+    if not isinstance(data, dict):
+        raise PayloadError("(body)", f"expected a JSON object, got {_kind(data)}")
+    version = _required(data, "version", "")
+    if version != SUPPORTED_VERSION:
+        raise PayloadError("version", f'unsupported version {version!r}, expected "4"')
+    status = _status(_required(data, "status", ""), "status")
+    raw_alerts = _required(data, "alerts", "")
+    if not isinstance(raw_alerts, list):
+        raise PayloadError("alerts", f"expected a list, got {_kind(raw_alerts)}")
+    truncated = data.get("truncatedAlerts", 0)
+    if truncated is None:
+        truncated = 0
+    if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
+        raise PayloadError(
+            "truncatedAlerts", f"expected a non-negative integer, got {_kind(truncated)}"
+        )
+    return Message(
+        version=version,
+        group_key=_opt_str(data, "groupKey", ""),
+        truncated_alerts=truncated,
+        status=status,
+        receiver=_opt_str(data, "receiver", ""),
+        group_labels=_labels(data.get("groupLabels"), "groupLabels"),
+        common_labels=_labels(data.get("commonLabels"), "commonLabels"),
+        common_annotations=_labels(data.get("commonAnnotations"), "commonAnnotations"),
+        external_url=_opt_str(data, "externalURL", ""),
+        alerts=tuple(_alert(a, f"alerts[{i}]") for i, a in enumerate(raw_alerts)),
+    )
+
+
+def _alert(data: object, where: str) -> Alert:
+    if not isinstance(data, dict):
+        raise PayloadError(where, f"expected an object, got {_kind(data)}")
+    status = _status(_required(data, "status", where), f"{where}.status")
+    if "labels" not in data:
+        raise PayloadError(f"{where}.labels", "required")
+    labels = _labels(data["labels"], f"{where}.labels")
+    starts_at = parse_time(_required(data, "startsAt", where), f"{where}.startsAt")
+    ends_at = parse_time(data["endsAt"], f"{where}.endsAt") if data.get("endsAt") else None
+    fingerprint = _opt_str(data, "fingerprint", where)
+    return Alert(
+        status=status,
+        labels=labels,
+        annotations=_labels(data.get("annotations"), f"{where}.annotations"),
+        starts_at=starts_at,
+        ends_at=ends_at,
+        generator_url=_opt_str(data, "generatorURL", where),
+        fingerprint=fingerprint or label_fingerprint(labels),
+    )
+
+
+def label_fingerprint(labels: dict[str, str]) -> str:
+    """A stable 16-hex-digit fingerprint for alerts that came without one."""
+    digest = hashlib.sha256()
+    for key in sorted(labels):
+        digest.update(key.encode() + b"\xff" + labels[key].encode() + b"\xff")
+    return digest.hexdigest()[:16]
+
+
+def parse_time(value: object, where: str) -> float | None:
+    """RFC 3339 with any number of fraction digits; Go's zero time means "unset" (None)."""
+    if not isinstance(value, str):
+        raise PayloadError(where, f"expected an RFC 3339 time string, got {_kind(value)}")
+    match = _TIME.match(value.strip())
+    if not match:
+        raise PayloadError(where, f"not an RFC 3339 time: {value[:64]!r}")
+    day, clock, fraction, zone = match.groups()
+    if day.startswith("0001-01-01"):
+        return None
+    zone = "+00:00" if zone in ("Z", "z") else zone
+    frac = (fraction or ".0")[:7].ljust(7, "0")
+    try:
+        dt = datetime.fromisoformat(f"{day}T{clock}{frac}{zone}")
+    except ValueError:
+        raise PayloadError(where, f"not a valid time: {value[:64]!r}") from None
+    return dt.astimezone(UTC).timestamp()
+
+
+def _required(data: dict[str, Any], key: str, where: str) -> Any:
+    if key not in data or data[key] is None:
+        raise PayloadError(f"{where}.{key}" if where else key, "required")
+    return data[key]
+
+
+def _status(value: object, where: str) -> str:
+    if value not in STATUSES:
+        raise PayloadError(where, f"expected 'firing' or 'resolved', got {_short(value)}")
+    return str(value)
+
+
+def _opt_str(data: dict[str, Any], key: str, where: str) -> str:
+    value = data.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise PayloadError(
+            f"{where}.{key}" if where else key, f"expected a string, got {_kind(value)}"
+        )
+    return value[:MAX_STRING]
+
+
+def _labels(value: object, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PayloadError(where, f"expected an object of strings, got {_kind(value)}")
+    if len(value) > MAX_LABELS:
+        raise PayloadError(where, f"more than {MAX_LABELS} entries")
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise PayloadError(f"{where}.{str(key)[:64]}", f"expected a string, got {_kind(item)}")
+    return value
+
+
+def _kind(value: object) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), "null" if value is None else "a number"
+    )
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,66 @@
+"""The webhook's settings, read once at an entry point from `NODEWARDEN_*` variables.
+
+Every field is read from `NODEWARDEN_<FIELD NAME IN CAPITALS>`; durations (`*_s`) take
+seconds or Go-style strings ("30s", "5m"). Secrets are never values here, only paths of
+files that hold them. `docs/webhook.md` lists every variable with its default.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from core import names
+from core.settings import SettingsError, load_settings
+
+ENV_PREFIX = "NODEWARDEN_"
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    # Policy and credentials.
+    policy_file: str = "rules/remediation.yaml"
+    alertmanager_token_file: str | None = None
+    alertmanager_username: str | None = None
+    alertmanager_password_file: str | None = None
+    operator_token_file: str | None = None
+    allow_unauthenticated: bool = False  # development only: no credential is checked
+    # Kubernetes.
+    kubeconfig: str | None = None  # else $KUBECONFIG, else in-cluster
+    namespace: str = names.DEFAULT_NAMESPACE  # where the pause switch ConfigMap lives
+    pause_configmap: str = "nodewarden-control"
+    event_namespace: str = "default"  # Events about Nodes live in "default", like kubelet's
+    kube_request_timeout_s: float = 5.0
+    watch_timeout_s: float = 300.0
+    cache_sync_wait_s: float = 2.0  # how long a request waits for the first sync
+    # Requests.
+    max_body_bytes: int = 1_048_576
+    alert_record_interval_s: float = 30.0  # repeats of one alert are written at most this often
+    # Events.
+    event_queue_size: int = 1000
+    event_dedup_window_s: float = 60.0
+    # Identity and logging.
+    instance: str | None = None  # reportingInstance of Events; default host name
+    log_level: str = "INFO"
+    bind: str = "0.0.0.0:8080"  # used by gunicorn.conf.py and `python -m webhook`
+
+    @property
+    def instance_name(self) -> str:
+        return self.instance or socket.gethostname()
+
+
+def settings_from_env(env: Mapping[str, str] | None = None) -> WebhookSettings:
+    """Read the settings from `env` (default: the process environment)."""
+    source = os.environ if env is None else env
+    settings = load_settings(WebhookSettings, env=source, env_prefix=ENV_PREFIX)
+    if settings.max_body_bytes < 1024:
+        raise SettingsError("max_body_bytes", "must be at least 1024")
+    if settings.event_queue_size < 1:
+        raise SettingsError("event_queue_size", "must be at least 1")
+    if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(
+            "log_level", f"expected DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}"
+        )
+    return settings

@@ -1,0 +1,247 @@
+"""Writes to NodeRemediation objects: create, record an alert, cancel, approve.
+
+Every write is idempotent and guarded:
+- create: name = node name, so a second create answers 409 AlreadyExists (the caller
+  decides again with the object that won). A finished predecessor is deleted first with
+  uid + resourceVersion preconditions. Status is written through /status right after;
+  if that step is lost (crash, API gone), the next write to the object completes it.
+- status writes carry the resourceVersion they were computed from; on 409 Conflict the
+  object is read again and the decision is taken again on what is now stored, so the
+  webhook can never cancel past a fence order the controller issued meanwhile.
+- repeated deliveries of one alert are written at most once per `record_interval_s`;
+  the deliveries in between are added to the entry's `count` by the next write.
+Each write is put into the cache at once, so the next decision sees it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from core.clock import Clock, rfc3339
+from core.kube import Conflict, KubeError, NotFound
+from webhook.cache import ClusterCache, existing_facts
+from webhook.kube import JSON, WebhookKube
+from webhook.policy import ExistingFacts, Outcome, Verdict
+from webhook.records import (
+    AlertEntry,
+    Trigger,
+    approval_status,
+    cancelled_status,
+    history_entry,
+    initial_phase,
+    initial_status,
+    recorded_recently,
+    remediation_body,
+    with_alert,
+)
+
+T = TypeVar("T")
+ATTEMPTS = 5
+
+
+class WriteConflict(KubeError):
+    """Gave up after repeated 409s: others keep changing the object."""
+
+
+class RemediationWriter:
+    def __init__(
+        self,
+        kube: WebhookKube,
+        cache: ClusterCache,
+        clock: Clock,
+        record_interval_s: float = 30.0,
+        on_error: Callable[[str, KubeError], None] | None = None,
+    ) -> None:
+        self.kube = kube
+        self.cache = cache
+        self.clock = clock
+        self.record_interval_s = record_interval_s
+        self.on_error = on_error or (lambda op, exc: None)
+        self._unwritten: Counter[tuple[str, tuple[str, str, str]]] = Counter()
+        self._lock = threading.Lock()
+
+    def _call(self, operation: str, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        except KubeError as exc:
+            self.on_error(operation, exc)
+            raise
+
+    # Create -----------------------------------------------------------------------
+
+    def create(
+        self,
+        node: str,
+        verdict: Verdict,
+        trigger: Trigger,
+        alert: AlertEntry | None,
+        predecessor: JSON | None,
+    ) -> JSON:
+        """Create the remediation of `node` for an accepted verdict (AlreadyExists)."""
+        assert verdict.plan is not None
+        note = ""
+        if predecessor is not None:
+            meta, status = predecessor["metadata"], predecessor.get("status") or {}
+            try:
+                self._call(
+                    "delete",
+                    self.kube.delete_remediation,
+                    node,
+                    meta["uid"],
+                    meta["resourceVersion"],
+                )
+            except NotFound:
+                pass
+            self.cache.forget_remediation(node, meta["uid"])
+            note = (
+                f"replaces remediation {meta['uid']} that ended {status.get('phase')} "
+                f"at {status.get('phaseSince')}"
+            )
+        created = self._call(
+            "create", self.kube.create_remediation, remediation_body(node, trigger, verdict.plan)
+        )
+        self.cache.upsert_remediation(created)
+        status = initial_status(created["spec"], verdict, self.clock.now(), alert, note)
+        return self._write_status(created, lambda obj: None if _phase(obj) else status)
+
+    # Record -----------------------------------------------------------------------
+
+    def record_alert(self, node: str, entry: AlertEntry) -> JSON | None:
+        """Add a delivery of `entry` to `status.alerts` (coalesced; None: not written now)."""
+        key = (node, entry.key())
+        cached = self.cache.remediation(node)
+        if cached is not None and _phase(cached):
+            alerts = (cached.get("status") or {}).get("alerts") or []
+            if recorded_recently(alerts, entry, self.record_interval_s):
+                with self._lock:
+                    self._unwritten[key] += 1
+                return None
+        with self._lock:
+            extra = self._unwritten.pop(key, 0)
+
+        def patch(obj: JSON) -> JSON:
+            status = obj.get("status") or {}
+            out: JSON = {"alerts": with_alert(status.get("alerts") or [], entry, 1 + extra)}
+            if not status.get("phase"):
+                out.update(self._resumed_status(obj))
+            return out
+
+        try:
+            return self._write_status(cached, patch, node=node)
+        except NotFound:
+            return None
+        except KubeError:
+            with self._lock:
+                self._unwritten[key] += extra
+            raise
+
+    # Cancel / approve -------------------------------------------------------------
+
+    def cancel(
+        self,
+        node: str,
+        decide: Callable[[ExistingFacts | None], Verdict],
+        requested_by: str,
+        reason_text: str,
+        alert: AlertEntry | None = None,
+    ) -> tuple[Verdict, JSON | None]:
+        """Decide on the stored object and, if the verdict is CANCELLED, write it; a 409
+        means the object changed (maybe a fence order was issued), so decide again."""
+        for _ in range(ATTEMPTS):
+            obj = self.refresh(node)
+            verdict = decide(existing_facts(obj) if obj else None)
+            if obj is None or verdict.outcome is not Outcome.CANCELLED:
+                return verdict, obj
+            status = obj.get("status") or {}
+            patch = cancelled_status(status, verdict, requested_by, reason_text, self.clock.now())
+            if alert is not None:
+                patch["alerts"] = with_alert(status.get("alerts") or [], alert, 1)
+            try:
+                new = self._call(
+                    "patch_status", self.kube.patch_remediation_status, node, patch, _rv(obj)
+                )
+            except Conflict:
+                continue
+            self.cache.upsert_remediation(new)
+            return verdict, new
+        raise WriteConflict(409, "Conflict", f"remediation {node} kept changing; not cancelled")
+
+    def approve(
+        self, node: str, decide: Callable[[ExistingFacts | None], Verdict], approved_by: str
+    ) -> tuple[Verdict, JSON | None]:
+        for _ in range(ATTEMPTS):
+            obj = self.refresh(node)
+            verdict = decide(existing_facts(obj) if obj else None)
+            if obj is None or verdict.outcome is not Outcome.ACCEPTED:
+                return verdict, obj
+            patch = approval_status(approved_by, self.clock.now())
+            if not _phase(obj):
+                patch.update(self._resumed_status(obj))
+            try:
+                new = self._call(
+                    "patch_status", self.kube.patch_remediation_status, node, patch, _rv(obj)
+                )
+            except Conflict:
+                continue
+            self.cache.upsert_remediation(new)
+            return verdict, new
+        raise WriteConflict(409, "Conflict", f"remediation {node} kept changing; not approved")
+
+    # Helpers ----------------------------------------------------------------------
+
+    def refresh(self, node: str) -> JSON | None:
+        """Read the stored object (None if there is none) and put it in the cache."""
+        try:
+            obj = self._call("get", self.kube.get_remediation, node)
+        except NotFound:
+            self.cache.forget_remediation(node, None)
+            return None
+        self.cache.upsert_remediation(obj)
+        return obj
+
+    def _write_status(
+        self, obj: JSON | None, patch_for: Callable[[JSON], JSON | None], node: str = ""
+    ) -> JSON:
+        """Patch status computed from `obj` (or a fresh read); read again on 409."""
+        name = node or str(((obj or {}).get("metadata") or {}).get("name"))
+        for _ in range(ATTEMPTS):
+            if obj is None:
+                obj = self._call("get", self.kube.get_remediation, name)
+            patch = patch_for(obj)
+            if patch is None:
+                return obj
+            try:
+                new = self._call(
+                    "patch_status", self.kube.patch_remediation_status, name, patch, _rv(obj)
+                )
+            except Conflict:
+                obj = None
+                continue
+            self.cache.upsert_remediation(new)
+            return new
+        raise WriteConflict(409, "Conflict", f"remediation {name} kept changing")
+
+    def _resumed_status(self, obj: JSON) -> JSON:
+        """The initial status fields of a remediation whose creation was interrupted."""
+        spec = obj.get("spec") or {}
+        phase, now = initial_phase(spec), self.clock.now()
+        message = "status written after an interrupted creation"
+        return {
+            "phase": phase,
+            "reason": "Accepted" if phase == "Pending" else "AwaitingApproval",
+            "message": message,
+            "phaseSince": rfc3339(now),
+            "history": [history_entry(phase, "Resumed", message, now)],
+        }
+
+
+def _phase(obj: JSON) -> str | None:
+    phase = (obj.get("status") or {}).get("phase")
+    return str(phase) if phase else None
+
+
+def _rv(obj: JSON) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
