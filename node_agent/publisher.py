@@ -1,0 +1,156 @@
+"""Housekeeping that needs the API but must never slow the decision loop (own thread):
+
+- read the agent's Node (control-plane label, address, and the boot id when the source is
+  `node-status`) and list the peers' endpoints, every `peer_refresh_interval_s`;
+- publish the agent's annotations on its Node when they change:
+
+  | annotation                              | value                                              |
+  |-----------------------------------------|----------------------------------------------------|
+  | nodewarden.io/self-fence-capable        | "true" only with an armed watchdog and safe policies|
+  | nodewarden.io/watchdog-timeout-seconds  | effective timeout, whole seconds rounded up ("0": none) |
+  | nodewarden.io/isolation-detect-seconds  | `AgentSettings.isolation_detect_s`                  |
+  | nodewarden.io/agent-version             | the agent's version                                 |
+  | nodewarden.io/peer-endpoint             | URL of this agent's peer endpoint                   |
+  | nodewarden.io/agent-boot-id             | the boot the agent runs on                          |
+
+- write `status.agentReport` on the NodeRemediation once a fence began.
+
+Everything here happens only while the last API check succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable
+
+from core import names
+from core.clock import Clock
+from core.kube import KubeError, NotFound
+from node_agent.apicheck import ApiChecker
+from node_agent.boot import BootIdentity
+from node_agent.feeder import WatchdogKeeper
+from node_agent.fencing import Fencer
+from node_agent.kube import AgentApi, NodeFacts
+from node_agent.metrics import AgentMetrics
+from node_agent.peers import PeerDirectory
+from node_agent.settings import AgentSettings, ControlPlaneMode, OutageQuorum, TooFewPeers
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    def __init__(
+        self,
+        *,
+        settings: AgentSettings,
+        api: AgentApi,
+        checker: ApiChecker,
+        boot: BootIdentity,
+        keeper: WatchdogKeeper,
+        fencer: Fencer,
+        directory: PeerDirectory,
+        clock: Clock,
+        metrics: AgentMetrics,
+        advertise_url: Callable[[NodeFacts | None], str | None],
+        version: str,
+        started_at: float,
+    ) -> None:
+        self._s = settings
+        self._api = api
+        self._checker = checker
+        self._boot = boot
+        self._keeper = keeper
+        self._fencer = fencer
+        self._directory = directory
+        self._clock = clock
+        self._metrics = metrics
+        self._advertise_url = advertise_url
+        self._version = version
+        self._started_at = started_at
+        self._next_refresh: float | None = None
+        self._published: dict[str, str] | None = None
+        self._last_error: str | None = None
+        self.facts: NodeFacts | None = None
+
+    # What is published -----------------------------------------------------------------
+
+    def control_plane(self) -> bool:
+        mode = self._s.control_plane_mode
+        if mode is ControlPlaneMode.AUTO:
+            return self.facts is not None and self.facts.control_plane
+        return mode is ControlPlaneMode.TRUE
+
+    def self_fence_capable(self) -> bool:
+        """Only a node whose armed watchdog resets it within the published bound, under
+        policies that fence whenever the remediator may count on it."""
+        return (
+            self._keeper.is_open
+            and self._s.too_few_peers is TooFewPeers.FENCE
+            and self._s.quorum is OutageQuorum.KNOWN_PEERS
+        )
+
+    def annotations(self) -> dict[str, str]:
+        capable = self.self_fence_capable()
+        self._metrics.self_fence_capable.set(1 if capable else 0)
+        timeout = self._keeper.timeout_s
+        result = {
+            names.ANN_SELF_FENCE_CAPABLE: "true" if capable else "false",
+            names.ANN_WATCHDOG_TIMEOUT_S: str(math.ceil(timeout)) if timeout else "0",
+            names.ANN_ISOLATION_DETECT_S: f"{self._s.isolation_detect_s:.3f}".rstrip("0").rstrip("."),
+            names.ANN_AGENT_VERSION: self._version,
+            names.ANN_AGENT_BOOT_ID: self._boot.boot_id or "",
+        }
+        url = self._advertise_url(self.facts)
+        if url:
+            result[names.ANN_PEER_ENDPOINT] = url
+        return result
+
+    # The work --------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.step()
+            except Exception:
+                log.exception("publisher step failed")
+            stop.wait(self._s.loop_tick_s)
+
+    def step(self) -> None:
+        if not self._checker.last_ok:
+            return
+        timeout = self._s.api_check_timeout_s
+        try:
+            now = self._clock.monotonic()
+            boot_unknown = self._boot.from_node_status and self._boot.boot_id is None
+            if self._next_refresh is None or now >= self._next_refresh or boot_unknown:
+                self._next_refresh = now + self._s.api_check_interval_s  # retry soon if it fails
+                self.facts = self._api.read_node(self._s.node_name, timeout)
+                self._boot.learn_from_node(self.facts, self._started_at)
+                self._directory.update(self._api.list_peers(timeout))
+                self._next_refresh = now + self._s.peer_refresh_interval_s
+            if self._ready_to_publish():
+                wanted = self.annotations()
+                if wanted != self._published:
+                    self._api.annotate_node(self._s.node_name, wanted, timeout)
+                    self._published = wanted
+                    log.info("published on node: %s", wanted)
+            report = self._fencer.pending_report()
+            if report is not None:
+                try:
+                    self._api.report_fence(self._s.node_name, report, timeout)
+                    log.warning("fence reported on NodeRemediation %s: %s", self._s.node_name, report)
+                except NotFound:
+                    log.warning("no NodeRemediation %s to report the fence on", self._s.node_name)
+                self._fencer.report_written()
+            self._last_error = None
+        except KubeError as exc:
+            if str(exc) != self._last_error:
+                log.warning("publishing failed (will retry): %s", exc)
+            self._last_error = str(exc)
+
+    def _ready_to_publish(self) -> bool:
+        """Once the watchdog was tried, so capability does not flap at start."""
+        keeper = self._keeper
+        return keeper.is_open or not keeper.device_present or keeper.open_error is not None

@@ -1,0 +1,168 @@
+"""Worlds for the node agent's tests: signing keys, a peer secret, scaled-down settings,
+and a whole agent (`AgentWorld`) built from fakes around a real HTTP server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from prometheus_client import CollectorRegistry
+
+from core.clock import FakeClock
+from core.fence_order import Action, new_order, sign_order
+from core.peer_client import NodeView, PeerClient, PeerError, PeerErrorKind
+from node_agent.boot import BootIdentity
+from node_agent.commands import FakeRunner
+from node_agent.kube import NodeFacts, PeerEntry
+from node_agent.kube_fake import FakeAgentApi
+from node_agent.runtime import Runtime, Seams
+from node_agent.settings import AgentSettings
+from node_agent.watchdog import FakeWatchdog
+
+NODE = "worker-1"
+BOOT = "boot-aaaa"
+SECRET = b"cluster-peer-secret"
+
+
+@pytest.fixture
+def private_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_token(private_key: Ed25519PrivateKey, clock: FakeClock) -> Callable[..., str]:
+    def make(
+        node: str = NODE,
+        action: Action = Action.FENCE,
+        boot_id: str = BOOT,
+        ttl_s: float = 120.0,
+        issued_at: float | None = None,
+        key: Ed25519PrivateKey | None = None,
+        uid: str = "uid-1",
+    ) -> str:
+        order = new_order(
+            node=node,
+            remediation_uid=uid,
+            action=action,
+            issued_at=clock.now() if issued_at is None else issued_at,
+            ttl_s=ttl_s,
+            boot_id=boot_id,
+        )
+        return sign_order(order, key or private_key)
+
+    return make
+
+
+def scaled_settings(**overrides: Any) -> AgentSettings:
+    """Kubernetes-style timings divided by 20, on 127.0.0.1:0."""
+    base = AgentSettings(
+        node_name=NODE,
+        watchdog_timeout_s=3.0,
+        api_check_interval_s=0.75,
+        api_check_timeout_s=0.25,
+        api_failure_threshold=3,
+        peer_request_timeout_s=0.5,
+        peer_api_timeout_s=0.2,
+        isolation_timeout_s=1.5,
+        peer_refresh_interval_s=15.0,
+        loop_tick_s=0.05,
+        listen="127.0.0.1:0",
+        max_clock_skew_s=30.0,
+    )
+    return replace(base, **overrides)
+
+
+class ScriptedPeers:
+    """A peer client whose answers tests script per peer URL: a NodeView, or an error."""
+
+    def __init__(self) -> None:
+        self.views: dict[str, NodeView | PeerErrorKind] = {}
+        self.asked: list[str] = []
+
+    def node_view(self, base_url: str, node: str, *, timeout_s: float | None = None) -> NodeView:
+        self.asked.append(base_url)
+        answer = self.views.get(base_url, PeerErrorKind.TIMEOUT)
+        if isinstance(answer, PeerErrorKind):
+            raise PeerError(answer, "scripted")
+        return answer
+
+    def set_all(self, urls: list[str], reachable: bool | None, order: str | None = None) -> None:
+        for url in urls:
+            self.views[url] = NodeView(url, url, reachable, order, "api" if order else None, 0.0)
+
+
+@dataclass
+class AgentWorld:
+    runtime: Runtime
+    api: FakeAgentApi
+    clock: FakeClock
+    watchdog: FakeWatchdog
+    runner: FakeRunner
+    peers: ScriptedPeers
+    registry: CollectorRegistry
+    peer_urls: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.runtime.server.port}"
+
+    def step(self) -> Any:
+        return self.runtime.agent.step()
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+
+@pytest.fixture
+def world_factory(
+    private_key: Ed25519PrivateKey, clock: FakeClock
+) -> Iterator[Callable[..., AgentWorld]]:
+    built: list[Runtime] = []
+
+    def build(
+        settings: AgentSettings | None = None,
+        peers: int = 4,
+        watchdog: bool = True,
+        control_plane: bool = False,
+        boot: BootIdentity | None = None,
+    ) -> AgentWorld:
+        s = settings or scaled_settings()
+        api = FakeAgentApi()
+        api.nodes[s.node_name] = NodeFacts(s.node_name, BOOT, control_plane, internal_ip="127.0.0.1")
+        urls = [f"http://peer-{i}.invalid:9471" for i in range(peers)]
+        api.peer_entries = [PeerEntry(f"peer-{i}", url, False) for i, url in enumerate(urls)]
+        wd = FakeWatchdog(timeout_s=s.watchdog_timeout_s)
+        runner = FakeRunner()
+        scripted = ScriptedPeers()
+        registry = CollectorRegistry()
+        seams = Seams(
+            clock=clock,
+            api=api,
+            opener=(lambda: wd) if watchdog else None,
+            peer_client=PeerClient(SECRET, timeout_s=s.peer_request_timeout_s, clock=clock),
+            runner=runner,
+            boot=boot or BootIdentity(BOOT, None, from_node_status=False),
+            public_keys=[private_key.public_key()],
+            secret=SECRET,
+            registry=registry,
+            poll_client=scripted,
+        )
+        runtime = Runtime(s, seams)
+        built.append(runtime)
+        world = AgentWorld(runtime, api, clock, wd, runner, scripted, registry, urls)
+        runtime.publisher.step()  # nothing before the first check: the API is not known yet
+        return world
+
+    yield build
+    for runtime in built:
+        runtime.server.server_close()
+        runtime.executor.shutdown(wait=False)
