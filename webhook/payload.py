@@ -103,9 +103,7 @@ def _alert(data: object, where: str) -> Alert:
     if not isinstance(data, dict):
         raise PayloadError(where, f"expected an object, got {_kind(data)}")
     status = _status(_required(data, "status", where), f"{where}.status")
-    if "labels" not in data:
-        raise PayloadError(f"{where}.labels", "required")
-    labels = _labels(data["labels"], f"{where}.labels")
+    labels = _labels(_required(data, "labels", where), f"{where}.labels")
     starts_at = parse_time(_required(data, "startsAt", where), f"{where}.startsAt")
     ends_at = parse_time(data["endsAt"], f"{where}.endsAt") if data.get("endsAt") else None
     fingerprint = _opt_str(data, "fingerprint", where)
