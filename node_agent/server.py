@@ -108,7 +108,9 @@ class PeerServer(ThreadingHTTPServer):
         return int(self.server_address[1])
 
     def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, name="peer-server", daemon=True)
+        thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.1}, name="peer-server", daemon=True
+        )
         thread.start()
         return thread
 
