@@ -143,7 +143,11 @@ class RealWebhookKube:
     def watch(
         self, resource: Resource, resource_version: str, timeout_s: float
     ) -> Iterator[WatchEvent]:
-        fn, args, kwargs = self._list_call(resource)
+        real, args, kwargs = self._list_call(resource)
+
+        def fn(*a: Any, **kw: Any):  # no return annotation: the client yields plain dicts
+            return real(*a, **kw)
+
         w = watch.Watch()
         stream = w.stream(
             fn,
@@ -152,7 +156,6 @@ class RealWebhookKube:
             resource_version=resource_version,
             timeout_seconds=max(1, int(timeout_s)),
             allow_watch_bookmarks=True,
-            deserialize=False,
             _request_timeout=(min(self.kube.request_timeout_s, 5.0), timeout_s + 30.0),
         )
         try:
@@ -163,7 +166,7 @@ class RealWebhookKube:
                     return
                 except Exception as exc:
                     raise _watch_error(exc) from exc
-                obj = event.get("object")
+                obj = event.get("raw_object", event.get("object"))
                 if not isinstance(obj, dict):
                     continue
                 if (
