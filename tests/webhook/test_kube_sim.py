@@ -247,7 +247,7 @@ def test_the_app_against_the_simulated_api(
     try:
         assert svc.cache.wait_synced(5)
         node = core.read_node("node-1")
-        ready = [c for c in node.status.conditions if c.type == "Ready"][0]
+        ready = next(c for c in node.status.conditions if c.type == "Ready")
         core.patch_node_status(
             "node-1",
             {
