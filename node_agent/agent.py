@@ -5,8 +5,10 @@ One `step()` does, in order:
    NodeRemediation goes to the order desk;
 2. opens or closes the isolation question (a worker: open from `threshold` failed checks
    until a check succeeds; a control-plane node: open whenever it knows enough peers);
-3. while the question is open, asks the next batch of peers: at once while the verdict
-   is Suspect (at most once per loop tick), every check interval while it is Run;
+3. while the question is open, asks the next batch of peers (at most once per loop
+   tick): at once while the verdict is Suspect; while it is Run, every check interval
+   (so peers re-read this node's NodeRemediation and relay an order) and whenever the
+   answers the verdict rests on would not carry it on half the isolation timeout;
 4. decides (`isolation.decide`) and acts: Run opens the watchdog if needed; Fence begins
    the fence; every verdict but Fence renews the feeder's grant. A changed decision is
    logged once with its reason and counted.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 from core.clock import Clock
 from node_agent.apicheck import ApiChecker
@@ -130,9 +133,22 @@ class Agent:
         if last is None:
             return True
         since = self._clock.monotonic() - last
-        if self.decision is not None and self.decision.verdict is Verdict.RUN:
-            return since >= self._s.api_check_interval_s
-        return since >= self._s.loop_tick_s
+        if since < self._s.loop_tick_s:
+            return False
+        if self.decision is None or self.decision.verdict is not Verdict.RUN:
+            return True  # undecided: next batch now
+        if since >= self._s.api_check_interval_s:
+            return True  # peers re-read our NodeRemediation: how an order reaches us
+        return self._evidence_ageing()
+
+    def _evidence_ageing(self) -> bool:
+        """Would the current Run verdict still hold on answers younger than half the
+        isolation timeout? If not, refresh them before they expire (a control-plane
+        outage needs a majority of fresh answers, which ask batch by batch)."""
+        half = replace(self._policy, isolation_timeout_s=self._s.isolation_timeout_s / 2)
+        observation = self._observe()
+        current = decide(observation, self._policy)
+        return decide(observation, half).key != current.key
 
     def _ask_deadline(self) -> float | None:
         open_s = self._poll.open_s()
@@ -142,8 +158,8 @@ class Agent:
         newest = min((a.age_s for a in self._poll.answers()), default=open_s)
         return now - min(open_s, newest) + self._s.isolation_timeout_s
 
-    def _decide(self) -> Decision:
-        obs = Observation(
+    def _observe(self) -> Observation:
+        return Observation(
             fence_order=self._desk.fence_source,
             api_reachable=bool(self._checker.last_ok),
             api_failures=self._checker.failures,
@@ -152,7 +168,9 @@ class Agent:
             answers=self._poll.answers() if self._poll.is_open else (),
             question_open_s=self._poll.open_s(),
         )
-        decision = decide(obs, self._policy)
+
+    def _decide(self) -> Decision:
+        decision = decide(self._observe(), self._policy)
         if self.decision is None or decision.key != self.decision.key:
             self._metrics.decisions.labels(verdict=str(decision.verdict), reason=str(decision.reason)).inc()
             level = logging.WARNING if decision.verdict is not Verdict.RUN else logging.INFO
