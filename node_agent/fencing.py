@@ -155,13 +155,15 @@ class Fencer:
         record = self._record
         if record is None or self._reported:
             return None
-        last_feed = record.stop.last_feed_at
-        return {
-            "fenceStartedAt": rfc3339_micro(record.started_at),
-            "lastFeedAt": rfc3339_micro(last_feed) if last_feed is not None else None,
-            "watchdogTimeoutSeconds": record.stop.watchdog_timeout_s,
-            "bootId": self._boot_id(),
-        }
+        report: dict[str, Any] = {"fenceStartedAt": rfc3339_micro(record.started_at)}
+        if record.stop.last_feed_at is not None:  # absent: no watchdog was armed
+            report["lastFeedAt"] = rfc3339_micro(record.stop.last_feed_at)
+        if record.stop.watchdog_timeout_s is not None:
+            report["watchdogTimeoutSeconds"] = record.stop.watchdog_timeout_s
+        boot_id = self._boot_id()
+        if boot_id:
+            report["bootId"] = boot_id
+        return report
 
     def report_written(self) -> None:
         self._reported = True

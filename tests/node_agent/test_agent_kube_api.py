@@ -1,0 +1,86 @@
+"""KubeAgentApi, the agent's only door to the API, against the emulated API server with
+the official client and the agent's own identity: every call the agent makes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from core import names
+from core.kube import load_kube
+from node_agent.kube import KubeAgentApi
+
+ROOT = Path(__file__).resolve().parents[2]
+sim_server = pytest.importorskip("sim.server")
+
+
+@pytest.fixture(scope="module")
+def admin(api_server: Any, admin_kubeconfig: Path) -> Any:
+    kube = load_kube(str(admin_kubeconfig))
+    crd = yaml.safe_load((ROOT / "helm/nodewarden/crds/noderemediations.yaml").read_text())
+    ext = client.ApiextensionsV1Api(kube.api_client)
+    try:
+        ext.create_custom_resource_definition(crd)
+    except client.exceptions.ApiException as exc:
+        if exc.status != 409:
+            raise
+    try:
+        kube.core.create_namespace({"metadata": {"name": names.DEFAULT_NAMESPACE}})
+    except client.exceptions.ApiException as exc:
+        if exc.status != 409:
+            raise
+    return kube
+
+
+@pytest.fixture(scope="module")
+def agent_api(api_server: Any, admin: Any, tmp_path_factory: pytest.TempPathFactory) -> KubeAgentApi:
+    path = tmp_path_factory.mktemp("agent") / "kubeconfig"
+    api_server.write_kubeconfig(path, sim_server.agent_identity("node-1"))
+    return KubeAgentApi(load_kube(str(path), request_timeout_s=5))
+
+
+def test_no_noderemediation_means_no_order(agent_api: KubeAgentApi) -> None:
+    assert agent_api.read_order_token("node-1", 5) is None
+
+
+def test_lease_is_created_then_renewed(agent_api: KubeAgentApi, admin: Any) -> None:
+    agent_api.renew_lease(names.DEFAULT_NAMESPACE, "node-1", 1_700_000_000.0, 45, 5)
+    agent_api.renew_lease(names.DEFAULT_NAMESPACE, "node-1", 1_700_000_010.5, 45, 5)
+    lease = admin.coordination.read_namespaced_lease(names.agent_lease_name("node-1"), names.DEFAULT_NAMESPACE)
+    assert lease.spec.holder_identity == "nodewarden-agent/node-1"
+    assert lease.spec.lease_duration_seconds == 45
+    assert lease.spec.renew_time.timestamp() == pytest.approx(1_700_000_010.5)
+
+
+def test_node_facts_annotations_and_peers(agent_api: KubeAgentApi) -> None:
+    facts = agent_api.read_node("node-1", 5)
+    assert facts.name == "node-1" and facts.boot_id
+    agent_api.annotate_node("node-1", {names.ANN_PEER_ENDPOINT: "http://127.0.0.1:9471"}, 5)
+    assert agent_api.read_node("node-1", 5).annotations[names.ANN_PEER_ENDPOINT] == "http://127.0.0.1:9471"
+    peers = {p.name: p.endpoint for p in agent_api.list_peers(5)}
+    assert peers["node-1"] == "http://127.0.0.1:9471"
+
+
+def test_order_is_read_and_the_fence_reported_on_the_status(agent_api: KubeAgentApi, admin: Any) -> None:
+    custom = admin.custom
+    custom.create_cluster_custom_object(
+        names.GROUP, names.VERSION, names.PLURAL,
+        {"apiVersion": names.API_VERSION, "kind": names.KIND, "metadata": {"name": "node-1"},
+         "spec": {"nodeName": "node-1", "strategy": "OutOfServiceTaint", "escalation": "None",
+                  "trigger": {"source": "operator", "receivedAt": "2026-01-02T03:04:00Z"}}},
+    )
+    custom.patch_cluster_custom_object_status(
+        names.GROUP, names.VERSION, names.PLURAL, "node-1",
+        {"status": {"phase": "Fencing", "fence": {"order": "nwf1.payload.signature"}}},
+    )
+    assert agent_api.read_order_token("node-1", 5) == "nwf1.payload.signature"
+    report = {"fenceStartedAt": "2026-01-02T03:04:05.000000Z", "lastFeedAt": "2026-01-02T03:04:04.500000Z",
+              "watchdogTimeoutSeconds": 3.0, "bootId": "b"}
+    agent_api.report_fence("node-1", report, 5)
+    status = custom.get_cluster_custom_object(names.GROUP, names.VERSION, names.PLURAL, "node-1")["status"]
+    assert status["agentReport"] == report
+    assert status["fence"]["order"] == "nwf1.payload.signature"  # the merge patch kept the rest
