@@ -156,6 +156,8 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = svc
+    app.url_map.strict_slashes = False  # no HTML redirects: every answer is JSON
+    app.url_map.merge_slashes = False
 
     from webhook.api.alerts import bp as alerts_bp
     from webhook.api.ops import bp as ops_bp

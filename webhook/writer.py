@@ -40,6 +40,7 @@ from webhook.records import (
 
 T = TypeVar("T")
 ATTEMPTS = 5
+MAX_UNWRITTEN_KEYS = 10_000
 
 
 class WriteConflict(KubeError):
@@ -117,6 +118,8 @@ class RemediationWriter:
             alerts = (cached.get("status") or {}).get("alerts") or []
             if recorded_recently(alerts, entry, self.record_interval_s):
                 with self._lock:
+                    if len(self._unwritten) >= MAX_UNWRITTEN_KEYS:
+                        self._unwritten.clear()  # bounded memory beats exact counts
                     self._unwritten[key] += 1
                 return None
         with self._lock:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,6 @@ class World:
     svc: Services
     metrics: WebhookMetrics
     tmp: Path
-    _apps: list[Flask] = field(default_factory=list)
 
     def settle(self, timeout_s: float = 5.0) -> None:
         """Wait until the cache has seen every write and every queued Event went out."""
@@ -128,47 +127,47 @@ class World:
 WorldFactory = Callable[..., World]
 
 
+def make_world(
+    tmp_path: Path,
+    policy: dict[str, Any] | Policy | None = None,
+    nodes: int = 5,
+    labels: dict[str, dict[str, str]] | None = None,
+    **settings: Any,
+) -> World:
+    """A 5-node fake cluster (all Ready) and the app over it, synced."""
+    (tmp_path / "am").write_text(AM_TOKEN + "\n")
+    (tmp_path / "op").write_text(f"alice:{OPERATOR_TOKEN}\n")
+    config = WebhookSettings(
+        alertmanager_token_file=str(tmp_path / "am"),
+        operator_token_file=str(tmp_path / "op"),
+        watch_timeout_s=settings.pop("watch_timeout_s", 2.0),
+        cache_sync_wait_s=settings.pop("cache_sync_wait_s", 2.0),
+        instance="test-instance",
+        **settings,
+    )
+    clock = FakeClock(START)
+    kube = FakeWebhookKube(clock)
+    for i in range(1, nodes + 1):
+        name = f"node-{i}"
+        kube.put_node(name, "True", (labels or {}).get(name))
+    parsed = policy if isinstance(policy, Policy) else parse_policy(policy or {})
+    metrics = WebhookMetrics()
+    app = create_app(
+        config, kube, clock, policy=parsed, credentials=load_credentials(config), metrics=metrics
+    )
+    w = World(kube, clock, app, app.test_client(), app.extensions["nodewarden"], metrics, tmp_path)
+    w.settle()
+    return w
+
+
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[WorldFactory]:
-    """`world(policy={...}, nodes=5, ready=True, **settings)` builds a World."""
+    """`world(policy={...}, nodes=5, labels={...}, **settings)` builds a World."""
     built: list[World] = []
 
-    def build(
-        policy: dict[str, Any] | Policy | None = None,
-        nodes: int = 5,
-        labels: dict[str, dict[str, str]] | None = None,
-        **settings: Any,
-    ) -> World:
-        (tmp_path / "am").write_text(AM_TOKEN + "\n")
-        (tmp_path / "op").write_text(f"alice:{OPERATOR_TOKEN}\n")
-        config = WebhookSettings(
-            alertmanager_token_file=str(tmp_path / "am"),
-            operator_token_file=str(tmp_path / "op"),
-            watch_timeout_s=settings.pop("watch_timeout_s", 2.0),
-            cache_sync_wait_s=settings.pop("cache_sync_wait_s", 2.0),
-            instance="test-instance",
-            **settings,
-        )
-        clock = FakeClock(START)
-        kube = FakeWebhookKube(clock)
-        for i in range(1, nodes + 1):
-            name = f"node-{i}"
-            kube.put_node(name, "True", (labels or {}).get(name))
-        parsed = policy if isinstance(policy, Policy) else parse_policy(policy or {})
-        metrics = WebhookMetrics()
-        app = create_app(
-            config,
-            kube,
-            clock,
-            policy=parsed,
-            credentials=load_credentials(config),
-            metrics=metrics,
-        )
-        w = World(
-            kube, clock, app, app.test_client(), app.extensions["nodewarden"], metrics, tmp_path
-        )
+    def build(*args: Any, **kwargs: Any) -> World:
+        w = make_world(tmp_path, *args, **kwargs)
         built.append(w)
-        w.settle()
         return w
 
     yield build
