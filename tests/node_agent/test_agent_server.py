@@ -169,3 +169,11 @@ def test_probes_and_metrics_need_no_credentials(world: AgentWorld) -> None:
     assert session.get(world.url + "/healthz", timeout=5).text == "ok\n"
     metrics = session.get(world.url + "/metrics", timeout=5).text
     assert "nodewarden_agent_watchdog_feeds_total" in metrics
+
+
+def test_an_order_is_never_relayed_twice(world: AgentWorld, make_token: Callable[..., str]) -> None:
+    world.step()
+    body = json.dumps({"order": make_token(node="worker-7"), "requestId": "r1", "relayHops": 1}).encode()
+    resp = raw(world, "POST", "/peer/v1/orders", body)
+    assert resp.status_code == 502
+    assert resp.json()["reason"] == "NotRelayedTwice"
