@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import request
+from flask import current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from webhook.app import ApiProblem, services
 from webhook.auth import AuthError, Identity, Role
@@ -41,7 +42,7 @@ def json_body(required: bool) -> Any:
     is_json = mimetype == "application/json" or mimetype.endswith("+json")
     if required and not is_json:
         raise _unsupported()
-    data = request.get_data(cache=False)
+    data = _read_body()
     if not data and not required:
         return None
     if not is_json:
@@ -52,6 +53,25 @@ def json_body(required: bool) -> Any:
         raise ApiProblem(
             400, f"the body is not valid JSON: {str(exc)[:120]}", field="(body)"
         ) from None
+
+
+def _read_body() -> bytes:
+    """The body, at most MAX_CONTENT_LENGTH bytes (413 beyond). Werkzeug enforces the
+    limit on a declared Content-Length but silently truncates a chunked body at it, so
+    a chunked body is read here, one byte past the limit to tell the two apart."""
+    if request.content_length is not None or "wsgi.input_terminated" not in request.environ:
+        return request.get_data(cache=False)
+    limit = int(current_app.config["MAX_CONTENT_LENGTH"])
+    stream = request.environ["wsgi.input"]
+    chunks, total = [], 0
+    while True:
+        chunk = stream.read(min(65536, limit + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise RequestEntityTooLarge()
 
 
 def _unsupported() -> ApiProblem:
