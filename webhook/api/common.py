@@ -63,7 +63,8 @@ def _read_body() -> bytes:
         return request.get_data(cache=False)
     limit = int(current_app.config["MAX_CONTENT_LENGTH"])
     stream = request.environ["wsgi.input"]
-    chunks, total = [], 0
+    chunks: list[bytes] = []
+    total = 0
     while True:
         chunk = stream.read(min(65536, limit + 1 - total))
         if not chunk:
