@@ -69,6 +69,9 @@ class Registry:
         self.validator = BuiltinValidator()
         self.admission: list[Admission] = []
         self.delete_hooks: list[Callable[[ResourceType, dict[str, Any]], None]] = []
+        # Called after every write, under the store lock: (type, new object or None when
+        # deleted, previous entry or None when created). Must be quick.
+        self.commit_hooks: list[Callable[[ResourceType, dict[str, Any] | None, Entry | None], None]] = []
         self._rand = random.Random()
         self._lock = threading.RLock()
 
@@ -120,7 +123,11 @@ class Registry:
         stored = self._to_storage(rt, obj) if obj is not None else None
         final = self._to_storage(rt, deleted_obj) if deleted_obj is not None else None
         labels, fields = self.index(rt, stored if stored is not None else (final or {}))
-        return self.store.commit(self.table(rt), namespace, name, stored, labels, fields, final)
+        prev = self.store.get(self.table(rt), namespace, name) if self.commit_hooks else None
+        entry = self.store.commit(self.table(rt), namespace, name, stored, labels, fields, final)
+        for hook in self.commit_hooks:
+            hook(rt, obj, prev)
+        return entry
 
     # -- validation -------------------------------------------------------------------
 

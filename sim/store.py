@@ -66,6 +66,8 @@ class Store:
         self._rv = start_rv
         self._conditions: dict[str, threading.Condition] = {}
         self._closed = False
+        # Secondary indexes: (table, field label) -> value -> keys.
+        self._indexes: dict[tuple[str, str], dict[str, set[tuple[str, str]]]] = {}
 
     # -- reads ------------------------------------------------------------------------
 
@@ -85,6 +87,29 @@ class Store:
 
     def count(self, table: str) -> int:
         return len(self._tables[table])
+
+    def add_index(self, table: str, field: str) -> None:
+        """Keep keys of `table` grouped by the value of field label `field`."""
+        with self.lock:
+            index: dict[str, set[tuple[str, str]]] = {}
+            for key, entry in self._tables[table].items():
+                index.setdefault(entry.fields.get(field, ""), set()).add(key)
+            self._indexes[(table, field)] = index
+
+    def keys_by(self, table: str, field: str, value: str) -> list[tuple[str, str]]:
+        with self.lock:
+            return list(self._indexes[(table, field)].get(value, ()))
+
+    def _reindex(self, table: str, key: tuple[str, str], old: Entry | None, new: Entry | None) -> None:
+        for (t, field), index in self._indexes.items():
+            if t != table:
+                continue
+            if old is not None:
+                bucket = index.get(old.fields.get(field, ""))
+                if bucket is not None:
+                    bucket.discard(key)
+            if new is not None:
+                index.setdefault(new.fields.get(field, ""), set()).add(key)
 
     # -- writes -----------------------------------------------------------------------
 
@@ -113,11 +138,13 @@ class Store:
             final.setdefault("metadata", {})["resourceVersion"] = str(rv)
             entry = Entry(dumps(final), rv, labels, fields)
             self._tables[table].pop(key, None)
+            self._reindex(table, key, prev, None)
             kind = DELETED
         else:
             obj.setdefault("metadata", {})["resourceVersion"] = str(rv)
             entry = Entry(dumps(obj), rv, labels, fields)
             self._tables[table][key] = entry
+            self._reindex(table, key, prev, entry)
             kind = MODIFIED if prev is not None else ADDED
         log = self._logs.get(table)
         if log is None:

@@ -6,7 +6,10 @@ from datetime import UTC, datetime
 
 
 def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 with microseconds. A real server writes whole seconds; at a time scale of
+    0.02 a truncated second would be 50 s of cluster time, so the simulator keeps the
+    fraction (every Kubernetes client parses it)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def rfc3339_micro(ts: float) -> str:

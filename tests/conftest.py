@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sim.cluster import Cluster
 from sim.server import ADMIN, WEBHOOK, ApiServer, agent_identity, node_object
 
 
@@ -35,3 +36,20 @@ def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
 @pytest.fixture(scope="module")
 def admin_kubeconfig(api_server: ApiServer) -> Path:
     return api_server.workdir / "admin.kubeconfig"
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Iterator[object]:
+    """A factory of started simulated clusters, stopped at the end of the test:
+    `cluster = make_cluster(nodes=3, time_scale=0.02, workloads=["db=statefulset:2"])`."""
+    started: list[Cluster] = []
+
+    def make(**kwargs: object) -> Cluster:
+        workdir = tmp_path / f"cluster-{len(started)}"
+        cluster = Cluster(workdir=workdir, **kwargs)  # type: ignore[arg-type]
+        started.append(cluster)
+        return cluster.start()
+
+    yield make
+    for cluster in started:
+        cluster.stop()
