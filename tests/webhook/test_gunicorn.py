@@ -5,121 +5,36 @@ start-up with a message naming the field."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-import yaml
-from kubernetes import client, config
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import start_api_server
 from tests.webhook.conftest import AM_TOKEN, OPERATOR_TOKEN, alert, message
-
-ROOT = Path(__file__).resolve().parents[2]
-GUNICORN = Path(sys.executable).parent / "gunicorn"
-CRD = ROOT / "helm" / "nodewarden" / "crds" / "noderemediations.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
-
-
-def webhook_env(tmp: Path, port: int, **extra: str) -> dict[str, str]:
-    (tmp / "am").write_text(AM_TOKEN)
-    (tmp / "op").write_text(OPERATOR_TOKEN)
-    (tmp / "metrics").mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NODEWARDEN_")}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    env.update(
-        NODEWARDEN_KUBECONFIG=str(tmp / "webhook.kubeconfig"),
-        NODEWARDEN_ALERTMANAGER_TOKEN_FILE=str(tmp / "am"),
-        NODEWARDEN_OPERATOR_TOKEN_FILE=str(tmp / "op"),
-        NODEWARDEN_POLICY_FILE=str(ROOT / "rules" / "remediation.yaml"),
-        NODEWARDEN_BIND=f"127.0.0.1:{port}",
-        NODEWARDEN_WORKERS="2",
-        NODEWARDEN_MAX_BODY_BYTES="65536",
-        PROMETHEUS_MULTIPROC_DIR=str(tmp / "metrics"),
-    )
-    env.update(extra)
-    return env
-
-
-def wait_ready(url: str, proc: subprocess.Popen[str], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"gunicorn exited: {proc.stderr.read() if proc.stderr else ''}")
-        try:
-            if requests.get(url + "/readyz", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("the webhook did not become ready")
+from tests.webhook.serving import (
+    GUNICORN,
+    ROOT,
+    children,
+    free_port,
+    gunicorn_webhook,
+    metric,
+    scrape,
+    simulated_cluster,
+    webhook_env,
+)
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("gunicorn")
-    server = start_api_server(tmp)
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=str(tmp / "admin.kubeconfig"), client_configuration=cfg)
-    admin = client.ApiClient(cfg)
-    client.ApiextensionsV1Api(admin).create_custom_resource_definition(
-        yaml.safe_load(CRD.read_text())
-    )
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(GUNICORN), "-c", "webhook/gunicorn.conf.py", "webhook.wsgi:app"],
-        cwd=ROOT,
-        env=webhook_env(tmp, port),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc)
-        yield {"url": url, "proc": proc, "tmp": tmp, "admin": admin}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        admin.close()
-        server.stop()
+    with simulated_cluster(tmp) as cluster, gunicorn_webhook(tmp) as (url, proc):
+        yield {"url": url, "proc": proc, "cluster": cluster}
 
 
-def scrape(url: str) -> str:
-    response = requests.get(url + "/metrics", timeout=5)
-    assert response.status_code == 200
-    return response.text
-
-
-def value(text: str, name: str, **labels: str) -> float:
-    """One sample's value from Prometheus text (label order does not matter)."""
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return float(sample.value)
-    return 0.0
+value = metric
 
 
 def test_two_workers_serve_and_metrics_add_up(served: dict[str, Any]) -> None:
