@@ -94,14 +94,16 @@ def simulated_cluster(tmp: Path, nodes: int = 3) -> Iterator[Cluster]:
         server.stop()
 
 
-def webhook_env(tmp: Path, port: int, **extra: str) -> dict[str, str]:
+def webhook_env(
+    tmp: Path, port: int, kubeconfig: Path | None = None, **extra: str
+) -> dict[str, str]:
     (tmp / "am-token").write_text(AM_TOKEN)
     (tmp / "op-token").write_text(OPERATOR_TOKEN)
     (tmp / "metrics").mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("NODEWARDEN_")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.update(
-        NODEWARDEN_KUBECONFIG=str(tmp / "webhook.kubeconfig"),
+        NODEWARDEN_KUBECONFIG=str(kubeconfig or tmp / "webhook.kubeconfig"),
         NODEWARDEN_ALERTMANAGER_TOKEN_FILE=str(tmp / "am-token"),
         NODEWARDEN_OPERATOR_TOKEN_FILE=str(tmp / "op-token"),
         NODEWARDEN_POLICY_FILE=str(ROOT / "rules" / "remediation.yaml"),
@@ -140,12 +142,14 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 
 @contextmanager
-def gunicorn_webhook(tmp: Path, **extra: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def gunicorn_webhook(
+    tmp: Path, kubeconfig: Path | None = None, **extra: str
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = free_port()
     proc = subprocess.Popen(
         [str(GUNICORN), "-c", "webhook/gunicorn.conf.py", "webhook.wsgi:app"],
         cwd=ROOT,
-        env=webhook_env(tmp, port, **extra),
+        env=webhook_env(tmp, port, kubeconfig, **extra),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

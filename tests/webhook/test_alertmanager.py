@@ -2,8 +2,9 @@
 
 Two Alertmanagers that do not gossip (the worst case of an HA pair: both notify) post
 to the webhook under gunicorn through the receiver config docs/webhook.md documents
-(`http_config.authorization` with a `credentials_file`), and the webhook writes to the
-simulated API server. Alerts are pushed the way Prometheus pushes them (API v2, to
+(`http_config.authorization` with a `credentials_file`), and the webhook works against
+the simulated cluster (5 nodes, Kubernetes timings scaled by 0.05), where a powered-off
+node really goes NotReady. Alerts are pushed the way Prometheus pushes them (API v2, to
 every Alertmanager, again and again); repeats, the HA duplicate and the resolved
 notification all arrive, and exactly one NodeRemediation is ever created."""
 
@@ -19,17 +20,11 @@ from typing import Any
 
 import pytest
 import requests
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
-from tests.webhook.serving import (
-    Cluster,
-    free_port,
-    gunicorn_webhook,
-    metric,
-    scrape,
-    simulated_cluster,
-    stop,
-    wait_ready,
-)
+from sim.testing import SimCluster
+from tests.webhook.serving import CRD, free_port, gunicorn_webhook, metric, scrape, stop, wait_ready
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 pytestmark = [
@@ -123,53 +118,85 @@ def eventually(
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("alertmanager")
-    with (
-        simulated_cluster(tmp) as cluster,
-        gunicorn_webhook(tmp, NODEWARDEN_ALERT_RECORD_INTERVAL_S="0") as (url, _proc),
-    ):
-        procs = []
-        try:
-            ams = []
-            for name in ("am-a", "am-b"):
-                am_url, proc = start_alertmanager(tmp, name, url)
-                ams.append(am_url)
-                procs.append(proc)
-            yield {"cluster": cluster, "webhook": url, "alertmanagers": ams, "tmp": tmp}
-        finally:
-            for proc in procs:
-                stop(proc)
+    with SimCluster(nodes=5, time_scale=0.05, workdir=tmp / "cluster") as cluster:
+        cluster.apply_file(CRD)
+        with gunicorn_webhook(
+            tmp, cluster.kubeconfig("webhook"), NODEWARDEN_ALERT_RECORD_INTERVAL_S="0"
+        ) as (url, _proc):
+            procs = []
+            try:
+                ams = []
+                for name in ("am-a", "am-b"):
+                    am_url, proc = start_alertmanager(tmp, name, url)
+                    ams.append(am_url)
+                    procs.append(proc)
+                yield {"cluster": cluster, "webhook": url, "alertmanagers": ams, "tmp": tmp}
+            finally:
+                for proc in procs:
+                    stop(proc)
 
 
-def creates(cluster: Cluster, name: str) -> list[Any]:
+def creates(cluster: SimCluster, name: str) -> list[Any]:
     return [
         r
-        for r in cluster.server.audit.query(verb="create", name=name)
+        for r in cluster.api.audit.query(verb="create", name=name)
         if r.resource.startswith("noderemediations") and r.code < 300
     ]
 
 
+def remediation(cluster: SimCluster, name: str) -> dict[str, Any] | None:
+    """The stored NodeRemediation, read over HTTPS with the official client."""
+    api = admin_client(cluster)
+    try:
+        obj: dict[str, Any] = client.CustomObjectsApi(api).get_cluster_custom_object(
+            "nodewarden.io", "v1alpha1", "noderemediations", name
+        )
+        return obj
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    finally:
+        api.close()
+
+
+def admin_client(cluster: SimCluster) -> client.ApiClient:
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(cluster.kubeconfig("admin")), client_configuration=cfg)
+    return client.ApiClient(cfg)
+
+
+def ready(cluster: SimCluster, node: str) -> str:
+    obj = cluster.get("nodes", node) or {}
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return str(cond.get("status"))
+    return ""
+
+
 def test_firing_repeats_ha_duplicates_and_resolved(world: dict[str, Any]) -> None:
-    cluster: Cluster = world["cluster"]
+    cluster: SimCluster = world["cluster"]
     ams: list[str] = world["alertmanagers"]
     webhook: str = world["webhook"]
-    cluster.set_ready("node-1", "Unknown")
-    time.sleep(0.5)  # the webhook's watch sees the node go NotReady
+    cluster.fault("power-off", "node-1")
+    eventually(lambda: ready(cluster, "node-1") == "Unknown")  # node lifecycle controller
+    time.sleep(0.3)  # the webhook's watch sees it too
 
     push(ams, "node-1")
 
-    created = eventually(lambda: cluster.remediation("node-1"))
+    created = eventually(lambda: remediation(cluster, "node-1"))
     uid = created["metadata"]["uid"]
     assert created["spec"]["trigger"]["alertName"] == "NodeNotReady"
     assert created["spec"]["trigger"]["startsAt"] == STARTS_AT.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     # Repeats (repeat_interval 2s, from both Alertmanagers) land on the same record.
     def repeated() -> bool:
-        obj = cluster.remediation("node-1") or {}
+        obj = remediation(cluster, "node-1") or {}
         entries = (obj.get("status") or {}).get("alerts") or []
         return any(e["status"] == "firing" and e["count"] >= 4 for e in entries)
 
     eventually(repeated, every=lambda: push(ams, "node-1"))
-    assert cluster.remediation("node-1")["metadata"]["uid"] == uid  # type: ignore[index]
+    assert remediation(cluster, "node-1")["metadata"]["uid"] == uid  # type: ignore[index]
     assert len(creates(cluster, "node-1")) == 1
     text = scrape(webhook)
     assert (
@@ -187,7 +214,7 @@ def test_firing_repeats_ha_duplicates_and_resolved(world: dict[str, Any]) -> Non
     push(ams, "node-1", ends_at=datetime.now(UTC) - timedelta(seconds=1))
 
     def cancelled() -> Any:
-        obj = cluster.remediation("node-1") or {}
+        obj = remediation(cluster, "node-1") or {}
         return (obj.get("status") or {}).get("phase") == "Cancelled" and obj
 
     final = eventually(cancelled)
@@ -204,7 +231,7 @@ def test_firing_repeats_ha_duplicates_and_resolved(world: dict[str, Any]) -> Non
 
 
 def test_alerts_for_ready_nodes_are_delivered_and_rejected(world: dict[str, Any]) -> None:
-    cluster: Cluster = world["cluster"]
+    cluster: SimCluster = world["cluster"]
     push(world["alertmanagers"], "node-2")
     eventually(
         lambda: (
@@ -217,7 +244,7 @@ def test_alerts_for_ready_nodes_are_delivered_and_rejected(world: dict[str, Any]
             >= 2
         )
     )
-    assert cluster.remediation("node-2") is None
+    assert remediation(cluster, "node-2") is None
 
 
 def test_wrong_credentials_are_refused_and_alertmanager_does_not_retry(
@@ -258,6 +285,6 @@ def test_wrong_credentials_are_refused_and_alertmanager_does_not_retry(
                 > before
             )
         )
-        assert world["cluster"].remediation("node-3") is None
+        assert remediation(world["cluster"], "node-3") is None
     finally:
         stop(proc)
