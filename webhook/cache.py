@@ -255,13 +255,16 @@ class ClusterCache:
             return self._node_uid.get(node, "")
 
     def remediation(self, name: str) -> JSON | None:
+        """The cached object. Read-only: cached objects are replaced, never changed, so
+        callers must not mutate what they get (copy first)."""
         with self._lock:
             rem = self._rems.get(name)
-            return copy.deepcopy(rem.obj) if rem else None
+            return rem.obj if rem else None
 
     def remediations(self) -> list[JSON]:
+        """Every cached object, by name (read-only, like `remediation`)."""
         with self._lock:
-            return [copy.deepcopy(self._rems[n].obj) for n in sorted(self._rems)]
+            return [self._rems[n].obj for n in sorted(self._rems)]
 
     def phase_counts(self) -> Counter[str]:
         with self._lock:

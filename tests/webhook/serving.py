@@ -117,12 +117,17 @@ def webhook_env(
 
 
 def wait_ready(
-    url: str, proc: subprocess.Popen[str], path: str = "/readyz", timeout_s: float = 30
+    url: str,
+    proc: subprocess.Popen[str],
+    path: str = "/readyz",
+    timeout_s: float = 30,
+    log_path: Path | None = None,
 ) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"process exited: {proc.stderr.read() if proc.stderr else ''}")
+            detail = log_path.read_text()[-2000:] if log_path else ""
+            raise AssertionError(f"process exited: {detail}")
         try:
             if requests.get(url + path, timeout=1).status_code == 200:
                 return
@@ -146,20 +151,22 @@ def gunicorn_webhook(
     tmp: Path, kubeconfig: Path | None = None, **extra: str
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = free_port()
+    log = (tmp / "webhook.log").open("w")  # a file, not a pipe nobody drains
     proc = subprocess.Popen(
         [str(GUNICORN), "-c", "webhook/gunicorn.conf.py", "webhook.wsgi:app"],
         cwd=ROOT,
         env=webhook_env(tmp, port, kubeconfig, **extra),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, proc)
+        wait_ready(url, proc, log_path=tmp / "webhook.log")
         yield url, proc
     finally:
         stop(proc)
+        log.close()
 
 
 def scrape(url: str) -> str:
