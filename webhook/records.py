@@ -142,6 +142,12 @@ def with_alert(alerts: list[Any], entry: AlertEntry, deliveries: int) -> list[JS
     return [*kept, record][-MAX_ALERTS:]
 
 
+def has_entry(alerts: list[Any], entry: AlertEntry) -> bool:
+    """Whether `alerts` already holds an entry for `entry`'s alert instance."""
+    key = entry.key()
+    return any(isinstance(item, dict) and _entry_key(item) == key for item in alerts)
+
+
 def recorded_recently(alerts: list[Any], entry: AlertEntry, interval_s: float) -> bool:
     """Whether `entry` was already written less than `interval_s` before its delivery."""
     key = entry.key()

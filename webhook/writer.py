@@ -30,6 +30,7 @@ from webhook.records import (
     Trigger,
     approval_status,
     cancelled_status,
+    has_entry,
     history_entry,
     initial_phase,
     initial_status,
@@ -105,8 +106,20 @@ class RemediationWriter:
             "create", self.kube.create_remediation, remediation_body(node, trigger, verdict.plan)
         )
         self.cache.upsert_remediation(created)
-        status = initial_status(created["spec"], verdict, self.clock.now(), alert, note)
-        return self._write_status(created, lambda obj: None if _phase(obj) else status)
+        status = initial_status(created["spec"], verdict, self.clock.now(), None, note)
+
+        def patch_for(obj: JSON) -> JSON | None:
+            # Normally `obj` is what create returned. After a 409 it is the stored object,
+            # which a concurrent delivery may have initialized: keep what it wrote, and
+            # only add this delivery's alert if it is not there yet.
+            alerts = (obj.get("status") or {}).get("alerts") or []
+            if _phase(obj):
+                if alert is None or has_entry(alerts, alert):
+                    return None
+                return {"alerts": with_alert(alerts, alert, 1)}
+            return {**status, "alerts": with_alert(alerts, alert, 1) if alert else alerts}
+
+        return self._write_status(created, patch_for)
 
     # Record -----------------------------------------------------------------------
 

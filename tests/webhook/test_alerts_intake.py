@@ -268,3 +268,41 @@ def test_decision_log_line_carries_the_reason(world: WorldFactory, caplog) -> No
     assert fields["verdict"] == "rejected"
     assert fields["reason"] == "NodeReady"
     assert fields["alert"] == "NodeNotReady"
+
+
+def test_a_concurrent_delivery_that_initialized_the_status_is_kept(world: WorldFactory) -> None:
+    """Between this request's create and its status write, another delivery (another
+    thread or replica) wrote the status: the 409 makes this request read the stored
+    object, keep what is there and only add its own alert."""
+    w = world()
+    w.kube.set_ready("node-1", "Unknown")
+    w.settle()
+    original = w.kube.create_remediation
+
+    def create_then_race(body: dict) -> dict:  # type: ignore[type-arg]
+        created = original(body)
+        w.kube.put_status(
+            "node-1",
+            {
+                "phase": "Pending",
+                "reason": "Accepted",
+                "alerts": [
+                    {
+                        "alertName": "KubeNodeUnreachable",
+                        "fingerprint": "other",
+                        "status": "firing",
+                        "receivedAt": "2023-11-14T22:13:20Z",
+                        "count": 1,
+                    }
+                ],
+            },
+        )
+        return created
+
+    w.kube.create_remediation = create_then_race  # type: ignore[method-assign]
+    result = w.post_alerts(message(alert("node-1"))).get_json()["alerts"][0]
+
+    assert result["outcome"] == "accepted"
+    status = w.remediation("node-1")["status"]  # type: ignore[index]
+    assert status["phase"] == "Pending"
+    assert [a["fingerprint"] for a in status["alerts"]] == ["other", "fp-NodeNotReady-node-1"]
