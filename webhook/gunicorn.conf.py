@@ -30,16 +30,22 @@ accesslog = None
 errorlog = "-"
 
 _multiproc_dir: str = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or ""
-if not _multiproc_dir:
+_created_dir = not _multiproc_dir
+if _created_dir:
     _multiproc_dir = tempfile.mkdtemp(prefix="nodewarden-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _multiproc_dir
 raw_env = [f"PROMETHEUS_MULTIPROC_DIR={_multiproc_dir}"]
 
 
 def on_starting(server):
+    # Imported only now: prometheus_client must first see PROMETHEUS_MULTIPROC_DIR.
     from webhook.entry import validate
 
-    validate()
+    try:
+        validate()
+    except BaseException:
+        on_exit(server)
+        raise
     os.makedirs(_multiproc_dir, exist_ok=True)
     for entry in os.listdir(_multiproc_dir):
         path = os.path.join(_multiproc_dir, entry)
@@ -53,3 +59,8 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _created_dir:
+        shutil.rmtree(_multiproc_dir, ignore_errors=True)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.webhook.conftest import AM_TOKEN, OPERATOR_TOKEN, alert, message
 from tests.webhook.serving import (
@@ -31,7 +33,7 @@ from tests.webhook.serving import (
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("gunicorn")
     with simulated_cluster(tmp) as cluster, gunicorn_webhook(tmp) as (url, proc):
-        yield {"url": url, "proc": proc, "cluster": cluster}
+        yield {"url": url, "proc": proc, "cluster": cluster, "tmp": tmp}
 
 
 value = metric
@@ -74,6 +76,45 @@ def test_two_workers_serve_and_metrics_add_up(served: dict[str, Any]) -> None:
         assert value(text, "nodewarden_webhook_cache_synced") == 1
         assert text.count("# TYPE nodewarden_webhook_storm_protection_active gauge") == 1
         assert value(text, "nodewarden_webhook_last_decision_timestamp_seconds") > 1e9
+
+
+def per_worker_alerts(metrics_dir: Path) -> dict[str, float]:
+    """Alerts counted in each worker's own multiprocess file."""
+    out = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        total = 0.0
+        for family in MultiProcessCollector.merge([str(path)], accumulate=True):
+            if family.name == "nodewarden_webhook_alerts_received":
+                total += sum(s.value for s in family.samples if s.name.endswith("_total"))
+        out[path.stem] = total
+    return out
+
+
+def test_metrics_merge_the_counts_of_both_workers(served: dict[str, Any]) -> None:
+    url, tmp = served["url"], served["tmp"]
+
+    def post(i: int) -> None:
+        with requests.Session() as s:
+            r = s.post(
+                url + "/api/v1/alerts",
+                json=message(alert(f"node-{i % 3 + 1}")),
+                headers={"Authorization": f"Bearer {AM_TOKEN}", "Connection": "close"},
+                timeout=10,
+            )
+            assert r.status_code == 200
+
+    for _ in range(20):  # until both workers have served alerts
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(post, range(16)))
+        counts = per_worker_alerts(tmp / "metrics")
+        if sum(1 for v in counts.values() if v > 0) >= 2:
+            break
+    busy = [v for v in counts.values() if v > 0]
+    assert len(busy) >= 2, counts
+    text = scrape(url)
+    assert value(text, "nodewarden_webhook_alerts_received_total", status="firing") == sum(
+        counts.values()
+    )
 
 
 def test_operator_api_through_gunicorn(served: dict[str, Any]) -> None:
