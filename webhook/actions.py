@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 
-from core.clock import Clock
 from core.kube import AlreadyExists, Conflict, KubeError, Unavailable
 from webhook.cache import ClusterCache
 from webhook.decisions import Context, Decisions
@@ -40,13 +39,10 @@ def api_error(exc: KubeError) -> Verdict:
 
 
 class Actions:
-    def __init__(
-        self, decisions: Decisions, writer: RemediationWriter, cache: ClusterCache, clock: Clock
-    ) -> None:
+    def __init__(self, decisions: Decisions, writer: RemediationWriter, cache: ClusterCache) -> None:
         self.decisions = decisions
         self.writer = writer
         self.cache = cache
-        self.clock = clock
 
     def start(
         self, request: Request, trigger: Trigger, alert: AlertEntry | None, ctx: Context

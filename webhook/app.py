@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from werkzeug.http import HTTP_STATUS_CODES
 
 from core.clock import Clock, RealClock
 from core.kube import KubeError, Unavailable, load_kube
@@ -48,8 +49,6 @@ class ApiProblem(HTTPException):
 
     @property
     def name(self) -> str:
-        from werkzeug.http import HTTP_STATUS_CODES
-
         return HTTP_STATUS_CODES.get(self.code or 500, "Error")
 
 
@@ -134,7 +133,7 @@ def create_app(
         kube, cache, clock, settings.alert_record_interval_s, count_kube_error
     )
     decisions = Decisions(cache, policy, clock, recorder, metrics)
-    actions = Actions(decisions, writer, cache, clock)
+    actions = Actions(decisions, writer, cache)
     svc = Services(
         settings=settings,
         policy=policy,
