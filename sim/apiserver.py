@@ -22,11 +22,14 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
+import yaml
+
 from . import errors
 from .auth import AuditLog, Identities, Identity
 
 log = logging.getLogger("sim.apiserver")
 MAX_BODY = 3 * 1024 * 1024
+MAX_DEPTH = 100
 ANONYMOUS_PATHS = {"/healthz", "/livez", "/readyz", "/version", "/version/"}
 
 
@@ -69,14 +72,28 @@ class Request:
                 f'application/json, application/yaml; got "{ctype}" (the simulator speaks JSON only)')
         try:
             if ctype in ("application/yaml", "application/apply-patch+yaml"):
-                import yaml
-
-                return yaml.safe_load(self.body)
-            return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError) as exc:
+                value = yaml.safe_load(self.body)
+            else:
+                value = json.loads(self.body)
+        except (ValueError, UnicodeDecodeError, RecursionError, yaml.YAMLError) as exc:
             raise errors.bad_request(f"error decoding request body: {exc}") from None
-        except Exception as exc:  # yaml errors
-            raise errors.bad_request(f"error decoding YAML request body: {exc}") from None
+        if _depth(value) > MAX_DEPTH:
+            raise errors.bad_request(f"request body nests deeper than {MAX_DEPTH} levels")
+        return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a decoded JSON value, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth > MAX_DEPTH:
+                return depth
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 @dataclass

@@ -28,6 +28,7 @@ from .controllers import (
     PodGCController,
     Scheduler,
     TaintEvictionController,
+    derived_fields,
     ready_status,
 )
 from .errors import ApiError
@@ -93,7 +94,9 @@ class Cluster:
         self.registry.admission.append(default_tolerations)
         self.registry.delete_hooks.append(garbage_collect(self))
         self.registry.commit_hooks.append(self._on_commit)
+        self.registry.derived_fields = derived_fields
         self.store.add_index(self.registry.table(self.rt("pods")), "spec.nodeName")
+        self.store.add_index(self.registry.table(self.rt("pods")), "sim.owner")
         self.api.set_gate(faults_mod.ClusterGate(self))
         self.api.routes.extra.append(SimRoutes(self))
 
@@ -138,8 +141,9 @@ class Cluster:
         kc = self.workdir / "kubeconfigs"
         self.api.write_kubeconfig(kc / "admin.kubeconfig", ADMIN)
         self.api.write_kubeconfig(kc / "webhook.kubeconfig", WEBHOOK)
-        for name in self.nodes:
-            self.api.write_kubeconfig(kc / f"agent-{name}.kubeconfig", agent_identity(name))
+        if self.agent_cmd:
+            for name in self.nodes:
+                self.kubeconfig(f"agent:{name}")
         for device in self.watchdogs.values():
             device.start()
         if self.watchdogs:
@@ -207,7 +211,10 @@ class Cluster:
         if identity == "webhook":
             return kc / "webhook.kubeconfig"
         if identity.startswith("agent:") and identity[6:] in self.nodes:
-            return kc / f"agent-{identity[6:]}.kubeconfig"
+            path = kc / f"agent-{identity[6:]}.kubeconfig"
+            if not path.exists():
+                self.api.write_kubeconfig(path, agent_identity(identity[6:]))
+            return path
         raise KeyError(f"unknown identity {identity!r}")
 
     def peer_proxy(self, source: str = "external") -> str:
@@ -238,6 +245,8 @@ class Cluster:
                 return
             node.power = Power.OFF
             node.epoch += 1
+            for pod in node.running.values():
+                self.invariants_monitor.pod_stopped(name, pod)
             node.running.clear()
             node.starting.clear()
             node.terminating.clear()

@@ -8,6 +8,7 @@ Each runs on the cluster's ticker and skips its turn while the control plane is 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,28 @@ def ready_status(node: dict[str, Any]) -> str:
         if cond.get("type") == "Ready":
             return str(cond.get("status"))
     return "Unknown"
+
+
+def derived_fields(rt: Any, obj: dict[str, Any]) -> dict[str, str]:
+    """Facts the controllers filter on, indexed at write time (see Registry.derived_fields)."""
+    if rt.kind == "Node":
+        taints = (obj.get("spec") or {}).get("taints") or []
+        return {"sim.ready": ready_status(obj),
+                "sim.noexecute": "1" if any(t.get("effect") == "NoExecute" for t in taints) else "",
+                "sim.oos": "1" if any(t.get("key") == OUT_OF_SERVICE for t in taints) else "",
+                "sim.lifecycle": ",".join(sorted(f"{t.get('key')}:{t.get('effect')}" for t in taints
+                                                 if t.get("key") in (UNREACHABLE, NOT_READY)))}
+    if rt.kind == "Pod":
+        claims = [str((v.get("persistentVolumeClaim") or {}).get("claimName"))
+                  for v in (obj.get("spec") or {}).get("volumes") or [] if v.get("persistentVolumeClaim")]
+        meta = obj.get("metadata") or {}
+        owner = next((o.get("uid", "") for o in meta.get("ownerReferences") or [] if o.get("controller")), "")
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in (obj.get("status") or {}).get("conditions") or [])
+        return {"sim.claims": ",".join(claims), "sim.owner": owner,
+                "sim.deleting": "1" if meta.get("deletionTimestamp") else "",
+                "sim.podready": "1" if ready else ""}
+    return {}
 
 
 def has_taint_key(node: dict[str, Any], key: str) -> bool:
@@ -58,18 +81,22 @@ class NodeLifecycleController:
         grace = c.timings.node_monitor_grace_period_s
         nodes_rt, leases_rt = c.rt("nodes"), c.rt("leases", "coordination.k8s.io")
         for (_, name), entry in c.store.items(c.registry.table(nodes_rt)):
-            node = entry.obj()
             lease = c.store.get(c.registry.table(leases_rt), "kube-node-lease", name)
             renew = parse(((lease.obj().get("spec") or {}).get("renewTime")) if lease else None) or 0.0
-            heartbeat = 0.0
-            for cond in (node.get("status") or {}).get("conditions") or []:
-                if cond.get("type") == "Ready":
-                    heartbeat = parse(cond.get("lastHeartbeatTime")) or 0.0
-            seen = max(renew, heartbeat, self._probe.get(name, now))
+            seen = max(renew, self._probe.get(name, now))
+            if now - seen > grace:  # the lease is stale: the status heartbeat may be newer
+                for cond in (entry.obj().get("status") or {}).get("conditions") or []:
+                    if cond.get("type") == "Ready":
+                        seen = max(seen, parse(cond.get("lastHeartbeatTime")) or 0.0)
             self._probe[name] = seen
-            if now - seen > grace and ready_status(node) != "Unknown":
+            ready = entry.fields.get("sim.ready", "Unknown")
+            if now - seen > grace and ready != "Unknown":
                 self._mark_unknown(name)
-            self._sync_taints(name)
+                ready = "Unknown"
+            want = {"Unknown": UNREACHABLE, "False": NOT_READY}.get(ready)
+            wanted = ",".join(sorted(f"{want}:{e}" for e in ("NoExecute", "NoSchedule"))) if want else ""
+            if entry.fields.get("sim.lifecycle", "") != wanted or ready != entry.fields.get("sim.ready"):
+                self._sync_taints(name)
 
     def _mark_unknown(self, name: str) -> None:
         c = self.c
@@ -127,6 +154,8 @@ class TaintEvictionController:
         pods_rt = c.rt("pods")
         pods_table = c.registry.table(pods_rt)
         for (_, node_name), entry in c.store.items(c.registry.table(c.rt("nodes"))):
+            if not entry.fields.get("sim.noexecute"):
+                continue
             node = entry.obj()
             taints = [t for t in (node.get("spec") or {}).get("taints") or []
                       if t.get("effect") == "NoExecute"]
@@ -191,18 +220,15 @@ class PodGCController:
             if not node_name:
                 continue
             node_entry = c.store.get(nodes_table, "", node_name)
-            pod = None
             if node_entry is None:
                 reason = "orphaned: node no longer exists"
             else:
-                node = node_entry.obj()
-                pod = entry.obj()
-                if not pod["metadata"].get("deletionTimestamp"):
+                if not entry.fields.get("sim.deleting"):
                     continue
-                if ready_status(node) == "True" or not has_taint_key(node, OUT_OF_SERVICE):
+                if node_entry.fields.get("sim.ready") == "True" or not node_entry.fields.get("sim.oos"):
                     continue
                 reason = "terminating on a not-Ready node with the out-of-service taint"
-            pod = pod or entry.obj()
+            pod = entry.obj()
             self._force_delete(pod, node_name, reason)
 
     def _force_delete(self, pod: dict[str, Any], node_name: str, reason: str) -> None:
@@ -281,13 +307,10 @@ class AttachDetachController:
         desired = set()
         for (ns, _), entry in c.store.items(c.registry.table(c.rt("pods"))):
             node = entry.fields.get("spec.nodeName", "")
-            if not node or entry.fields.get("status.phase") in ("Succeeded", "Failed"):
+            if not node or not entry.fields.get("sim.claims") or \
+                    entry.fields.get("status.phase") in ("Succeeded", "Failed"):
                 continue
-            pod = entry.obj()
-            for vol in (pod.get("spec") or {}).get("volumes") or []:
-                claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
-                if not claim:
-                    continue
+            for claim in entry.fields["sim.claims"].split(","):
                 pvc = c.store.get(pvc_table, ns, claim)
                 pv = ((pvc.obj().get("spec") or {}).get("volumeName")) if pvc else None
                 if pv:
@@ -341,8 +364,8 @@ class AttachDetachController:
 
 
 class Scheduler:
-    """Binds pending pods to Ready, schedulable nodes whose taints they tolerate, spreading
-    them over the least loaded nodes."""
+    """Binds pending pods to Ready, schedulable nodes whose taints they tolerate and whose
+    labels match their nodeSelector, choosing the least loaded node."""
 
     def __init__(self, cluster: Cluster) -> None:
         self.c = cluster
@@ -351,33 +374,55 @@ class Scheduler:
         c = self.c
         if not c.control_plane_up():
             return
-        pods_rt = c.rt("pods")
-        pods_table = c.registry.table(pods_rt)
-        pending = [(k, e) for k, e in c.store.items(pods_table) if not e.fields.get("spec.nodeName")]
+        pods_table = c.registry.table(c.rt("pods"))
+        pending = [(k, e) for k, e in c.store.items(pods_table)
+                   if not e.fields.get("spec.nodeName") and not e.fields.get("sim.deleting")]
         if not pending:
             return
-        nodes = []
+        nodes: dict[str, dict[str, Any]] = {}
+        load: dict[str, int] = {}
+        clean: list[tuple[int, str]] = []  # heap of untainted nodes by load (lazily updated)
         for (_, name), entry in c.store.items(c.registry.table(c.rt("nodes"))):
-            node = entry.obj()
-            if ready_status(node) != "True" or (node.get("spec") or {}).get("unschedulable"):
+            if entry.fields.get("sim.ready") != "True" or entry.fields.get("spec.unschedulable") == "true":
                 continue
-            nodes.append((name, node, len(c.store.keys_by(pods_table, "spec.nodeName", name))))
+            nodes[name] = entry.obj()
+            load[name] = len(c.store.keys_by(pods_table, "spec.nodeName", name))
+            if not (nodes[name].get("spec") or {}).get("taints"):
+                clean.append((load[name], name))
+        heapq.heapify(clean)
+        tainted = [n for n in nodes if (nodes[n].get("spec") or {}).get("taints")]
         for (ns, name), entry in sorted(pending):
             pod = entry.obj()
-            if pod["metadata"].get("deletionTimestamp"):
+            chosen = self._choose(pod.get("spec") or {}, nodes, load, clean, tainted)
+            if chosen is None or not self._bind(ns, name, pod["metadata"]["uid"], chosen):
                 continue
-            spec = pod.get("spec") or {}
-            tolerations = spec.get("tolerations") or []
-            selector = spec.get("nodeSelector") or {}
-            fits = [(load, n) for n, node, load in nodes
-                    if not untolerated((node.get("spec") or {}).get("taints") or [], tolerations,
-                                       ("NoSchedule", "NoExecute"))
-                    and all((node["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())]
-            if not fits:
-                continue
-            _load, chosen = min(fits)
-            if self._bind(ns, name, pod["metadata"]["uid"], chosen):
-                nodes = [(n, nd, ld + 1 if n == chosen else ld) for n, nd, ld in nodes]
+            load[chosen] += 1
+            if chosen not in tainted:
+                heapq.heappush(clean, (load[chosen], chosen))
+
+    @staticmethod
+    def _choose(spec: dict[str, Any], nodes: dict[str, dict[str, Any]], load: dict[str, int],
+                clean: list[tuple[int, str]], tainted: list[str]) -> str | None:
+        tolerations = spec.get("tolerations") or []
+        selector = spec.get("nodeSelector") or {}
+
+        def fits(name: str) -> bool:
+            node = nodes[name]
+            if untolerated((node.get("spec") or {}).get("taints") or [], tolerations,
+                           ("NoSchedule", "NoExecute")):
+                return False
+            labels = node["metadata"].get("labels") or {}
+            return all(labels.get(k) == v for k, v in selector.items())
+
+        if selector:
+            options = [(load[n], n) for n in nodes if fits(n)]
+            return min(options)[1] if options else None
+        while clean and clean[0][0] != load[clean[0][1]]:
+            heapq.heappop(clean)  # a stale entry: that node has been given pods since
+        options = [(load[n], n) for n in tainted if fits(n)]
+        if clean:
+            options.append(clean[0])
+        return min(options)[1] if options else None
 
     def _bind(self, ns: str, name: str, uid: str, node: str) -> bool:
         c = self.c

@@ -21,6 +21,7 @@ from .timefmt import parse
 
 if TYPE_CHECKING:
     from .cluster import Cluster
+    from .nodes import RunningPod
 
 OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
 
@@ -44,6 +45,7 @@ class InvariantMonitor:
         self.checked = 0
         self.violations: list[Violation] = []
         self._episodes: set[tuple[str, str, str]] = set()
+        self._live: dict[str, set[str]] = {}  # "pod/ns/name" | "volume/pv" -> nodes running it
 
     def _violate(self, kind: str, node: str, obj: str, detail: str, episode: str) -> None:
         key = (kind, obj, episode)
@@ -54,6 +56,34 @@ class InvariantMonitor:
             v = Violation(kind, node, obj, detail, self.c.clock())
             self.violations.append(v)
         self.c.timeline.add("violation", node, obj, f"{kind}: {detail}")
+
+    @staticmethod
+    def _keys(pod: RunningPod) -> list[str]:
+        return ([f"pod/{pod.identity}"] if pod.identity else []) + [f"volume/{v}" for v in pod.volumes]
+
+    def pod_started(self, node: str, pod: RunningPod) -> None:
+        """A pod just started on `node`: check its identity and volumes at once."""
+        doubled = []
+        with self._lock:
+            self.checked += 1
+            for key in self._keys(pod):
+                nodes = self._live.setdefault(key, set())
+                nodes.add(node)
+                if len(nodes) > 1:
+                    doubled.append((key, sorted(nodes)))
+        for key, names in doubled:
+            what, _, obj = key.partition("/")
+            self._violate("at-most-one", names[0], key, f"{what} {obj} is live on {','.join(names)}",
+                          ",".join(names))
+
+    def pod_stopped(self, node: str, pod: RunningPod) -> None:
+        with self._lock:
+            for key in self._keys(pod):
+                nodes = self._live.get(key)
+                if nodes is not None:
+                    nodes.discard(node)
+                    if not nodes:
+                        del self._live[key]
 
     def check_live(self) -> None:
         """at-most-one, from the machines' ground truth."""
@@ -97,6 +127,8 @@ class InvariantMonitor:
         c = self.c
         now = c.clock()
         for (_, name), entry in c.store.items(c.registry.table(c.rt("nodes"))):
+            if not entry.fields.get("sim.oos"):
+                continue
             node = entry.obj()
             if not any(t.get("key") == OUT_OF_SERVICE for t in (node.get("spec") or {}).get("taints") or []):
                 continue

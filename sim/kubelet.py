@@ -170,7 +170,7 @@ class Kubelet:
             node.running[uid] = running
         c.timeline.add("pod-started", node.name, running.key, f"uid {uid[:8]}", uid=uid,
                        volumes=list(volumes))
-        c.invariants_monitor.check_live()
+        c.invariants_monitor.pod_started(node.name, running)
         if self.reachable():
             if volumes:  # report the mounts at once, as the kubelet marks volumes in use
                 self.post_status()
@@ -241,4 +241,5 @@ class Kubelet:
             running = node.running.pop(uid, None)
             node.starting.discard(uid)
         if running is not None:
+            self.cluster.invariants_monitor.pod_stopped(node.name, running)
             self.cluster.timeline.add("pod-killed", node.name, running.key, why, uid=uid)

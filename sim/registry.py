@@ -72,6 +72,9 @@ class Registry:
         # Called after every write, under the store lock: (type, new object or None when
         # deleted, previous entry or None when created). Must be quick.
         self.commit_hooks: list[Callable[[ResourceType, dict[str, Any] | None, Entry | None], None]] = []
+        # Facts computed once per write and kept beside the object (never selectable through
+        # the API), so in-process controllers can filter without parsing every object.
+        self.derived_fields: Callable[[ResourceType, dict[str, Any]], dict[str, str]] | None = None
         self._rand = random.Random()
         self._lock = threading.RLock()
 
@@ -91,6 +94,8 @@ class Registry:
             names = self.types.lookup("", "v1", "events").field_labels  # type: ignore[union-attr]
         for path in names:
             labels_fields[path] = field_value(obj, path)
+        if self.derived_fields is not None:
+            labels_fields.update(self.derived_fields(rt, obj))
         return labels, labels_fields
 
     def render(self, rt: ResourceType, entry: Entry) -> bytes:
