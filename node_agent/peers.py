@@ -2,7 +2,7 @@
 
 `PeerDirectory` holds the other agents' endpoints: the `nodewarden.io/peer-endpoint`
 annotations of the cluster's Nodes (refreshed while the API is reachable, kept when it
-is not) plus any static `peers` from the settings.
+is not; see `publisher.py` for how often) plus any static `peers` from the settings.
 
 `PeerPoll` asks them while the isolation question is open: peers are shuffled when the
 question opens and asked in batches (first 3, then max(3, (N-3)/10)), each batch in
@@ -47,9 +47,13 @@ class PeerDirectory:
         self._from_api: dict[str, Peer] = {}
         self._lock = threading.Lock()
 
-    def update(self, entries: list[PeerEntry]) -> None:
+    def update(self, entries: list[PeerEntry]) -> bool:
+        """Replace the peers learned from the API; True if that changed them."""
+        fresh = {e.name: Peer(e.name, e.endpoint, e.control_plane) for e in entries}
         with self._lock:
-            self._from_api = {e.name: Peer(e.name, e.endpoint, e.control_plane) for e in entries}
+            changed = fresh != self._from_api
+            self._from_api = fresh
+        return changed
 
     def peers(self) -> list[Peer]:
         with self._lock:

@@ -1,7 +1,12 @@
 """Housekeeping that needs the API but must never slow the decision loop (own thread):
 
 - read the agent's Node (control-plane label, address, and the boot id when the source is
-  `node-status`) and list the peers' endpoints, every `peer_refresh_interval_s`;
+  `node-status`) and list the peers' endpoints. The list is refreshed one check interval
+  after it changed, then at doubling intervals up to `peer_refresh_interval_s` while it
+  stays the same: agents of a DaemonSet start together, and one that listed the Nodes
+  before its peers had published would otherwise know no peer for the whole refresh
+  interval (and, cut off from the API, fence as "too few peers" although its peers could
+  have kept it up). While the boot id is still unknown the Node is read at every tick;
 - publish the agent's annotations on its Node when they change:
 
   | annotation                              | value                                              |
@@ -70,6 +75,7 @@ class Publisher:
         self._version = version
         self._started_at = started_at
         self._next_refresh: float | None = None
+        self._refresh_delay_s = settings.api_check_interval_s
         self._published: dict[str, str] | None = None
         self._last_error: str | None = None
         self.facts: NodeFacts | None = None
@@ -123,13 +129,13 @@ class Publisher:
         timeout = self._s.api_check_timeout_s
         try:
             now = self._clock.monotonic()
-            boot_unknown = self._boot.from_node_status and self._boot.boot_id is None
-            if self._next_refresh is None or now >= self._next_refresh or boot_unknown:
-                self._next_refresh = now + self._s.api_check_interval_s  # retry soon if it fails
+            due = self._next_refresh is None or now >= self._next_refresh
+            if due or (self._boot.from_node_status and self._boot.boot_id is None):
                 self.facts = self._api.read_node(self._s.node_name, timeout)
                 self._boot.learn_from_node(self.facts, self._started_at)
-                self._directory.update(self._api.list_peers(timeout))
-                self._next_refresh = now + self._s.peer_refresh_interval_s
+            if due:
+                self._next_refresh = now + self._s.api_check_interval_s  # retry soon if it fails
+                self._refresh_peers(now, timeout)
             if self._ready_to_publish():
                 wanted = self.annotations()
                 if wanted != self._published:
@@ -149,6 +155,15 @@ class Publisher:
             if str(exc) != self._last_error:
                 log.warning("publishing failed (will retry): %s", exc)
             self._last_error = str(exc)
+
+    def _refresh_peers(self, now: float, timeout: float) -> None:
+        changed = self._directory.update(self._api.list_peers(timeout))
+        if changed:
+            self._refresh_delay_s = self._s.api_check_interval_s
+        else:
+            self._refresh_delay_s = 2 * self._refresh_delay_s
+        self._refresh_delay_s = min(self._refresh_delay_s, self._s.peer_refresh_interval_s)
+        self._next_refresh = now + self._refresh_delay_s
 
     def _ready_to_publish(self) -> bool:
         """Once the watchdog was tried, so capability does not flap at start."""
