@@ -1,0 +1,66 @@
+"""Builders of NodeRemediation dicts and observations for the controller's pure tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webhook.controller.evidence import FenceTiming
+from webhook.controller.machine import MachineConfig
+from webhook.controller.model import (
+    AgentInfo,
+    NodeObs,
+    Observations,
+    PeerObs,
+    RemediationView,
+    format_time,
+)
+
+T0 = 1_800_000_000.0  # the moment the remediation was accepted
+BOOT = "11111111-aaaa-bbbb-cccc-000000000001"
+NEW_BOOT = "22222222-aaaa-bbbb-cccc-000000000002"
+TIMING = FenceTiming(safety_margin_s=10.0, max_clock_skew_s=5.0, ack_timeout_s=60.0)
+CFG = MachineConfig(timing=TIMING, order_ttl_s=900.0, fence_agent_configured=True)
+
+
+def remediation(phase: str | None = "Confirming", *, phase_since: float = T0, source: str = "alertmanager",
+                dry_run: bool = False, approval_required: bool = False, strategy: str = "OutOfServiceTaint",
+                on_unproven: str = "OperatorApproval", reason: str = "Started",
+                **status: Any) -> RemediationView:
+    spec = {"nodeName": "node-1", "dryRun": dry_run, "approvalRequired": approval_required,
+            "strategy": strategy, "escalation": on_unproven,
+            "trigger": {"source": source, "receivedAt": format_time(T0)}}
+    st: dict[str, Any] = dict(status)
+    if phase is not None:
+        st.update({"phase": phase, "reason": reason, "phaseSince": format_time(phase_since)})
+    return RemediationView.parse({"metadata": {"name": "node-1", "uid": "uid-1", "resourceVersion": "7"},
+                                  "spec": spec, "status": st})
+
+
+def fence_status(issued_at: float = T0, boot: str = BOOT, ack: dict[str, Any] | None = None,
+                 ttl: float = 900.0, **extra: Any) -> dict[str, Any]:
+    fence = {"order": "nwf1.payload.sig", "action": "fence", "issuedAt": format_time(issued_at),
+             "expiresAt": format_time(issued_at + ttl), "bootId": boot, **extra}
+    if ack is not None:
+        fence["acknowledgement"] = ack
+    return fence
+
+
+def agent(heartbeat: float | None = T0 - 60, *, capable: bool = True, watchdog: float | None = 60.0,
+          detect: float | None = 97.0, boot: str = BOOT, duration: float = 40.0) -> AgentInfo:
+    return AgentInfo(present=True, self_fence_capable=capable, watchdog_timeout_s=watchdog,
+                     isolation_detect_s=detect, boot_id=boot, peer_endpoint="http://127.77.0.2:9471",
+                     heartbeat_renewed_at=heartbeat, heartbeat_duration_s=duration)
+
+
+def node(ready: str = "Unknown", *, lease: float | None = T0 - 60, boot: str = BOOT, exists: bool = True,
+         oos: bool = False, agent_info: AgentInfo | None = None) -> NodeObs:
+    return NodeObs(exists=exists, ready=ready, boot_id=boot, lease_renewed_at=lease, lease_duration_s=40.0,
+                   has_oos_taint=oos, agent=agent_info if agent_info is not None else agent())
+
+
+NOBODY_REACHES = PeerObs(asked=3, reachable=0, unreachable=3, errors=0)
+
+
+def observe(now: float, node_obs: NodeObs | None = None, peers: PeerObs | None = NOBODY_REACHES,
+            **kw: Any) -> Observations:
+    return Observations(now=now, node=node_obs if node_obs is not None else node(), peers=peers, **kw)

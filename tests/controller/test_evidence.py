@@ -1,0 +1,116 @@
+"""The fence-evidence rules, row by row: when a node counts as fenced, and when never."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.controller.builders import BOOT, NEW_BOOT, T0, TIMING, agent, fence_status, remediation
+from webhook.controller.evidence import Verdict, evaluate, order_lifetime_ok
+from webhook.controller.model import (
+    AgentInfo,
+    EvidenceRule,
+    FenceRecord,
+    Reason,
+    format_time,
+    parse_time,
+)
+
+
+def fence(**kw: object) -> FenceRecord:
+    rec = remediation("Fencing", fence=fence_status(**kw)).fence  # type: ignore[arg-type]
+    assert rec is not None
+    return rec
+
+
+ACK = {"at": format_time(T0 + 1), "via": "direct", "lastFeedAt": format_time(T0 + 0.5),
+       "watchdogTimeoutSeconds": 60}
+
+
+def test_acknowledged_waits_two_watchdog_timeouts_plus_margin_and_skew() -> None:
+    deadline = T0 + 0.5 + 2 * 60 + 10 + 5
+    before = evaluate(agent(), BOOT, fence(ack=ACK), {}, TIMING, deadline - 0.01, False)
+    assert before.verdict is Verdict.WAITING and before.rule is EvidenceRule.ACKNOWLEDGED_WATCHDOG
+    assert before.deadline == pytest.approx(deadline)
+    after = evaluate(agent(), BOOT, fence(ack=ACK), {}, TIMING, deadline, False)
+    assert after.verdict is Verdict.SATISFIED and after.reason is Reason.FENCE_PROVEN
+    record = after.record(deadline)
+    assert record["rule"] == "AcknowledgedWatchdog"
+    assert record["inputs"]["watchdogTimeoutSeconds"] == 60
+    assert parse_time(record["inputs"]["deadBy"]) == pytest.approx(T0 + 0.5 + 60 + 5)
+
+
+def test_acknowledgement_uses_the_larger_of_the_acknowledged_and_published_timeouts() -> None:
+    ev = evaluate(agent(watchdog=90.0), BOOT, fence(ack=ACK), {}, TIMING, T0 + 190, False)
+    assert ev.verdict is Verdict.WAITING
+    assert ev.deadline == pytest.approx(T0 + 0.5 + 180 + 15)
+
+
+def test_the_agents_own_report_counts_as_an_acknowledgement() -> None:
+    report = {"lastFeedAt": format_time(T0 + 2), "watchdogTimeoutSeconds": 60, "bootId": BOOT}
+    ev = evaluate(agent(), BOOT, fence(), report, TIMING, T0 + 2 + 135, False)
+    assert ev.verdict is Verdict.SATISFIED and ev.inputs["acknowledgedVia"] == "agentReport"
+
+
+def test_a_report_from_another_boot_is_not_an_acknowledgement() -> None:
+    report = {"lastFeedAt": format_time(T0 + 2), "watchdogTimeoutSeconds": 60, "bootId": NEW_BOOT}
+    ev = evaluate(agent(heartbeat=T0 + 10), BOOT, fence(), report, TIMING, T0 + 20, False)
+    assert ev.rule is not EvidenceRule.ACKNOWLEDGED_WATCHDOG
+
+
+def test_stale_heartbeat_counts_from_the_later_of_heartbeat_and_order() -> None:
+    # Heartbeat stale since T0-60, the order stored at T0: count from T0.
+    deadline = T0 + 97 + 120 + 10 + 5
+    ev = evaluate(agent(heartbeat=T0 - 60), BOOT, fence(), {}, TIMING, deadline - 1, False)
+    assert ev.verdict is Verdict.WAITING and ev.rule is EvidenceRule.AGENT_HEARTBEAT_STALE
+    assert ev.deadline == pytest.approx(deadline)
+    assert evaluate(agent(heartbeat=T0 - 60), BOOT, fence(), {}, TIMING, deadline, False).verdict is Verdict.SATISFIED
+
+
+def test_stale_heartbeat_often_already_past_when_the_order_was_issued_late() -> None:
+    # The agent lost the API long ago; the order was stored later: still counts from the order.
+    ev = evaluate(agent(heartbeat=T0 - 3600), BOOT, fence(issued_at=T0), {}, TIMING, T0 + 1, False)
+    assert ev.verdict is Verdict.WAITING
+    assert ev.deadline == pytest.approx(T0 + 232)
+
+
+def test_fresh_heartbeat_without_acknowledgement_is_not_fenced_and_escalates_after_the_ack_timeout() -> None:
+    fresh = agent(heartbeat=T0 + 30)
+    waiting = evaluate(fresh, BOOT, fence(), {}, TIMING, T0 + 40, False)
+    assert waiting.verdict is Verdict.WAITING and waiting.reason is Reason.AWAITING_ACKNOWLEDGEMENT
+    late = evaluate(agent(heartbeat=T0 + 61), BOOT, fence(), {}, TIMING, T0 + 61, False)
+    assert late.verdict is Verdict.ESCALATE and late.reason is Reason.AGENT_ALIVE_NOT_ACKNOWLEDGING
+
+
+def test_no_agent_is_never_assumed_fenced() -> None:
+    ev = evaluate(AgentInfo(), BOOT, fence(), {}, TIMING, T0 + 10_000, False)
+    assert ev.verdict is Verdict.ESCALATE and ev.reason is Reason.NO_AGENT
+
+
+@pytest.mark.parametrize("info", [
+    agent(capable=False), agent(watchdog=None), agent(detect=None),
+    agent(boot=NEW_BOOT),  # published under another boot: unknown for this one
+])
+def test_an_agent_not_capable_for_this_boot_is_never_assumed_fenced(info: AgentInfo) -> None:
+    ev = evaluate(info, BOOT, fence(), {}, TIMING, T0 + 10_000, False)
+    assert ev.verdict is Verdict.ESCALATE and ev.reason is Reason.AGENT_NOT_SELF_FENCE_CAPABLE
+
+
+def test_missing_heartbeat_lease_is_never_assumed_fenced() -> None:
+    ev = evaluate(agent(heartbeat=None), BOOT, fence(), {}, TIMING, T0 + 10_000, False)
+    assert ev.verdict is Verdict.ESCALATE and ev.reason is Reason.NO_AGENT
+
+
+def test_a_suspected_control_plane_outage_stops_the_heartbeat_rule() -> None:
+    ev = evaluate(agent(heartbeat=T0 - 60), BOOT, fence(), {}, TIMING, T0 + 10_000, True)
+    assert ev.verdict is Verdict.WAITING and ev.reason is Reason.CONTROL_PLANE_OUTAGE
+
+
+def test_an_acknowledgement_still_counts_during_a_suspected_outage() -> None:
+    ev = evaluate(agent(), BOOT, fence(ack=ACK), {}, TIMING, T0 + 1000, True)
+    assert ev.verdict is Verdict.SATISFIED
+
+
+def test_order_lifetime_must_cover_the_worst_case() -> None:
+    info = agent()  # 97 + 120 + 10 + 5 = 232 s needed
+    assert order_lifetime_ok(info, T0, T0 + 233, TIMING)
+    assert not order_lifetime_ok(info, T0, T0 + 232, TIMING)

@@ -1,0 +1,456 @@
+"""The remediation state machine, transition by transition (one test per row of the table
+in docs/fencing-protocol.md), plus safety properties over generated states."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.controller.builders import (
+    BOOT,
+    CFG,
+    NEW_BOOT,
+    T0,
+    agent,
+    fence_status,
+    node,
+    observe,
+    remediation,
+)
+from webhook.controller.machine import ActionKind, Decision, decide
+from webhook.controller.model import AgentInfo, PeerObs, format_time
+
+ACK = {"at": format_time(T0 + 1), "via": "direct", "lastFeedAt": format_time(T0 + 0.5),
+       "watchdogTimeoutSeconds": 60}
+
+
+def kinds(d: Decision) -> list[str]:
+    return [str(a.kind) for a in d.actions]
+
+
+def check(d: Decision, phase: str, reason: str, actions: list[str] | None = None) -> None:
+    assert (str(d.phase), str(d.reason)) == (phase, reason), d.message
+    if actions is not None:
+        assert kinds(d) == actions
+
+
+# -- Pending and approval ------------------------------------------------------------------
+
+def test_pending_goes_to_confirming() -> None:
+    check(decide(remediation("Pending"), observe(T0), CFG), "Confirming", "Started", [])
+
+
+def test_pending_needing_approval_waits_for_it() -> None:
+    check(decide(remediation("Pending", approval_required=True), observe(T0), CFG),
+          "AwaitingApproval", "AwaitingApproval", [])
+
+
+def test_a_missing_phase_reads_as_the_phase_being_created() -> None:
+    check(decide(remediation(None), observe(T0), CFG), "Confirming", "Started")
+
+
+def test_approval_after_the_wait_began_moves_on() -> None:
+    rem = remediation("AwaitingApproval", approval={"approvedBy": "ops", "approvedAt": format_time(T0 + 5)})
+    check(decide(rem, observe(T0 + 6), CFG), "Confirming", "Approved", [])
+
+
+def test_an_earlier_approval_does_not_count() -> None:
+    rem = remediation("AwaitingApproval", phase_since=T0 + 10,
+                      approval={"approvedBy": "ops", "approvedAt": format_time(T0 + 5)})
+    check(decide(rem, observe(T0 + 11), CFG), "AwaitingApproval", "AwaitingApproval", [])
+
+
+def test_a_node_that_recovered_while_awaiting_approval_is_cancelled() -> None:
+    obs = observe(T0 + 5, node("True", lease=T0 + 4))
+    check(decide(remediation("AwaitingApproval"), obs, CFG), "Cancelled", "NodeRecovered", [])
+
+
+def test_approval_times_out() -> None:
+    check(decide(remediation("AwaitingApproval"), observe(T0 + 3601), CFG), "Failed", "ApprovalTimeout", [])
+
+
+# -- Confirming ----------------------------------------------------------------------------
+
+def test_node_object_gone_cancels() -> None:
+    check(decide(remediation(), observe(T0 + 1, node(exists=False)), CFG), "Cancelled", "NodeGone", [])
+
+
+def test_node_recovered_cancels() -> None:
+    check(decide(remediation(), observe(T0 + 1, node("True", lease=T0)), CFG), "Cancelled", "NodeRecovered", [])
+
+
+def test_confirmation_times_out_without_fencing() -> None:
+    check(decide(remediation(), observe(T0 + 301, node(lease=T0 + 290)), CFG), "Failed", "NotConfirmed", [])
+
+
+def test_pause_switch_stops_new_fencing() -> None:
+    check(decide(remediation(), observe(T0 + 1, paused=True), CFG), "Confirming", "Paused", [])
+
+
+def test_operator_trigger_fences_without_confirmation() -> None:
+    obs = observe(T0 + 1, node("True", lease=T0 - 100), peers=None)
+    check(decide(remediation(source="operator"), obs, CFG), "Fencing", "ConfirmedByOperator", ["IssueOrder"])
+
+
+def test_a_node_still_reporting_ready_is_not_confirmed() -> None:
+    check(decide(remediation(), observe(T0 + 1, node("True", lease=T0 - 100)), CFG),
+          "Confirming", "AwaitingConfirmation", [])
+
+
+def test_a_fresh_node_lease_means_the_machine_is_alive() -> None:
+    check(decide(remediation(), observe(T0 + 1, node("Unknown", lease=T0 - 10)), CFG),
+          "Confirming", "NodeLeaseFresh", [])
+
+
+def test_a_suspected_control_plane_outage_fences_nobody() -> None:
+    check(decide(remediation(), observe(T0 + 1, outage_suspected=True), CFG),
+          "Confirming", "ControlPlaneOutageSuspected", [])
+
+
+def test_peers_are_asked_before_deciding() -> None:
+    check(decide(remediation(), observe(T0 + 1, peers=None), CFG), "Confirming", "AwaitingConfirmation", [])
+
+
+def test_nobody_reaches_the_agent_confirms_and_orders_a_fence() -> None:
+    check(decide(remediation(), observe(T0 + 1), CFG), "Fencing", "ConfirmedUnreachable", ["IssueOrder"])
+    assert decide(remediation(), observe(T0 + 1), CFG).actions[0].detail == {"action": "fence"}
+
+
+def test_a_reachable_agent_is_fenced_with_acknowledgement() -> None:
+    obs = observe(T0 + 1, peers=PeerObs(3, 1, 2, 0))
+    check(decide(remediation(), obs, CFG), "Fencing", "ConfirmedAgentReachable", ["IssueOrder"])
+
+
+def test_restart_kubelet_first_when_configured_and_reachable() -> None:
+    cfg = replace(CFG, kubelet_restart_first=True)
+    obs = observe(T0 + 1, peers=PeerObs(3, 1, 2, 0))
+    d = decide(remediation(), obs, cfg)
+    check(d, "Confirming", "KubeletRestartOrdered", ["IssueOrder"])
+    assert d.actions[0].detail == {"action": "restart-kubelet"}
+    issued = remediation(kubeletRestart={"issuedAt": format_time(T0 + 1)})
+    check(decide(issued, observe(T0 + 30, peers=PeerObs(3, 1, 2, 0)), cfg), "Confirming", "KubeletRestartOrdered", [])
+    check(decide(issued, observe(T0 + 62, peers=PeerObs(3, 1, 2, 0)), cfg),
+          "Fencing", "KubeletRestartDidNotHelp", ["IssueOrder"])
+
+
+# -- Fencing -------------------------------------------------------------------------------
+
+def fencing(**fence: Any) -> Any:
+    return remediation("Fencing", fence=fence_status(**fence))
+
+
+def test_fencing_without_a_recorded_order_issues_one() -> None:
+    check(decide(remediation("Fencing"), observe(T0 + 1), CFG), "Fencing", "FenceOrdered", ["IssueOrder"])
+
+
+def test_a_recorded_order_is_never_issued_again_but_delivered() -> None:
+    d = decide(fencing(), observe(T0 + 5), CFG)
+    check(d, "Fencing", "AwaitingFenceDeadline", ["DeliverOrder"])
+    assert d.status["fence"]["evidence"]["rule"] == "AgentHeartbeatStale"
+
+
+def test_acknowledged_fence_waits_for_the_deadline_then_is_proven() -> None:
+    d = decide(fencing(ack=ACK), observe(T0 + 100), CFG)
+    check(d, "Fencing", "AwaitingFenceDeadline", [])
+    done = decide(fencing(ack=ACK), observe(T0 + 136), CFG)
+    check(done, "Fenced", "FenceProven", [])
+    assert done.status["fence"]["evidence"]["rule"] == "AcknowledgedWatchdog"
+    assert done.status["fence"]["evidence"]["satisfiedAt"]
+
+
+def test_stale_heartbeat_proves_the_fence_at_its_deadline() -> None:
+    check(decide(fencing(), observe(T0 + 232), CFG), "Fenced", "FenceProven", [])
+
+
+def test_a_node_back_with_a_new_boot_while_fencing_succeeds_without_taint() -> None:
+    obs = observe(T0 + 50, node("True", lease=T0 + 49, boot=NEW_BOOT, agent_info=agent(boot=NEW_BOOT)))
+    d = decide(fencing(), obs, CFG)
+    check(d, "Succeeded", "NodeRebooted", [])
+    assert d.status["fence"]["evidence"]["rule"] == "NodeRebooted"
+
+
+def test_an_order_too_short_lived_for_the_agent_escalates() -> None:
+    check(decide(fencing(ttl=200.0), observe(T0 + 5), CFG), "AwaitingApproval", "AwaitingOperatorConfirmation",
+          ["DeliverOrder"])
+
+
+def no_agent_obs(now: float) -> Any:
+    return observe(now, node(agent_info=AgentInfo()))
+
+
+def test_no_agent_escalates_to_an_operator() -> None:
+    d = decide(fencing(), no_agent_obs(T0 + 5), CFG)
+    check(d, "AwaitingApproval", "AwaitingOperatorConfirmation", ["DeliverOrder"])
+    assert d.status["escalation"]["kind"] == "OperatorApproval"
+    assert d.status["escalation"]["cause"] == "NoAgent"
+
+
+def test_no_agent_escalates_to_the_fence_agent() -> None:
+    rem = remediation("Fencing", on_unproven="FenceAgent", fence=fence_status())
+    d = decide(rem, no_agent_obs(T0 + 5), CFG)
+    check(d, "Fencing", "EscalatedToFenceAgent", ["DeliverOrder", "RunFenceAgent"])
+    assert d.status["escalation"]["attempts"] == 1
+
+
+def test_fence_agent_escalation_without_a_command_fails_safe() -> None:
+    rem = remediation("Fencing", on_unproven="FenceAgent", fence=fence_status())
+    check(decide(rem, no_agent_obs(T0 + 5), replace(CFG, fence_agent_configured=False)),
+          "Failed", "FenceNotProven", [])
+
+
+def test_no_escalation_fails_safe() -> None:
+    rem = remediation("Fencing", on_unproven="None", fence=fence_status())
+    d = decide(rem, no_agent_obs(T0 + 5), CFG)
+    check(d, "Failed", "FenceNotProven", [])
+    assert "no taint" in d.message
+
+
+def test_fence_timeout_escalates() -> None:
+    d = decide(fencing(), observe(T0 + 901, outage_suspected=True), CFG)
+    check(d, "AwaitingApproval", "AwaitingOperatorConfirmation", ["DeliverOrder"])
+    assert d.status["escalation"]["cause"] == "FenceTimeout"
+
+
+def test_an_order_recorded_before_the_phase_moved_completes_the_fence() -> None:
+    for phase in ("Pending", "Confirming"):
+        rem = remediation(phase, fence=fence_status())
+        check(decide(rem, observe(T0 + 1, node("True", lease=T0)), CFG), "Fencing", "FenceOrdered", [])
+
+
+def test_dry_run_never_escalates() -> None:
+    rem = remediation("Fencing", dry_run=True, on_unproven="FenceAgent", fence=fence_status())
+    check(decide(rem, no_agent_obs(T0 + 5), CFG), "Succeeded", "DryRunComplete", [])
+
+
+def test_dry_run_never_delivers() -> None:
+    rem = remediation("Fencing", dry_run=True, fence=fence_status())
+    check(decide(rem, observe(T0 + 5), CFG), "Fencing", "AwaitingFenceDeadline", [])
+
+
+# -- escalations ---------------------------------------------------------------------------
+
+def fence_agent_state(**state: Any) -> Any:
+    return remediation("Fencing", on_unproven="FenceAgent", fence=fence_status(),
+                       escalation={"kind": "FenceAgent", "startedAt": format_time(T0 + 5), **state})
+
+
+def test_fence_agent_success_proves_the_fence() -> None:
+    rem = fence_agent_state(attempts=1, finishedAttempt=1, lastExitCode=0, finishedAt=format_time(T0 + 9))
+    d = decide(rem, no_agent_obs(T0 + 10), CFG)
+    check(d, "Fenced", "FenceProven", [])
+    assert d.status["fence"]["evidence"]["rule"] == "FenceAgent"
+
+
+def test_an_interrupted_fence_agent_run_is_run_again() -> None:
+    d = decide(fence_agent_state(attempts=2, finishedAttempt=1, lastExitCode=1), no_agent_obs(T0 + 10), CFG)
+    check(d, "Fencing", "EscalatedToFenceAgent", ["RunFenceAgent"])
+    assert d.actions[0].detail == {"attempt": 2}
+
+
+def test_a_failed_fence_agent_is_retried_then_fails() -> None:
+    retry = decide(fence_agent_state(attempts=1, finishedAttempt=1, lastExitCode=1), no_agent_obs(T0 + 10), CFG)
+    check(retry, "Fencing", "EscalatedToFenceAgent", ["RunFenceAgent"])
+    assert retry.status["escalation"]["attempts"] == 2
+    check(decide(fence_agent_state(attempts=3, finishedAttempt=3, lastExitCode=1), no_agent_obs(T0 + 10), CFG),
+          "Failed", "FenceAgentFailed", [])
+
+
+def operator_wait(**status: Any) -> Any:
+    return remediation("AwaitingApproval", phase_since=T0 + 5, fence=fence_status(),
+                       escalation={"kind": "OperatorApproval", "startedAt": format_time(T0 + 5)}, **status)
+
+
+def test_an_operators_confirmation_proves_the_fence() -> None:
+    rem = operator_wait(approval={"approvedBy": "alice", "approvedAt": format_time(T0 + 60)})
+    d = decide(rem, no_agent_obs(T0 + 61), CFG)
+    check(d, "Fenced", "FenceProven", [])
+    assert d.status["fence"]["evidence"]["rule"] == "OperatorConfirmedOff"
+    assert d.status["fence"]["evidence"]["inputs"]["approvedBy"] == "alice"
+
+
+def test_operator_confirmation_times_out() -> None:
+    check(decide(operator_wait(), no_agent_obs(T0 + 3606), CFG), "Failed", "EscalationTimeout", [])
+
+
+def test_a_late_acknowledgement_ends_the_escalation_once_due() -> None:
+    rem = remediation("AwaitingApproval", phase_since=T0 + 5, fence=fence_status(ack=ACK),
+                      escalation={"kind": "OperatorApproval", "startedAt": format_time(T0 + 5)})
+    check(decide(rem, no_agent_obs(T0 + 200), CFG), "Fenced", "FenceProven", [])
+
+
+# -- Fenced and Recovering -----------------------------------------------------------------
+
+def fenced(dead_by: float = T0 + 100, **status: Any) -> Any:
+    evidence = {"rule": "AgentHeartbeatStale", "inputs": {"deadBy": format_time(dead_by)},
+                "satisfiedAt": format_time(T0 + 232)}
+    return remediation("Fenced", fence=fence_status(evidence=evidence), **status)
+
+
+def test_fenced_starts_recovery_with_the_taint() -> None:
+    d = decide(fenced(), observe(T0 + 233), CFG)
+    check(d, "Recovering", "RecoveryStarted", ["ApplyTaint"])
+    assert d.status["recovery"]["strategy"] == "OutOfServiceTaint"
+
+
+def test_old_servers_fall_back_to_resource_deletion() -> None:
+    d = decide(fenced(), observe(T0 + 233, oos_taint_supported=False), CFG)
+    check(d, "Recovering", "RecoveryStarted", ["DeleteResources"])
+    assert d.status["recovery"]["strategy"] == "ResourceDeletion"
+
+
+def test_dry_run_recovery_acts_on_nothing() -> None:
+    rem = fenced(dry_run=True)
+    check(decide(rem, observe(T0 + 233), CFG), "Recovering", "RecoveryStarted", [])
+
+
+def test_a_status_claiming_fenced_without_evidence_is_refused() -> None:
+    for phase in ("Fenced", "Recovering"):
+        rem = remediation(phase, fence=fence_status())
+        d = decide(rem, observe(T0 + 233), CFG)
+        check(d, "Failed", "FenceNotProven", [])
+
+
+def test_a_node_alive_after_its_fence_gets_no_taint_and_fails_loudly() -> None:
+    alive = observe(T0 + 233, node("Unknown", lease=T0 + 200))  # renewed after deadBy + skew
+    first = decide(fenced(), alive, CFG)
+    check(first, "Fenced", "NodeAliveAfterFence", [])
+    waited = fenced(reason="NodeAliveAfterFence", phase_since=T0 + 233)
+    check(decide(waited, observe(T0 + 264, node("Unknown", lease=T0 + 260)), CFG),
+          "Failed", "FenceNotObserved", [])
+
+
+def test_a_node_already_back_with_a_new_boot_needs_no_recovery() -> None:
+    obs = observe(T0 + 233, node("True", lease=T0 + 230, boot=NEW_BOOT))
+    check(decide(fenced(), obs, CFG), "Succeeded", "NodeRebooted", [])
+
+
+def recovering(**kw: Any) -> Any:
+    evidence = {"rule": "AgentHeartbeatStale", "inputs": {"deadBy": format_time(T0 + 100)},
+                "satisfiedAt": format_time(T0 + 232)}
+    return remediation("Recovering", phase_since=T0 + 233, fence=fence_status(evidence=evidence), **kw)
+
+
+def test_recovering_applies_the_taint_until_it_is_there() -> None:
+    rem = recovering(recovery={"strategy": "OutOfServiceTaint"})
+    check(decide(rem, observe(T0 + 234), CFG), "Recovering", "RecoveryStarted", ["ApplyTaint"])
+    d = decide(rem, observe(T0 + 235, node(oos=True)), CFG)
+    check(d, "AwaitingNodeReady", "OutOfServiceTaintApplied", [])
+    assert d.status["recovery"]["taintAppliedAt"]
+
+
+def test_resource_deletion_completes_when_recorded() -> None:
+    rem = recovering(strategy="ResourceDeletion", recovery={"strategy": "ResourceDeletion"})
+    check(decide(rem, observe(T0 + 234), CFG), "Recovering", "RecoveryStarted", ["DeleteResources"])
+    done = recovering(strategy="ResourceDeletion", recovery={"strategy": "ResourceDeletion", "podsDeleted": 3})
+    check(decide(done, observe(T0 + 235), CFG), "AwaitingNodeReady", "ResourcesDeleted", [])
+
+
+def test_recovery_times_out() -> None:
+    rem = recovering(recovery={"strategy": "OutOfServiceTaint"})
+    check(decide(rem, observe(T0 + 233 + 121), CFG), "Failed", "RecoveryFailed", [])
+
+
+# -- returning to service ------------------------------------------------------------------
+
+def awaiting(**kw: Any) -> Any:
+    return remediation("AwaitingNodeReady", phase_since=T0 + 240, fence=fence_status(),
+                       recovery={"strategy": "OutOfServiceTaint", "taintAppliedAt": format_time(T0 + 235)}, **kw)
+
+
+def test_node_back_with_a_new_boot_gets_its_taint_removed_then_succeeds() -> None:
+    back = node("True", lease=T0 + 400, boot=NEW_BOOT, oos=True)
+    check(decide(awaiting(), observe(T0 + 401, back), CFG), "AwaitingNodeReady", "NodeReturned", ["RemoveTaint"])
+    d = decide(awaiting(), observe(T0 + 402, replace(back, has_oos_taint=False)), CFG)
+    check(d, "Succeeded", "NodeReturned", [])
+    assert d.status["recovery"]["taintRemovedAt"]
+
+
+def test_node_ready_on_the_same_boot_keeps_the_taint_and_fails() -> None:
+    same = node("True", lease=T0 + 400, boot=BOOT, oos=True)
+    d = decide(awaiting(), observe(T0 + 401, same), CFG)
+    check(d, "Failed", "FenceNotObserved", [])
+    assert "taint stays" in d.message
+
+
+def test_a_node_that_does_not_come_back_is_reported_and_keeps_its_taint() -> None:
+    d = decide(awaiting(), observe(T0 + 240 + 1801, node(oos=True)), CFG)
+    check(d, "AwaitingNodeReady", "NodeNotBack", [])
+
+
+def test_dry_run_completes_when_the_node_is_ready() -> None:
+    rem = remediation("AwaitingNodeReady", dry_run=True)
+    check(decide(rem, observe(T0 + 9, node("True", lease=T0 + 8)), CFG), "Succeeded", "DryRunComplete", [])
+
+
+# -- finished remediations -----------------------------------------------------------------
+
+def test_a_failed_remediation_still_removes_its_taint_when_the_node_returns() -> None:
+    rem = remediation("Failed", reason="RecoveryFailed", fence=fence_status(),
+                      recovery={"taintAppliedAt": format_time(T0 + 235)})
+    check(decide(rem, observe(T0 + 500, node("True", lease=T0 + 499, boot=NEW_BOOT, oos=True)), CFG),
+          "Failed", "RecoveryFailed", ["RemoveTaint"])
+
+
+def test_fence_not_observed_keeps_the_taint_for_a_person() -> None:
+    rem = remediation("Failed", reason="FenceNotObserved", fence=fence_status(),
+                      recovery={"taintAppliedAt": format_time(T0 + 235)})
+    check(decide(rem, observe(T0 + 500, node("True", lease=T0 + 499, boot=NEW_BOOT, oos=True)), CFG),
+          "Failed", "FenceNotObserved", [])
+
+
+def test_cancelled_keeps_its_own_reason() -> None:
+    check(decide(remediation("Cancelled", reason="AlertResolved"), observe(T0), CFG),
+          "Cancelled", "AlertResolved", [])
+
+
+# -- safety properties over generated states -----------------------------------------------
+
+phases = st.sampled_from(["Pending", "AwaitingApproval", "Confirming", "Fencing", "Fenced", "Recovering",
+                          "AwaitingNodeReady", "Succeeded", "Cancelled", "Failed"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(phase=phases, has_order=st.booleans(), has_ack=st.booleans(), since=st.floats(0, 5000),
+       now=st.floats(0, 10_000), ready=st.sampled_from(["True", "False", "Unknown"]),
+       lease=st.none() | st.floats(-500, 10_000), heartbeat=st.none() | st.floats(-500, 10_000),
+       new_boot=st.booleans(), capable=st.booleans(), outage=st.booleans(), oos=st.booleans(),
+       reachable=st.integers(0, 3), escalation=st.sampled_from(["None", "FenceAgent", "OperatorApproval"]),
+       evidence=st.booleans(), dry_run=st.booleans())
+def test_safety_properties(phase: str, has_order: bool, has_ack: bool, since: float, now: float, ready: str,
+                           lease: float | None, heartbeat: float | None, new_boot: bool, capable: bool,
+                           outage: bool, oos: bool, reachable: int, escalation: str, evidence: bool,
+                           dry_run: bool) -> None:
+    status: dict[str, Any] = {}
+    if has_order:
+        ev = {"rule": "AgentHeartbeatStale", "inputs": {"deadBy": format_time(T0 + 100)},
+              "satisfiedAt": format_time(T0 + 232)} if evidence else None
+        status["fence"] = fence_status(ack=ACK if has_ack else None, evidence=ev)
+    rem = remediation(phase, phase_since=T0 + since, on_unproven=escalation, dry_run=dry_run, **status)
+    info = agent(heartbeat=None if heartbeat is None else T0 + heartbeat, capable=capable)
+    obs = observe(T0 + now, node(ready, lease=None if lease is None else T0 + lease,
+                                 boot=NEW_BOOT if new_boot else BOOT, oos=oos, agent_info=info),
+                  peers=PeerObs(3, reachable, 3 - reachable, 0), outage_suspected=outage)
+    d = decide(rem, obs, CFG)
+    acts = kinds(d)
+    # 1. Exactly one fence: once an order is recorded, no second one is ever issued.
+    if has_order:
+        assert not any(a.kind is ActionKind.ISSUE_ORDER and a.detail.get("action") == "fence" for a in d.actions)
+    # 2. Recovery only after proof: a taint or deletion only from Fenced/Recovering with evidence recorded.
+    if "ApplyTaint" in acts or "DeleteResources" in acts:
+        assert phase in ("Fenced", "Recovering") and has_order and evidence
+        assert not dry_run
+    # 3. Dry run never acts on the cluster.
+    if dry_run:
+        assert not {"DeliverOrder", "ApplyTaint", "DeleteResources", "RunFenceAgent"} & set(acts)
+    # 4. Cancelling is only possible before any order exists.
+    if str(d.phase) == "Cancelled" and phase != "Cancelled":
+        assert not has_order
+    # 5. Finished stays finished.
+    if phase in ("Succeeded", "Cancelled", "Failed"):
+        assert str(d.phase) == phase
+    # 6. A fence is proven only from the fencing phases.
+    if str(d.phase) == "Fenced" and phase != "Fenced":
+        assert phase in ("Fencing", "AwaitingApproval") and has_order

@@ -1,0 +1,158 @@
+"""When a node counts as fenced: the evidence rules, as pure functions.
+
+A node counts as fenced only on evidence, and the evidence is recorded with its rule and
+every input it used. All agent-side times (last feed, heartbeat renewal) are on the
+agent's clock, so each deadline adds the allowed clock skew once.
+
+- AcknowledgedWatchdog: the agent acknowledged the order with the exact time of its last
+  watchdog feed. The watchdog fires at most one timeout after that feed; by Pacemaker/SBD
+  practice we wait twice the timeout, plus the safety margin and the skew.
+- AgentHeartbeatStale: no acknowledgement, and the agent's heartbeat Lease has not been
+  renewed since T. An agent that cannot reach the API decides it is isolated and stops
+  feeding within its published worst-case detection time, counted from the later of T and
+  the moment the order was stored (an agent cut off from the API but not from its peers
+  fences only once a peer can relay an order); the watchdog then fires within one timeout.
+  Deadline = max(T, order stored) + detection + 2 x watchdog timeout + margin + skew.
+  Often already past when the alert arrives: that is where we beat fixed safe-time waits.
+- Never assumed: no agent, an agent not self-fence capable, an agent that has not
+  published since the node's current boot, an agent whose heartbeat is fresh but which
+  does not acknowledge, or a suspected control-plane outage (agents then deliberately do
+  not fence). Those escalate.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from webhook.controller.model import (
+    AgentInfo,
+    EvidenceRule,
+    FenceRecord,
+    Reason,
+    format_time,
+    parse_time,
+)
+
+
+class Verdict(enum.StrEnum):
+    SATISFIED = "Satisfied"
+    WAITING = "Waiting"
+    ESCALATE = "Escalate"
+
+
+@dataclass(frozen=True)
+class FenceTiming:
+    safety_margin_s: float
+    max_clock_skew_s: float
+    ack_timeout_s: float
+
+
+@dataclass(frozen=True)
+class Evidence:
+    verdict: Verdict
+    reason: Reason
+    message: str
+    rule: EvidenceRule | None = None
+    deadline: float | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    def record(self, satisfied_at: float | None) -> dict[str, Any]:
+        """The `status.fence.evidence` subtree."""
+        out: dict[str, Any] = {"rule": str(self.rule) if self.rule else "", "inputs": self.inputs}
+        if self.deadline is not None:
+            out["deadline"] = format_time(self.deadline)
+        if satisfied_at is not None:
+            out["satisfiedAt"] = format_time(satisfied_at)
+        return out
+
+
+def _acknowledged(last_feed_at: float, watchdog_timeout_s: float, via: str, t: FenceTiming,
+                  now: float) -> Evidence:
+    deadline = last_feed_at + 2 * watchdog_timeout_s + t.safety_margin_s + t.max_clock_skew_s
+    inputs = {"lastFeedAt": format_time(last_feed_at), "watchdogTimeoutSeconds": watchdog_timeout_s,
+              "deadBy": format_time(last_feed_at + watchdog_timeout_s + t.max_clock_skew_s),
+              "safetyMarginSeconds": t.safety_margin_s, "maxClockSkewSeconds": t.max_clock_skew_s,
+              "acknowledgedVia": via,
+              "formula": "lastFeedAt + 2*watchdogTimeout + safetyMargin + maxClockSkew"}
+    if now >= deadline:
+        return Evidence(Verdict.SATISFIED, Reason.FENCE_PROVEN,
+                        f"the agent stopped feeding its watchdog at {format_time(last_feed_at)}; "
+                        f"2 x {watchdog_timeout_s:g}s + margin have passed",
+                        EvidenceRule.ACKNOWLEDGED_WATCHDOG, deadline, inputs)
+    return Evidence(Verdict.WAITING, Reason.AWAITING_FENCE_DEADLINE,
+                    f"acknowledged; the watchdog has fired by {format_time(deadline)}",
+                    EvidenceRule.ACKNOWLEDGED_WATCHDOG, deadline, inputs)
+
+
+def evaluate(agent: AgentInfo, node_boot_id: str, fence: FenceRecord, agent_report: dict[str, Any],
+             t: FenceTiming, now: float, outage_suspected: bool) -> Evidence:
+    """Is the node fenced? One verdict with its reason; inputs recorded for the status."""
+    # 1. An acknowledgement (delivered answer, or the agent's own report in the API).
+    if fence.ack is not None:
+        timeout = max(fence.ack.watchdog_timeout_s, agent.watchdog_timeout_s or 0.0)
+        return _acknowledged(fence.ack.last_feed_at, timeout, fence.ack.via, t, now)
+    report_feed = agent_report.get("lastFeedAt")
+    report_timeout = agent_report.get("watchdogTimeoutSeconds")
+    if report_feed and report_timeout is not None and agent_report.get("bootId", fence.boot_id) == fence.boot_id:
+        last_feed = parse_time(report_feed)
+        if last_feed is not None:
+            timeout = max(float(report_timeout), agent.watchdog_timeout_s or 0.0)
+            return _acknowledged(last_feed, timeout, "agentReport", t, now)
+    # 2. Without an acknowledgement, only a capable agent's silence can prove anything.
+    if not agent.present:
+        return Evidence(Verdict.ESCALATE, Reason.NO_AGENT,
+                        "no nodewarden agent has ever published on this node: self-fencing cannot be assumed")
+    if not agent.self_fence_capable or agent.watchdog_timeout_s is None or agent.isolation_detect_s is None:
+        return Evidence(Verdict.ESCALATE, Reason.AGENT_NOT_SELF_FENCE_CAPABLE,
+                        "the node's agent is not self-fence capable (no watchdog, or settings under "
+                        "which an isolated agent may stay up): self-fencing cannot be assumed")
+    if agent.boot_id and fence.boot_id and agent.boot_id != fence.boot_id:
+        return Evidence(Verdict.ESCALATE, Reason.AGENT_NOT_SELF_FENCE_CAPABLE,
+                        f"the agent has not published since the node's current boot ({fence.boot_id[:8]}): "
+                        "its capability is unknown for this boot")
+    if agent.heartbeat_renewed_at is None:
+        return Evidence(Verdict.ESCALATE, Reason.NO_AGENT,
+                        "the agent's heartbeat Lease does not exist: when it last reached the API is unknown")
+    if outage_suspected:
+        return Evidence(Verdict.WAITING, Reason.CONTROL_PLANE_OUTAGE,
+                        "more than half of the agents' heartbeats are stale: a control-plane outage is "
+                        "suspected, in which agents deliberately do not fence; not counting on self-fencing")
+    last_contact = agent.heartbeat_renewed_at
+    lease_s = agent.heartbeat_duration_s or 0.0
+    if now <= last_contact + lease_s + t.max_clock_skew_s and last_contact >= fence.issued_at - t.max_clock_skew_s:
+        # The agent reaches the API, so it can read the order there: it must acknowledge.
+        if now - fence.issued_at > t.ack_timeout_s:
+            return Evidence(Verdict.ESCALATE, Reason.AGENT_ALIVE_NOT_ACKNOWLEDGING,
+                            f"the agent's heartbeat is fresh ({format_time(last_contact)}) but it has not "
+                            f"acknowledged the order within {t.ack_timeout_s:g}s: not fenced")
+        return Evidence(Verdict.WAITING, Reason.AWAITING_ACKNOWLEDGEMENT,
+                        "the agent reaches the API: waiting for its acknowledgement")
+    start = max(last_contact, fence.issued_at)
+    deadline = (start + agent.isolation_detect_s + 2 * agent.watchdog_timeout_s
+                + t.safety_margin_s + t.max_clock_skew_s)
+    inputs = {"heartbeatRenewedAt": format_time(last_contact), "orderStoredAt": format_time(fence.issued_at),
+              "deadBy": format_time(start + agent.isolation_detect_s + agent.watchdog_timeout_s + t.max_clock_skew_s),
+              "isolationDetectSeconds": agent.isolation_detect_s,
+              "watchdogTimeoutSeconds": agent.watchdog_timeout_s,
+              "safetyMarginSeconds": t.safety_margin_s, "maxClockSkewSeconds": t.max_clock_skew_s,
+              "formula": "max(heartbeatRenewedAt, orderStoredAt) + isolationDetect + 2*watchdogTimeout"
+                         " + safetyMargin + maxClockSkew"}
+    if now >= deadline:
+        return Evidence(Verdict.SATISFIED, Reason.FENCE_PROVEN,
+                        f"the agent has not reached the API since {format_time(last_contact)}; an isolated agent "
+                        f"has reset its node by {format_time(deadline)}",
+                        EvidenceRule.AGENT_HEARTBEAT_STALE, deadline, inputs)
+    return Evidence(Verdict.WAITING, Reason.AWAITING_FENCE_DEADLINE,
+                    f"the agent's heartbeat is stale since {format_time(last_contact)}: fenced by "
+                    f"{format_time(deadline)} at the latest",
+                    EvidenceRule.AGENT_HEARTBEAT_STALE, deadline, inputs)
+
+
+def order_lifetime_ok(agent: AgentInfo, issued_at: float, expires_at: float, t: FenceTiming) -> bool:
+    """An order must outlive the latest moment a cut-off agent may still need to learn it."""
+    if agent.isolation_detect_s is None or agent.watchdog_timeout_s is None:
+        return True  # no self-fencing will be assumed anyway
+    needed = agent.isolation_detect_s + 2 * agent.watchdog_timeout_s + t.safety_margin_s + t.max_clock_skew_s
+    return expires_at - issued_at > needed

@@ -1,0 +1,440 @@
+"""The remediation state machine: a pure transition function.
+
+    decide(remediation, observations, config) -> Decision(phase, reason, message, status, actions)
+
+Nothing here does I/O. The loop writes the decision's status (phase, reason, history and
+the intent subtrees) with the resourceVersion it read BEFORE it runs the actions, and
+writes their results after; so a crash at any point resumes from the stored status
+without a second fence order, a lost step or a stuck taint. Every phase's timeout and
+outcome is listed in docs/fencing-protocol.md.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from webhook.controller.evidence import Evidence, FenceTiming, Verdict, evaluate, order_lifetime_ok
+from webhook.controller.model import (
+    Escalation,
+    EvidenceRule,
+    Observations,
+    Phase,
+    Reason,
+    RemediationView,
+    Strategy,
+    format_time,
+    parse_time,
+)
+
+
+class ActionKind(enum.StrEnum):
+    ISSUE_ORDER = "IssueOrder"  # sign an order and record it (the intent), then deliver it
+    DELIVER_ORDER = "DeliverOrder"  # deliver the recorded order, directly and through peers
+    RUN_FENCE_AGENT = "RunFenceAgent"  # the escalation command (attempt already recorded)
+    APPLY_TAINT = "ApplyTaint"
+    DELETE_RESOURCES = "DeleteResources"
+    REMOVE_TAINT = "RemoveTaint"
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    phase: Phase
+    reason: str  # a Reason, or the stored reason of a phase another writer set
+    message: str
+    status: dict[str, Any] = field(default_factory=dict)  # status subtrees to set
+    actions: tuple[Action, ...] = ()
+    requeue_s: float | None = None  # look again at most this much later
+
+
+@dataclass(frozen=True)
+class MachineConfig:
+    timing: FenceTiming
+    order_ttl_s: float = 900.0
+    confirm_timeout_s: float = 300.0
+    approval_timeout_s: float = 3600.0
+    kubelet_restart_first: bool = False
+    kubelet_restart_wait_s: float = 60.0
+    fence_timeout_s: float = 900.0
+    escalation_timeout_s: float = 3600.0
+    fence_agent_configured: bool = False
+    fence_agent_attempts: int = 3
+    recover_timeout_s: float = 120.0
+    node_not_back_after_s: float = 1800.0
+    alive_grace_s: float = 30.0  # a node seen alive after its fence: how long to wait for its new boot
+
+
+def _stay(rem: RemediationView, reason: str, message: str, status: dict[str, Any] | None = None,
+          actions: tuple[Action, ...] = (), requeue_s: float | None = None) -> Decision:
+    return Decision(rem.phase, reason, message, status or {}, actions, requeue_s)
+
+
+def _elapsed(rem: RemediationView, now: float) -> float:
+    return now - (rem.phase_since if rem.phase_since is not None else now)
+
+
+def decide(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
+    handler = {
+        Phase.PENDING: _pending,
+        Phase.AWAITING_APPROVAL: _awaiting_approval,
+        Phase.CONFIRMING: _confirming,
+        Phase.FENCING: _fencing,
+        Phase.FENCED: _fenced,
+        Phase.RECOVERING: _recovering,
+        Phase.AWAITING_NODE_READY: _awaiting_node_ready,
+    }.get(rem.phase)
+    if handler is None:
+        return _terminal(rem, obs)
+    if rem.fence is not None and rem.phase in (Phase.PENDING, Phase.CONFIRMING):
+        # An order exists: past the point of no return, whatever the phase says.
+        return Decision(Phase.FENCING, Reason.FENCE_ORDERED,
+                        "a fence order is already recorded: the fence in progress completes")
+    return handler(rem, obs, cfg)
+
+
+# -- before fencing: nothing has been ordered yet, so cancelling is always safe -----------
+
+
+def _node_recovered(rem: RemediationView, obs: Observations, skew: float) -> bool:
+    node = obs.node
+    if not node.exists or node.ready != "True" or node.lease_renewed_at is None:
+        return False
+    return obs.now - node.lease_renewed_at <= node.lease_duration_s + skew
+
+
+def _pending(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
+    if rem.approval_required and not rem.approved_since(rem.phase_since):
+        return Decision(Phase.AWAITING_APPROVAL, Reason.AWAITING_APPROVAL,
+                        "the node's policy group needs a person's approval before fencing")
+    return Decision(Phase.CONFIRMING, Reason.STARTED, "confirming that the node is down")
+
+
+def _awaiting_approval(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
+    if rem.fence is not None:
+        return _awaiting_operator_confirmation(rem, obs, cfg)
+    if _node_recovered(rem, obs, cfg.timing.max_clock_skew_s):
+        return Decision(Phase.CANCELLED, Reason.NODE_RECOVERED, "the node is Ready again; nothing was fenced")
+    if rem.approved_since(rem.phase_since):
+        return Decision(Phase.CONFIRMING, Reason.APPROVED, "approved; confirming that the node is down")
+    if _elapsed(rem, obs.now) > cfg.approval_timeout_s:
+        return Decision(Phase.FAILED, Reason.APPROVAL_TIMEOUT,
+                        f"no approval within {cfg.approval_timeout_s:g}s; nothing was fenced")
+    return _stay(rem, Reason.AWAITING_APPROVAL, "waiting for a person's approval "
+                 f"(POST /api/v1/remediations/{rem.node}/approve)", requeue_s=30.0)
+
+
+def _confirming(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
+    node, now, skew = obs.node, obs.now, cfg.timing.max_clock_skew_s
+    if not node.exists:
+        return Decision(Phase.CANCELLED, Reason.NODE_GONE,
+                        "the Node object is gone; its pods are garbage-collected by Kubernetes")
+    if _node_recovered(rem, obs, skew):
+        return Decision(Phase.CANCELLED, Reason.NODE_RECOVERED, "the node is Ready again; nothing was fenced")
+    if _elapsed(rem, now) > cfg.confirm_timeout_s:
+        return Decision(Phase.FAILED, Reason.NOT_CONFIRMED,
+                        f"the node could not be confirmed down within {cfg.confirm_timeout_s:g}s "
+                        f"(last reason: {rem.reason}); nothing was fenced")
+    if obs.paused:
+        return _stay(rem, Reason.PAUSED, "remediation is paused by the operators; no fence will start")
+    fence = (Action(ActionKind.ISSUE_ORDER, {"action": "fence"}),)
+    if rem.trigger_source == "operator":
+        return Decision(Phase.FENCING, Reason.CONFIRMED_BY_OPERATOR,
+                        "an operator asked for this remediation: fencing", actions=fence)
+    if node.ready == "True":
+        return _stay(rem, Reason.AWAITING_CONFIRMATION, "the node still reports Ready", requeue_s=5.0)
+    lease_age = None if node.lease_renewed_at is None else now - node.lease_renewed_at
+    if lease_age is not None and lease_age <= node.lease_duration_s + skew:
+        return _stay(rem, Reason.NODE_LEASE_FRESH,
+                     f"the node is not Ready but its kubelet renewed its Lease {lease_age:.0f}s ago: "
+                     "the machine is alive", requeue_s=5.0)
+    if obs.outage_suspected:
+        return _stay(rem, Reason.CONTROL_PLANE_OUTAGE,
+                     "more than half of the agents' heartbeats are stale: suspecting a control-plane "
+                     "outage, not a node failure; not fencing", requeue_s=5.0)
+    if obs.peers is None:
+        return _stay(rem, Reason.AWAITING_CONFIRMATION, "asking peers whether they reach the node's agent",
+                     requeue_s=1.0)
+    if obs.peers.reachable > 0:
+        restart = rem.kubelet_restart
+        if cfg.kubelet_restart_first and not restart.get("issuedAt"):
+            return _stay(rem, Reason.KUBELET_RESTART_ORDERED,
+                         "the agent is reachable: asking it to restart the kubelet first",
+                         actions=(Action(ActionKind.ISSUE_ORDER, {"action": "restart-kubelet"}),),
+                         requeue_s=5.0)
+        issued = parse_time(restart.get("issuedAt"))
+        if issued is not None and now - issued < cfg.kubelet_restart_wait_s:
+            return _stay(rem, Reason.KUBELET_RESTART_ORDERED, "waiting for the restarted kubelet",
+                         requeue_s=5.0)
+        reason = Reason.KUBELET_RESTART_DID_NOT_HELP if issued is not None else Reason.CONFIRMED_AGENT_REACHABLE
+        return Decision(Phase.FENCING, reason,
+                        f"the node is down but {obs.peers.reachable} peer(s) reach its agent: fencing "
+                        "(the agent will acknowledge)", actions=fence)
+    return Decision(Phase.FENCING, Reason.CONFIRMED_UNREACHABLE,
+                    f"the node is not Ready, its Lease is stale and none of {obs.peers.asked} peer(s) "
+                    "reach its agent: fencing", actions=fence)
+
+
+# -- fencing: the safety core -------------------------------------------------------------
+
+
+def _rebooted(rem: RemediationView, obs: Observations) -> bool:
+    node, fence = obs.node, rem.fence
+    return (fence is not None and node.exists and node.ready == "True" and bool(node.boot_id)
+            and bool(fence.boot_id) and node.boot_id != fence.boot_id)
+
+
+def _fenced_by(evidence: Evidence, now: float) -> Decision:
+    return Decision(Phase.FENCED, Reason.FENCE_PROVEN, evidence.message,
+                    {"fence": {"evidence": evidence.record(now)}})
+
+
+def _fencing(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
+    now, fence = obs.now, rem.fence
+    if fence is None:  # entered Fencing and stopped before the order was recorded
+        return _stay(rem, Reason.FENCE_ORDERED, "issuing the fence order",
+                     actions=(Action(ActionKind.ISSUE_ORDER, {"action": "fence"}),), requeue_s=1.0)
+    if _rebooted(rem, obs):
+        evidence = Evidence(Verdict.SATISFIED, Reason.NODE_REBOOTED,
+                            f"the node is Ready again with a new boot ({obs.node.boot_id[:8]}): it was reset",
+                            EvidenceRule.NODE_REBOOTED, None,
+                            {"bootIdAtFence": fence.boot_id, "bootIdNow": obs.node.boot_id})
+        return Decision(Phase.SUCCEEDED, Reason.NODE_REBOOTED, evidence.message,
+                        {"fence": {"evidence": evidence.record(now)}})
+    if rem.escalation_state.get("kind"):
+        return _escalation(rem, obs, cfg)
+    evidence = evaluate(obs.node.agent, obs.node.boot_id or fence.boot_id, fence, rem.agent_report,
+                        cfg.timing, now, obs.outage_suspected)
+    if evidence.rule is EvidenceRule.AGENT_HEARTBEAT_STALE and not order_lifetime_ok(
+            obs.node.agent, fence.issued_at, fence.expires_at, cfg.timing):
+        evidence = Evidence(Verdict.ESCALATE, Reason.ORDER_EXPIRES_TOO_SOON,
+                            "the order expires before a cut-off agent is certain to have learned it: "
+                            "self-fencing cannot be assumed (raise order_ttl_s)")
+    deliver = () if rem.dry_run or fence.ack is not None else (Action(ActionKind.DELIVER_ORDER),)
+    if evidence.verdict is Verdict.SATISFIED:
+        return _fenced_by(evidence, now)
+    if evidence.verdict is Verdict.ESCALATE or now - fence.issued_at > cfg.fence_timeout_s:
+        reason = evidence.reason if evidence.verdict is Verdict.ESCALATE else Reason.FENCE_TIMEOUT
+        message = evidence.message if evidence.verdict is Verdict.ESCALATE else (
+            f"no proof of fencing within {cfg.fence_timeout_s:g}s ({evidence.message})")
+        return _escalate(rem, obs, cfg, reason, message, deliver)
+    requeue = None if evidence.deadline is None else max(0.05, evidence.deadline - now)
+    status = {"fence": {"evidence": evidence.record(None)}} if evidence.rule else {}
+    return _stay(rem, evidence.reason, evidence.message, status, deliver, requeue_s=requeue)
+
+
+def _escalate(rem: RemediationView, obs: Observations, cfg: MachineConfig, reason: str, message: str,
+              deliver: tuple[Action, ...]) -> Decision:
+    now = obs.now
+    if rem.dry_run:
+        return Decision(Phase.SUCCEEDED, Reason.DRY_RUN_COMPLETE,
+                        f"dry run: {message}; would escalate ({rem.escalation})")
+    state: dict[str, Any] = {"cause": str(reason), "causeMessage": message[:1000], "startedAt": format_time(now)}
+    if rem.escalation is Escalation.FENCE_AGENT and cfg.fence_agent_configured:
+        state.update({"kind": str(Escalation.FENCE_AGENT), "attempts": 1})
+        return _stay(rem, Reason.ESCALATED_TO_FENCE_AGENT, f"{message}; running the fence agent",
+                     {"escalation": state}, (*deliver, Action(ActionKind.RUN_FENCE_AGENT, {"attempt": 1})))
+    if rem.escalation is Escalation.OPERATOR_APPROVAL:
+        state["kind"] = str(Escalation.OPERATOR_APPROVAL)
+        return Decision(Phase.AWAITING_APPROVAL, Reason.AWAITING_OPERATOR_CONFIRMATION,
+                        f"{message}; a person must confirm the node is powered off "
+                        f"(POST /api/v1/remediations/{rem.node}/approve)", {"escalation": state}, deliver)
+    why = "no fence agent command is configured" if rem.escalation is Escalation.FENCE_AGENT else \
+        "the policy allows no escalation"
+    return Decision(Phase.FAILED, Reason.FENCE_NOT_PROVEN,
+                    f"{message}; {why}: no taint is applied and the workloads stay where they are")
+
+
+def _escalation(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
+    state, now = rem.escalation_state, obs.now
+    started = parse_time(state.get("startedAt")) or now
+    if rem.fence is not None and (rem.fence.ack is not None or rem.agent_report.get("lastFeedAt")):
+        # The agent acknowledged after all: its watchdog is proof enough, once due.
+        evidence = evaluate(obs.node.agent, obs.node.boot_id or rem.fence.boot_id, rem.fence,
+                            rem.agent_report, cfg.timing, now, obs.outage_suspected)
+        if evidence.verdict is Verdict.SATISFIED:
+            return _fenced_by(evidence, now)
+    if state.get("kind") == str(Escalation.FENCE_AGENT):
+        if state.get("lastExitCode") == 0 and state.get("finishedAt"):
+            finished = parse_time(state["finishedAt"]) or now
+            evidence = Evidence(Verdict.SATISFIED, Reason.FENCE_PROVEN,
+                                f"the fence agent powered the node off (attempt {state.get('attempts')})",
+                                EvidenceRule.FENCE_AGENT, finished,
+                                {"attempts": state.get("attempts"), "exitCode": 0,
+                                 "finishedAt": state["finishedAt"], "deadBy": state["finishedAt"]})
+            return _fenced_by(evidence, now)
+        attempts = int(state.get("attempts") or 0)
+        finished_attempt = int(state.get("finishedAttempt") or 0)
+        if finished_attempt < attempts:  # recorded but no result: it was interrupted; run it again
+            return _stay(rem, Reason.ESCALATED_TO_FENCE_AGENT, f"running the fence agent (attempt {attempts})",
+                         actions=(Action(ActionKind.RUN_FENCE_AGENT, {"attempt": attempts}),))
+        if attempts >= cfg.fence_agent_attempts:
+            return Decision(Phase.FAILED, Reason.FENCE_AGENT_FAILED,
+                            f"the fence agent failed {attempts} time(s) (last exit code "
+                            f"{state.get('lastExitCode')}): no taint is applied")
+        return _stay(rem, Reason.ESCALATED_TO_FENCE_AGENT, f"retrying the fence agent (attempt {attempts + 1})",
+                     {"escalation": {**state, "attempts": attempts + 1}},
+                     (Action(ActionKind.RUN_FENCE_AGENT, {"attempt": attempts + 1}),))
+    if now - started > cfg.escalation_timeout_s:
+        return Decision(Phase.FAILED, Reason.ESCALATION_TIMEOUT,
+                        f"no confirmation that the node is off within {cfg.escalation_timeout_s:g}s")
+    return _stay(rem, Reason.AWAITING_OPERATOR_CONFIRMATION, "waiting for a person to confirm the node is off",
+                 requeue_s=30.0)
+
+
+def _awaiting_operator_confirmation(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
+    if _rebooted(rem, obs):
+        return Decision(Phase.SUCCEEDED, Reason.NODE_REBOOTED,
+                        f"the node is Ready again with a new boot ({obs.node.boot_id[:8]}): it was reset")
+    if rem.approved_since(rem.phase_since):
+        approval = rem.raw_status.get("approval") or {}
+        evidence = Evidence(Verdict.SATISFIED, Reason.FENCE_PROVEN,
+                            f"{approval.get('approvedBy', 'an operator')} confirmed the node is powered off",
+                            EvidenceRule.OPERATOR_CONFIRMED_OFF, None,
+                            {"approvedBy": approval.get("approvedBy", ""), "approvedAt": approval.get("approvedAt", ""),
+                             "deadBy": approval.get("approvedAt", "")})
+        return _fenced_by(evidence, obs.now)
+    return _escalation(rem, obs, cfg)
+
+
+# -- recovery ----------------------------------------------------------------------------
+
+
+def _alive_after_fence(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> bool:
+    """The kubelet renewed its Lease after the node must have been dead: it was not fenced,
+    or it has already rebooted and is coming back."""
+    evidence = (rem.fence.evidence if rem.fence else None) or {}
+    dead_by = parse_time((evidence.get("inputs") or {}).get("deadBy"))
+    renewed = obs.node.lease_renewed_at
+    return dead_by is not None and renewed is not None and renewed > dead_by + cfg.timing.max_clock_skew_s
+
+
+def _node_alive_check(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision | None:
+    if not _alive_after_fence(rem, obs, cfg):
+        return None
+    if _rebooted(rem, obs):
+        return Decision(Phase.SUCCEEDED, Reason.NODE_REBOOTED,
+                        f"the node came back with a new boot ({obs.node.boot_id[:8]}) before recovery "
+                        "was needed: no taint is applied")
+    if rem.reason == Reason.NODE_ALIVE_AFTER_FENCE and _elapsed(rem, obs.now) > cfg.alive_grace_s:
+        return Decision(Phase.FAILED, Reason.FENCE_NOT_OBSERVED,
+                        "the node's kubelet kept renewing its Lease on the same boot after it must have been "
+                        "reset: the fence was NOT observed; no taint is applied")
+    return _stay(rem, Reason.NODE_ALIVE_AFTER_FENCE,
+                 "the node's kubelet renewed its Lease after the node must have been reset: waiting for its "
+                 "new boot before deciding; no taint meanwhile", requeue_s=2.0)
+
+
+def _unproven(rem: RemediationView) -> Decision | None:
+    """Recovery needs recorded proof; a status that claims more (hand-edited, or written by
+    something else) is refused."""
+    evidence = (rem.fence.evidence if rem.fence else None) or {}
+    if evidence.get("rule") and evidence.get("satisfiedAt"):
+        return None
+    return Decision(Phase.FAILED, Reason.FENCE_NOT_PROVEN,
+                    f"the stored status says {rem.phase} but records no satisfied fence evidence: "
+                    "refusing to recover; no taint is applied")
+
+
+def _fenced(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
+    refused = _unproven(rem)
+    if refused is not None:
+        return refused
+    alive = _node_alive_check(rem, obs, cfg)
+    if alive is not None:
+        return alive
+    strategy = rem.strategy
+    if strategy is Strategy.OUT_OF_SERVICE_TAINT and not obs.oos_taint_supported:
+        strategy = Strategy.RESOURCE_DELETION
+    recovery = {"strategy": str(strategy), "requestedAt": format_time(obs.now)}
+    if rem.dry_run:
+        return Decision(Phase.RECOVERING, Reason.RECOVERY_STARTED,
+                        f"dry run: would recover with {strategy}", {"recovery": recovery})
+    kind = ActionKind.APPLY_TAINT if strategy is Strategy.OUT_OF_SERVICE_TAINT else ActionKind.DELETE_RESOURCES
+    note = "" if strategy is rem.strategy else " (the server is older than 1.28: falling back)"
+    return Decision(Phase.RECOVERING, Reason.RECOVERY_STARTED, f"recovering with {strategy}{note}",
+                    {"recovery": recovery}, (Action(kind),))
+
+
+def _recovering(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
+    rec = rem.recovery
+    refused = _unproven(rem)
+    if refused is not None:
+        return refused
+    if not obs.node.exists:
+        return Decision(Phase.SUCCEEDED, Reason.NODE_GONE, "the Node object is gone")
+    if rem.dry_run:
+        return Decision(Phase.AWAITING_NODE_READY, Reason.AWAITING_NODE,
+                        f"dry run: {rec.get('strategy')} would have been applied; waiting for the node")
+    strategy = Strategy(rec.get("strategy") or rem.strategy)
+    if strategy is Strategy.OUT_OF_SERVICE_TAINT:
+        if obs.node.has_oos_taint:
+            status = {} if rec.get("taintAppliedAt") else {"recovery": {"taintAppliedAt": format_time(obs.now)}}
+            return Decision(Phase.AWAITING_NODE_READY, Reason.TAINT_APPLIED,
+                            "the out-of-service taint is on the node: Kubernetes moves its workloads", status)
+        action = Action(ActionKind.APPLY_TAINT)
+    else:
+        if rec.get("podsDeleted") is not None:
+            return Decision(Phase.AWAITING_NODE_READY, Reason.RESOURCES_DELETED,
+                            f"deleted {rec.get('podsDeleted')} pod(s) and {rec.get('volumeAttachmentsDeleted', 0)} "
+                            "VolumeAttachment(s) of the node")
+        action = Action(ActionKind.DELETE_RESOURCES)
+    if _elapsed(rem, obs.now) > cfg.recover_timeout_s:
+        return Decision(Phase.FAILED, Reason.RECOVERY_FAILED,
+                        f"recovery with {strategy} did not complete within {cfg.recover_timeout_s:g}s "
+                        f"(last: {rem.reason})")
+    alive = _node_alive_check(rem, obs, cfg)
+    if alive is not None:
+        return alive
+    return _stay(rem, Reason.RECOVERY_STARTED, f"recovering with {strategy}", actions=(action,), requeue_s=1.0)
+
+
+def _awaiting_node_ready(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
+    node = obs.node
+    if not node.exists:
+        return Decision(Phase.SUCCEEDED, Reason.NODE_GONE, "the Node object is gone")
+    if node.ready == "True":
+        if rem.dry_run:
+            return Decision(Phase.SUCCEEDED, Reason.DRY_RUN_COMPLETE, "dry run complete: the node is Ready")
+        fence_boot = rem.fence.boot_id if rem.fence else ""
+        if fence_boot and node.boot_id == fence_boot:
+            return Decision(Phase.FAILED, Reason.FENCE_NOT_OBSERVED,
+                            f"the node is Ready on the same boot ({fence_boot[:8]}) it had when it was fenced: "
+                            "it was never reset. The out-of-service taint stays; investigate before removing it")
+        if node.has_oos_taint:
+            return _stay(rem, Reason.NODE_RETURNED, "the node is back with a new boot: removing the taint",
+                         actions=(Action(ActionKind.REMOVE_TAINT),), requeue_s=1.0)
+        status = {} if rem.recovery.get("taintRemovedAt") or not rem.recovery.get("taintAppliedAt") else \
+            {"recovery": {"taintRemovedAt": format_time(obs.now)}}
+        return Decision(Phase.SUCCEEDED, Reason.NODE_RETURNED,
+                        f"the node is Ready with a new boot ({node.boot_id[:8]}); nodewarden's taint is removed",
+                        status)
+    waited = _elapsed(rem, obs.now)
+    if waited > cfg.node_not_back_after_s:
+        if rem.reason != Reason.NODE_NOT_BACK:
+            return _stay(rem, Reason.NODE_NOT_BACK,
+                         f"the node has not come back for {waited:.0f}s; the taint stays (its workloads are "
+                         "already recovered)", requeue_s=60.0)
+        return _stay(rem, Reason.NODE_NOT_BACK, rem.raw_status.get("message", ""), requeue_s=60.0)
+    return _stay(rem, Reason.AWAITING_NODE, "workloads recovered; waiting for the node to come back",
+                 requeue_s=min(5.0, cfg.node_not_back_after_s))
+
+
+def _terminal(rem: RemediationView, obs: Observations) -> Decision:
+    """Finished remediations only ever remove a taint left behind on a node that came back."""
+    message = str(rem.raw_status.get("message", ""))
+    reason = rem.reason
+    rec, node, fence = rem.recovery, obs.node, rem.fence
+    if (rem.phase is Phase.FAILED and rem.reason != Reason.FENCE_NOT_OBSERVED and rec.get("taintAppliedAt")
+            and not rec.get("taintRemovedAt") and fence is not None and node.exists and node.ready == "True"
+            and node.boot_id and node.boot_id != fence.boot_id):
+        if node.has_oos_taint:
+            return Decision(rem.phase, reason, message, actions=(Action(ActionKind.REMOVE_TAINT),))
+        return Decision(rem.phase, reason, message, {"recovery": {"taintRemovedAt": format_time(obs.now)}})
+    return Decision(rem.phase, reason, message)

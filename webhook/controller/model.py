@@ -1,0 +1,274 @@
+"""Phases, enumerated reasons, and the typed views the pure controller core works on.
+
+`RemediationView.parse` reads a NodeRemediation dict (the stored contract in
+docs/noderemediation.md); `Observations` is what the shell saw of the world this round.
+Times are unix seconds (floats) on the controller's clock unless a name says otherwise.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+class Phase(enum.StrEnum):
+    PENDING = "Pending"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    CONFIRMING = "Confirming"
+    FENCING = "Fencing"
+    FENCED = "Fenced"
+    RECOVERING = "Recovering"
+    AWAITING_NODE_READY = "AwaitingNodeReady"
+    SUCCEEDED = "Succeeded"
+    CANCELLED = "Cancelled"
+    FAILED = "Failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.CANCELLED, Phase.FAILED)
+
+
+class Reason(enum.StrEnum):
+    # Pending / approval / confirming
+    STARTED = "Started"
+    APPROVED = "Approved"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    APPROVAL_TIMEOUT = "ApprovalTimeout"
+    NODE_RECOVERED = "NodeRecovered"
+    NODE_GONE = "NodeGone"
+    AWAITING_CONFIRMATION = "AwaitingConfirmation"
+    NODE_LEASE_FRESH = "NodeLeaseFresh"
+    CONTROL_PLANE_OUTAGE = "ControlPlaneOutageSuspected"
+    PAUSED = "Paused"
+    CONFIRMED_UNREACHABLE = "ConfirmedUnreachable"
+    CONFIRMED_AGENT_REACHABLE = "ConfirmedAgentReachable"
+    CONFIRMED_BY_OPERATOR = "ConfirmedByOperator"
+    KUBELET_RESTART_ORDERED = "KubeletRestartOrdered"
+    KUBELET_RESTART_DID_NOT_HELP = "KubeletRestartDidNotHelp"
+    NOT_CONFIRMED = "NotConfirmed"
+    # Fencing
+    FENCE_ORDERED = "FenceOrdered"
+    AWAITING_ACKNOWLEDGEMENT = "AwaitingAcknowledgement"
+    AWAITING_FENCE_DEADLINE = "AwaitingFenceDeadline"
+    NO_AGENT = "NoAgent"
+    AGENT_NOT_SELF_FENCE_CAPABLE = "AgentNotSelfFenceCapable"
+    AGENT_ALIVE_NOT_ACKNOWLEDGING = "AgentAliveNotAcknowledging"
+    ORDER_EXPIRES_TOO_SOON = "OrderExpiresTooSoon"
+    ESCALATED_TO_FENCE_AGENT = "EscalatedToFenceAgent"
+    FENCE_AGENT_FAILED = "FenceAgentFailed"
+    AWAITING_OPERATOR_CONFIRMATION = "AwaitingOperatorConfirmation"
+    ESCALATION_TIMEOUT = "EscalationTimeout"
+    FENCE_NOT_PROVEN = "FenceNotProven"
+    FENCE_TIMEOUT = "FenceTimeout"
+    NODE_REBOOTED = "NodeRebooted"
+    # Fenced / recovering
+    FENCE_PROVEN = "FenceProven"
+    RECOVERY_STARTED = "RecoveryStarted"
+    TAINT_APPLIED = "OutOfServiceTaintApplied"
+    RESOURCES_DELETED = "ResourcesDeleted"
+    RECOVERY_FAILED = "RecoveryFailed"
+    FENCE_NOT_OBSERVED = "FenceNotObserved"
+    NODE_ALIVE_AFTER_FENCE = "NodeAliveAfterFence"
+    # Awaiting node ready / done
+    AWAITING_NODE = "AwaitingNode"
+    NODE_NOT_BACK = "NodeNotBack"
+    NODE_RETURNED = "NodeReturned"
+    DRY_RUN_COMPLETE = "DryRunComplete"
+
+
+class EvidenceRule(enum.StrEnum):
+    ACKNOWLEDGED_WATCHDOG = "AcknowledgedWatchdog"
+    AGENT_HEARTBEAT_STALE = "AgentHeartbeatStale"
+    FENCE_AGENT = "FenceAgent"
+    OPERATOR_CONFIRMED_OFF = "OperatorConfirmedOff"
+    NODE_REBOOTED = "NodeRebooted"
+
+
+class Strategy(enum.StrEnum):
+    OUT_OF_SERVICE_TAINT = "OutOfServiceTaint"
+    RESOURCE_DELETION = "ResourceDeletion"
+
+
+class Escalation(enum.StrEnum):
+    NONE = "None"
+    FENCE_AGENT = "FenceAgent"
+    OPERATOR_APPROVAL = "OperatorApproval"
+
+
+# -- time helpers ------------------------------------------------------------------------
+
+
+def parse_time(value: Any) -> float | None:
+    if not value:
+        return None
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def format_time(ts: float) -> str:
+    """RFC 3339 with microseconds (status timestamps are ours; precision matters)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _get(obj: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+# -- the stored remediation --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    at: float
+    via: str
+    last_feed_at: float
+    watchdog_timeout_s: float
+
+
+@dataclass(frozen=True)
+class FenceRecord:
+    order: str
+    action: str
+    issued_at: float
+    expires_at: float
+    boot_id: str
+    delivered_via: tuple[str, ...] = ()
+    ack: Acknowledgement | None = None
+    evidence: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RemediationView:
+    name: str
+    uid: str
+    resource_version: str
+    phase: Phase
+    reason: str
+    phase_since: float | None
+    dry_run: bool
+    approval_required: bool
+    approved_at: float | None
+    strategy: Strategy
+    escalation: Escalation
+    trigger_source: str
+    received_at: float | None
+    fence: FenceRecord | None
+    agent_report: dict[str, Any]
+    recovery: dict[str, Any]
+    escalation_state: dict[str, Any]
+    kubelet_restart: dict[str, Any]
+    raw_status: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> RemediationView:
+        meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+        status = obj.get("status") or {}
+        raw_phase = status.get("phase")
+        if raw_phase:
+            phase = Phase(raw_phase)
+        else:  # creation is two writes: treat a missing phase as the one being written
+            phase = Phase.AWAITING_APPROVAL if spec.get("approvalRequired") else Phase.PENDING
+        fence = None
+        f = status.get("fence") or {}
+        if f.get("order") and f.get("issuedAt"):
+            ack = None
+            a = f.get("acknowledgement") or {}
+            if a.get("lastFeedAt") and a.get("watchdogTimeoutSeconds") is not None:
+                ack = Acknowledgement(parse_time(a.get("at")) or 0.0, str(a.get("via", "")),
+                                      parse_time(a["lastFeedAt"]) or 0.0, float(a["watchdogTimeoutSeconds"]))
+            fence = FenceRecord(
+                order=f["order"], action=str(f.get("action", "fence")),
+                issued_at=parse_time(f["issuedAt"]) or 0.0,
+                expires_at=parse_time(f.get("expiresAt")) or 0.0,
+                boot_id=str(f.get("bootId", "")), delivered_via=tuple(f.get("deliveredVia") or ()),
+                ack=ack, evidence=f.get("evidence"))
+        try:
+            strategy = Strategy(spec.get("strategy", Strategy.OUT_OF_SERVICE_TAINT))
+        except ValueError:
+            strategy = Strategy.OUT_OF_SERVICE_TAINT
+        try:
+            escalation = Escalation(spec.get("escalation", Escalation.NONE))
+        except ValueError:
+            escalation = Escalation.NONE
+        return cls(
+            name=str(meta.get("name", "")), uid=str(meta.get("uid", "")),
+            resource_version=str(meta.get("resourceVersion", "")),
+            phase=phase, reason=str(status.get("reason", "")),
+            phase_since=parse_time(status.get("phaseSince")),
+            dry_run=bool(spec.get("dryRun")), approval_required=bool(spec.get("approvalRequired")),
+            approved_at=parse_time(_get(status, "approval", "approvedAt")),
+            strategy=strategy, escalation=escalation,
+            trigger_source=str(_get(spec, "trigger", "source") or ""),
+            received_at=parse_time(_get(spec, "trigger", "receivedAt")),
+            fence=fence, agent_report=dict(status.get("agentReport") or {}),
+            recovery=dict(status.get("recovery") or {}),
+            escalation_state=dict(status.get("escalation") or {}),
+            kubelet_restart=dict(status.get("kubeletRestart") or {}),
+            raw_status=status,
+        )
+
+    @property
+    def node(self) -> str:
+        return self.name
+
+    def approved_since(self, since: float | None) -> bool:
+        return self.approved_at is not None and (since is None or self.approved_at >= since)
+
+
+# -- what the shell observed -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    """The node's agent as it published itself (annotations) and its heartbeat Lease."""
+
+    present: bool = False  # the agent ever published on this node
+    self_fence_capable: bool = False
+    watchdog_timeout_s: float | None = None
+    isolation_detect_s: float | None = None
+    boot_id: str = ""  # the node bootID the agent published under
+    peer_endpoint: str = ""
+    heartbeat_renewed_at: float | None = None  # the agent's Lease renewTime (agent clock)
+    heartbeat_duration_s: float | None = None
+
+
+@dataclass(frozen=True)
+class NodeObs:
+    exists: bool = True
+    ready: str = "Unknown"  # "True" | "False" | "Unknown"
+    boot_id: str = ""
+    lease_renewed_at: float | None = None  # kube-node-lease renewTime (kubelet clock)
+    lease_duration_s: float = 40.0
+    has_oos_taint: bool = False
+    control_plane: bool = False
+    agent: AgentInfo = AgentInfo()
+
+
+@dataclass(frozen=True)
+class PeerObs:
+    """Peers asked whether they can reach the node's agent."""
+
+    asked: int = 0
+    reachable: int = 0
+    unreachable: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True)
+class Observations:
+    now: float
+    node: NodeObs
+    peers: PeerObs | None = None
+    outage_suspected: bool = False  # more than half of the agents' heartbeats are stale
+    paused: bool = False  # the operators' pause switch: no new fencing starts
+    oos_taint_supported: bool = True  # server version >= 1.28

@@ -1,0 +1,107 @@
+"""The controller's settings, read once from `NODEWARDEN_CONTROLLER_*` variables, and the
+start-up check that refuses timings under which fencing could be unsafe.
+
+Every timing below is a cluster duration; tests scale them all down together.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from core import names
+from core.settings import SettingsError, load_settings
+
+ENV_PREFIX = "NODEWARDEN_CONTROLLER_"
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    # Kubernetes and identity.
+    kubeconfig: str | None = None
+    namespace: str = names.DEFAULT_NAMESPACE  # leader Lease and agent Leases live here
+    event_namespace: str = "default"
+    identity: str | None = None  # leader-election identity; default host name + pid
+    kube_request_timeout_s: float = 5.0
+    # Keys and secrets (files).
+    signing_key_file: str = "/etc/nodewarden/fence-order/private.pem"
+    peer_secret_file: str = "/etc/nodewarden/peer/secret"
+    # Leader election (client-go defaults).
+    lease_duration_s: float = 15.0
+    renew_deadline_s: float = 10.0
+    retry_period_s: float = 2.0
+    # The reconcile loop.
+    workers: int = 16  # remediations handled in parallel
+    resync_s: float = 2.0  # each active remediation is looked at least this often
+    peer_timeout_s: float = 3.0
+    peers_to_ask: int = 3
+    # Fencing safety.
+    safety_margin_s: float = 10.0  # added to every fence deadline
+    max_clock_skew_s: float = 5.0  # between this controller's clock and any node's
+    order_ttl_s: float = 900.0  # fence orders expire after this
+    ack_timeout_s: float = 60.0  # an agent that reaches the API must acknowledge within this
+    fence_timeout_s: float = 900.0  # give up on self-fencing evidence after this: escalate
+    # Escalation.
+    fence_agent_command: str = ""  # e.g. "fence_ipmilan --ip {node}-bmc ... --action off"
+    fence_agent_timeout_s: float = 60.0
+    fence_agent_attempts: int = 3
+    escalation_timeout_s: float = 3600.0  # operator confirmation must come within this
+    # Other phases.
+    confirm_timeout_s: float = 300.0
+    approval_timeout_s: float = 3600.0
+    kubelet_restart_first: bool = False  # try restart-kubelet when the agent is reachable
+    kubelet_restart_wait_s: float = 60.0
+    recover_timeout_s: float = 120.0
+    node_not_back_after_s: float = 1800.0  # AwaitingNodeReady longer than this: event + metric
+    # Serving metrics.
+    metrics_bind: str = "0.0.0.0:9103"
+    log_level: str = "INFO"
+
+    @property
+    def identity_name(self) -> str:
+        return self.identity or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def unsafe_timings(s: ControllerSettings) -> list[str]:
+    """Why these settings could make fencing unsafe (empty when they are sound)."""
+    problems = []
+    if s.safety_margin_s < 0:
+        problems.append(f"safety_margin_s must not be negative (got {s.safety_margin_s:g})")
+    if s.max_clock_skew_s < 0:
+        problems.append(f"max_clock_skew_s must not be negative (got {s.max_clock_skew_s:g})")
+    if not s.retry_period_s < s.renew_deadline_s < s.lease_duration_s:
+        problems.append(
+            "leader election needs retry_period_s < renew_deadline_s < lease_duration_s "
+            f"(got {s.retry_period_s:g} < {s.renew_deadline_s:g} < {s.lease_duration_s:g}); "
+            "otherwise two replicas can act at once")
+    elif s.lease_duration_s - s.renew_deadline_s <= s.max_clock_skew_s:
+        problems.append(
+            f"a leader that fails to renew stops acting after renew_deadline_s={s.renew_deadline_s:g}s, "
+            f"but a standby may take over after lease_duration_s={s.lease_duration_s:g}s; the gap "
+            f"({s.lease_duration_s - s.renew_deadline_s:g}s) must exceed max_clock_skew_s={s.max_clock_skew_s:g}s")
+    if s.order_ttl_s <= s.fence_timeout_s:
+        problems.append(
+            f"order_ttl_s={s.order_ttl_s:g}s must exceed fence_timeout_s={s.fence_timeout_s:g}s: an "
+            "order that expires while its fence deadline is still being awaited could leave a cut-off "
+            "agent that never learned it running while the controller counts on it having fenced")
+    return problems
+
+
+def worst_case_fence_s(s: ControllerSettings, isolation_detect_s: float, watchdog_timeout_s: float) -> float:
+    """Seconds from an agent's last heartbeat to the moment it counts as fenced without an
+    acknowledgement (the AgentHeartbeatStale rule)."""
+    return isolation_detect_s + 2 * watchdog_timeout_s + s.safety_margin_s + s.max_clock_skew_s
+
+
+def settings_from_env(env: Mapping[str, str] | None = None) -> ControllerSettings:
+    source = os.environ if env is None else env
+    settings = load_settings(ControllerSettings, env=source, env_prefix=ENV_PREFIX)
+    if settings.workers < 1:
+        raise SettingsError("workers", "must be at least 1")
+    if settings.fence_agent_attempts < 1:
+        raise SettingsError("fence_agent_attempts", "must be at least 1")
+    if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError("log_level", f"expected DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
+    return settings
