@@ -57,7 +57,7 @@ class Decision:
 @dataclass(frozen=True)
 class MachineConfig:
     timing: FenceTiming
-    order_ttl_s: float = 900.0
+    order_ttl_s: float = 1800.0
     confirm_timeout_s: float = 300.0
     approval_timeout_s: float = 3600.0
     kubelet_restart_first: bool = False
