@@ -63,6 +63,7 @@ class Cluster:
                  workdir: str | Path | None = None, host: str = "127.0.0.1", port: int = 0,
                  workloads: list[str] | tuple[str, ...] = (), agent_cmd: str | None = None,
                  agent_values: dict[str, str] | None = None, agent_env: dict[str, str] | None = None,
+                 agent_nodes: list[str] | None = None,
                  watchdogs: bool | None = None, control_plane_nodes: int = 0,
                  partition_mode: str = "drop", use_tls: bool = True,
                  clock: Callable[[], float] = time.time) -> None:
@@ -87,6 +88,7 @@ class Cluster:
         self.invariants_monitor = InvariantMonitor(self)
         self.network = PeerNetwork(self._peer_blocked, self._resolve, lambda: self.partition_mode)
         self.agent_cmd = agent_cmd
+        self.agent_nodes = None if agent_nodes is None else set(agent_nodes)
         self.agent_values = dict(agent_values or {})
         self.agent_env = dict(agent_env or {})
         use_watchdogs = bool(agent_cmd) if watchdogs is None else watchdogs
@@ -155,7 +157,8 @@ class Cluster:
         self.ticker.start()
         if self.agent_cmd:
             for name in self.nodes:
-                self._process(name).start()
+                if self.runs_agent(name):
+                    self._process(name).start()
         self.timeline.add("cluster-started", detail=f"{len(self.nodes)} nodes, time scale {self.timings.scale:g}")
         return self
 
@@ -223,6 +226,9 @@ class Cluster:
 
     # -- machines ---------------------------------------------------------------------
 
+    def runs_agent(self, name: str) -> bool:
+        return bool(self.agent_cmd) and (self.agent_nodes is None or name in self.agent_nodes)
+
     def _process(self, name: str) -> NodeProcess:
         proc = self.processes.get(name)
         if proc is None:
@@ -284,7 +290,7 @@ class Cluster:
         self.timeline.add("node-booted", name, f"node/{name}", f"kubelet started (boot {node.boot_id[:8]})",
                           bootId=node.boot_id)
         self.kubelets[name].start(epoch)
-        if self.agent_cmd and not self._stopped:
+        if self.runs_agent(name) and not self._stopped:
             self._process(name).start()
 
     def reboot(self, name: str, reason: str) -> None:

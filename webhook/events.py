@@ -36,8 +36,9 @@ class NodeEvent:
     related: JSON | None = None  # object reference of the NodeRemediation, if any
 
 
-def event_body(event: NodeEvent, instance: str, now: float) -> JSON:
-    """The events.k8s.io/v1 Event for `event`, reported by the webhook."""
+def event_body(event: NodeEvent, instance: str, now: float,
+               controller: str = names.WEBHOOK_COMPONENT) -> JSON:
+    """The events.k8s.io/v1 Event for `event`, reported by `controller`."""
     regarding: JSON = {"apiVersion": "v1", "kind": "Node", "name": event.node}
     if event.node_uid:
         regarding["uid"] = event.node_uid
@@ -46,7 +47,7 @@ def event_body(event: NodeEvent, instance: str, now: float) -> JSON:
         "kind": "Event",
         "metadata": {"name": f"{event.node}.{secrets.token_hex(8)}"},
         "eventTime": rfc3339_micro(now),
-        "reportingController": names.WEBHOOK_COMPONENT,
+        "reportingController": controller,
         "reportingInstance": instance[:128],
         "action": event.action,
         "reason": event.reason,
@@ -69,8 +70,10 @@ class EventRecorder:
         queue_size: int = 1000,
         dedup_window_s: float = 60.0,
         count: Callable[[str], None] | None = None,
+        controller: str = names.WEBHOOK_COMPONENT,
     ) -> None:
         self.kube = kube
+        self.controller = controller
         self.clock = clock
         self.namespace = namespace
         self.instance = instance
@@ -142,7 +145,7 @@ class EventRecorder:
     def _send(self, event: NodeEvent) -> None:
         try:
             self.kube.create_event(
-                self.namespace, event_body(event, self.instance, self.clock.now())
+                self.namespace, event_body(event, self.instance, self.clock.now(), self.controller)
             )
             self._count("sent")
         except KubeError as exc:

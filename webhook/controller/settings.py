@@ -32,6 +32,8 @@ class ControllerSettings:
     lease_duration_s: float = 15.0
     renew_deadline_s: float = 10.0
     retry_period_s: float = 2.0
+    # How long a kubelet Lease stays fresh; None: the Lease's own leaseDurationSeconds.
+    node_lease_duration_s: float | None = None
     # The reconcile loop.
     workers: int = 16  # remediations handled in parallel
     resync_s: float = 2.0  # each active remediation is looked at least this often

@@ -1,0 +1,262 @@
+"""A whole nodewarden world in one line, for integration, end-to-end and chaos tests:
+the simulated cluster with real agent processes on its nodes, the real webhook under
+gunicorn, and one or more real controller processes, every timing scaled together.
+
+    with nodewarden_world(tmp_path, nodes=5, time_scale=0.05, workloads=["db=statefulset:3"]) as w:
+        w.cluster.fault("power-off", "node-2")
+        w.trigger("node-2")                     # as an operator would, with curl
+        w.wait_phase("node-2", "AwaitingNodeReady")
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from core.fence_order import generate_private_key, private_key_pem, public_key_pem
+from sim.cluster import Cluster
+from tests.support.prometheus import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "helm" / "nodewarden" / "crds" / "noderemediations.yaml"
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+OPERATOR_TOKEN = "operator-token-for-tests-0123456789"
+ALERTMANAGER_TOKEN = "alertmanager-token-for-tests-0123456789"
+
+
+def agent_config(scale: float, watchdog_timeout_s: float, secret: Path, public_keys: Path) -> dict[str, Any]:
+    """The node agent's settings with every timing scaled like the cluster's."""
+    return {
+        "peer_secret_file": str(secret), "order_public_keys_file": str(public_keys),
+        "boot_id_source": "node-status", "watchdog_timeout_s": watchdog_timeout_s,
+        "api_check_interval_s": 15 * scale, "api_check_timeout_s": max(0.1, 5 * scale),
+        "isolation_timeout_s": 30 * scale, "peer_request_timeout_s": max(0.1, 5 * scale),
+        "peer_api_timeout_s": max(0.08, 3 * scale), "peer_refresh_interval_s": 100 * scale,
+        "loop_tick_s": max(0.02, scale),
+    }
+
+
+def controller_env(scale: float, tmp: Path, kubeconfig: Path, key: Path, secret: Path, proxy: str,
+                   identity: str, **overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NODEWARDEN_")}
+    values = {
+        "KUBECONFIG": str(kubeconfig), "SIGNING_KEY_FILE": str(key), "PEER_SECRET_FILE": str(secret),
+        "IDENTITY": identity, "METRICS_BIND": f"127.0.0.1:{free_port()}",
+        "LEASE_DURATION_S": 15 * scale, "RENEW_DEADLINE_S": 10 * scale, "RETRY_PERIOD_S": 2 * scale,
+        "RESYNC_S": 2 * scale, "PEER_TIMEOUT_S": max(0.15, 3 * scale), "SAFETY_MARGIN_S": 10 * scale,
+        "MAX_CLOCK_SKEW_S": 5 * scale, "ORDER_TTL_S": 1800 * scale, "ACK_TIMEOUT_S": 60 * scale,
+        "FENCE_TIMEOUT_S": 900 * scale, "CONFIRM_TIMEOUT_S": 300 * scale,
+        "APPROVAL_TIMEOUT_S": 3600 * scale, "ESCALATION_TIMEOUT_S": 3600 * scale,
+        "RECOVER_TIMEOUT_S": 120 * scale, "NODE_NOT_BACK_AFTER_S": 1800 * scale,
+        "KUBELET_RESTART_WAIT_S": 60 * scale, "FENCE_AGENT_TIMEOUT_S": max(1.0, 60 * scale),
+        "NODE_LEASE_DURATION_S": 40 * scale, "KUBE_REQUEST_TIMEOUT_S": 5,
+    }
+    values.update(overrides)
+    env.update({f"NODEWARDEN_CONTROLLER_{k}": str(v) for k, v in values.items()})
+    env.update(HTTP_PROXY=proxy, HTTPS_PROXY=proxy, http_proxy=proxy, https_proxy=proxy,
+               NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+    return env
+
+
+def policy(escalation: str = "OperatorApproval", strategy: str = "OutOfServiceTaint",
+           max_remediations: int = 100, **extra: Any) -> dict[str, Any]:
+    doc = {
+        "apiVersion": "nodewarden.io/v1alpha1", "kind": "RemediationPolicy",
+        "alerts": {"names": ["NodeNotReady", "KubeNodeNotReady"], "nodeLabels": ["node"]},
+        "nodes": {"selector": {}, "includeControlPlane": True},
+        "stormProtection": {"maxUnhealthy": "100%"},
+        "rateLimit": {"maxRemediations": max_remediations, "window": "15m"},
+        "cooldown": "1s", "paused": False, "dryRun": False,
+        "defaults": {"strategy": strategy, "escalation": escalation, "approvalRequired": False},
+        "groups": [],
+    }
+    doc.update(extra)
+    return doc
+
+
+@dataclass
+class World:
+    cluster: Cluster
+    tmp: Path
+    scale: float
+    webhook_url: str = ""
+    controllers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _controller_env: dict[str, Any] = field(default_factory=dict)
+
+    # -- the product's processes ------------------------------------------------------
+
+    def start_controller(self, identity: str, **overrides: str) -> subprocess.Popen[bytes]:
+        env = controller_env(self.scale, self.tmp, self.cluster.kubeconfig("webhook"), self.tmp / "signing.pem",
+                             self.tmp / "peer-secret", self.cluster.peer_proxy("external"), identity,
+                             **{**self._controller_env, **overrides})
+        log = open(self.tmp / f"controller-{identity}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen([sys.executable, "-m", "webhook.controller"], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.controllers[identity] = proc
+        return proc
+
+    def kill_controller(self, identity: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.controllers.pop(identity)
+        proc.send_signal(sig)
+        proc.wait(timeout=10)
+
+    def leader(self) -> str:
+        lease = self.cluster.get("leases", "nodewarden-controller", "nodewarden", "coordination.k8s.io")
+        return str(((lease or {}).get("spec") or {}).get("holderIdentity") or "")
+
+    # -- what operators and Alertmanager do -------------------------------------------
+
+    def trigger(self, node: str, reason: str = "test", dry_run: bool = False) -> requests.Response:
+        return requests.post(f"{self.webhook_url}/api/v1/remediations",
+                             json={"node": node, "reason": reason, "dryRun": dry_run},
+                             headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}, timeout=10)
+
+    def approve(self, node: str) -> requests.Response:
+        return requests.post(f"{self.webhook_url}/api/v1/remediations/{node}/approve",
+                             headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}, timeout=10)
+
+    def alert(self, node: str, status: str = "firing", name: str = "NodeNotReady") -> requests.Response:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        alert = {"status": status, "labels": {"alertname": name, "node": node, "severity": "critical"},
+                 "annotations": {}, "startsAt": now, "endsAt": "0001-01-01T00:00:00Z",
+                 "generatorURL": "http://prometheus/graph", "fingerprint": f"fp-{node}"}
+        body = {"version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0, "status": status,
+                "receiver": "nodewarden", "groupLabels": {}, "commonLabels": alert["labels"],
+                "commonAnnotations": {}, "externalURL": "http://alertmanager", "alerts": [alert]}
+        return requests.post(f"{self.webhook_url}/api/v1/alerts", json=body,
+                             headers={"Authorization": f"Bearer {ALERTMANAGER_TOKEN}"}, timeout=10)
+
+    # -- observations -----------------------------------------------------------------
+
+    def remediation(self, node: str) -> dict[str, Any] | None:
+        rt = self.cluster.rt("noderemediations", "nodewarden.io", "v1alpha1")
+        entry = self.cluster.store.get(self.cluster.registry.table(rt), "", node)
+        return entry.obj() if entry else None
+
+    def phase(self, node: str) -> str:
+        return str(((self.remediation(node) or {}).get("status") or {}).get("phase") or "")
+
+    def wait_phase(self, node: str, *phases: str, timeout: float = 60.0) -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
+            rem = self.remediation(node)
+            return rem if rem and (rem.get("status") or {}).get("phase") in phases else None
+
+        try:
+            return self.cluster.wait_for(reached, timeout, interval=0.05)  # type: ignore[no-any-return]
+        except TimeoutError:
+            status = (self.remediation(node) or {}).get("status") or {}
+            raise AssertionError(f"{node} did not reach {phases} within {timeout}s: phase "
+                                 f"{status.get('phase')} ({status.get('reason')}: {status.get('message')})\n"
+                                 f"{self.logs()}") from None
+
+    def logs(self, tail: int = 40) -> str:
+        out = []
+        for path in sorted(self.tmp.glob("controller-*.log")):
+            lines = path.read_text(errors="replace").splitlines()[-tail:]
+            out.append(f"--- {path.name}\n" + "\n".join(lines))
+        return "\n".join(out)
+
+    def has_taint(self, node: str) -> bool:
+        obj = self.cluster.get("nodes", node) or {}
+        return any(t.get("key") == "node.kubernetes.io/out-of-service"
+                   for t in (obj.get("spec") or {}).get("taints") or [])
+
+
+@contextmanager
+def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
+                     workloads: tuple[str, ...] | list[str] = ("db=statefulset:3",),
+                     agent_nodes: list[str] | None = None, controllers: int = 1, webhook: bool = True,
+                     remediation_policy: dict[str, Any] | None = None,
+                     controller_overrides: dict[str, Any] | None = None,
+                     timings: Any = None) -> Iterator[World]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    key = generate_private_key()
+    (tmp / "signing.pem").write_bytes(private_key_pem(key))
+    (tmp / "order-keys.pem").write_bytes(public_key_pem(key.public_key()))
+    (tmp / "peer-secret").write_text("peer-secret-for-tests-0123456789abcdef")
+    cluster = Cluster(nodes=nodes, time_scale=time_scale, workdir=tmp / "sim", workloads=list(workloads),
+                      timings=timings, agent_nodes=agent_nodes,
+                      agent_cmd=(f"{sys.executable} -m node_agent --node-name {{node}} --kubeconfig {{kubeconfig}} "
+                                 f"--watchdog {{watchdog}} --listen {{address}} --config {tmp / 'agent.yaml'}"))
+    (tmp / "agent.yaml").write_text(yaml.safe_dump(agent_config(
+        time_scale, cluster.timings.watchdog_timeout_s, tmp / "peer-secret", tmp / "order-keys.pem")))
+    cluster.apply_file(CRD)
+    cluster.apply_manifest("apiVersion: v1\nkind: Namespace\nmetadata: {name: nodewarden}\n")
+    world = World(cluster, tmp, time_scale, _controller_env=dict(controller_overrides or {}))
+    webhook_proc = None
+    try:
+        cluster.start()
+        if webhook:
+            port = free_port()
+            (tmp / "policy.yaml").write_text(yaml.safe_dump(remediation_policy or policy()))
+            (tmp / "op-token").write_text(OPERATOR_TOKEN)
+            (tmp / "am-token").write_text(ALERTMANAGER_TOKEN)
+            (tmp / "webhook-metrics").mkdir(exist_ok=True)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("NODEWARDEN_")}
+            env.update(NODEWARDEN_KUBECONFIG=str(cluster.kubeconfig("webhook")),
+                       NODEWARDEN_OPERATOR_TOKEN_FILE=str(tmp / "op-token"),
+                       NODEWARDEN_ALERTMANAGER_TOKEN_FILE=str(tmp / "am-token"),
+                       NODEWARDEN_POLICY_FILE=str(tmp / "policy.yaml"), NODEWARDEN_BIND=f"127.0.0.1:{port}",
+                       NODEWARDEN_WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(tmp / "webhook-metrics"))
+            log = open(tmp / "webhook.log", "ab")  # noqa: SIM115
+            webhook_proc = subprocess.Popen([str(GUNICORN), "-c", "webhook/gunicorn.conf.py", "webhook.wsgi:app"],
+                                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            log.close()
+            world.webhook_url = f"http://127.0.0.1:{port}"
+            _wait_http(world.webhook_url + "/readyz", webhook_proc, tmp / "webhook.log")
+        for i in range(controllers):
+            world.start_controller(f"controller-{i}")
+        _wait_agents(cluster, agent_nodes)
+        yield world
+    finally:
+        for identity in list(world.controllers):
+            world.kill_controller(identity, signal.SIGTERM)
+        if webhook_proc is not None:
+            webhook_proc.terminate()
+            try:
+                webhook_proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                webhook_proc.kill()
+        cluster.stop()
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{url} exited: {log.read_text()[-2000:]}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} not ready within {timeout}s: {log.read_text()[-2000:]}")
+
+
+def _wait_agents(cluster: Cluster, agent_nodes: list[str] | None, timeout: float = 30.0) -> None:
+    """Every agent has published itself (capable) and renewed its heartbeat."""
+    wanted = [n for n in cluster.nodes if agent_nodes is None or n in agent_nodes]
+
+    def published() -> bool:
+        for name in wanted:
+            ann = ((cluster.get("nodes", name) or {}).get("metadata") or {}).get("annotations") or {}
+            if ann.get("nodewarden.io/self-fence-capable") != "true":
+                return False
+            if cluster.get("leases", f"nodewarden-agent-{name}", "nodewarden", "coordination.k8s.io") is None:
+                return False
+        return True
+
+    cluster.wait_for(published, timeout, interval=0.1, message="agents published")

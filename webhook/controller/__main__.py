@@ -1,0 +1,96 @@
+"""`python -m webhook.controller`: the remediation controller of one webhook replica.
+
+Reads `NODEWARDEN_CONTROLLER_*` (see docs/fencing-protocol.md), refuses unsafe timings
+with the computed worst case, campaigns for the leader Lease and, while leading, drives
+every NodeRemediation. Serves its metrics on `metrics_bind`. SIGTERM stops it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import signal
+import sys
+import threading
+
+from prometheus_client import start_http_server
+
+from core import names
+from core.clock import RealClock
+from core.fence_order import load_private_key
+from core.kube import load_kube
+from core.peer_client import PeerClient
+from core.settings import SettingsError, read_secret_file
+from webhook.controller.act import Actor
+from webhook.controller.kube import ControllerKube
+from webhook.controller.leader import LeaderElector, LeaderTiming
+from webhook.controller.loop import Controller
+from webhook.controller.metrics import ControllerMetrics
+from webhook.controller.settings import settings_from_env, unsafe_timings, worst_case_fence_s
+from webhook.events import EventRecorder
+
+log = logging.getLogger("nodewarden.controller")
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = settings_from_env()
+    except SettingsError as exc:
+        print(f"nodewarden controller: bad setting {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger().setLevel(settings.log_level.upper())
+    problems = unsafe_timings(settings)
+    if problems:
+        print("nodewarden controller: refusing to start, these settings could make fencing unsafe:",
+              file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    log.info("worst case without an acknowledgement, for an agent with the default bound (97 s) and "
+             "watchdog (60 s): %.0f s after its last heartbeat", worst_case_fence_s(settings, 97.0, 60.0))
+    try:
+        key = load_private_key(settings.signing_key_file)
+        secret = read_secret_file(settings.peer_secret_file, "peer_secret_file").encode()
+        kube = load_kube(settings.kubeconfig, settings.kube_request_timeout_s)
+    except (OSError, ValueError, SettingsError) as exc:
+        print(f"nodewarden controller: cannot start: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # kubeconfig / in-cluster configuration errors
+        print(f"nodewarden controller: no Kubernetes credentials: {exc}", file=sys.stderr)
+        return 2
+    clock = RealClock()
+    metrics = ControllerMetrics()
+    ckube = ControllerKube(kube, settings.namespace)
+    peers = PeerClient(secret, timeout_s=settings.peer_timeout_s, clock=clock)
+    elector = LeaderElector(
+        ckube.lease_store(names.LEADER_LEASE_NAME), settings.identity_name,
+        LeaderTiming(settings.lease_duration_s, settings.renew_deadline_s, settings.retry_period_s), clock,
+        on_change=lambda leading: metrics.is_leader.set(1 if leading else 0))
+    events = EventRecorder(ckube, clock, settings.event_namespace, settings.identity_name,  # type: ignore[arg-type]
+                           controller=names.CONTROLLER_COMPONENT)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="peers")
+    actor = Actor(ckube, peers, key, order_ttl_s=settings.order_ttl_s, peer_timeout_s=settings.peer_timeout_s,
+                  fence_agent_command=settings.fence_agent_command,
+                  fence_agent_timeout_s=settings.fence_agent_timeout_s, metrics=metrics, pool=pool)
+    controller = Controller(settings, ckube, actor, elector, clock, metrics, events, pool)
+    host, _, port = settings.metrics_bind.rpartition(":")
+    start_http_server(int(port), addr=host or "0.0.0.0", registry=metrics.registry)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    events.start()
+    controller.start()
+    log.info("controller %s started (namespace %s, metrics on %s)", settings.identity_name,
+             settings.namespace, settings.metrics_bind)
+    stop.wait()
+    log.info("stopping")
+    controller.stop()
+    events.stop(join_s=2.0)
+    peers.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

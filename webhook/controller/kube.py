@@ -1,0 +1,186 @@
+"""Every Kubernetes API call the controller makes, on top of `core.kube`.
+
+Objects cross this boundary as plain dicts. Lists and watches cover four kinds: Nodes,
+NodeRemediations, the kubelets' Leases (`kube-node-lease`) and nodewarden's own Leases
+(agents' heartbeats), plus the pause-switch ConfigMap. Writes: the remediation's
+`/status` (merge patch guarded by resourceVersion), the out-of-service taint
+(read-modify-write, see `core.kube.ensure_node_taint`), force deletion of a node's pods
+and VolumeAttachments, Events, and the leader Lease.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from kubernetes import client, watch
+
+from core import names
+from core.kube import Kube, KubeError, NotFound, call, ensure_node_taint
+from webhook.kube import JSON, Listing, WatchEvent, WatchExpired
+
+OOS = (names.OUT_OF_SERVICE_TAINT_KEY, names.OUT_OF_SERVICE_TAINT_VALUE, names.OUT_OF_SERVICE_TAINT_EFFECT)
+
+
+class Kind(enum.StrEnum):
+    NODES = "nodes"
+    REMEDIATIONS = "noderemediations"
+    NODE_LEASES = "node-leases"
+    AGENT_LEASES = "agent-leases"
+    PAUSE = "pause"
+
+
+class ControllerKube:
+    def __init__(self, kube: Kube, namespace: str, pause_configmap: str = "nodewarden-control") -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.pause_configmap = pause_configmap
+
+    # -- list and watch -----------------------------------------------------------------
+
+    def _list_call(self, kind: Kind) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+        k = self.kube
+        if kind is Kind.NODES:
+            return k.core.list_node, (), {}
+        if kind is Kind.REMEDIATIONS:
+            return k.custom.list_cluster_custom_object, (names.GROUP, names.VERSION, names.PLURAL), {}
+        if kind is Kind.NODE_LEASES:
+            return k.coordination.list_namespaced_lease, (names.NODE_LEASE_NAMESPACE,), {}
+        if kind is Kind.AGENT_LEASES:
+            return k.coordination.list_namespaced_lease, (self.namespace,), {}
+        return (k.core.list_namespaced_config_map, (self.namespace,),
+                {"field_selector": f"metadata.name={self.pause_configmap}"})
+
+    def list(self, kind: Kind) -> Listing:
+        fn, args, kwargs = self._list_call(kind)
+        resp = call(fn, *args, **kwargs, _preload_content=False, _request_timeout=self.kube.timeout)
+        try:
+            data = json.loads(resp.data)
+        finally:
+            resp.release_conn()
+        return Listing(list(data.get("items") or []), str((data.get("metadata") or {}).get("resourceVersion", "")))
+
+    def watch(self, kind: Kind, resource_version: str, timeout_s: float) -> Iterator[WatchEvent]:
+        real, args, kwargs = self._list_call(kind)
+
+        def fn(*a: Any, **kw: Any):  # no annotation: the client then yields plain dicts
+            return real(*a, **kw)
+
+        w = watch.Watch()
+        stream = w.stream(fn, *args, **kwargs, resource_version=resource_version,
+                          timeout_seconds=max(1, int(timeout_s)), allow_watch_bookmarks=True,
+                          _request_timeout=(min(self.kube.request_timeout_s, 5.0), timeout_s + 30.0))
+        try:
+            while True:
+                try:
+                    event = next(stream)
+                except StopIteration:
+                    return
+                except Exception as exc:
+                    err = exc if isinstance(exc, KubeError) else None
+                    if err is None:
+                        from core.kube import translate
+
+                        err = translate(exc)
+                    if err.status == 410 or "too old" in err.message:
+                        raise WatchExpired(410, "Expired", err.message) from exc
+                    raise err from exc
+                obj = event.get("raw_object", event.get("object"))
+                if isinstance(obj, dict):
+                    yield WatchEvent(str(event.get("type")), obj)
+        finally:
+            w.stop()
+            stream.close()
+
+    # -- the remediation ---------------------------------------------------------------
+
+    def get_remediation(self, name: str) -> JSON:
+        result: Any = call(self.kube.custom.get_cluster_custom_object, names.GROUP, names.VERSION,
+                           names.PLURAL, name, _request_timeout=self.kube.timeout)
+        return dict(result)
+
+    def patch_remediation_status(self, name: str, status: JSON, resource_version: str) -> JSON:
+        patch = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        result: Any = call(self.kube.custom.patch_cluster_custom_object_status, names.GROUP, names.VERSION,
+                           names.PLURAL, name, patch, _request_timeout=self.kube.timeout)
+        return dict(result)
+
+    # -- recovery ----------------------------------------------------------------------
+
+    def set_out_of_service_taint(self, node: str, present: bool) -> bool:
+        key, value, effect = OOS
+        return ensure_node_taint(self.kube, node, key, value, effect, present)
+
+    def delete_node_pods(self, node: str) -> int:
+        """Force-delete (grace 0) every pod bound to `node`; returns how many."""
+        pods: Any = call(self.kube.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node}",
+                         _request_timeout=self.kube.timeout)
+        deleted = 0
+        for pod in pods.items or []:
+            try:
+                call(self.kube.core.delete_namespaced_pod, pod.metadata.name, pod.metadata.namespace,
+                     grace_period_seconds=0,
+                     body=client.V1DeleteOptions(grace_period_seconds=0,
+                                                 preconditions=client.V1Preconditions(uid=pod.metadata.uid)),
+                     _request_timeout=self.kube.timeout)
+                deleted += 1
+            except NotFound:
+                pass
+        return deleted
+
+    def delete_node_volume_attachments(self, node: str) -> int:
+        attachments: Any = call(self.kube.storage.list_volume_attachment, _request_timeout=self.kube.timeout)
+        deleted = 0
+        for va in attachments.items or []:
+            if va.spec.node_name != node:
+                continue
+            try:
+                call(self.kube.storage.delete_volume_attachment, va.metadata.name,
+                     _request_timeout=self.kube.timeout)
+                deleted += 1
+            except NotFound:
+                pass
+        return deleted
+
+    def server_version(self) -> tuple[int, int]:
+        info: Any = call(self.kube.version.get_code, _request_timeout=self.kube.timeout)
+        minor = "".join(ch for ch in str(info.minor) if ch.isdigit()) or "0"
+        return int(str(info.major)), int(minor)
+
+    def create_event(self, namespace: str, body: JSON) -> None:
+        call(self.kube.events.create_namespaced_event, namespace, body, _request_timeout=self.kube.timeout)
+
+    # -- the leader Lease --------------------------------------------------------------
+
+    def lease_store(self, name: str) -> LeaderLease:
+        return LeaderLease(self.kube, self.namespace, name)
+
+
+class LeaderLease:
+    """`leader.LeaseStore` over the coordination API."""
+
+    def __init__(self, kube: Kube, namespace: str, name: str) -> None:
+        self.kube, self.namespace, self.name = kube, namespace, name
+
+    def _raw(self, fn: Any, *args: Any) -> JSON:
+        resp: Any = call(fn, *args, _preload_content=False, _request_timeout=self.kube.timeout)
+        try:
+            return dict(json.loads(resp.data))
+        finally:
+            resp.release_conn()
+
+    def get(self) -> JSON:
+        return self._raw(self.kube.coordination.read_namespaced_lease, self.name, self.namespace)
+
+    def create(self, spec: JSON) -> JSON:
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace}, "spec": spec}
+        return self._raw(self.kube.coordination.create_namespaced_lease, self.namespace, body)
+
+    def update(self, spec: JSON, resource_version: str) -> JSON:
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace,
+                             "resourceVersion": resource_version}, "spec": spec}
+        return self._raw(self.kube.coordination.replace_namespaced_lease, self.name, self.namespace, body)

@@ -1,0 +1,318 @@
+"""The reconcile loop: watch-fed caches, leader election, a pool of workers, and for each
+active remediation the cycle observe -> decide -> write intent -> act -> write results.
+
+Only the leader acts, and it checks that it still leads right before every side effect.
+Every status write carries the resourceVersion that was read, so a webhook cancel and a
+fence order can never both succeed, nor two replicas issue two orders.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import heapq
+import itertools
+import logging
+import threading
+import time
+from typing import Any
+
+from core import names
+from core.clock import Clock
+from core.kube import Conflict, KubeError, NotFound
+from webhook.controller.act import Actor
+from webhook.controller.evidence import FenceTiming
+from webhook.controller.informer import Informer
+from webhook.controller.kube import ControllerKube, Kind
+from webhook.controller.leader import LeaderElector
+from webhook.controller.machine import ActionKind, Decision, MachineConfig, decide
+from webhook.controller.metrics import ControllerMetrics
+from webhook.controller.model import Observations, Phase, Reason, RemediationView
+from webhook.controller.observe import ask_peers, node_obs, outage_suspected, pick_peers
+from webhook.controller.settings import ControllerSettings
+from webhook.controller.status import decision_patch, merge
+from webhook.events import EventRecorder, NodeEvent
+
+log = logging.getLogger("nodewarden.controller")
+WARNING_REASONS = {Reason.FENCE_NOT_OBSERVED, Reason.FENCE_NOT_PROVEN, Reason.FENCE_AGENT_FAILED,
+                   Reason.ESCALATION_TIMEOUT, Reason.AWAITING_OPERATOR_CONFIRMATION,
+                   Reason.ESCALATED_TO_FENCE_AGENT, Reason.NODE_NOT_BACK, Reason.RECOVERY_FAILED,
+                   Reason.NODE_ALIVE_AFTER_FENCE, Reason.CONTROL_PLANE_OUTAGE, Reason.NOT_CONFIRMED}
+
+
+def machine_config(s: ControllerSettings) -> MachineConfig:
+    return MachineConfig(
+        timing=FenceTiming(s.safety_margin_s, s.max_clock_skew_s, s.ack_timeout_s),
+        order_ttl_s=s.order_ttl_s, confirm_timeout_s=s.confirm_timeout_s,
+        approval_timeout_s=s.approval_timeout_s, kubelet_restart_first=s.kubelet_restart_first,
+        kubelet_restart_wait_s=s.kubelet_restart_wait_s, fence_timeout_s=s.fence_timeout_s,
+        escalation_timeout_s=s.escalation_timeout_s, fence_agent_configured=bool(s.fence_agent_command),
+        fence_agent_attempts=s.fence_agent_attempts, recover_timeout_s=s.recover_timeout_s,
+        node_not_back_after_s=s.node_not_back_after_s)
+
+
+class Controller:
+    def __init__(self, settings: ControllerSettings, kube: ControllerKube, actor: Actor,
+                 elector: LeaderElector, clock: Clock, metrics: ControllerMetrics,
+                 events: EventRecorder, peer_pool: concurrent.futures.ThreadPoolExecutor) -> None:
+        self.s = settings
+        self.kube = kube
+        self.actor = actor
+        self.elector = elector
+        self.clock = clock
+        self.metrics = metrics
+        self.events = events
+        self.cfg = machine_config(settings)
+        self.informers = {kind: Informer(kube, kind, self._changed(kind)) for kind in Kind}
+        self._queue: list[tuple[float, int, str]] = []
+        self._queued: dict[str, float] = {}
+        self._inflight: set[str] = set()
+        self._dirty: set[str] = set()
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._last_delivery: dict[str, float] = {}
+        self._outage = False
+        self._oos_supported = True
+        self.peer_pool = peer_pool
+
+    # -- wiring ----------------------------------------------------------------------------
+
+    def _changed(self, kind: Kind) -> Any:
+        def on_change(name: str) -> None:
+            if kind is Kind.REMEDIATIONS or kind is Kind.NODES or kind is Kind.NODE_LEASES:
+                self.enqueue(name)
+            elif kind is Kind.AGENT_LEASES and name.startswith(names.AGENT_LEASE_PREFIX):
+                self.enqueue(name[len(names.AGENT_LEASE_PREFIX):])
+            elif kind is Kind.PAUSE:
+                for rem in self.informers[Kind.REMEDIATIONS].items():
+                    self.enqueue(str(rem["metadata"]["name"]))
+
+        return on_change
+
+    def start(self) -> None:
+        try:
+            major, minor = self.kube.server_version()
+            self._oos_supported = (major, minor) >= (1, 28)
+            log.info("API server %d.%d: out-of-service taint %s", major, minor,
+                     "supported" if self._oos_supported else "NOT supported, using resource deletion")
+        except KubeError as exc:
+            log.warning("could not read the server version (%s); assuming 1.28+", exc)
+        for informer in self.informers.values():
+            informer.start()
+        self._spawn("leader", lambda: self.elector.run(self._stop))
+        self._spawn("tick", self._tick)
+        for i in range(self.s.workers):
+            self._spawn(f"worker-{i}", self._work)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for informer in self.informers.values():
+            informer.stop()
+        with self._cond:
+            self._cond.notify_all()
+        self.peer_pool.shutdown(wait=False, cancel_futures=True)
+
+    def _spawn(self, name: str, target: Any) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # -- queue -----------------------------------------------------------------------------
+
+    def enqueue(self, name: str, delay_s: float = 0.0) -> None:
+        due = time.monotonic() + max(0.0, delay_s)
+        with self._cond:
+            if name in self._queued and self._queued[name] <= due:
+                return
+            self._queued[name] = due
+            heapq.heappush(self._queue, (due, next(self._seq), name))
+            self._cond.notify()
+
+    def _next(self) -> str | None:
+        with self._cond:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                while self._queue and self._queue[0][2] not in self._queued:
+                    heapq.heappop(self._queue)
+                if self._queue and self._queue[0][0] <= now:
+                    due, _, name = heapq.heappop(self._queue)
+                    if self._queued.get(name) != due:
+                        continue
+                    del self._queued[name]
+                    if name in self._inflight:
+                        self._dirty.add(name)
+                        continue
+                    self._inflight.add(name)
+                    return name
+                wait = min(1.0, self._queue[0][0] - now) if self._queue else 1.0
+                self._cond.wait(max(0.01, wait))
+        return None
+
+    def _done(self, name: str) -> None:
+        with self._cond:
+            self._inflight.discard(name)
+            if name in self._dirty:
+                self._dirty.discard(name)
+                self.enqueue(name)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            name = self._next()
+            if name is None:
+                return
+            started = time.monotonic()
+            try:
+                requeue = self.reconcile(name)
+            except Conflict:
+                requeue = 0.2  # somebody else wrote first: look again
+            except KubeError as exc:
+                self.metrics.errors.labels("api").inc()
+                log.warning("reconcile of %s: %s", name, exc)
+                requeue = 2.0
+            except Exception:
+                self.metrics.errors.labels("bug").inc()
+                log.exception("reconcile of %s failed", name)
+                requeue = 5.0
+            finally:
+                self.metrics.reconciles.observe(time.monotonic() - started)
+                self._done(name)
+            if requeue is not None:
+                self.enqueue(name, requeue)
+
+    def _tick(self) -> None:
+        """Resync every active remediation, and refresh the cluster-wide facts."""
+        while not self._stop.wait(self.s.resync_s):
+            leading = self.elector.is_leader()
+            self.metrics.is_leader.set(1 if leading else 0)
+            nodes = self.informers[Kind.NODES].items()
+            self._outage = outage_suspected(nodes, self._agent_lease, self.clock.now(), self.s.max_clock_skew_s)
+            self.metrics.outage_suspected.set(1 if self._outage else 0)
+            counts: dict[str, int] = dict.fromkeys((str(p) for p in Phase), 0)
+            not_back = 0
+            for obj in self.informers[Kind.REMEDIATIONS].items():
+                status = obj.get("status") or {}
+                counts[str(status.get("phase") or "Pending")] = counts.get(str(status.get("phase") or "Pending"), 0) + 1
+                not_back += status.get("reason") == Reason.NODE_NOT_BACK
+                if leading:
+                    self.enqueue(str(obj["metadata"]["name"]))
+            for phase, count in counts.items():
+                self.metrics.active.labels(phase).set(count)
+            self.metrics.nodes_not_back.set(not_back)
+
+    def _agent_lease(self, node: str) -> dict[str, Any] | None:
+        return self.informers[Kind.AGENT_LEASES].get(names.agent_lease_name(node))
+
+    # -- one remediation -------------------------------------------------------------------
+
+    def _observe(self, rem: RemediationView) -> Observations:
+        node = self.informers[Kind.NODES].get(rem.node)
+        obs = node_obs(node, self.informers[Kind.NODE_LEASES].get(rem.node),
+                       self.informers[Kind.AGENT_LEASES].get(names.agent_lease_name(rem.node)),
+                       self.s.node_lease_duration_s)
+        pause = self.informers[Kind.PAUSE].get(self.kube.pause_configmap) or {}
+        paused = str((pause.get("data") or {}).get("paused", "")).lower() == "true"
+        peers = None
+        if rem.phase is Phase.CONFIRMING and obs.exists and obs.ready != "True" and not rem.dry_run:
+            chosen = pick_peers(rem.node, self.informers[Kind.NODES].items(), self.s.peers_to_ask)
+            peers = ask_peers(self.actor.peers, rem.node, chosen, self.s.peer_timeout_s, self.peer_pool)
+        return Observations(now=self.clock.now(), node=obs, peers=peers, outage_suspected=self._outage,
+                            paused=paused, oos_taint_supported=self._oos_supported)
+
+    def _write(self, rem: RemediationView, patch: dict[str, Any]) -> RemediationView:
+        obj = self.kube.patch_remediation_status(rem.name, patch, rem.resource_version)
+        self.informers[Kind.REMEDIATIONS].put(obj)
+        return RemediationView.parse(obj)
+
+    def reconcile(self, name: str) -> float | None:
+        if not self.elector.is_leader():
+            return None
+        obj = self.informers[Kind.REMEDIATIONS].get(name)
+        if obj is None:
+            return None
+        rem = RemediationView.parse(obj)
+        if rem.phase.terminal and not rem.recovery.get("taintAppliedAt"):
+            return None
+        if not self.informers[Kind.NODES].synced.is_set() or not self.informers[Kind.NODE_LEASES].synced.is_set():
+            return 1.0  # never decide on a view we cannot trust
+        obs = self._observe(rem)
+        decision = decide(rem, obs, self.cfg)
+        now = self.clock.now()
+        extra: dict[str, Any] = {}
+        issue = [a for a in decision.actions if a.kind is ActionKind.ISSUE_ORDER]
+        for action in issue:  # the signed order is part of the intent written first
+            extra.update(self.actor.prepare_order(rem, obs.node, action.detail["action"], now, rem.dry_run))
+        patch = decision_patch(rem, decision, now, extra)
+        before = rem
+        if patch:
+            if not self.elector.is_leader():
+                return None
+            try:
+                rem = self._write(rem, patch)
+            except NotFound:
+                return None
+            self._report(before, rem, decision, now)
+        results: dict[str, Any] = {}
+        for action in decision.actions:
+            if not self.elector.is_leader():
+                return None
+            results.update(self._act(rem, action, obs, now))
+        if results and merge(rem.raw_status, results) != rem.raw_status:
+            rem = self._write(rem, results)
+            return 0.05  # decide again on the results
+        return decision.requeue_s if decision.requeue_s is not None else self.s.resync_s
+
+    def _act(self, rem: RemediationView, action: Any, obs: Observations, now: float) -> dict[str, Any]:
+        kind = action.kind
+        if kind in (ActionKind.ISSUE_ORDER, ActionKind.DELIVER_ORDER):
+            if rem.dry_run:
+                return {}
+            which = action.detail.get("action", "fence") if kind is ActionKind.ISSUE_ORDER else "fence"
+            token = (rem.kubelet_restart.get("order") if which == "restart-kubelet"
+                     else (rem.fence.order if rem.fence else None))
+            last = self._last_delivery.get(rem.name, 0.0)
+            if not token or (kind is ActionKind.DELIVER_ORDER and time.monotonic() - last < self.s.resync_s):
+                return {}
+            self._last_delivery[rem.name] = time.monotonic()
+            relays = pick_peers(rem.node, self.informers[Kind.NODES].items(), self.s.peers_to_ask)
+            return self.actor.deliver(rem, token, which, obs.node, relays, now)
+        if kind is ActionKind.RUN_FENCE_AGENT:
+            return self.actor.run_fence_agent(rem, int(action.detail.get("attempt", 1)), self.clock.now)
+        if kind is ActionKind.APPLY_TAINT:
+            return self.actor.apply_taint(rem.node)
+        if kind is ActionKind.REMOVE_TAINT:
+            return self.actor.remove_taint(rem.node)
+        if kind is ActionKind.DELETE_RESOURCES:
+            return self.actor.delete_resources(rem.node)
+        return {}
+
+    # -- what people see -------------------------------------------------------------------
+
+    def _report(self, before: RemediationView, after: RemediationView, decision: Decision, now: float) -> None:
+        if (before.phase, before.reason) == (after.phase, after.reason) and before.raw_status.get("phase"):
+            return
+        m = self.metrics
+        if before.phase != after.phase:
+            m.transitions.labels(str(before.phase), str(after.phase), str(after.reason)).inc()
+            if before.phase_since is not None:
+                m.phase_duration.labels(str(before.phase)).observe(max(0.0, now - before.phase_since))
+            if after.phase.terminal:
+                m.outcomes.labels(str(after.phase), str(after.reason)).inc()
+            if after.phase is Phase.FENCED and after.fence and after.fence.evidence:
+                m.fence_evidence.labels(str(after.fence.evidence.get("rule", ""))).inc()
+            if after.phase is Phase.AWAITING_NODE_READY and after.received_at is not None:
+                m.time_to_recovery.observe(max(0.0, now - after.received_at))
+        if after.reason == Reason.FENCE_NOT_OBSERVED:
+            m.fence_not_observed.inc()
+        if after.escalation_state.get("kind") and not before.escalation_state.get("kind"):
+            m.escalations.labels(str(after.escalation_state["kind"]), str(after.escalation_state.get("cause"))).inc()
+        warning = after.reason in WARNING_REASONS or after.phase is Phase.FAILED
+        (log.warning if warning else log.info)(
+            "remediation %s: %s -> %s (%s): %s", after.node, before.phase, after.phase, after.reason,
+            decision.message)
+        node = self.informers[Kind.NODES].get(after.node) or {}
+        self.events.record(NodeEvent(
+            node=after.node, node_uid=str((node.get("metadata") or {}).get("uid") or ""),
+            type="Warning" if warning else "Normal", reason=str(after.reason), action=str(after.phase),
+            note=decision.message,
+            related={"apiVersion": names.API_VERSION, "kind": names.KIND, "name": after.name, "uid": after.uid}))

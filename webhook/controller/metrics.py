@@ -1,0 +1,48 @@
+"""The controller's Prometheus metrics (`nodewarden_controller_*`), served by the
+controller process on its own port. Every label is bounded: phases, reasons and rules
+are enumerations."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+P = "nodewarden_controller_"
+PHASE_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 180, 300, 600, 1200, 1800, 3600, 7200)
+
+
+class ControllerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = r = registry if registry is not None else CollectorRegistry()
+        self.is_leader = Gauge(P + "is_leader", "1 while this replica holds the leader Lease and acts.",
+                               registry=r)
+        self.transitions = Counter(P + "transitions_total", "Phase transitions, by phases and reason.",
+                                   ["from_phase", "to_phase", "reason"], registry=r)
+        self.phase_duration = Histogram(P + "phase_duration_seconds", "Time spent in a phase, on leaving it.",
+                                        ["phase"], buckets=PHASE_BUCKETS, registry=r)
+        self.outcomes = Counter(P + "remediations_completed_total", "Finished remediations, by outcome and reason.",
+                                ["outcome", "reason"], registry=r)
+        self.time_to_recovery = Histogram(P + "time_to_recovery_seconds",
+                                          "From the alert's acceptance to recovery applied (taint or deletion).",
+                                          buckets=PHASE_BUCKETS, registry=r)
+        self.fence_evidence = Counter(P + "fence_evidence_total", "Fences proven, by evidence rule.",
+                                      ["rule"], registry=r)
+        self.fence_orders = Counter(P + "fence_orders_total", "Fence orders, by event (issued, delivered, "
+                                    "acknowledged, rejected, unreachable).", ["action", "result"], registry=r)
+        self.escalations = Counter(P + "escalations_total", "Escalations when self-fencing could not be proven.",
+                                   ["kind", "cause"], registry=r)
+        self.fence_agent_runs = Counter(P + "fence_agent_runs_total", "Fence agent command runs, by result.",
+                                        ["result"], registry=r)
+        self.fence_not_observed = Counter(P + "fence_not_observed_total",
+                                          "Nodes seen alive after they must have been fenced.", registry=r)
+        self.active = Gauge(P + "remediations", "Remediations this leader tracks, by phase.", ["phase"],
+                            registry=r)
+        self.nodes_not_back = Gauge(P + "nodes_not_back", "Recovered nodes that have not come back in time.",
+                                    registry=r)
+        self.reconciles = Histogram(P + "reconcile_duration_seconds", "Time of one reconcile of one remediation.",
+                                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+                                    registry=r)
+        self.errors = Counter(P + "reconcile_errors_total", "Reconcile failures, by kind.", ["kind"], registry=r)
+        self.taint_changes = Counter(P + "taint_changes_total", "Out-of-service taint changes made.",
+                                     ["change"], registry=r)
+        self.outage_suspected = Gauge(P + "control_plane_outage_suspected",
+                                      "1 while more than half of the agents' heartbeats are stale.", registry=r)

@@ -1,0 +1,77 @@
+"""Building the `/status` merge patch for a decision: phase, reason, message, phaseSince,
+history and conditions, plus the decision's own subtrees, and nothing when nothing
+changes (so a steady remediation does not write at every look)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from webhook.controller.machine import Decision
+from webhook.controller.model import Phase, RemediationView, format_time
+
+HISTORY_LIMIT = 50
+REPLACED_SUBTREES = (("fence", "evidence"),)  # written whole: stale keys are removed
+
+_CONDITIONS = {  # entering a phase sets these conditions
+    Phase.FENCED: [("Fenced", "True")],
+    Phase.AWAITING_NODE_READY: [("Recovered", "True")],
+    Phase.SUCCEEDED: [("NodeReady", "True")],
+}
+
+
+def merge(base: Any, patch: Any) -> Any:
+    """RFC 7386, as the API server applies it."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(base) if isinstance(base, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge(out.get(key), value)
+    return out
+
+
+def _replace(current: Any, new: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch that turns `current` into exactly `new`."""
+    patch: dict[str, Any] = dict(new)
+    if isinstance(current, dict):
+        for key, value in current.items():
+            if key not in new:
+                patch[key] = None
+            elif isinstance(value, dict) and isinstance(new[key], dict):
+                patch[key] = _replace(value, new[key])
+    return patch
+
+
+def decision_patch(rem: RemediationView, decision: Decision, now: float,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    status = rem.raw_status
+    patch: dict[str, Any] = {}
+    phase_changed = decision.phase != rem.phase or not status.get("phase")
+    if phase_changed or decision.reason != rem.reason:
+        patch.update({"phase": str(decision.phase), "reason": str(decision.reason),
+                      "message": decision.message[:1024]})
+        if phase_changed:
+            patch["phaseSince"] = format_time(now)
+        history = list(status.get("history") or [])
+        history.append({"phase": str(decision.phase), "reason": str(decision.reason),
+                        "message": decision.message[:1024], "at": format_time(now)})
+        patch["history"] = history[-HISTORY_LIMIT:]
+        if phase_changed and decision.phase in _CONDITIONS:
+            conditions = {c.get("type"): c for c in status.get("conditions") or []}
+            for ctype, value in _CONDITIONS[decision.phase]:
+                conditions[ctype] = {"type": ctype, "status": value, "reason": str(decision.reason),
+                                     "message": decision.message[:1024], "lastTransitionTime": format_time(now)}
+            patch["conditions"] = list(conditions.values())
+    for subtree in (decision.status, extra or {}):
+        for key, value in subtree.items():
+            patch[key] = merge(patch.get(key), value) if isinstance(value, dict) else value
+    for outer, inner in REPLACED_SUBTREES:
+        new = (patch.get(outer) or {}).get(inner)
+        if isinstance(new, dict):
+            patch[outer][inner] = _replace((status.get(outer) or {}).get(inner), new)
+    if merge(status, patch) == status:
+        return {}
+    return patch
