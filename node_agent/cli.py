@@ -18,16 +18,16 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
+from kubernetes.config import ConfigException
 from prometheus_client import CollectorRegistry
 
 from core.clock import RealClock
 from core.fence_order import load_public_keys
-from core.kube import load_kube
 from core.peer_client import PeerClient
 from core.settings import SettingsError, read_config_file, read_secret_file
 from node_agent.boot import boot_identity_from_source
 from node_agent.commands import run_command
-from node_agent.kube import KubeAgentApi
+from node_agent.kube import KubeAgentApi, connect
 from node_agent.runtime import Runtime, Seams, watchdog_opener
 from node_agent.settings import REAL_BOOT_ID_PATH, AgentSettings, load_agent_settings
 
@@ -71,11 +71,14 @@ def build(settings: AgentSettings) -> Runtime:
     except RuntimeError as exc:
         raise SettingsError("boot_id_source", str(exc)) from None
     clock = RealClock()
-    kube = load_kube(settings.kubeconfig, request_timeout_s=settings.api_check_timeout_s)
+    try:
+        api_client = connect(settings.kubeconfig)
+    except ConfigException as exc:
+        raise SettingsError("kubeconfig", str(exc)) from None
     verify: bool | str = settings.peer_ca_file or True
     seams = Seams(
         clock=clock,
-        api=KubeAgentApi(kube),
+        api=KubeAgentApi(api_client),
         opener=watchdog_opener(settings, settings.reboot_fallback_enabled),
         peer_client=PeerClient(
             secret, timeout_s=settings.peer_request_timeout_s, clock=clock, verify=verify

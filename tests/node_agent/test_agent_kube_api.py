@@ -12,7 +12,7 @@ from kubernetes import client
 
 from core import names
 from core.kube import load_kube
-from node_agent.kube import KubeAgentApi
+from node_agent.kube import KubeAgentApi, connect, node_facts
 
 ROOT = Path(__file__).resolve().parents[2]
 sim_server = pytest.importorskip("sim.server")
@@ -40,7 +40,7 @@ def admin(api_server: Any, admin_kubeconfig: Path) -> Any:
 def agent_api(api_server: Any, admin: Any, tmp_path_factory: pytest.TempPathFactory) -> KubeAgentApi:
     path = tmp_path_factory.mktemp("agent") / "kubeconfig"
     api_server.write_kubeconfig(path, sim_server.agent_identity("node-1"))
-    return KubeAgentApi(load_kube(str(path), request_timeout_s=5))
+    return KubeAgentApi(connect(str(path)))
 
 
 def test_no_noderemediation_means_no_order(agent_api: KubeAgentApi) -> None:
@@ -84,3 +84,22 @@ def test_order_is_read_and_the_fence_reported_on_the_status(agent_api: KubeAgent
     status = custom.get_cluster_custom_object(names.GROUP, names.VERSION, names.PLURAL, "node-1")["status"]
     assert status["agentReport"] == report
     assert status["fence"]["order"] == "nwf1.payload.signature"  # the merge patch kept the rest
+
+
+def test_node_facts_from_the_json_the_api_sent() -> None:
+    node = {
+        "metadata": {"name": "cp-1", "labels": {names.LABEL_CONTROL_PLANE: ""},
+                     "annotations": {names.ANN_AGENT_VERSION: "0.1.0"}},
+        "status": {"nodeInfo": {"bootID": "b-1"},
+                   "addresses": [{"type": "Hostname", "address": "cp-1"},
+                                 {"type": "InternalIP", "address": "10.0.0.7"}],
+                   "conditions": [{"type": "MemoryPressure", "lastHeartbeatTime": "2026-01-02T03:04:00Z"},
+                                  {"type": "Ready", "lastHeartbeatTime": "2026-01-02T03:04:05.250000Z"}]},
+    }
+    facts = node_facts(node)
+    assert facts.name == "cp-1" and facts.boot_id == "b-1" and facts.control_plane
+    assert facts.internal_ip == "10.0.0.7"
+    assert facts.annotations == {names.ANN_AGENT_VERSION: "0.1.0"}
+    assert facts.ready_heartbeat_at == pytest.approx(1767323045.25)
+    bare = node_facts({"metadata": {"name": "n"}, "status": {"nodeInfo": None, "conditions": [None]}})
+    assert (bare.boot_id, bare.internal_ip, bare.ready_heartbeat_at, bare.control_plane) == (None, None, None, False)
