@@ -2,7 +2,8 @@
 
 `PeerDirectory` holds the other agents' endpoints: the `nodewarden.io/peer-endpoint`
 annotations of the cluster's Nodes (refreshed while the API is reachable, kept when it
-is not; see `publisher.py` for how often) plus any static `peers` from the settings.
+is not; see `publisher.py` for how often, and `peer_cache.py` for how a restarted agent
+starts with the list its predecessor saved) plus any static `peers` from the settings.
 
 `PeerPoll` asks them while the isolation question is open: peers are shuffled when the
 question opens and asked in batches (first 3, then max(3, (N-3)/10)), each batch in
@@ -26,6 +27,7 @@ from core.peer_client import NodeView, PeerError
 from node_agent.isolation import PeerAnswer, peer_batches
 from node_agent.kube import PeerEntry
 from node_agent.metrics import AgentMetrics
+from node_agent.peer_cache import PeerCache
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +40,25 @@ class Peer:
 
 
 class PeerDirectory:
-    def __init__(self, self_name: str, static_entries: list[str]) -> None:
+    def __init__(self, self_name: str, static_entries: list[str], cache: PeerCache | None = None) -> None:
         self._self = self_name
         self._static = {}
         for entry in static_entries:
             name, _, url = entry.partition("=")
             self._static[name] = Peer(name, url)
-        self._from_api: dict[str, Peer] = {}
+        self._cache = cache
+        self._from_api = _by_name(cache.load() if cache is not None else [])
         self._lock = threading.Lock()
 
     def update(self, entries: list[PeerEntry]) -> bool:
-        """Replace the peers learned from the API; True if that changed them."""
-        fresh = {e.name: Peer(e.name, e.endpoint, e.control_plane) for e in entries}
+        """Replace the peers learned from the API (and save them in the cache); True if
+        that changed them."""
+        fresh = _by_name(entries)
         with self._lock:
             changed = fresh != self._from_api
             self._from_api = fresh
+        if self._cache is not None:
+            self._cache.save(entries)
         return changed
 
     def peers(self) -> list[Peer]:
@@ -64,6 +70,10 @@ class PeerDirectory:
         with self._lock:
             peer = self._static.get(node) or self._from_api.get(node)
         return peer.url if peer else None
+
+
+def _by_name(entries: list[PeerEntry]) -> dict[str, Peer]:
+    return {e.name: Peer(e.name, e.endpoint, e.control_plane) for e in entries}
 
 
 class NodeViewClient(Protocol):

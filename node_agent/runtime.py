@@ -33,6 +33,7 @@ from node_agent.isolation import OrderSource
 from node_agent.kube import AgentApi, NodeFacts
 from node_agent.metrics import AgentMetrics
 from node_agent.orders import OrderDesk
+from node_agent.peer_cache import PeerCache
 from node_agent.peers import NodeViewClient, PeerDirectory, PeerPoll
 from node_agent.publisher import Publisher
 from node_agent.server import PeerServer, ServerSettings
@@ -116,7 +117,12 @@ class Runtime:
             timeout_s=s.api_check_timeout_s,
             lease_duration_s=s.lease_duration,
         )
-        self.directory = PeerDirectory(s.node_name, s.peers)
+        cache = (
+            PeerCache(s.peer_cache_file, s.node_name, clock, s.peer_cache_max_age_s)
+            if s.peer_cache_file
+            else None
+        )
+        self.directory = PeerDirectory(s.node_name, s.peers, cache)
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="peer-ask")
         self.poll = PeerPoll(
             node=s.node_name,

@@ -67,6 +67,7 @@ class AgentSettings:
     peer_api_timeout_s: float = 3.0
     isolation_timeout_s: float = 30.0
     peer_refresh_interval_s: float = 300.0
+    peer_cache_file: str | None = "/var/lib/nodewarden/peers.json"  # "{node}": the node's name
     min_peers: int = 1
     too_few_peers_action: str = TooFewPeers.FENCE.value
     outage_quorum: str = OutageQuorum.KNOWN_PEERS.value
@@ -129,6 +130,11 @@ class AgentSettings:
         if self.watchdog_failure_grace_s is not None:
             return self.watchdog_failure_grace_s
         return effective_timeout_s
+
+    @property
+    def peer_cache_max_age_s(self) -> float:
+        """A saved peer list older than this is not used at start."""
+        return 12 * self.peer_refresh_interval_s
 
     @property
     def lease_duration(self) -> float:

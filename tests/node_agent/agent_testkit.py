@@ -20,7 +20,6 @@ BOOT = "boot-aaaa"
 SECRET = b"cluster-peer-secret"
 
 
-
 def scaled_settings(**overrides: Any) -> AgentSettings:
     """Kubernetes-style timings divided by 20, on 127.0.0.1:0."""
     base = AgentSettings(
@@ -36,6 +35,7 @@ def scaled_settings(**overrides: Any) -> AgentSettings:
         loop_tick_s=0.05,
         listen="127.0.0.1:0",
         max_clock_skew_s=30.0,
+        peer_cache_file=None,
     )
     return replace(base, **overrides)
 

@@ -56,6 +56,7 @@ peer_request_timeout_s: 300ms
 peer_api_timeout_s: 100ms
 loop_tick_s: 50ms
 min_peers: 1
+peer_cache_file: {tmp / 'peers.json'}
 """
     )
     watchdog = tmp / "watchdog"
