@@ -89,7 +89,7 @@ class OrderDesk:
             answer = self._answer(
                 OrderOutcome.NOT_READY, "BootUnknown", "this agent does not know its boot yet"
             )
-            return self._done(token, source, "unknown", answer)
+            return self._done(token, source, _action_of(token), answer)
         verdict = self.verify(token)
         if isinstance(verdict, Rejection):
             action = _action_of(token)

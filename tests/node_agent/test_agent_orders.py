@@ -144,6 +144,10 @@ def test_unknown_boot_answers_not_ready_and_never_already_rebooted(
     answer = d.desk.submit(make_token(), OrderSource.DIRECT)
     assert answer.outcome is OrderOutcome.NOT_READY
     assert d.fencer.record is None
+    counted = d.metrics.registry.get_sample_value(
+        "nodewarden_agent_orders_total", {"action": "fence", "source": "direct", "outcome": "NotReady"}
+    )
+    assert counted == 1  # counted under the order's action, not "unknown"
 
 
 def test_restart_kubelet_runs_once_and_reports_its_result(
