@@ -270,6 +270,7 @@ class Cluster:
                 return
             node.power = Power.BOOTING
             node.epoch += 1
+            node.synced_since_boot = False
             node.boot_id = str(uuid.uuid4())
             node.boots += 1
             epoch = node.epoch

@@ -4,9 +4,10 @@ keep, using the simulator's ground truth (what each machine really runs), never 
 1. at-most-one: a StatefulSet pod identity, or a ReadWriteOnce volume, is live on two
    nodes at once. Live = in the container runtime of a powered-on node, whether or not
    the node is partitioned and whether or not its kubelet still runs.
-2. unsafe-taint: the out-of-service taint was applied to a node that could run pods at
-   that moment (powered on with its kubelet started) — it had not been reset or powered
-   off since it was last able to run them.
+2. unsafe-taint: the out-of-service taint was applied to a node that could run its
+   workloads at that moment: powered on with its kubelet started, and either running pods
+   or synced with the API since it booted (a kubelet knows its pods only from the API). It
+   had not been reset or powered off since it was last able to run them.
 3. stale-taint: the out-of-service taint is still on a node that has been Ready for
    longer than the configured bound.
 """
@@ -114,9 +115,10 @@ class InvariantMonitor:
         if node is None:
             return
         with node.lock:
-            unsafe = node.can_run_pods
+            unsafe = node.could_run_workloads
             state = f"power={node.power}, kubelet={'on' if node.kubelet_enabled else 'stopped'}, " \
-                    f"partition={sorted(node.partition) or 'none'}, running pods={len(node.running)}"
+                    f"partition={sorted(node.partition) or 'none'}, running pods={len(node.running)}, " \
+                    f"synced with the API since boot={node.synced_since_boot}"
             boots = node.boots
         if unsafe:
             self._violate("unsafe-taint", node_name, f"node/{node_name}",

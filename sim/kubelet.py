@@ -102,6 +102,7 @@ class Kubelet:
         """Reconcile what runs here with the pods the API binds to this node."""
         if not self.reachable():
             return
+        self.node.synced_since_boot = True
         c = self.cluster
         pods_rt = c.rt("pods")
         bound: dict[str, dict[str, Any]] = {}

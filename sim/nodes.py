@@ -46,12 +46,19 @@ class SimNode:
     starting: set[str] = field(default_factory=set)
     terminating: set[str] = field(default_factory=set)
     epoch: int = 0  # bumped at every power transition; stale scheduled work checks it
+    synced_since_boot: bool = True  # the kubelet has read its pods from the API since it booted
     resets: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
     def can_run_pods(self) -> bool:
         return self.power is Power.RUNNING
+
+    @property
+    def could_run_workloads(self) -> bool:
+        """Runs pods, or could start them: a kubelet knows its pods only from the API, so a
+        machine that rebooted and has not reached the API since cannot run its workloads."""
+        return self.can_run_pods and (bool(self.running) or self.synced_since_boot)
 
     @property
     def kubelet_alive(self) -> bool:

@@ -15,7 +15,15 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from sim.cluster import Cluster
-from tests.sim.helpers import add_taint, pod, ready, running_on, violations, wait_running
+from tests.sim.helpers import (
+    add_taint,
+    pod,
+    ready,
+    remove_taint,
+    running_on,
+    violations,
+    wait_running,
+)
 
 SCALE = 0.02
 
@@ -52,6 +60,22 @@ def test_taint_on_a_powered_off_node_is_safe(make_cluster: Callable[..., Cluster
     time.sleep(0.5)
     assert cluster.invariants()["violations"] == []
     assert cluster.invariants()["checked"] > 0
+
+
+def test_taint_on_a_rebooted_node_is_unsafe_only_once_it_reached_the_api(
+        make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(nodes=2, time_scale=SCALE)
+    cluster.fault("partition", "node-1", from_="api")
+    cluster.fault("reboot", "node-1")
+    cluster.wait_for(lambda: cluster.node_state("node-1")["power"] == "Running", 5, message="booted")
+    add_taint(cluster, "node-1")  # rebooted, kubelet up, but it never reached the API: safe
+    assert violations(cluster, "unsafe-taint") == []
+    remove_taint(cluster, "node-1")
+    cluster.fault("heal", "node-1")
+    cluster.wait_for(lambda: ready(cluster, "node-1") == "True" and cluster.nodes["node-1"].synced_since_boot,
+                     5, message="reconnected and synced")
+    add_taint(cluster, "node-1")  # now it knows its pods: unsafe
+    assert [v["node"] for v in violations(cluster, "unsafe-taint")] == ["node-1"]
 
 
 def test_stale_taint_is_reported_once_the_node_is_ready_again(make_cluster: Callable[..., Cluster]) -> None:

@@ -1,0 +1,161 @@
+"""The remediation controller's scenarios from its issue, each a real world: the simulated
+cluster, real agent processes, the webhook under gunicorn, real controller processes.
+The simulator's invariant monitor must report nothing in any of them."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.sim.helpers import ready, running_on, wait_running
+from tests.support.world import World, nodewarden_world, policy
+
+SCALE = 0.05
+
+
+def unknown(w: World, node: str) -> None:
+    w.cluster.wait_for(lambda: ready(w.cluster, node) == "Unknown", 15, message=f"{node} Ready=Unknown")
+
+
+def no_violations(w: World) -> None:
+    report = w.cluster.invariants()
+    assert report["violations"] == [], report
+    assert report["checked"] > 0
+
+
+def test_partition_from_the_api_self_fences_then_recovers(tmp_path: Path) -> None:
+    with nodewarden_world(tmp_path, nodes=5, time_scale=SCALE) as w:
+        c = w.cluster
+        victim = wait_running(c, ["db-0", "db-1", "db-2"], timeout=20)["db-0"]
+        c.fault("partition", victim, from_="api")
+        unknown(w, victim)
+        assert "default/db-0" in c.node_state(victim)["runningPods"]  # still running: the danger
+        assert w.alert(victim).status_code == 200
+        rem = w.wait_phase(victim, "AwaitingNodeReady", timeout=60)
+        fence = rem["status"]["fence"]
+        assert fence["evidence"]["rule"] == "AcknowledgedWatchdog", fence
+        assert fence.get("acknowledgement"), fence
+        fired = c.timeline.first("watchdog-fired", victim)
+        assert fired is not None, "the agent must have reset its node"
+        taint = c.timeline.first("taint-added", victim, obj=f"node/{victim}")
+        oos = [e for e in c.timeline.events(kind="taint-added", node=victim)
+               if e.data.get("key") == "node.kubernetes.io/out-of-service"]
+        assert oos and oos[0].at > fired.at, "the taint only after the reset"
+        del taint
+        c.wait_for(lambda: running_on(c, "db-0") not in (None, victim), 20, message="db-0 moved")
+        c.fault("heal", victim)
+        rem = w.wait_phase(victim, "Succeeded", timeout=60)
+        assert not w.has_taint(victim)
+        assert len(c.timeline.events(kind="watchdog-fired", node=victim)) == 1
+        no_violations(w)
+
+
+def test_api_outage_fences_nobody(tmp_path: Path) -> None:
+    with nodewarden_world(tmp_path, nodes=5, time_scale=SCALE, workloads=()) as w:
+        c = w.cluster
+        t0 = c.clock()
+        c.fault("api-outage", duration_s=200.0)  # longer than every agent's detection bound
+        time.sleep(0.5)
+        for node in ("node-1", "node-2"):
+            response = w.alert(node)
+            # 503 (Alertmanager retries) or rejected from a still-synced cache: never accepted
+            assert response.status_code >= 500 or response.json()["summary"].get("accepted", 0) == 0
+        time.sleep(200 * SCALE + 100 * SCALE)  # the outage, then time for agents to settle
+        for node in ("node-1", "node-2"):  # Alertmanager's retries after the outage
+            response = w.alert(node)
+            assert response.status_code == 200
+            assert response.json()["alerts"][0]["reason"] == "NodeReady"
+        assert c.timeline.events(kind="watchdog-fired", since=t0) == []
+        assert all(c.node_state(n)["resets"] == 0 for n in c.nodes)
+        assert not any(w.has_taint(n) for n in c.nodes)
+        assert w.remediation("node-1") is None and w.remediation("node-2") is None
+        no_violations(w)
+
+
+def test_node_without_an_agent_gets_no_taint_until_a_person_confirms(tmp_path: Path) -> None:
+    nodes = [f"node-{i}" for i in range(1, 6)]
+    with nodewarden_world(tmp_path, nodes=5, time_scale=SCALE, agent_nodes=nodes[1:]) as w:
+        c = w.cluster
+        victim = "node-1"
+        c.fault("power-off", victim)
+        unknown(w, victim)
+        assert w.alert(victim).status_code == 200
+        rem = w.wait_phase(victim, "AwaitingApproval", timeout=60)
+        assert rem["status"]["reason"] == "AwaitingOperatorConfirmation"
+        assert rem["status"]["escalation"]["cause"] == "NoAgent"
+        time.sleep(300 * SCALE)  # well past any self-fencing deadline
+        assert not w.has_taint(victim)
+        assert w.phase(victim) == "AwaitingApproval"
+        assert w.approve(victim).status_code == 200
+        rem = w.wait_phase(victim, "AwaitingNodeReady", timeout=30)
+        assert rem["status"]["fence"]["evidence"]["rule"] == "OperatorConfirmedOff"
+        assert w.has_taint(victim)
+        no_violations(w)
+
+
+def test_no_escalation_fails_safe(tmp_path: Path) -> None:
+    nodes = [f"node-{i}" for i in range(1, 4)]
+    with nodewarden_world(tmp_path, nodes=3, time_scale=SCALE, agent_nodes=nodes[1:], workloads=(),
+                          remediation_policy=policy(escalation="None")) as w:
+        w.cluster.fault("power-off", "node-1")
+        unknown(w, "node-1")
+        assert w.alert("node-1").status_code == 200
+        rem = w.wait_phase("node-1", "Failed", timeout=60)
+        assert rem["status"]["reason"] == "FenceNotProven"
+        assert not w.has_taint("node-1")
+
+
+def test_two_replicas_one_acts(tmp_path: Path) -> None:
+    with nodewarden_world(tmp_path, nodes=4, time_scale=SCALE, controllers=2, workloads=()) as w:
+        c = w.cluster
+        c.wait_for(lambda: w.leader() in w.controllers, 10, message="a leader")
+        leader = w.leader()
+        c.fault("power-off", "node-2")
+        unknown(w, "node-2")
+        assert w.alert("node-2").status_code == 200
+        w.wait_phase("node-2", "AwaitingNodeReady", timeout=60)
+        logs = {name: (tmp_path / f"controller-{name}.log").read_text() for name in w.controllers}
+        acting = [name for name, text in logs.items() if "remediation node-2:" in text]
+        assert acting == [leader], (acting, leader)
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_leader_at_every_step_fences_exactly_once(tmp_path: Path) -> None:
+    with nodewarden_world(tmp_path, nodes=5, time_scale=SCALE, controllers=2) as w:
+        c = w.cluster
+        victim = wait_running(c, ["db-0", "db-1", "db-2"], timeout=20)["db-1"]
+        c.wait_for(lambda: w.leader() in w.controllers, 10, message="a leader")
+        c.fault("partition", victim, from_="api")
+        unknown(w, victim)
+        assert w.alert(victim).status_code == 200
+        seen, orders, kills, spare = [], set(), 0, 0
+        deadline = time.monotonic() + 120
+        healed = False
+        while time.monotonic() < deadline:
+            rem = w.remediation(victim) or {}
+            status = rem.get("status") or {}
+            phase = status.get("phase")
+            if (status.get("fence") or {}).get("order"):
+                orders.add(status["fence"]["order"])
+            if phase and (not seen or seen[-1] != phase):
+                seen.append(phase)
+                leader = w.leader()
+                if leader in w.controllers and phase != "Succeeded":
+                    w.kill_controller(leader)  # SIGKILL between two steps
+                    kills += 1
+                    spare += 1
+                    w.start_controller(f"spare-{spare}")
+            if phase == "AwaitingNodeReady" and not healed and c.node_state(victim)["resets"] >= 1:
+                c.fault("heal", victim)
+                healed = True
+            if phase in ("Succeeded", "Failed", "Cancelled"):
+                break
+            time.sleep(0.02)
+        assert seen[-1] == "Succeeded", (seen, w.logs())
+        assert kills >= 5, seen
+        assert len(orders) == 1, "exactly one fence order"
+        assert len(c.timeline.events(kind="watchdog-fired", node=victim)) == 1, "exactly one fence"
+        assert not w.has_taint(victim)
+        no_violations(w)
