@@ -40,8 +40,8 @@ class ControllerSettings:
     peer_timeout_s: float = 3.0
     peers_to_ask: int = 3
     # Fencing safety.
-    safety_margin_s: float = 10.0  # added to every fence deadline
-    max_clock_skew_s: float = 5.0  # between this controller's clock and any node's
+    safety_margin_s: float = 2.0  # added to every fence deadline (2 x watchdog already doubles its bound)
+    max_clock_skew_s: float = 1.0  # between this controller's clock and any node's (nodes run NTP)
     order_ttl_s: float = 1800.0  # fence orders expire after this
     ack_timeout_s: float = 60.0  # an agent that reaches the API must acknowledge within this
     fence_timeout_s: float = 900.0  # give up on self-fencing evidence after this: escalate
