@@ -53,6 +53,11 @@ def render(cluster: Cluster) -> bytes:
         out.append(_series("kube_node_info", {"node": node["metadata"]["name"],
                                               "kubelet_version": info.get("kubeletVersion", ""),
                                               "system_uuid": info.get("systemUUID", "")}, 1))
+    family("kube_node_created", "Unix creation timestamp")
+    for node in nodes:
+        created = parse(node["metadata"].get("creationTimestamp"))
+        if created is not None:
+            out.append(_series("kube_node_created", {"node": node["metadata"]["name"]}, created))
     family("kube_lease_renew_time", "Kube lease renew time.")
     for (ns, name), entry in c.store.items(c.registry.table(c.rt("leases", "coordination.k8s.io"))):
         renew = parse((entry.obj().get("spec") or {}).get("renewTime"))

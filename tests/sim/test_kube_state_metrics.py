@@ -30,6 +30,7 @@ def test_prometheus_scrapes_node_conditions_taints_and_leases(
     with prometheus(tmp_path / "prom", config) as url:
         ready = wait_query(url, 'kube_node_status_condition{condition="Ready",status="true"} == 1')
         assert sorted(r["metric"]["node"] for r in ready) == ["node-1", "node-2", "node-3"]
+        assert len(wait_query(url, "kube_node_created")) == 3
         leases = wait_query(url, 'kube_lease_renew_time{namespace="kube-node-lease"}')
         assert len(leases) == 3
         wait_query(url, 'kube_pod_status_phase{phase="Running",pod="db-0"} == 1')
