@@ -15,6 +15,7 @@ from .common import RESULTS
 BENCHMARKS = {
     "sim_api": "API emulator: GET/PATCH throughput and memory",
     "sim_scale": "5,000-node simulated cluster at time scale 1",
+    "agent": "Node agent process: steady-state RSS and CPU at default intervals",
 }
 
 
