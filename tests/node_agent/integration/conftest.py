@@ -41,12 +41,14 @@ def agent_cluster(
     `ac.wait_ready()` before injecting faults."""
     built: list[AgentCluster] = []
 
-    def make(nodes: int = 5, workloads: tuple[str, ...] = ("db=statefulset:2",)) -> AgentCluster:
+    def make(nodes: int = 5, workloads: tuple[str, ...] = ("db=statefulset:2",),
+             control_plane_nodes: int = 0) -> AgentCluster:
         watchdog_timeout_s = Timings().scaled(SCALE).watchdog_timeout_s
         config, key = write_agent_files(tmp_path_factory.mktemp("agents"), watchdog_timeout_s)
         cluster = make_cluster(
             nodes=nodes, time_scale=SCALE, workloads=list(workloads), agent_cmd=AGENT_CMD,
             agent_values={"config": str(config)}, agent_env={"PYTHONPATH": str(ROOT)},
+            control_plane_nodes=control_plane_nodes,
         )
         cluster.apply_file(CRD)
         cluster.apply_manifest(NAMESPACE)
