@@ -17,7 +17,8 @@ def _label(value: object) -> str:
 
 def _series(name: str, labels: dict[str, object], value: float) -> str:
     inner = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-    return f"{name}{{{inner}}} {value:g}" if inner else f"{name} {value:g}"
+    text = repr(float(value))  # full precision: timestamps are 10 significant digits
+    return f"{name}{{{inner}}} {text}" if inner else f"{name} {text}"
 
 
 def render(cluster: Cluster) -> bytes:

@@ -30,7 +30,11 @@ def test_prometheus_scrapes_node_conditions_taints_and_leases(
     with prometheus(tmp_path / "prom", config) as url:
         ready = wait_query(url, 'kube_node_status_condition{condition="Ready",status="true"} == 1')
         assert sorted(r["metric"]["node"] for r in ready) == ["node-1", "node-2", "node-3"]
-        assert len(wait_query(url, "kube_node_created")) == 3
+        created = wait_query(url, "time() - kube_node_created")
+        assert len(created) == 3
+        assert all(0 <= float(r["value"][1]) < 120 for r in created), created  # exact, not rounded
+        ages = wait_query(url, 'time() - kube_lease_renew_time{namespace="kube-node-lease"}')
+        assert all(-1 < float(r["value"][1]) < 30 for r in ages), ages
         leases = wait_query(url, 'kube_lease_renew_time{namespace="kube-node-lease"}')
         assert len(leases) == 3
         wait_query(url, 'kube_pod_status_phase{phase="Running",pod="db-0"} == 1')

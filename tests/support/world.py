@@ -92,6 +92,7 @@ class World:
     scale: float
     webhook_url: str = ""
     controllers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    controller_metrics: dict[str, str] = field(default_factory=dict)  # identity -> host:port
     _controller_env: dict[str, Any] = field(default_factory=dict)
 
     # -- the product's processes ------------------------------------------------------
@@ -100,6 +101,7 @@ class World:
         env = controller_env(self.scale, self.tmp, self.cluster.kubeconfig("webhook"), self.tmp / "signing.pem",
                              self.tmp / "peer-secret", self.cluster.peer_proxy("external"), identity,
                              **{**self._controller_env, **overrides})
+        self.controller_metrics[identity] = env["NODEWARDEN_CONTROLLER_METRICS_BIND"]
         log = open(self.tmp / f"controller-{identity}.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen([sys.executable, "-m", "webhook.controller"], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)

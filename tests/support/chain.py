@@ -1,0 +1,129 @@
+"""The real alerting chain around a nodewarden world: Debian's Prometheus scrapes the
+simulated cluster's kube-state-metrics series and nodewarden's metrics and evaluates the
+shipped rules; Debian's Alertmanager sends to the webhook with a bearer token. Nothing in
+it is mocked; its durations (scrape and evaluation intervals, `for:`, the rules' time
+thresholds, Alertmanager's group timers) are scaled like everything else."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.settings import parse_duration
+from tests.support.prometheus import ALERTMANAGER, free_port, prometheus, wait_http
+from tests.support.world import ROOT, World
+
+RULES = ROOT / "rules" / "nodewarden-alerts.yaml"
+TRIGGER_GROUPS = {"nodewarden-triggers", "nodewarden-fast-detection"}
+_THRESHOLD = re.compile(r"([<>]=?)\s*(\d+(?:\.\d+)?)\b")
+
+
+def seconds(value: float) -> str:
+    """A Prometheus/Alertmanager duration (they take whole units: 1500ms, not 1.5s)."""
+    return f"{max(1, round(value * 1000))}ms"
+
+
+def scaled_rules(scale: float, source: Path = RULES) -> dict[str, Any]:
+    """The shipped rules with their durations scaled: `for:` everywhere, and the seconds
+    thresholds in the trigger rules' expressions (Lease age > 40, node age < 600)."""
+    doc = yaml.safe_load(source.read_text())
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = seconds(parse_duration(rule["for"]) * scale)
+            if group["name"] in TRIGGER_GROUPS and "expr" in rule:
+                rule["expr"] = _THRESHOLD.sub(
+                    lambda m: f"{m.group(1)} {float(m.group(2)) * scale:g}" if float(m.group(2)) > 1 else m.group(0),
+                    rule["expr"])
+    return doc
+
+
+ALERTMANAGER_CONFIG = """\
+route:
+  receiver: nodewarden
+  group_by: [alertname, node]
+  group_wait: {group_wait}
+  group_interval: {group_interval}
+  repeat_interval: {repeat_interval}
+receivers:
+  - name: nodewarden
+    webhook_configs:
+      - url: {url}/api/v1/alerts
+        send_resolved: true
+        max_alerts: 0
+        http_config:
+          authorization:
+            type: Bearer
+            credentials_file: {token_file}
+"""
+
+
+@dataclass
+class Chain:
+    prometheus_url: str
+    alertmanager_url: str
+
+
+@contextmanager
+def alertmanager(tmp: Path, webhook_url: str, token_file: Path, scale: float) -> Iterator[str]:
+    assert ALERTMANAGER, "prometheus-alertmanager is required (make debs installs it)"
+    tmp.mkdir(parents=True, exist_ok=True)
+    config = tmp / "alertmanager.yml"
+    config.write_text(ALERTMANAGER_CONFIG.format(
+        url=webhook_url, token_file=token_file, group_wait=seconds(10 * scale),
+        group_interval=seconds(30 * scale), repeat_interval=seconds(300 * scale)))
+    amtool = shutil.which("amtool")
+    if amtool:
+        check = subprocess.run([amtool, "check-config", str(config)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+    port = free_port()
+    log = open(tmp / "alertmanager.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([ALERTMANAGER, f"--config.file={config}", f"--storage.path={tmp / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
+                             "--log.level=info"], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/-/ready")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@contextmanager
+def alert_chain(world: World, tmp: Path, controller_metrics: list[str] | None = None) -> Iterator[Chain]:
+    scale = world.scale
+    tmp.mkdir(parents=True, exist_ok=True)
+    rules = tmp / "rules.yaml"
+    rules.write_text(yaml.safe_dump(scaled_rules(scale)))
+    ca = tmp / "sim-ca.pem"
+    ca.write_bytes(world.cluster.api.tls.ca_pem)  # type: ignore[union-attr]
+    interval = seconds(15 * scale)
+    with alertmanager(tmp / "alertmanager", world.webhook_url, world.tmp / "am-token", scale) as am_url:
+        config = {
+            "global": {"scrape_interval": interval, "evaluation_interval": interval,
+                       "scrape_timeout": seconds(min(10 * scale, 15 * scale))},
+            "alerting": {"alertmanagers": [{"static_configs": [{"targets": [am_url.removeprefix("http://")]}]}]},
+            "scrape_configs": [
+                {"job_name": "kube-state-metrics", "scheme": "https", "tls_config": {"ca_file": str(ca)},
+                 "static_configs": [{"targets": [f"127.0.0.1:{world.cluster.api.port}"]}]},
+                {"job_name": "nodewarden-webhook",
+                 "static_configs": [{"targets": [world.webhook_url.removeprefix("http://")]}]},
+                {"job_name": "nodewarden-controller",
+                 "static_configs": [{"targets": controller_metrics or []}]},
+            ],
+        }
+        with prometheus(tmp / "prometheus", config, [rules]) as prom_url:
+            yield Chain(prom_url, am_url)
