@@ -7,7 +7,9 @@ unix seconds (floats), exactly as measured by the sender's wall clock.
 
     GET  /peer/v1/health            -> Health     is this agent alive, what is its state
     GET  /peer/v1/nodes/<node>      -> NodeView   what do you know about <node>: can you
-                                                  reach the API, is there an order for it
+                                                  reach the API, is there an order for it,
+                                                  when did you last tell it "healthy"
+         [?observer=1]                            (the remediator asking: not recorded)
     GET  /peer/v1/reach/<node>      -> Reach      can you reach <node>'s agent right now
     POST /peer/v1/orders            -> OrderAnswer  deliver a signed order; an agent that
          {"order": "<nwf1...>",                     is not the order's node relays it
@@ -136,6 +138,9 @@ class NodeView:
     order: str | None  # the signed order for `node` it knows of, relayed unchanged
     order_source: str | None  # "api" (read just now) or "relay" (delivered to it)
     checked_at: float
+    # The last time this agent told `node` itself "the API is reachable and there is no
+    # order for you" (the answer that keeps a cut-off node up), on its clock; None: never.
+    last_healthy_answer_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -145,6 +150,7 @@ class NodeView:
             "order": self.order,
             "orderSource": self.order_source,
             "checkedAt": self.checked_at,
+            "lastHealthyAnswerAt": self.last_healthy_answer_at,
         }
 
     @classmethod
@@ -156,6 +162,7 @@ class NodeView:
             order=_get(data, "order", str, optional=True),
             order_source=_get(data, "orderSource", str, optional=True),
             checked_at=float(_get(data, "checkedAt", (int, float))),
+            last_healthy_answer_at=_float(data, "lastHealthyAnswerAt", optional=True),
         )
 
 
@@ -338,8 +345,11 @@ class PeerClient:
     def health(self, base_url: str, *, timeout_s: float | None = None) -> Health:
         return _parse(Health.from_json, self._request("GET", base_url, HEALTH_PATH, b"", timeout_s))
 
-    def node_view(self, base_url: str, node: str, *, timeout_s: float | None = None) -> NodeView:
-        path = NODES_PATH + quote(node, safe="")
+    def node_view(self, base_url: str, node: str, *, timeout_s: float | None = None,
+                  observer: bool = False) -> NodeView:
+        """What the agent at `base_url` knows about `node`. `observer=True` (the remediator
+        asking) is never counted as an answer that keeps `node` up."""
+        path = NODES_PATH + quote(node, safe="") + ("?observer=1" if observer else "")
         return _parse(NodeView.from_json, self._request("GET", base_url, path, b"", timeout_s))
 
     def reach(self, base_url: str, node: str, *, timeout_s: float | None = None) -> Reach:

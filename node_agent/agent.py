@@ -51,6 +51,7 @@ class Agent:
         directory: PeerDirectory,
         poll: PeerPoll,
         control_plane: Callable[[], bool],
+        committed: Callable[[], bool] = lambda: True,
     ) -> None:
         self._s = settings
         self._clock = clock
@@ -62,6 +63,7 @@ class Agent:
         self._directory = directory
         self._poll = poll
         self._control_plane = control_plane
+        self._committed = committed
         self._policy = Policy(
             api_failure_threshold=settings.api_failure_threshold,
             isolation_timeout_s=settings.isolation_timeout_s,
@@ -167,6 +169,7 @@ class Agent:
             known_peers=self._known_peers(),
             answers=self._poll.answers() if self._poll.is_open else (),
             question_open_s=self._poll.open_s(),
+            committed=self._committed(),
         )
 
     def _decide(self) -> Decision:

@@ -49,6 +49,7 @@ class Reason(enum.StrEnum):
     TOO_FEW_PEERS = "TooFewPeers"
     TOO_FEW_PEERS_ISOLATED = "TooFewPeersIsolated"
     TOO_FEW_PEERS_STAY_UP = "TooFewPeersStayUp"
+    TOO_FEW_PEERS_NOT_COMMITTED = "TooFewPeersNotCommitted"
     PEER_REACHES_API = "PeerReachesApi"
     CONTROL_PLANE_OUTAGE = "ControlPlaneOutage"
     ISOLATED = "Isolated"
@@ -83,6 +84,7 @@ class Observation:
     known_peers: int
     answers: tuple[PeerAnswer, ...] = ()  # latest answer per peer
     question_open_s: float | None = None  # None: the question is not open
+    committed: bool = True  # this boot was (or may have been) published self-fence capable
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,10 @@ def decide(obs: Observation, policy: Policy) -> Decision:
     if too_few:
         if open_s < iso:
             return Decision(Verdict.SUSPECT, Reason.TOO_FEW_PEERS, f"{obs.known_peers} peer(s) known")
+        if not obs.committed:
+            return Decision(Verdict.RUN, Reason.TOO_FEW_PEERS_NOT_COMMITTED,
+                            "never published as self-fence capable in this boot: the remediator does "
+                            "not count on this node fencing itself")
         if policy.too_few_peers is TooFewPeers.FENCE:
             return Decision(Verdict.FENCE, Reason.TOO_FEW_PEERS_ISOLATED, f"API unreachable for {open_s:.1f}s")
         return Decision(Verdict.RUN, Reason.TOO_FEW_PEERS_STAY_UP, "configured to stay up")

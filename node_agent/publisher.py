@@ -35,6 +35,7 @@ from core.clock import Clock
 from core.kube import KubeError, NotFound
 from node_agent.apicheck import ApiChecker
 from node_agent.boot import BootIdentity
+from node_agent.commitment import Commitment
 from node_agent.feeder import WatchdogKeeper
 from node_agent.fencing import Fencer
 from node_agent.kube import AgentApi, NodeFacts
@@ -61,6 +62,7 @@ class Publisher:
         advertise_url: Callable[[NodeFacts | None], str | None],
         version: str,
         started_at: float,
+        commitment: Commitment | None = None,
     ) -> None:
         self._s = settings
         self._api = api
@@ -77,6 +79,8 @@ class Publisher:
         self._next_refresh: float | None = None
         self._refresh_delay_s = settings.api_check_interval_s
         self._published: dict[str, str] | None = None
+        self._commitment = commitment or Commitment(None, lambda: boot.boot_id)
+        self._withdrawn = False
         self._last_error: str | None = None
         self.facts: NodeFacts | None = None
 
@@ -95,6 +99,8 @@ class Publisher:
             self._keeper.is_open
             and self._s.too_few_peers is TooFewPeers.FENCE
             and self._s.quorum is OutageQuorum.KNOWN_PEERS
+            and len(self._directory.peers()) >= max(1, self._s.min_peers)
+            and not self._withdrawn
         )
 
     def annotations(self) -> dict[str, str]:
@@ -138,10 +144,14 @@ class Publisher:
                 self._refresh_peers(now, timeout)
             if self._ready_to_publish():
                 wanted = self.annotations()
+                if wanted.get(names.ANN_SELF_FENCE_CAPABLE) == "true" and not self._commitment.promise():
+                    wanted[names.ANN_SELF_FENCE_CAPABLE] = "false"
                 if wanted != self._published:
                     self._api.annotate_node(self._s.node_name, wanted, timeout)
                     self._published = wanted
                     log.info("published on node: %s", wanted)
+                    if wanted.get(names.ANN_SELF_FENCE_CAPABLE) != "true":
+                        self._commitment.withdraw()
             report = self._fencer.pending_report()
             if report is not None:
                 try:
@@ -155,6 +165,22 @@ class Publisher:
             if str(exc) != self._last_error:
                 log.warning("publishing failed (will retry): %s", exc)
             self._last_error = str(exc)
+
+    def withdraw_capability(self) -> bool:
+        """Publish "not self-fence capable" (before a clean shutdown disarms the watchdog);
+        True once the API has it."""
+        self._withdrawn = True
+        wanted = dict(self._published or self.annotations())
+        wanted[names.ANN_SELF_FENCE_CAPABLE] = "false"
+        try:
+            self._api.annotate_node(self._s.node_name, wanted, self._s.api_check_timeout_s)
+        except KubeError as exc:
+            log.warning("could not publish 'not self-fence capable' before stopping: %s", exc)
+            return False
+        self._published = wanted
+        self._commitment.withdraw()
+        log.info("published not self-fence capable: stopping")
+        return True
 
     def _refresh_peers(self, now: float, timeout: float) -> None:
         changed = self._directory.update(self._api.list_peers(timeout))

@@ -27,6 +27,7 @@ from node_agent.agent import Agent
 from node_agent.apicheck import ApiChecker
 from node_agent.boot import BootIdentity
 from node_agent.commands import CommandRunner
+from node_agent.commitment import Commitment
 from node_agent.feeder import FeederThread, WatchdogKeeper, WatchdogOpener
 from node_agent.fencing import FallbackSettings, Fencer
 from node_agent.isolation import OrderSource
@@ -170,6 +171,8 @@ class Runtime:
             registry=seams.registry if s.metrics_listen is None else None,
             tls=_server_tls(s),
         )
+        state_dir = Path(s.peer_cache_file).parent if s.peer_cache_file else None
+        self.commitment = Commitment(state_dir, lambda: seams.boot.boot_id)
         self.publisher = Publisher(
             settings=s,
             api=seams.api,
@@ -183,6 +186,7 @@ class Runtime:
             advertise_url=self.advertise_url,
             version=__version__,
             started_at=self.started_at,
+            commitment=self.commitment,
         )
         self.agent = Agent(
             settings=s,
@@ -195,6 +199,7 @@ class Runtime:
             directory=self.directory,
             poll=self.poll,
             control_plane=self.publisher.control_plane,
+            committed=self.commitment.committed,
         )
         self.metrics_server: PeerServer | None = None
         self._stop = threading.Event()
@@ -261,6 +266,8 @@ class Runtime:
         for thread in self._threads:
             thread.join(timeout=self.settings.api_check_timeout_s * 2 + 1)
         disarm = self.agent.may_disarm
+        if disarm and self.keeper.is_open and not self.publisher.withdraw_capability():
+            disarm = False  # the remediator may still count on us: stay armed
         if not disarm and self.keeper.is_open:
             log.warning(
                 "stopping without disarming the watchdog (fence begun: %s, last decision: %s)",

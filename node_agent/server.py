@@ -220,7 +220,8 @@ class PeerHandler(BaseHTTPRequestHandler):
             if not NODE_NAME.match(target):
                 self._json(400, error_body(400, "BadRequest", "not a node name"), endpoint)
                 return
-            result = service.node_view(target) if endpoint == "nodes" else service.reach(target)
+            observer = "observer=1" in (urlsplit(self.path).query or "").split("&")
+            result = service.node_view(target, observer) if endpoint == "nodes" else service.reach(target)
             self._json(200, result.to_json(), endpoint)
             return
         try:

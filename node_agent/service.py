@@ -31,6 +31,7 @@ from node_agent.orders import OrderDesk
 from node_agent.peers import PeerDirectory
 
 _RELAY_LIMIT = 4096
+_HEALTHY_LIMIT = 4096
 
 
 class PeerCalls(Protocol):
@@ -78,6 +79,7 @@ class PeerService:
         self._fencing = fencing
         self._capable = self_fence_capable
         self._relayed: dict[str, tuple[str, float]] = {}  # node -> (token, expires_at)
+        self._healthy: dict[str, float] = {}  # node -> when we last told it "healthy"
         self._lock = threading.Lock()
 
     @property
@@ -95,18 +97,27 @@ class PeerService:
             time=self._clock.now(),
         )
 
-    def node_view(self, target: str) -> NodeView:
+    def node_view(self, target: str, observer: bool = False) -> NodeView:
+        """`target` asking about itself (or, with `observer`, the remediator asking)."""
         if self._checker.last_ok:
             try:
                 token = self._api.read_order_token(target, self._s.peer_api_timeout_s)
             except KubeError:
                 pass
             else:
+                if token is None and not observer:
+                    # This answer keeps a cut-off `target` up: remember when we gave it.
+                    with self._lock:
+                        self._healthy[target] = self._clock.now()
+                        while len(self._healthy) > _HEALTHY_LIMIT:
+                            self._healthy.pop(next(iter(self._healthy)))
                 return self._view(target, True, token, "api" if token else None)
         relayed = self._relayed_order(target)
         return self._view(target, False, relayed, "relay" if relayed else None)
 
     def _view(self, target: str, reachable: bool, token: str | None, source: str | None) -> NodeView:
+        with self._lock:
+            healthy = self._healthy.get(target)
         return NodeView(
             node=target,
             answered_by=self._s.node,
@@ -114,6 +125,7 @@ class PeerService:
             order=token,
             order_source=source,
             checked_at=self._clock.now(),
+            last_healthy_answer_at=healthy,
         )
 
     def reach(self, target: str) -> Reach:

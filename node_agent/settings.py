@@ -47,7 +47,7 @@ class AgentSettings:
 
     # Watchdog.
     watchdog_path: str = "/dev/watchdog"
-    watchdog_timeout_s: float = 60.0
+    watchdog_timeout_s: float = 15.0
     watchdog_feed_interval_s: float | None = None  # default: effective timeout / 3
     watchdog_failure_grace_s: float | None = None  # default: effective timeout
     reboot_fallback_enabled: bool = False
@@ -57,15 +57,15 @@ class AgentSettings:
     kubelet_restart_timeout_s: float = 60.0
 
     # API reachability.
-    api_check_interval_s: float = 15.0
-    api_check_timeout_s: float = 5.0
+    api_check_interval_s: float = 5.0
+    api_check_timeout_s: float = 2.0
     api_failure_threshold: int = 3
     lease_duration_s: float | None = None  # default: threshold x check interval
 
     # Peers.
-    peer_request_timeout_s: float = 5.0
-    peer_api_timeout_s: float = 3.0
-    isolation_timeout_s: float = 30.0
+    peer_request_timeout_s: float = 2.0
+    peer_api_timeout_s: float = 1.0
+    isolation_timeout_s: float = 10.0
     peer_refresh_interval_s: float = 300.0
     peer_cache_file: str | None = "/var/lib/nodewarden/peers.json"  # "{node}": the node's name
     min_peers: int = 1
@@ -91,7 +91,7 @@ class AgentSettings:
     max_concurrent_requests: int = 32
     request_read_timeout_s: float = 5.0
 
-    loop_tick_s: float = 1.0
+    loop_tick_s: float = 0.5
     log_level: str = "INFO"
 
     # Derived values ----------------------------------------------------------------

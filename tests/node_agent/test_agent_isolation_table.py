@@ -115,6 +115,15 @@ def test_row_11_too_few_peers_then_fences_by_default() -> None:
     check(replace(CUT_OFF, known_peers=0, question_open_s=30.0), Verdict.FENCE, Reason.TOO_FEW_PEERS_ISOLATED)
 
 
+def test_row_11a_a_boot_never_published_capable_stays_up_without_peers() -> None:
+    """Nobody may count on this node fencing itself (it never said it would in this boot),
+    and without peers it cannot tell an outage from isolation: it stays up."""
+    obs = replace(CUT_OFF, known_peers=0, question_open_s=30.0, committed=False)
+    check(obs, Verdict.RUN, Reason.TOO_FEW_PEERS_NOT_COMMITTED)
+    # ...but once committed, the promise is kept even by a process that knows no peers
+    check(replace(obs, committed=True), Verdict.FENCE, Reason.TOO_FEW_PEERS_ISOLATED)
+
+
 def test_row_12_too_few_peers_stays_up_when_configured() -> None:
     policy = replace(POLICY, too_few_peers=TooFewPeers.STAY_UP)
     obs = replace(CUT_OFF, known_peers=0, question_open_s=30.0)
@@ -172,6 +181,7 @@ def test_every_reason_has_a_row_test() -> None:
         Reason.CONTROL_PLANE_ISOLATED, Reason.API_REACHABLE_TOO_FEW_PEERS, Reason.PEER_CONTACT,
         Reason.CONFIRMING_WITH_PEERS, Reason.API_REACHABLE, Reason.API_CHECK_FAILING,
         Reason.TOO_FEW_PEERS, Reason.TOO_FEW_PEERS_ISOLATED, Reason.TOO_FEW_PEERS_STAY_UP,
+        Reason.TOO_FEW_PEERS_NOT_COMMITTED,
         Reason.PEER_REACHES_API, Reason.CONTROL_PLANE_OUTAGE, Reason.ISOLATED,
         Reason.NO_QUORUM, Reason.ASKING_PEERS,
     }  # fmt: skip

@@ -1,7 +1,9 @@
 """`python -m node_agent` as a real process, the way the simulator will start it: a FIFO
 watchdog with a reader, a kubeconfig whose API server refuses connections, no peers.
-It must fence by itself within its bound (open the watchdog, never feed it), answer on
-its peer port meanwhile, and exit 0 on SIGTERM without disarming a begun fence."""
+When an earlier agent process of this boot promised the remediator to fence itself, it
+must fence by itself within its bound (open the watchdog, never feed it), answer on its
+peer port meanwhile, and exit 0 on SIGTERM without disarming a begun fence. When no
+process of this boot ever promised, nobody counts on it: it stays up and feeds."""
 
 from __future__ import annotations
 
@@ -80,6 +82,7 @@ def metric(port: int, name: str) -> float | None:
 @pytest.mark.slow
 def test_cut_off_agent_process_fences_itself_and_exits_cleanly(tmp_path: Path) -> None:
     config, watchdog = write_world(tmp_path, free_port())
+    (tmp_path / "self-fence-capable-boot-1").write_text("promised by an earlier process\n")
     reader = FifoReader(watchdog)
     reader.start()
     assert reader.opened.wait(5)
@@ -112,6 +115,36 @@ def test_cut_off_agent_process_fences_itself_and_exits_cleanly(tmp_path: Path) -
         assert "ENOTTY" in output
         reader.join(10)
         assert MAGIC_CLOSE not in reader.data
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_cut_off_agent_that_never_promised_stays_up(tmp_path: Path) -> None:
+    config, watchdog = write_world(tmp_path, free_port())
+    reader = FifoReader(watchdog)
+    reader.start()
+    assert reader.opened.wait(5)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NODEWARDEN_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "node_agent", "--node-name", "node-1", "--config", str(config),
+         "--kubeconfig", str(tmp_path / "kubeconfig"), "--watchdog", str(watchdog),
+         "--listen", f"127.0.0.1:{port}"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (metric(port, "nodewarden_agent_watchdog_feeds_total") or 0) > 3:
+            time.sleep(0.1)
+        time.sleep(4)  # longer than its whole detection bound
+        assert not metric(port, "nodewarden_agent_fence_started_timestamp_seconds")
+        assert (metric(port, "nodewarden_agent_self_fence_capable") or 0) == 0
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=15)[0].decode()
+        assert "decision: Run (TooFewPeersNotCommitted)" in output
     finally:
         if proc.poll() is None:
             proc.kill()

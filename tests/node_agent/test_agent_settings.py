@@ -14,19 +14,20 @@ from node_agent.settings import AgentSettings, load_agent_settings
 
 def test_defaults_follow_the_documented_reasons() -> None:
     s = load_agent_settings({}, {}, {"node_name": "n1"})
-    assert (s.api_check_interval_s, s.api_failure_threshold, s.isolation_timeout_s) == (15.0, 3, 30.0)
-    assert (s.watchdog_timeout_s, s.feed_interval_s(60.0)) == (60.0, 20.0)
+    assert (s.api_check_interval_s, s.api_failure_threshold, s.isolation_timeout_s) == (5.0, 3, 10.0)
+    assert (s.watchdog_timeout_s, s.feed_interval_s(15.0)) == (15.0, 5.0)
     assert s.reboot_fallback_enabled is False
     assert s.boot_id_source == "file:/proc/sys/kernel/random/boot_id"
     assert s.namespace == "nodewarden"
-    assert s.lease_duration == 45.0
+    assert s.lease_duration == 15.0
 
 
 def test_isolation_detect_formula() -> None:
     s = load_agent_settings({}, {}, {"node_name": "n1"})
     # threshold x max(I, 2A) + 2A + isolation + (max(2A, P) + 2 tick)
-    assert s.isolation_detect_s == 3 * 15 + 10 + 30 + (10 + 2)
-    slow_api = load_agent_settings({"api_check_timeout_s": "10s", "api_check_interval_s": "15s"}, {}, {"node_name": "n"})
+    assert s.isolation_detect_s == 3 * 5 + 4 + 10 + (4 + 1)
+    slow_api = load_agent_settings({"api_check_timeout_s": "10s", "api_check_interval_s": "15s",
+                                    "isolation_timeout_s": "30s", "loop_tick_s": "1s"}, {}, {"node_name": "n"})
     assert slow_api.isolation_detect_s == 3 * 20 + 20 + 30 + (20 + 2)
 
 

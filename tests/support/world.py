@@ -35,15 +35,22 @@ OPERATOR_TOKEN = "operator-token-for-tests-0123456789"
 ALERTMANAGER_TOKEN = "alertmanager-token-for-tests-0123456789"
 
 
-def agent_config(scale: float, watchdog_timeout_s: float, secret: Path, public_keys: Path) -> dict[str, Any]:
-    """The node agent's settings with every timing scaled like the cluster's."""
+AGENT_WATCHDOG_S = 15.0  # the agent's default; the simulated devices are given the same
+
+
+def agent_config(scale: float, watchdog_timeout_s: float, secret: Path, public_keys: Path,
+                 state_dir: Path) -> dict[str, Any]:
+    """The node agent's default settings with every timing scaled like the cluster's, and
+    floors on the network timeouts (processes on a loaded test machine answer slower than
+    the scaled values would allow)."""
     return {
         "peer_secret_file": str(secret), "order_public_keys_file": str(public_keys),
         "boot_id_source": "node-status", "watchdog_timeout_s": watchdog_timeout_s,
-        "api_check_interval_s": 15 * scale, "api_check_timeout_s": max(0.1, 5 * scale),
-        "isolation_timeout_s": 30 * scale, "peer_request_timeout_s": max(0.1, 5 * scale),
-        "peer_api_timeout_s": max(0.08, 3 * scale), "peer_refresh_interval_s": 100 * scale,
-        "loop_tick_s": max(0.02, scale),
+        "api_check_interval_s": 5 * scale, "api_check_timeout_s": max(0.25, 2 * scale),
+        "isolation_timeout_s": 10 * scale, "peer_request_timeout_s": max(0.25, 2 * scale),
+        "peer_api_timeout_s": max(0.15, 1 * scale), "peer_refresh_interval_s": 100 * scale,
+        "loop_tick_s": max(0.02, 0.5 * scale),
+        "peer_cache_file": str(state_dir / "{node}" / "peers.json"),
     }
 
 
@@ -188,12 +195,17 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
     (tmp / "signing.pem").write_bytes(private_key_pem(key))
     (tmp / "order-keys.pem").write_bytes(public_key_pem(key.public_key()))
     (tmp / "peer-secret").write_text("peer-secret-for-tests-0123456789abcdef")
+    if timings is None:
+        from sim.timings import Timings
+
+        timings = Timings(watchdog_timeout_s=AGENT_WATCHDOG_S)
     cluster = Cluster(nodes=nodes, time_scale=time_scale, workdir=tmp / "sim", workloads=list(workloads),
                       timings=timings, agent_nodes=agent_nodes,
                       agent_cmd=(f"{sys.executable} -m node_agent --node-name {{node}} --kubeconfig {{kubeconfig}} "
                                  f"--watchdog {{watchdog}} --listen {{address}} --config {tmp / 'agent.yaml'}"))
     (tmp / "agent.yaml").write_text(yaml.safe_dump(agent_config(
-        time_scale, cluster.timings.watchdog_timeout_s, tmp / "peer-secret", tmp / "order-keys.pem")))
+        time_scale, cluster.timings.watchdog_timeout_s, tmp / "peer-secret", tmp / "order-keys.pem",
+        tmp / "agent-state")))
     cluster.apply_file(CRD)
     cluster.apply_manifest("apiVersion: v1\nkind: Namespace\nmetadata: {name: nodewarden}\n")
     world = World(cluster, tmp, time_scale, _controller_env=dict(controller_overrides or {}))
