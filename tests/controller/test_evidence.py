@@ -114,3 +114,41 @@ def test_order_lifetime_must_cover_the_worst_case() -> None:
     info = agent()  # 97 + 120 + 10 + 5 = 232 s needed
     assert order_lifetime_ok(info, T0, T0 + 233, TIMING)
     assert not order_lifetime_ok(info, T0, T0 + 232, TIMING)
+
+
+# -- peer silence ------------------------------------------------------------------------
+
+def silent(**silence: object) -> FenceRecord:
+    rec = remediation("Fencing", fence=fence_status(issued_at=T0 + 100,
+                                                    peerSilence={"complete": True, **silence})).fence
+    assert rec is not None
+    return rec
+
+
+def test_complete_peer_silence_counts_from_the_heartbeat_not_the_order() -> None:
+    # The order was stored 160 s after the last heartbeat; nobody told the node "healthy".
+    ev = evaluate(agent(heartbeat=T0 - 60), BOOT, silent(), {}, TIMING, T0, False)
+    assert ev.deadline == pytest.approx(T0 - 60 + 232)
+    assert ev.inputs["countedFrom"] == "heartbeat"
+    assert evaluate(agent(heartbeat=T0 - 60), BOOT, silent(), {}, TIMING, T0 + 172, False).verdict is Verdict.SATISFIED
+
+
+def test_a_healthy_answer_after_the_heartbeat_counts_from_that_answer() -> None:
+    f = silent(lastHealthyAnswerAt=format_time(T0 + 20))
+    ev = evaluate(agent(heartbeat=T0 - 60), BOOT, f, {}, TIMING, T0, False)
+    assert ev.inputs["countedFrom"] == "lastHealthyAnswer"
+    assert ev.deadline == pytest.approx(T0 + 20 + 5 + 232)
+
+
+def test_a_healthy_answer_before_the_heartbeat_changes_nothing() -> None:
+    f = silent(lastHealthyAnswerAt=format_time(T0 - 100))
+    assert evaluate(agent(heartbeat=T0 - 60), BOOT, f, {}, TIMING, T0, False).deadline == pytest.approx(T0 + 172)
+
+
+def test_incomplete_peer_silence_counts_from_the_order() -> None:
+    rec = remediation("Fencing", fence=fence_status(issued_at=T0 + 100,
+                                                    peerSilence={"complete": False, "asked": 4, "answered": 3})).fence
+    assert rec is not None
+    ev = evaluate(agent(heartbeat=T0 - 60), BOOT, rec, {}, TIMING, T0, False)
+    assert ev.deadline == pytest.approx(T0 + 100 + 232)
+    assert ev.inputs["countedFrom"] == "orderStored"

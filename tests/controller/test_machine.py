@@ -148,7 +148,7 @@ def test_fencing_without_a_recorded_order_issues_one() -> None:
 
 def test_a_recorded_order_is_never_issued_again_but_delivered() -> None:
     d = decide(fencing(), observe(T0 + 5), CFG)
-    check(d, "Fencing", "AwaitingFenceDeadline", ["DeliverOrder"])
+    check(d, "Fencing", "AwaitingFenceDeadline", ["DeliverOrder", "CheckPeerSilence"])
     assert d.status["fence"]["evidence"]["rule"] == "AgentHeartbeatStale"
 
 
@@ -454,3 +454,12 @@ def test_safety_properties(phase: str, has_order: bool, has_ack: bool, since: fl
     # 6. A fence is proven only from the fencing phases.
     if str(d.phase) == "Fenced" and phase != "Fenced":
         assert phase in ("Fencing", "AwaitingApproval") and has_order
+
+
+def test_peer_silence_is_checked_once_the_order_has_settled() -> None:
+    early = decide(fencing(), observe(T0 + 1), CFG)
+    assert "CheckPeerSilence" not in kinds(early)
+    settled = decide(fencing(), observe(T0 + 3), CFG)
+    assert kinds(settled) == ["DeliverOrder", "CheckPeerSilence"]
+    done = remediation("Fencing", fence=fence_status(peerSilence={"complete": True}))
+    assert "CheckPeerSilence" not in kinds(decide(done, observe(T0 + 3), CFG))

@@ -72,14 +72,17 @@ class Actor:
         futures = {self.pool.submit(self.peers.deliver_order, endpoint, token, timeout_s=self.peer_timeout_s): via
                    for via, endpoint in targets}
         answers: list[tuple[str, OrderAnswer]] = []
-        for future in concurrent.futures.as_completed(futures, timeout=self.peer_timeout_s + 2):
-            via = futures[future]
-            try:
-                answers.append((via, future.result()))
-                self.metrics.fence_orders.labels(action, "delivered").inc()
-            except PeerError as exc:
-                self.metrics.fence_orders.labels(action, "unreachable").inc()
-                log.info("order for %s not delivered via %s: %s", rem.node, via, exc)
+        try:
+            for future in concurrent.futures.as_completed(futures, timeout=self.peer_timeout_s + 2):
+                via = futures[future]
+                try:
+                    answers.append((via, future.result()))
+                    self.metrics.fence_orders.labels(action, "delivered").inc()
+                except PeerError as exc:
+                    self.metrics.fence_orders.labels(action, "unreachable").inc()
+                    log.info("order for %s not delivered via %s: %s", rem.node, via, exc)
+        except concurrent.futures.TimeoutError:
+            log.info("some deliveries of the order for %s did not finish in time", rem.node)
         if not answers:
             return {}
         return self._record(rem, action, answers, now)
@@ -107,6 +110,29 @@ class Actor:
             self.metrics.fence_orders.labels(action, "rejected").inc()
             log.warning("the agent of %s REJECTED the fence order: %s %s", rem.node, best.reason, best.detail)
         return {"fence": fence}
+
+    def check_peer_silence(self, rem: RemediationView, peers: list[tuple[str, str]], now: float) -> dict[str, Any]:
+        """Ask every other agent (as an observer) when it last told this node "healthy"."""
+        futures = {self.pool.submit(self.peers.node_view, endpoint, rem.node, timeout_s=self.peer_timeout_s,
+                                    observer=True): name for name, endpoint in peers}
+        answered, latest = 0, None
+        try:
+            for future in concurrent.futures.as_completed(futures, timeout=self.peer_timeout_s + 2):
+                try:
+                    view = future.result()
+                except PeerError as exc:
+                    log.info("peer %s could not say what it told %s: %s", futures[future], rem.node, exc)
+                    continue
+                answered += 1
+                if view.last_healthy_answer_at is not None:
+                    latest = max(latest or 0.0, view.last_healthy_answer_at)
+        except concurrent.futures.TimeoutError:
+            pass
+        silence: dict[str, Any] = {"checkedAt": format_time(now), "asked": len(peers), "answered": answered,
+                                   "complete": bool(peers) and answered == len(peers)}
+        if latest is not None:
+            silence["lastHealthyAnswerAt"] = format_time(latest)
+        return {"fence": {"peerSilence": silence}}
 
     # -- escalation ----------------------------------------------------------------------
 

@@ -129,16 +129,17 @@ def evaluate(agent: AgentInfo, node_boot_id: str, fence: FenceRecord, agent_repo
                             f"acknowledged the order within {t.ack_timeout_s:g}s: not fenced")
         return Evidence(Verdict.WAITING, Reason.AWAITING_ACKNOWLEDGEMENT,
                         "the agent reaches the API: waiting for its acknowledgement")
-    start = max(last_contact, fence.issued_at)
+    start, counted_from = heartbeat_start(last_contact, fence, t)
     deadline = (start + agent.isolation_detect_s + 2 * agent.watchdog_timeout_s
                 + t.safety_margin_s + t.max_clock_skew_s)
     inputs = {"heartbeatRenewedAt": format_time(last_contact), "orderStoredAt": format_time(fence.issued_at),
+              "countedFrom": counted_from, "peerSilence": fence.peer_silence,
               "deadBy": format_time(start + agent.isolation_detect_s + agent.watchdog_timeout_s + t.max_clock_skew_s),
               "isolationDetectSeconds": agent.isolation_detect_s,
               "watchdogTimeoutSeconds": agent.watchdog_timeout_s,
               "safetyMarginSeconds": t.safety_margin_s, "maxClockSkewSeconds": t.max_clock_skew_s,
-              "formula": "max(heartbeatRenewedAt, orderStoredAt) + isolationDetect + 2*watchdogTimeout"
-                         " + safetyMargin + maxClockSkew"}
+              "formula": "start + isolationDetect + 2*watchdogTimeout + safetyMargin + maxClockSkew; start = "
+                         "heartbeatRenewedAt with complete peer silence, else max(heartbeatRenewedAt, orderStoredAt)"}
     if now >= deadline:
         return Evidence(Verdict.SATISFIED, Reason.FENCE_PROVEN,
                         f"the agent has not reached the API since {format_time(last_contact)}; an isolated agent "
@@ -148,6 +149,22 @@ def evaluate(agent: AgentInfo, node_boot_id: str, fence: FenceRecord, agent_repo
                     f"the agent's heartbeat is stale since {format_time(last_contact)}: fenced by "
                     f"{format_time(deadline)} at the latest",
                     EvidenceRule.AGENT_HEARTBEAT_STALE, deadline, inputs)
+
+
+def heartbeat_start(last_contact: float, fence: FenceRecord, t: FenceTiming) -> tuple[float, str]:
+    """From when the agent's worst-case detection time counts.
+
+    A cut-off agent stays up only on a peer's word ("the API is reachable, no order for
+    you"). Peers read orders live from the API, so no such word can come after the order
+    was stored; with every other agent's answer on record (complete peer silence), the
+    last such word is known exactly. Without that record, count from the order."""
+    silence = fence.peer_silence
+    if not silence.get("complete"):
+        return max(last_contact, fence.issued_at), "orderStored" if fence.issued_at > last_contact else "heartbeat"
+    healthy = parse_time(silence.get("lastHealthyAnswerAt"))
+    if healthy is None or healthy + t.max_clock_skew_s <= last_contact:
+        return last_contact, "heartbeat"
+    return max(last_contact, healthy + t.max_clock_skew_s), "lastHealthyAnswer"
 
 
 def order_lifetime_ok(agent: AgentInfo, issued_at: float, expires_at: float, t: FenceTiming) -> bool:

@@ -27,7 +27,13 @@ from webhook.controller.leader import LeaderElector
 from webhook.controller.machine import ActionKind, Decision, MachineConfig, decide
 from webhook.controller.metrics import ControllerMetrics
 from webhook.controller.model import Observations, Phase, Reason, RemediationView
-from webhook.controller.observe import ask_peers, node_obs, outage_suspected, pick_peers
+from webhook.controller.observe import (
+    all_published,
+    ask_peers,
+    node_obs,
+    outage_suspected,
+    pick_peers,
+)
 from webhook.controller.settings import ControllerSettings
 from webhook.controller.status import decision_patch, merge
 from webhook.events import EventRecorder, NodeEvent
@@ -47,7 +53,7 @@ def machine_config(s: ControllerSettings) -> MachineConfig:
         kubelet_restart_wait_s=s.kubelet_restart_wait_s, fence_timeout_s=s.fence_timeout_s,
         escalation_timeout_s=s.escalation_timeout_s, fence_agent_configured=bool(s.fence_agent_command),
         fence_agent_attempts=s.fence_agent_attempts, recover_timeout_s=s.recover_timeout_s,
-        node_not_back_after_s=s.node_not_back_after_s)
+        node_not_back_after_s=s.node_not_back_after_s, silence_settle_s=s.silence_settle_s)
 
 
 class Controller:
@@ -72,6 +78,7 @@ class Controller:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._last_delivery: dict[str, float] = {}
+        self._last_silence_check: dict[str, float] = {}
         self._outage = False
         self._oos_supported = True
         self.peer_pool = peer_pool
@@ -276,6 +283,13 @@ class Controller:
             self._last_delivery[rem.name] = time.monotonic()
             relays = pick_peers(rem.node, self.informers[Kind.NODES].items(), self.s.peers_to_ask)
             return self.actor.deliver(rem, token, which, obs.node, relays, now)
+        if kind is ActionKind.CHECK_PEER_SILENCE:
+            last = self._last_silence_check.get(rem.name, 0.0)
+            if time.monotonic() - last < self.s.resync_s:
+                return {}
+            self._last_silence_check[rem.name] = time.monotonic()
+            published = all_published(rem.node, self.informers[Kind.NODES].items())
+            return self.actor.check_peer_silence(rem, published, now)
         if kind is ActionKind.RUN_FENCE_AGENT:
             return self.actor.run_fence_agent(rem, int(action.detail.get("attempt", 1)), self.clock.now)
         if kind is ActionKind.APPLY_TAINT:

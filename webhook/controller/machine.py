@@ -32,6 +32,7 @@ from webhook.controller.model import (
 class ActionKind(enum.StrEnum):
     ISSUE_ORDER = "IssueOrder"  # sign an order and record it (the intent), then deliver it
     DELIVER_ORDER = "DeliverOrder"  # deliver the recorded order, directly and through peers
+    CHECK_PEER_SILENCE = "CheckPeerSilence"  # ask every other agent when it last said "healthy"
     RUN_FENCE_AGENT = "RunFenceAgent"  # the escalation command (attempt already recorded)
     APPLY_TAINT = "ApplyTaint"
     DELETE_RESOURCES = "DeleteResources"
@@ -69,6 +70,7 @@ class MachineConfig:
     recover_timeout_s: float = 120.0
     node_not_back_after_s: float = 1800.0
     alive_grace_s: float = 30.0  # a node seen alive after its fence: how long to wait for its new boot
+    silence_settle_s: float = 2.0  # after the order is stored, before peers' "healthy" answers are final
 
 
 def _stay(rem: RemediationView, reason: str, message: str, status: dict[str, Any] | None = None,
@@ -216,7 +218,11 @@ def _fencing(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Dec
         evidence = Evidence(Verdict.ESCALATE, Reason.ORDER_EXPIRES_TOO_SOON,
                             "the order expires before a cut-off agent is certain to have learned it: "
                             "self-fencing cannot be assumed (raise order_ttl_s)")
-    deliver = () if rem.dry_run or fence.ack is not None else (Action(ActionKind.DELIVER_ORDER),)
+    deliver: tuple[Action, ...] = () if rem.dry_run or fence.ack is not None else (Action(ActionKind.DELIVER_ORDER),)
+    if (not rem.dry_run and evidence.rule is EvidenceRule.AGENT_HEARTBEAT_STALE
+            and not fence.peer_silence.get("complete")
+            and now >= fence.issued_at + cfg.silence_settle_s):
+        deliver = (*deliver, Action(ActionKind.CHECK_PEER_SILENCE))
     if evidence.verdict is Verdict.SATISFIED:
         return _fenced_by(evidence, now)
     if evidence.verdict is Verdict.ESCALATE or now - fence.issued_at > cfg.fence_timeout_s:

@@ -145,6 +145,7 @@ class FenceRecord:
     delivered_via: tuple[str, ...] = ()
     ack: Acknowledgement | None = None
     evidence: dict[str, Any] | None = None
+    peer_silence: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ class RemediationView:
                 issued_at=parse_time(f["issuedAt"]) or 0.0,
                 expires_at=parse_time(f.get("expiresAt")) or 0.0,
                 boot_id=str(f.get("bootId", "")), delivered_via=tuple(f.get("deliveredVia") or ()),
-                ack=ack, evidence=f.get("evidence"))
+                ack=ack, evidence=f.get("evidence"), peer_silence=dict(f.get("peerSilence") or {}))
         try:
             strategy = Strategy(spec.get("strategy", Strategy.OUT_OF_SERVICE_TAINT))
         except ValueError:

@@ -87,18 +87,33 @@ def ask_peers(client: PeerClient, node: str, peers: list[tuple[str, str]], timeo
         return PeerObs()
     futures = {pool.submit(client.reach, endpoint, node, timeout_s=timeout_s): peer for peer, endpoint in peers}
     reachable = unreachable = errors = 0
-    for future in concurrent.futures.as_completed(futures, timeout=timeout_s + 2):
-        try:
-            answer = future.result()
-        except PeerError as exc:
-            errors += 1
-            log.debug("peer %s could not answer about %s: %s", futures[future], node, exc)
-            continue
-        if answer.reachable:
-            reachable += 1
-        else:
-            unreachable += 1
+    try:
+        for future in concurrent.futures.as_completed(futures, timeout=timeout_s + 2):
+            try:
+                answer = future.result()
+            except PeerError as exc:
+                errors += 1
+                log.debug("peer %s could not answer about %s: %s", futures[future], node, exc)
+                continue
+            if answer.reachable:
+                reachable += 1
+            else:
+                unreachable += 1
+    except concurrent.futures.TimeoutError:
+        errors = len(peers) - reachable - unreachable
     return PeerObs(asked=len(peers), reachable=reachable, unreachable=unreachable, errors=errors)
+
+
+def all_published(node: str, nodes: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Every other node whose agent published a peer endpoint: all the peers `node`'s
+    agent could have asked, Ready or not."""
+    out = []
+    for other in nodes:
+        name = str((other.get("metadata") or {}).get("name") or "")
+        endpoint = ((other.get("metadata") or {}).get("annotations") or {}).get(names.ANN_PEER_ENDPOINT)
+        if name and name != node and endpoint:
+            out.append((name, str(endpoint)))
+    return sorted(out)
 
 
 def pick_peers(node: str, nodes: list[dict[str, Any]], count: int) -> list[tuple[str, str]]:

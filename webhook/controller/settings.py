@@ -41,6 +41,7 @@ class ControllerSettings:
     peers_to_ask: int = 3
     # Fencing safety.
     safety_margin_s: float = 2.0  # added to every fence deadline (2 x watchdog already doubles its bound)
+    silence_settle_s: float = 2.0  # > the agents' peer_api_timeout_s: a peer's live read in flight when the order was stored
     max_clock_skew_s: float = 1.0  # between this controller's clock and any node's (nodes run NTP)
     order_ttl_s: float = 1800.0  # fence orders expire after this
     ack_timeout_s: float = 60.0  # an agent that reaches the API must acknowledge within this
