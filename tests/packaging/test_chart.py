@@ -234,7 +234,11 @@ def test_the_webhook_pods_run_the_webhook_and_the_controller() -> None:
     assert controller["ports"][0]["containerPort"] == 9103
     assert webhook["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert webhook["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert controller["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "controller-http"}
+    assert controller["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "controller-http"}
+    assert controller["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "controller-http"}
+    controller_env = {e["name"]: e.get("value") for e in controller["env"]}
+    assert controller_env["NODEWARDEN_CONTROLLER_PAUSE_CONFIGMAP"] == \
+        {e["name"]: e.get("value") for e in webhook["env"]}["NODEWARDEN_PAUSE_CONFIGMAP"]
     env = {e["name"]: e.get("value") for e in webhook["env"]}
     mounts = {m["mountPath"]: m["name"] for m in webhook["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
@@ -430,7 +434,7 @@ def test_the_alertmanager_config_routes_the_policys_alerts_with_the_bearer_token
     docs = render(VALUE_SETS["prometheus-operator-on"])
     spec = find(docs, "AlertmanagerConfig")["spec"]
     assert spec["route"]["matchers"] == [{"name": "alertname", "matchType": "=~",
-                                          "value": "NodeNotReady|KubeNodeNotReady|KubeNodeUnreachable"}]
+                                          "value": "NodeNotReady|NodeLeaseStale|KubeNodeNotReady|KubeNodeUnreachable"}]
     assert spec["route"]["groupBy"] == ["alertname", "node"] and spec["route"]["groupWait"] == "0s"
     (receiver,) = spec["receivers"]
     (hook,) = receiver["webhookConfigs"]

@@ -14,7 +14,7 @@ SHIPPED = Path(__file__).resolve().parents[2] / "rules" / "remediation.yaml"
 
 def test_the_shipped_policy_loads() -> None:
     policy = load_policy(SHIPPED)
-    assert policy.alerts.names == ("NodeNotReady", "KubeNodeNotReady", "KubeNodeUnreachable")
+    assert policy.alerts.names == ("NodeNotReady", "NodeLeaseStale", "KubeNodeNotReady", "KubeNodeUnreachable")
     assert policy.alerts.node_labels == ("node", "kubernetes_node")
     assert str(policy.max_unhealthy) == "40%"
     assert (policy.rate_limit.max_remediations, policy.rate_limit.window_s) == (3, 900.0)

@@ -13,8 +13,6 @@ import signal
 import sys
 import threading
 
-from prometheus_client import start_http_server
-
 from core import names
 from core.clock import RealClock
 from core.fence_order import load_private_key
@@ -25,7 +23,7 @@ from webhook.controller.act import Actor
 from webhook.controller.kube import ControllerKube
 from webhook.controller.leader import LeaderElector, LeaderTiming
 from webhook.controller.loop import Controller
-from webhook.controller.metrics import ControllerMetrics
+from webhook.controller.metrics import ControllerMetrics, serve_health_and_metrics
 from webhook.controller.settings import settings_from_env, unsafe_timings, worst_case_fence_s
 from webhook.events import EventRecorder
 
@@ -62,8 +60,9 @@ def main() -> int:
         return 2
     clock = RealClock()
     metrics = ControllerMetrics()
-    ckube = ControllerKube(kube, settings.namespace)
-    peers = PeerClient(secret, timeout_s=settings.peer_timeout_s, clock=clock)
+    ckube = ControllerKube(kube, settings.namespace, settings.pause_configmap)
+    peers = PeerClient(secret, timeout_s=settings.peer_timeout_s, clock=clock,
+                       verify=settings.peer_ca_file or True)
     elector = LeaderElector(
         ckube.lease_store(names.LEADER_LEASE_NAME), settings.identity_name,
         LeaderTiming(settings.lease_duration_s, settings.renew_deadline_s, settings.retry_period_s), clock,
@@ -76,7 +75,7 @@ def main() -> int:
                   fence_agent_timeout_s=settings.fence_agent_timeout_s, metrics=metrics, pool=pool)
     controller = Controller(settings, ckube, actor, elector, clock, metrics, events, pool)
     host, _, port = settings.metrics_bind.rpartition(":")
-    start_http_server(int(port), addr=host or "0.0.0.0", registry=metrics.registry)
+    serve_health_and_metrics(host or "0.0.0.0", int(port), metrics.registry, controller)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

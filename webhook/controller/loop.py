@@ -120,6 +120,18 @@ class Controller:
             self._cond.notify_all()
         self.peer_pool.shutdown(wait=False, cancel_futures=True)
 
+    def healthy(self) -> tuple[bool, str]:
+        dead = [t.name for t in self._threads if not t.is_alive()]
+        if dead and not self._stop.is_set():
+            return False, f"threads stopped: {', '.join(dead)}"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        unsynced = [str(kind) for kind, inf in self.informers.items() if not inf.synced.is_set()]
+        if unsynced:
+            return False, f"caches not synced: {', '.join(unsynced)}"
+        return True, "leader" if self.elector.is_leader() else "standby"
+
     def _spawn(self, name: str, target: Any) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
@@ -231,6 +243,21 @@ class Controller:
         self.informers[Kind.REMEDIATIONS].put(obj)
         return RemediationView.parse(obj)
 
+    def _write_results(self, rem: RemediationView, results: dict[str, Any]) -> None:
+        """Results are facts (what an action did): another writer bumping the
+        resourceVersion meanwhile (an alert recorded, the agent's report) must not lose
+        them, or the action would be repeated and report nothing the second time."""
+        for attempt in range(4):
+            try:
+                self._write(rem, results)
+                return
+            except Conflict:
+                if attempt == 3:
+                    raise
+                rem = RemediationView.parse(self.kube.get_remediation(rem.name))
+                if merge(rem.raw_status, results) == rem.raw_status:
+                    return
+
     def reconcile(self, name: str) -> float | None:
         if not self.elector.is_leader():
             return None
@@ -265,7 +292,7 @@ class Controller:
                 return None
             results.update(self._act(rem, action, obs, now))
         if results and merge(rem.raw_status, results) != rem.raw_status:
-            rem = self._write(rem, results)
+            self._write_results(rem, results)
             return 0.05  # decide again on the results
         return decision.requeue_s if decision.requeue_s is not None else self.s.resync_s
 

@@ -4,7 +4,18 @@ are enumerations."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 P = "nodewarden_controller_"
 PHASE_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 180, 300, 600, 1200, 1800, 3600, 7200)
@@ -46,3 +57,39 @@ class ControllerMetrics:
                                      ["change"], registry=r)
         self.outage_suspected = Gauge(P + "control_plane_outage_suspected",
                                       "1 while more than half of the agents' heartbeats are stale.", registry=r)
+
+
+class Health(Protocol):
+    def healthy(self) -> tuple[bool, str]: ...
+
+    def ready(self) -> tuple[bool, str]: ...
+
+
+def serve_health_and_metrics(host: str, port: int, registry: CollectorRegistry, health: Health) -> ThreadingHTTPServer:
+    """/metrics, /healthz (the loop's threads are alive) and /readyz (the caches are
+    synced: a standby is ready too, since readiness is about serving, not leading)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+            elif self.path in ("/healthz", "/readyz"):
+                ok, detail = health.healthy() if self.path == "/healthz" else health.ready()
+                self._send(200 if ok else 503, (detail + "\n").encode(), "text/plain; charset=utf-8")
+            else:
+                self._send(404, b"not found\n", "text/plain; charset=utf-8")
+
+        def _send(self, code: int, body: bytes, ctype: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server

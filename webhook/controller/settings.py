@@ -23,11 +23,13 @@ class ControllerSettings:
     kubeconfig: str | None = None
     namespace: str = names.DEFAULT_NAMESPACE  # leader Lease and agent Leases live here
     event_namespace: str = "default"
+    pause_configmap: str = "nodewarden-control"  # the operators' pause switch (data.paused: "true")
     identity: str | None = None  # leader-election identity; default host name + pid
     kube_request_timeout_s: float = 5.0
     # Keys and secrets (files).
     signing_key_file: str = "/etc/nodewarden/fence-order/private.pem"
     peer_secret_file: str = "/etc/nodewarden/peer/secret"
+    peer_ca_file: str | None = None  # CA that signed the agents' certificates, for https peer endpoints
     # Leader election (client-go defaults).
     lease_duration_s: float = 15.0
     renew_deadline_s: float = 10.0

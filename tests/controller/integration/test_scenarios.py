@@ -119,6 +119,13 @@ def test_two_replicas_one_acts(tmp_path: Path) -> None:
         logs = {name: (tmp_path / f"controller-{name}.log").read_text() for name in w.controllers}
         acting = [name for name, text in logs.items() if "remediation node-2:" in text]
         assert acting == [leader], (acting, leader)
+        import requests
+
+        for name, bind in w.controller_metrics.items():  # both are healthy and ready
+            assert requests.get(f"http://{bind}/healthz", timeout=5).status_code == 200
+            ready = requests.get(f"http://{bind}/readyz", timeout=5)
+            assert ready.status_code == 200
+            assert ready.text.strip() == ("leader" if name == leader else "standby")
 
 
 @pytest.mark.slow
