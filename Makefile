@@ -29,7 +29,7 @@ debs:
 tools: venv debs
 
 demo: tools
-	$(BIN)/python -m sim.demo
+	$(BIN)/python -m bench.demo
 
 test: tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -65,7 +65,7 @@ class Cluster:
                  agent_values: dict[str, str] | None = None, agent_env: dict[str, str] | None = None,
                  agent_nodes: list[str] | None = None,
                  watchdogs: bool | None = None, control_plane_nodes: int = 0,
-                 partition_mode: str = "drop", use_tls: bool = True,
+                 partition_mode: str = "drop", use_tls: bool = True, node_age_s: float = 0.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.timings = (timings or Timings()).scaled(time_scale)
         self.clock = clock
@@ -122,7 +122,7 @@ class Cluster:
             self.nodes[name] = node
             labels = {"node-role.kubernetes.io/control-plane": ""} if control_plane else {}
             obj = node_object(name, i, now, node.boot_id, labels)
-            result = self.registry.create(nodes_rt, "", obj)
+            result = self.registry.create(nodes_rt, "", obj, created_at=now - node_age_s)
             self._node_uids[name] = result.obj["metadata"]["uid"]
             self.kubelets[name] = Kubelet(self, node)
             self.api.add_identity(agent_identity(name), node=name)

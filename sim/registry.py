@@ -189,7 +189,7 @@ class Registry:
     # -- create -----------------------------------------------------------------------
 
     def create(self, rt: ResourceType, namespace: str, obj: Any,
-               opts: WriteOptions = INTERNAL) -> Result:
+               opts: WriteOptions = INTERNAL, created_at: float | None = None) -> Result:
         obj = self._check_kind(rt, copy.deepcopy(obj))
         meta = obj["metadata"]
         if rt.namespaced:
@@ -228,7 +228,7 @@ class Registry:
                         "managedFields", "selfLink"):
                 meta.pop(key, None)
             meta["uid"] = str(uuid.uuid4())
-            meta["creationTimestamp"] = self._now()
+            meta["creationTimestamp"] = rfc3339(created_at) if created_at is not None else self._now()
             strategies.prepare_create(rt, obj)
             for hook in self.admission:
                 hook("CREATE", rt, obj, None)

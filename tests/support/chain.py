@@ -56,7 +56,8 @@ route:
 receivers:
   - name: nodewarden
     webhook_configs:
-      - url: {url}/api/v1/alerts
+{targets}"""
+WEBHOOK_TARGET = """      - url: {url}/api/v1/alerts
         send_resolved: true
         max_alerts: 0
         http_config:
@@ -73,12 +74,13 @@ class Chain:
 
 
 @contextmanager
-def alertmanager(tmp: Path, webhook_url: str, token_file: Path, scale: float) -> Iterator[str]:
+def alertmanager(tmp: Path, webhook_urls: list[str], token_file: Path, scale: float) -> Iterator[str]:
     assert ALERTMANAGER, "prometheus-alertmanager is required (make debs installs it)"
     tmp.mkdir(parents=True, exist_ok=True)
     config = tmp / "alertmanager.yml"
+    targets = "".join(WEBHOOK_TARGET.format(url=u, token_file=token_file) for u in webhook_urls)
     config.write_text(ALERTMANAGER_CONFIG.format(
-        url=webhook_url, token_file=token_file, group_wait=seconds(10 * scale),
+        targets=targets, group_wait=seconds(10 * scale),
         group_interval=seconds(30 * scale), repeat_interval=seconds(300 * scale)))
     amtool = shutil.which("amtool")
     if amtool:
@@ -111,7 +113,7 @@ def alert_chain(world: World, tmp: Path, controller_metrics: list[str] | None = 
     ca = tmp / "sim-ca.pem"
     ca.write_bytes(world.cluster.api.tls.ca_pem)  # type: ignore[union-attr]
     interval = seconds(15 * scale)
-    with alertmanager(tmp / "alertmanager", world.webhook_url, world.tmp / "am-token", scale) as am_url:
+    with alertmanager(tmp / "alertmanager", world.webhook_urls, world.tmp / "am-token", scale) as am_url:
         config = {
             "global": {"scrape_interval": interval, "evaluation_interval": interval,
                        "scrape_timeout": seconds(min(10 * scale, 15 * scale))},
@@ -120,7 +122,7 @@ def alert_chain(world: World, tmp: Path, controller_metrics: list[str] | None = 
                 {"job_name": "kube-state-metrics", "scheme": "https", "tls_config": {"ca_file": str(ca)},
                  "static_configs": [{"targets": [f"127.0.0.1:{world.cluster.api.port}"]}]},
                 {"job_name": "nodewarden-webhook",
-                 "static_configs": [{"targets": [world.webhook_url.removeprefix("http://")]}]},
+                 "static_configs": [{"targets": [u.removeprefix("http://") for u in world.webhook_urls]}]},
                 {"job_name": "nodewarden-controller",
                  "static_configs": [{"targets": controller_metrics or []}]},
             ],

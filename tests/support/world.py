@@ -68,6 +68,7 @@ def controller_env(scale: float, tmp: Path, kubeconfig: Path, key: Path, secret:
         "RECOVER_TIMEOUT_S": 120 * scale, "NODE_NOT_BACK_AFTER_S": 1800 * scale,
         "KUBELET_RESTART_WAIT_S": 60 * scale, "FENCE_AGENT_TIMEOUT_S": max(1.0, 60 * scale),
         "NODE_LEASE_DURATION_S": 40 * scale, "KUBE_REQUEST_TIMEOUT_S": 5,
+        "SILENCE_SETTLE_S": max(0.3, 2 * scale),
     }
     values.update(overrides)
     env.update({f"NODEWARDEN_CONTROLLER_{k}": str(v) for k, v in values.items()})
@@ -80,7 +81,7 @@ def policy(escalation: str = "OperatorApproval", strategy: str = "OutOfServiceTa
            max_remediations: int = 100, **extra: Any) -> dict[str, Any]:
     doc = {
         "apiVersion": "nodewarden.io/v1alpha1", "kind": "RemediationPolicy",
-        "alerts": {"names": ["NodeNotReady", "KubeNodeNotReady"], "nodeLabels": ["node"]},
+        "alerts": {"names": ["NodeNotReady", "NodeLeaseStale", "KubeNodeNotReady"], "nodeLabels": ["node"]},
         "nodes": {"selector": {}, "includeControlPlane": True},
         "stormProtection": {"maxUnhealthy": "100%"},
         "rateLimit": {"maxRemediations": max_remediations, "window": "15m"},
@@ -98,6 +99,7 @@ class World:
     tmp: Path
     scale: float
     webhook_url: str = ""
+    webhook_urls: list[str] = field(default_factory=list)  # every replica; webhook_url is the first
     controllers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     controller_metrics: dict[str, str] = field(default_factory=dict)  # identity -> host:port
     _controller_env: dict[str, Any] = field(default_factory=dict)
@@ -189,7 +191,7 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
                      agent_nodes: list[str] | None = None, controllers: int = 1, webhook: bool = True,
                      remediation_policy: dict[str, Any] | None = None,
                      controller_overrides: dict[str, Any] | None = None,
-                     timings: Any = None) -> Iterator[World]:
+                     timings: Any = None, webhooks: int = 1) -> Iterator[World]:
     tmp.mkdir(parents=True, exist_ok=True)
     key = generate_private_key()
     (tmp / "signing.pem").write_bytes(private_key_pem(key))
@@ -200,7 +202,7 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
 
         timings = Timings(watchdog_timeout_s=AGENT_WATCHDOG_S)
     cluster = Cluster(nodes=nodes, time_scale=time_scale, workdir=tmp / "sim", workloads=list(workloads),
-                      timings=timings, agent_nodes=agent_nodes,
+                      timings=timings, agent_nodes=agent_nodes, node_age_s=86400.0,
                       agent_cmd=(f"{sys.executable} -m node_agent --node-name {{node}} --kubeconfig {{kubeconfig}} "
                                  f"--watchdog {{watchdog}} --listen {{address}} --config {tmp / 'agent.yaml'}"))
     (tmp / "agent.yaml").write_text(yaml.safe_dump(agent_config(
@@ -209,27 +211,34 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
     cluster.apply_file(CRD)
     cluster.apply_manifest("apiVersion: v1\nkind: Namespace\nmetadata: {name: nodewarden}\n")
     world = World(cluster, tmp, time_scale, _controller_env=dict(controller_overrides or {}))
-    webhook_proc = None
+    webhook_procs: list[subprocess.Popen[bytes]] = []
     try:
         cluster.start()
         if webhook:
-            port = free_port()
             (tmp / "policy.yaml").write_text(yaml.safe_dump(remediation_policy or policy()))
             (tmp / "op-token").write_text(OPERATOR_TOKEN)
             (tmp / "am-token").write_text(ALERTMANAGER_TOKEN)
-            (tmp / "webhook-metrics").mkdir(exist_ok=True)
-            env = {k: v for k, v in os.environ.items() if not k.startswith("NODEWARDEN_")}
-            env.update(NODEWARDEN_KUBECONFIG=str(cluster.kubeconfig("webhook")),
-                       NODEWARDEN_OPERATOR_TOKEN_FILE=str(tmp / "op-token"),
-                       NODEWARDEN_ALERTMANAGER_TOKEN_FILE=str(tmp / "am-token"),
-                       NODEWARDEN_POLICY_FILE=str(tmp / "policy.yaml"), NODEWARDEN_BIND=f"127.0.0.1:{port}",
-                       NODEWARDEN_WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(tmp / "webhook-metrics"))
-            log = open(tmp / "webhook.log", "ab")  # noqa: SIM115
-            webhook_proc = subprocess.Popen([str(GUNICORN), "-c", "webhook/gunicorn.conf.py", "webhook.wsgi:app"],
-                                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-            log.close()
-            world.webhook_url = f"http://127.0.0.1:{port}"
-            _wait_http(world.webhook_url + "/readyz", webhook_proc, tmp / "webhook.log")
+            for replica in range(webhooks):
+                port = free_port()
+                metrics_dir = tmp / f"webhook-metrics-{replica}"
+                metrics_dir.mkdir(exist_ok=True)
+                env = {k: v for k, v in os.environ.items() if not k.startswith("NODEWARDEN_")}
+                env.update(NODEWARDEN_KUBECONFIG=str(cluster.kubeconfig("webhook")),
+                           NODEWARDEN_OPERATOR_TOKEN_FILE=str(tmp / "op-token"),
+                           NODEWARDEN_ALERTMANAGER_TOKEN_FILE=str(tmp / "am-token"),
+                           NODEWARDEN_POLICY_FILE=str(tmp / "policy.yaml"), NODEWARDEN_BIND=f"127.0.0.1:{port}",
+                           NODEWARDEN_WORKERS="2", NODEWARDEN_INSTANCE=f"webhook-{replica}",
+                           PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+                name = "webhook.log" if replica == 0 else f"webhook-{replica}.log"
+                log = open(tmp / name, "ab")  # noqa: SIM115
+                proc = subprocess.Popen([str(GUNICORN), "-c", "webhook/gunicorn.conf.py", "webhook.wsgi:app"],
+                                        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                log.close()
+                webhook_procs.append(proc)
+                url = f"http://127.0.0.1:{port}"
+                world.webhook_urls.append(url)
+                _wait_http(url + "/readyz", proc, tmp / name)
+            world.webhook_url = world.webhook_urls[0]
         for i in range(controllers):
             world.start_controller(f"controller-{i}")
         _wait_agents(cluster, agent_nodes)
@@ -237,12 +246,12 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
     finally:
         for identity in list(world.controllers):
             world.kill_controller(identity, signal.SIGTERM)
-        if webhook_proc is not None:
-            webhook_proc.terminate()
+        for proc in webhook_procs:
+            proc.terminate()
             try:
-                webhook_proc.wait(timeout=10)
+                proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                webhook_proc.kill()
+                proc.kill()
         cluster.stop()
 
 

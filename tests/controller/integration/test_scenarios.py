@@ -161,7 +161,11 @@ def test_kill_9_of_the_leader_at_every_step_fences_exactly_once(tmp_path: Path) 
                 break
             time.sleep(0.02)
         assert seen[-1] == "Succeeded", (seen, w.logs())
-        assert kills >= 5, seen
+        history = [h["phase"] for h in (w.remediation(victim) or {})["status"]["history"]]
+        for phase in ("Confirming", "Fencing", "Fenced", "Recovering", "AwaitingNodeReady", "Succeeded"):
+            assert phase in history, history
+        # a leader was killed at every step the poll saw (a step can be too short to see)
+        assert kills == len(seen) - 1 and kills >= 4, seen
         assert len(orders) == 1, "exactly one fence order"
         assert len(c.timeline.events(kind="watchdog-fired", node=victim)) == 1, "exactly one fence"
         assert not w.has_taint(victim)

@@ -1,0 +1,435 @@
+"""Runs one chaos schedule in a nodewarden world, lets it settle, and judges it.
+
+The world: 7 simulated nodes with a real agent process each, a StatefulSet `db` (3
+replicas, one ReadWriteOnce volume each) and a Deployment `web` (3 replicas), the webhook
+under gunicorn with a permissive policy (storm protection is not what is tested here),
+and two controller processes (one leader, one standby). Alertmanager is emulated
+(`tests/chaos/alerts.py`).
+
+What is checked after the schedule, once every node is back, Ready and untainted, every
+remediation finished and every pod running (or the settle time ran out):
+
+1. the simulator's invariant monitor reports no violation (at-most-one, unsafe-taint,
+   stale-taint);
+2. no node that died and came back keeps the out-of-service taint;
+3. the StatefulSet pods of every dead node run on another node within the recovery bound
+   (`recovery_bound` below), for every fault that lasted that long;
+4. no remediation ends `Failed` with reason `FenceNotObserved`, and no remediation holds
+   more than one fence order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sim.faults import FaultError
+from sim.resources import ResourceType
+from sim.store import Entry
+from sim.timings import Timings
+from tests.chaos.alerts import EVAL_S, FOR_S, GROUP_WAIT_S, Alertmanager
+from tests.chaos.schedule import Incident, Schedule, Step
+from tests.sim.helpers import ready, running_on, wait_running
+from tests.support.world import World, controller_env, nodewarden_world, policy
+
+SCALE = 0.05
+NODES = 7
+WORKLOADS = ("db=statefulset:3", "web=deployment:3")
+STATEFULSET_PODS = ("db-0", "db-1", "db-2")
+DEPLOYMENT_REPLICAS = 3
+SETTLE_S = 600.0  # cluster seconds after the last step for everything to come back
+# Real processes on a loaded 2-core machine: each of the steps from a fault to a moved pod
+# runs a little late (process scheduling, Python start-up of a new controller, HTTP round
+# trips with their floors). Wall seconds, added once to every bound.
+WALL_SLACK_S = 3.0
+TERMINAL = ("Succeeded", "Failed", "Cancelled")
+OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
+
+
+def reproduce_command(seed: int | None, schedule_file: Path | None = None) -> str:
+    if seed is None and schedule_file is not None:
+        return f".venv/bin/python -m pytest tests/chaos --chaos-schedule={schedule_file} -x"
+    return f".venv/bin/python -m pytest tests/chaos --chaos-seeds=1 --chaos-first-seed={seed} -x"
+
+
+# -- the recovery bound -----------------------------------------------------------------------
+
+
+def controller_timings(scale: float) -> dict[str, float]:
+    """The controller's settings as the world starts it (wall seconds)."""
+    env = controller_env(scale, Path(), Path(), Path(), Path(), "", "probe")
+    prefix = "NODEWARDEN_CONTROLLER_"
+    return {k[len(prefix):].lower(): float(v) for k, v in env.items()
+            if k.startswith(prefix) and k.endswith("_S")}
+
+
+def recovery_bound(scale: float, isolation_detect_s: float, watchdog_s: float) -> dict[str, float]:
+    """The longest a dead node's StatefulSet pod may take to run elsewhere, from the
+    moment the node died, in cluster seconds, part by part. Every term is a setting of
+    the world (the simulator's Kubernetes timings, the controller's settings, the agents'
+    published values, the emulated Prometheus rule and Alertmanager route):
+
+    - the node lifecycle controller marks the node Ready=Unknown once its Lease (renewed
+      at the latest when the node died) is older than the grace period, at its next
+      monitor period;
+    - the rule is pending at the next evaluation and fires `for:` later; Alertmanager
+      sends after `group_wait`;
+    - the webhook creates the remediation; the controller confirms (the node's Lease is
+      stale, peers are asked whether they reach its agent) and stores a signed order:
+      a few resyncs and peer timeouts;
+    - the evidence rule that waits longest: `AgentHeartbeatStale` without peer silence
+      (another node may be down too, or cut off from peers), counted from the order:
+      order + D + 2W + margin + skew, with D (`isolation-detect-seconds`) and W
+      (`watchdog-timeout-seconds`) as the agents publish them on their Nodes. An agent
+      that acknowledges an order (API-only partition, stopped kubelet) has stopped
+      feeding by then, so `AcknowledgedWatchdog` is never later;
+    - Fenced -> Recovering -> the taint written: two resyncs;
+    - Kubernetes moves the pod: the taint-eviction controller deletes it, the pod GC
+      (every 20 s) force-deletes it from the tainted not-Ready node, the StatefulSet
+      controller recreates it, the scheduler binds it, the attach-detach controller
+      detaches the volume from the tainted node at once and attaches it to the new one,
+      the kubelet starts the pod;
+    - slack for real processes on a loaded test machine (wall seconds).
+
+    The runner adds what a schedule adds on top: an API outage restarts the count at its
+    end (nothing progresses without the API, and the node lifecycle controller trusts
+    every node for one grace period after it); a leader kill adds the standby's takeover
+    (the Lease's duration plus a retry period).
+    """
+    k = Timings()  # Kubernetes' real durations: the simulator scales them like everything else
+    c = {name: value / scale for name, value in controller_timings(scale).items()}  # to cluster seconds
+    return {
+        "node Ready=Unknown (grace period + monitor period)": k.node_monitor_grace_period_s + k.node_monitor_period_s,
+        "alert (evaluation interval + for: + group_wait)": EVAL_S + FOR_S + GROUP_WAIT_S,
+        "remediation to stored order (4 resyncs + 3 peer timeouts)": 4 * c["resync_s"] + 3 * c["peer_timeout_s"],
+        "fence evidence from the order (D + 2W + margin + skew)":
+            isolation_detect_s / scale + 2 * watchdog_s / scale + c["safety_margin_s"] + c["max_clock_skew_s"],
+        "Fenced to taint (2 resyncs)": 2 * c["resync_s"],
+        "pod moves (eviction, pod GC period, StatefulSet, scheduler, detach, attach, start)":
+            4 * k.controller_period_s + k.pod_gc_period_s + k.controller_period_s + k.attach_delay_s
+            + k.pod_start_delay_s,
+        "test machine slack": WALL_SLACK_S / scale,
+    }
+
+
+def leader_takeover_s(scale: float) -> float:
+    c = controller_timings(scale)
+    return (c["lease_duration_s"] + c["retry_period_s"]) / scale
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Transition:
+    at: float
+    node: str
+    uid: str
+    phase: str
+    reason: str
+    order: str  # a digest of the fence order, "" before one is stored
+
+
+@dataclass
+class Recovery:
+    pod: str
+    incident: Incident
+    died_at: float  # wall
+    deadline: float  # wall
+    bound_s: float  # cluster seconds from the (possibly restarted) start
+    started_from: float  # wall: the fault, or the end of an API outage
+    moved_at: float | None
+    moved_to: str = ""
+    checked: bool = True  # False: the node came back before the deadline
+
+    def ok(self) -> bool:
+        return not self.checked or (self.moved_at is not None and self.moved_at <= self.deadline)
+
+
+@dataclass
+class Runner:
+    w: World
+    schedule: Schedule
+    out: Path
+    t0: float = 0.0
+    executed: list[tuple[float, Step, str]] = field(default_factory=list)
+    step_at: dict[Step, float] = field(default_factory=dict)
+    pods_at_fault: dict[Step, list[str]] = field(default_factory=dict)
+    transitions: list[Transition] = field(default_factory=list)
+    unsettled: list[str] = field(default_factory=list)
+    settled_at: float = 0.0
+    recoveries: list[Recovery] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.c = self.w.cluster
+        self.scale = self.w.scale
+        self.am = Alertmanager(self.w, self.schedule.seed, self.schedule.delivery)
+        self._last: dict[str, tuple[str, str, str, str]] = {}
+        self._threads: list[threading.Thread] = []
+        self._spares = 0
+        self._lock = threading.Lock()
+
+    def ct(self, wall: float) -> float:
+        """A wall time as cluster seconds since the schedule started."""
+        return (wall - self.t0) / self.scale
+
+    # -- recording ----------------------------------------------------------------------
+
+    def _on_commit(self, rt: ResourceType, obj: dict[str, Any] | None, prev: Entry | None) -> None:
+        if rt.kind != "NodeRemediation" or obj is None:
+            return
+        status = obj.get("status") or {}
+        order = str((status.get("fence") or {}).get("order") or "")
+        key = (str(obj["metadata"].get("uid")), str(status.get("phase") or ""), str(status.get("reason") or ""),
+               hashlib.sha256(order.encode()).hexdigest()[:12] if order else "")
+        name = obj["metadata"]["name"]
+        if self._last.get(name) != key:
+            self._last[name] = key
+            self.transitions.append(Transition(time.time(), name, *key))
+
+    def note(self, step: Step, text: str) -> None:
+        with self._lock:
+            self.executed.append((time.time(), step, text))
+
+    # -- running ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        c = self.c
+        wait_running(c, list(STATEFULSET_PODS), timeout=30)
+        c.wait_for(lambda: self._deployment_running() >= DEPLOYMENT_REPLICAS, 30, message="web pods running")
+        c.wait_for(lambda: self.w.leader() in self.w.controllers, 30, message="a leader")
+        c.registry.commit_hooks.append(self._on_commit)
+        self.am.start()
+        self.t0 = time.time()
+        try:
+            for step in self.schedule.steps:
+                delay = self.t0 + step.at * self.scale - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+                self.execute(step)
+            self.settle()
+        finally:
+            self.am.stop()
+            for t in self._threads:
+                t.join(timeout=30)
+            c.registry.commit_hooks.remove(self._on_commit)
+
+    def execute(self, step: Step) -> None:
+        c, w = self.c, self.w
+        self.step_at[step] = time.time()
+        if step.action in ("power-off", "kubelet-stop", "partition"):
+            self.pods_at_fault[step] = sorted(
+                p.split("/", 1)[1] for p in c.node_state(step.node)["runningPods"]
+                if p.split("/", 1)[1] in STATEFULSET_PODS)
+        try:
+            if step.action == "leader-kill":
+                leader = w.leader()
+                if leader in w.controllers:
+                    w.kill_controller(leader)
+                    self._spares += 1
+                    spare = f"spare-{self._spares}"
+                    w.start_controller(spare)
+                    self.note(step, f"killed {leader} (SIGKILL), started {spare}")
+                else:
+                    self.note(step, f"no live leader to kill (Lease holder {leader or 'none'})")
+            elif step.action == "alert-flap":
+                thread = threading.Thread(target=self._flap, args=(step,), daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            elif step.action == "alert-stale":
+                self.note(step, "redelivered" if self.am.stale(step.node) else "nothing fired for it yet")
+            else:
+                c.fault(step.action, step.node, from_=step.scope, duration_s=step.duration,
+                        restart_after_s=step.restart_after)
+                pods = self.pods_at_fault.get(step)
+                self.note(step, f"StatefulSet pods there: {', '.join(pods) or 'none'}" if pods is not None else "")
+        except FaultError as err:
+            self.note(step, f"fault refused: {err}")
+
+    def _flap(self, step: Step) -> None:
+        """Resolve the node's alert once its remediation is in Fencing (mid-fence)."""
+        incident = next((i for i in self.schedule.incidents()
+                         if i.node == step.node and i.start <= step.at < i.end), None)
+        until = self.t0 + ((incident.end if incident else step.at + 300.0) * self.scale)
+        while time.time() < until:
+            if self.w.phase(step.node) == "Fencing":
+                flapped = self.am.flap(step.node)
+                self.note(step, "resolved sent mid-fence" if flapped else "in Fencing, but no alert firing")
+                return
+            time.sleep(0.01)
+        self.note(step, f"not sent: no Fencing before the node came back (phase {self.w.phase(step.node) or 'none'})")
+
+    def _deployment_running(self) -> int:
+        return sum(1 for p in self.c.list("pods", "default")
+                   if p["metadata"]["name"].startswith("web-") and not p["metadata"].get("deletionTimestamp")
+                   and (p.get("status") or {}).get("phase") == "Running")
+
+    def _not_settled(self) -> list[str]:
+        c, w = self.c, self.w
+        why = []
+        for node in c.nodes:
+            state = c.node_state(node)
+            if state["power"] != "Running":
+                why.append(f"{node} is {state['power']}")
+            elif ready(c, node) != "True":
+                why.append(f"{node} is not Ready")
+            if w.has_taint(node):
+                why.append(f"{node} has the out-of-service taint")
+            phase = w.phase(node)
+            if w.remediation(node) is not None and phase not in TERMINAL:
+                why.append(f"{node}'s remediation is {phase or 'without a phase'}")
+        why += [f"{pod} is not running" for pod in STATEFULSET_PODS if running_on(c, pod) is None]
+        running = self._deployment_running()
+        if running < DEPLOYMENT_REPLICAS:
+            why.append(f"{running} of {DEPLOYMENT_REPLICAS} web pods running")
+        return why
+
+    def settle(self) -> None:
+        deadline = time.time() + SETTLE_S * self.scale
+        while True:
+            why = self._not_settled()
+            if not why:
+                self.settled_at = time.time()
+                self.unsettled = []
+                return
+            if time.time() > deadline:
+                self.unsettled = why
+                return
+            time.sleep(0.1)
+
+    # -- judging ------------------------------------------------------------------------
+
+    def published(self) -> tuple[float, float]:
+        """The largest isolation-detect and watchdog timeout the agents publish (wall s)."""
+        d = w = 0.0
+        for node in self.c.nodes:
+            ann = ((self.c.get("nodes", node) or {}).get("metadata") or {}).get("annotations") or {}
+            d = max(d, float(ann.get("nodewarden.io/isolation-detect-seconds") or 0))
+            w = max(w, float(ann.get("nodewarden.io/watchdog-timeout-seconds") or 0))
+        return d, w
+
+    def bound(self) -> dict[str, float]:
+        return recovery_bound(self.scale, *self.published())
+
+    def _deadline(self, died_at: float) -> tuple[float, float, float]:
+        """(start, deadline, bound seconds): restarted at the end of any API outage that
+        overlaps, extended by every leader kill in the window."""
+        base = sum(self.bound().values()) * self.scale
+        takeover = leader_takeover_s(self.scale) * self.scale
+        outages = [(self.step_at[s], self.step_at[s] + s.duration * self.scale)
+                   for s in self.schedule.steps if s.action == "api-outage" and s in self.step_at]
+        kills = [self.step_at[s] for s in self.schedule.steps if s.action == "leader-kill" and s in self.step_at]
+        start, deadline = died_at, died_at + base
+        for _ in range(50):  # a fixed point: both only grow
+            new_start = max([start] + [b for a, b in outages if a < deadline and b > start])
+            kills_in = sum(1 for k in kills if new_start - takeover <= k <= deadline)
+            new_deadline = new_start + base + takeover * kills_in
+            if (new_start, new_deadline) == (start, deadline):
+                break
+            start, deadline = new_start, new_deadline
+        return start, deadline, (deadline - start) / self.scale
+
+    def judge_recoveries(self) -> None:
+        started = [e for e in self.c.timeline.events(kind="pod-started") if e.at >= self.t0]
+        for inc in self.schedule.incidents():
+            if not inc.dead or inc.start_step not in self.step_at:
+                continue
+            died_at = self.step_at[inc.start_step]
+            back_at = self.step_at.get(inc.end_step, float("inf")) if inc.end_step else float("inf")
+            start, deadline, bound_s = self._deadline(died_at)
+            for pod in self.pods_at_fault.get(inc.start_step, []):
+                moved = next((e for e in started if e.object == f"default/{pod}" and e.node != inc.node
+                              and e.at > died_at), None)
+                self.recoveries.append(Recovery(pod, inc, died_at, deadline, bound_s, start,
+                                                moved.at if moved else None, moved.node if moved else "",
+                                                checked=back_at > deadline))
+
+    def findings(self) -> list[str]:
+        c, w = self.c, self.w
+        out = []
+        if self.unsettled:
+            out.append(f"not settled {SETTLE_S:.0f}s after the last step: " + "; ".join(self.unsettled))
+        for v in c.invariants()["violations"]:
+            out.append(f"invariant {v['kind']} at t={self.ct(v['at']):.1f}s on {v['node']}: {v['object']}: {v['detail']}")
+        for node in c.nodes:
+            if w.has_taint(node):
+                out.append(f"{node} still has the out-of-service taint (Ready={ready(c, node)})")
+        for t in self.transitions:
+            if t.phase == "Failed" and t.reason == "FenceNotObserved":
+                out.append(f"remediation of {t.node} (uid {t.uid[:8]}) Failed/FenceNotObserved at t={self.ct(t.at):.1f}s")
+        orders: dict[str, set[str]] = {}
+        for t in self.transitions:
+            if t.order:
+                orders.setdefault(t.uid, set()).add(t.order)
+        for uid, seen in orders.items():
+            if len(seen) > 1:
+                node = next(t.node for t in self.transitions if t.uid == uid)
+                out.append(f"remediation of {node} (uid {uid[:8]}) stored {len(seen)} different fence orders")
+        self.judge_recoveries()
+        for r in self.recoveries:
+            if not r.ok():
+                moved = (f"it started on {r.moved_to} at t={self.ct(r.moved_at):.1f}s" if r.moved_at
+                         else "it never started elsewhere")
+                out.append(f"{r.pod} ran on {r.incident.node} when {r.incident.kind} began at t={self.ct(r.died_at):.1f}s; "
+                           f"not running elsewhere by t={self.ct(r.deadline):.1f}s (bound {r.bound_s:.0f}s from "
+                           f"t={self.ct(r.started_from):.1f}s); {moved}")
+        return out
+
+    # -- reporting ----------------------------------------------------------------------
+
+    def report(self, findings: list[str]) -> str:
+        lines = [self.schedule.describe(), "", "executed (cluster seconds since the start):"]
+        with self._lock:
+            executed = sorted(self.executed, key=lambda e: e[0])
+        for at, step, text in executed:
+            lines.append(f"  t={self.ct(at):7.1f}s  {step.describe().split('  ', 1)[1]}" + (f"  -- {text}" if text else ""))
+        if self.settled_at:
+            lines.append(f"settled at t={self.ct(self.settled_at):.1f}s")
+        bound = self.bound()
+        lines += ["", f"recovery bound {sum(bound.values()):.0f} cluster seconds:"]
+        lines += [f"  {v:6.1f}  {k}" for k, v in bound.items()]
+        lines += ["", "StatefulSet pods of dead nodes:"]
+        for r in self.recoveries:
+            took = f"ran on {r.moved_to} after {(r.moved_at - r.died_at) / self.scale:.0f}s" if r.moved_at else "never moved"
+            verdict = ("ok" if r.ok() else "LATE") if r.checked else "node back before the bound (not checked)"
+            lines.append(f"  {r.pod} on {r.incident.node} ({r.incident.kind} t={self.ct(r.died_at):.1f}s): {took}; "
+                         f"bound {r.bound_s:.0f}s -> {verdict}")
+        lines += ["", "remediations:"]
+        lines += [f"  t={self.ct(t.at):7.1f}s  {t.node} {t.uid[:8]} {t.phase}/{t.reason}" + (f" order {t.order}" if t.order else "")
+                  for t in self.transitions]
+        counts = Counter(f"{d.status}:{d.outcome or d.error or d.code}" for d in self.am.deliveries)
+        lines += ["", "Alertmanager deliveries: " + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items()))]
+        lines += ["  " + d.line(self.t0, self.scale) for d in self.am.deliveries]
+        if findings:
+            lines += ["", "FINDINGS:"] + [f"  - {f}" for f in findings]
+        return "\n".join(lines)
+
+    def save(self, findings: list[str]) -> None:
+        self.schedule.save(self.out / "chaos-schedule.json")
+        (self.out / "chaos-report.txt").write_text(self.report(findings) + "\n")
+        events = self.c.timeline.events()
+        (self.out / "chaos-timeline.txt").write_text("\n".join(
+            f"t={self.ct(e.at):8.1f}s {e.kind:18} {e.node:8} {e.object:40} {e.detail} "
+            f"{json.dumps(e.data) if e.data else ''}".rstrip() for e in events) + "\n")
+
+
+def run_schedule(schedule: Schedule, out: Path) -> tuple[Runner, list[str]]:
+    with nodewarden_world(out, nodes=NODES, time_scale=SCALE, workloads=list(WORKLOADS), controllers=2,
+                          remediation_policy=policy()) as w:
+        runner = Runner(w, schedule, out)
+        findings: list[str] = []
+        try:
+            runner.run()
+            findings = runner.findings()
+        except BaseException as err:
+            findings = [f"the run stopped: {type(err).__name__}: {err}"]
+            raise
+        finally:
+            runner.save(findings)
+    return runner, findings

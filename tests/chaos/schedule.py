@@ -1,0 +1,296 @@
+"""Seeded fault schedules for the chaos suite: a list of timed steps, generated from a
+seed with `random.Random(seed)`, kept realistic.
+
+Times are cluster seconds (Kubernetes' real durations) from the start of the schedule;
+the runner multiplies them by the world's time scale.
+
+Step actions:
+
+| action | meaning |
+|---|---|
+| `power-off`, `power-on`, `reboot`, `kubelet-stop`, `kubelet-start`, `heal` | the simulator's faults on `node` |
+| `partition` | the simulator's partition of `node` from `scope` (`api`, `peers`, `all`) |
+| `api-outage` | every API request fails for `duration` cluster seconds |
+| `agent-kill` | the node's agent process is SIGKILLed, restarted after `restart_after` |
+| `leader-kill` | SIGKILL the controller that holds the Lease, start a new one |
+| `alert-flap` | once `node`'s remediation is in `Fencing`, Alertmanager sends "resolved" for the firing alert and fires again after `for:` (a scrape gap resets the rule): a resolved notification mid-fence |
+| `alert-stale` | Alertmanager redelivers `node`'s last firing notification late, out of order (after the node is back) |
+
+What keeps a schedule realistic:
+
+- every fault ends: a powered-off node is powered on, a partition heals, a stopped
+  kubelet starts again, an outage has a duration, a killed agent is restarted;
+- at most `max_unhealthy` (2 or 3) nodes are unhealthy at once, counting the time a node
+  needs to come back after its fault ends (it may have been reset by its watchdog), so the
+  StatefulSet always has somewhere to go;
+- a node gets a new fault only a while after it came back, once its agent has published
+  itself on its new boot (before that nodewarden rightly escalates instead of counting on
+  self-fencing);
+- an API outage never overlaps more than 2 nodes whose agents cannot answer their peers
+  (powered off, rebooting, cut off from peers, agent killed): with 7 nodes, the agents
+  tell an outage from their own isolation by a majority of *all* known peers answering
+  "the API is down too" (docs/node-agent.md, outage quorum), so with 3 silent peers every
+  agent would fence by design - safe, but not the schedule we mean to test;
+- one leader kill at a time, a minute apart at least (the new controller has started).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+NODES = [f"node-{i}" for i in range(1, 8)]
+STATEFULSET_FIRST_NODES = NODES[:3]  # a fresh cluster's scheduler places db-0..2 on node-1..3
+
+ACTIVE_S = 700.0  # every fault starts and ends within this window
+DEAD_SHORT_S = (40.0, 150.0)  # back before any recovery can be expected
+DEAD_LONG_S = (340.0, 430.0)  # long enough for the recovery bound to be checked
+TAIL_S = {"dead": 120.0, "reboot": 60.0, "agent-kill": 90.0, "peers": 10.0}
+NODE_GAP_S = 60.0  # healthy time between two faults of one node, after the tail
+LEADER_KILL_SPACING_S = 60.0
+
+DEAD_ACTIONS = {"power-off": "power-on", "kubelet-stop": "kubelet-start"}
+NODE_ACTIONS = {"power-off", "power-on", "reboot", "kubelet-stop", "kubelet-start", "partition",
+                "heal", "agent-kill"}
+ALERT_ACTIONS = {"alert-flap", "alert-stale"}
+ACTIONS = NODE_ACTIONS | ALERT_ACTIONS | {"api-outage", "leader-kill"}
+
+
+@dataclass(frozen=True)
+class Step:
+    at: float
+    action: str
+    node: str = ""
+    scope: str = ""  # partition: api | peers | all
+    duration: float = 0.0  # api-outage
+    restart_after: float | None = None  # agent-kill
+
+    def describe(self) -> str:
+        words = [self.action]
+        if self.node:
+            words.append(self.node)
+        if self.action == "partition":
+            words.append(f"--from {self.scope}")
+        if self.action == "api-outage":
+            words.append(f"--duration {self.duration:g}")
+        if self.action == "agent-kill" and self.restart_after is not None:
+            words.append(f"--restart-after {self.restart_after:g}")
+        return f"t={self.at:7.1f}s  " + " ".join(words)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in ("", 0.0, None) or k == "at"}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How Alertmanager's deliveries misbehave in this schedule (all of it is normal for
+    Alertmanager: at-least-once delivery, an HA pair, retries that overtake each other)."""
+
+    duplicate_p: float = 0.0  # a notification is delivered twice (the HA pair's second copy)
+    delay_p: float = 0.0  # a resolved or repeated notification is held back, overtaken by later ones
+    max_delay_s: float = 60.0
+
+
+@dataclass
+class Incident:
+    """A node's fault, from the step that starts it to the step that ends it."""
+
+    node: str
+    kind: str  # power-off, kubelet-stop, partition-api, partition-all, partition-peers, reboot, agent-kill
+    start: float
+    end: float
+    start_step: Step | None = None
+    end_step: Step | None = None
+
+    @property
+    def dead(self) -> bool:
+        """The node can neither run nor report its workloads: nodewarden must fence it and
+        move them (if it lasts long enough)."""
+        return self.kind in ("power-off", "kubelet-stop", "partition-api", "partition-all")
+
+
+@dataclass
+class Schedule:
+    seed: int | None
+    steps: list[Step]
+    max_unhealthy: int = 3
+    delivery: Delivery = field(default_factory=Delivery)
+
+    @property
+    def end(self) -> float:
+        last = 0.0
+        for s in self.steps:
+            last = max(last, s.at + (s.duration if s.action == "api-outage" else 0.0))
+        return last
+
+    def incidents(self) -> list[Incident]:
+        """The node faults, paired start to end (a fault still open at the end of the
+        schedule ends at infinity)."""
+        open_: dict[str, Incident] = {}
+        done: list[Incident] = []
+        for s in sorted(self.steps, key=lambda s: s.at):
+            if s.action in DEAD_ACTIONS or s.action == "partition":
+                kind = s.action if s.action != "partition" else f"partition-{s.scope}"
+                open_[s.node] = Incident(s.node, kind, s.at, float("inf"), s)
+            elif s.action in DEAD_ACTIONS.values() or s.action == "heal":
+                inc = open_.pop(s.node, None)
+                if inc is not None:
+                    inc.end, inc.end_step = s.at, s
+                    done.append(inc)
+            elif s.action in ("reboot", "agent-kill"):
+                done.append(Incident(s.node, s.action, s.at, s.at, s, s))
+        return sorted(done + list(open_.values()), key=lambda i: i.start)
+
+    def describe(self) -> str:
+        head = (f"schedule (seed {self.seed}): {len(self.steps)} steps over {self.end:.0f} cluster seconds, "
+                f"at most {self.max_unhealthy} nodes unhealthy; Alertmanager duplicates "
+                f"{self.delivery.duplicate_p:.0%}, delays {self.delivery.delay_p:.0%} of its notifications")
+        return "\n".join([head] + ["  " + s.describe() for s in self.steps])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seed": self.seed, "maxUnhealthy": self.max_unhealthy, "delivery": asdict(self.delivery),
+                "steps": [s.to_json() for s in self.steps]}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Schedule:
+        steps = [Step(**s) for s in doc["steps"]]
+        for s in steps:
+            if s.action not in ACTIONS:
+                raise ValueError(f"unknown action {s.action!r} in {s}")
+        return cls(doc.get("seed"), sorted(steps, key=lambda s: s.at), int(doc.get("maxUnhealthy", 3)),
+                   Delivery(**doc.get("delivery", {})))
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Schedule:
+        return cls.from_json(json.loads(path.read_text()))
+
+
+# -- generation ---------------------------------------------------------------------------
+
+Interval = tuple[float, float]
+
+
+def _overlap(intervals: list[Interval], lo: float, hi: float) -> int:
+    """The most of `intervals` that overlap at one moment of [lo, hi], counting [lo, hi]."""
+    points = [lo] + [a for a, _ in intervals if lo <= a <= hi]
+    return max(sum(1 for a, b in intervals if a <= p < b) for p in points) + 1
+
+
+class _Builder:
+    def __init__(self, rng: random.Random, max_unhealthy: int) -> None:
+        self.rng = rng
+        self.max_unhealthy = max_unhealthy
+        self.steps: list[Step] = []
+        self.unhealthy: list[Interval] = []  # nodes down or not Ready, tails included
+        self.silent: list[Interval] = []  # agents that cannot answer their peers
+        self.outages: list[Interval] = []
+        self.peer_partitions: list[Interval] = []
+        self.free_at = dict.fromkeys(NODES, 0.0)
+
+    def _fits_outages(self, lo: float, hi: float) -> bool:
+        return all(_overlap(self.silent, max(lo, a), min(hi, b)) <= 2
+                   for a, b in self.outages if a < hi and lo < b)
+
+    def node_fault(self, t: float, kind: str, node: str | None = None) -> Incident | None:
+        rng = self.rng
+        candidates = [n for n in NODES if self.free_at[n] <= t] if node is None else [node]
+        if not candidates or self.free_at[candidates[0]] > t:
+            return None
+        node = rng.choice(candidates)
+        if kind in ("reboot", "agent-kill"):
+            end, tail = t, TAIL_S[kind]
+        elif kind == "partition-peers":
+            end, tail = t + rng.uniform(30.0, 300.0), TAIL_S["peers"]
+        else:
+            short = rng.random() < 0.35
+            low, high = DEAD_SHORT_S if short else DEAD_LONG_S
+            end, tail = t + rng.uniform(low, high), TAIL_S["dead"]
+        if end > ACTIVE_S:
+            return None
+        span = (t, end + tail)
+        if kind == "partition-peers":
+            if _overlap(self.peer_partitions, *span) > 1:
+                return None
+        elif _overlap(self.unhealthy, *span) > self.max_unhealthy:
+            return None
+        silent = kind in ("power-off", "partition-all", "partition-peers", "reboot", "agent-kill")
+        if silent and any(a < span[1] and span[0] < b and _overlap(self.silent, max(span[0], a), min(span[1], b)) > 2
+                          for a, b in self.outages):
+            return None
+        # commit
+        if kind == "partition-peers":
+            self.peer_partitions.append(span)
+        else:
+            self.unhealthy.append(span)
+        if silent:
+            self.silent.append(span)
+        self.free_at[node] = span[1] + NODE_GAP_S
+        if kind == "reboot":
+            self.steps.append(Step(t, "reboot", node))
+        elif kind == "agent-kill":
+            self.steps.append(Step(t, "agent-kill", node, restart_after=rng.choice([5.0, 5.0, 30.0, 60.0])))
+        elif kind.startswith("partition-"):
+            self.steps += [Step(t, "partition", node, scope=kind.split("-", 1)[1]), Step(end, "heal", node)]
+        else:
+            self.steps += [Step(t, kind, node), Step(end, DEAD_ACTIONS[kind], node)]
+        incident = Incident(node, kind, t, end)
+        if incident.dead and end - t >= 150.0:
+            if rng.random() < 0.4:
+                self.steps.append(Step(t + rng.uniform(30.0, 90.0), "alert-flap", node))
+            if rng.random() < 0.3:
+                self.steps.append(Step(end + rng.uniform(10.0, 80.0), "alert-stale", node))
+        return incident
+
+    def api_outage(self, t: float) -> bool:
+        duration = self.rng.uniform(20.0, 150.0)
+        span = (t, t + duration)
+        if span[1] > ACTIVE_S or any(a < span[1] + 100.0 and span[0] - 100.0 < b for a, b in self.outages):
+            return False
+        if _overlap(self.silent, *span) - 1 > 2:
+            return False
+        self.outages.append(span)
+        self.steps.append(Step(t, "api-outage", duration=round(duration, 1)))
+        return True
+
+
+NODE_KINDS = {"power-off": 3.0, "partition-api": 2.0, "partition-all": 2.0, "kubelet-stop": 1.5,
+              "reboot": 1.5, "agent-kill": 1.5, "partition-peers": 1.0}
+
+
+def generate(seed: int) -> Schedule:
+    rng = random.Random(seed)
+    b = _Builder(rng, max_unhealthy=rng.choice([2, 3]))
+    delivery = Delivery(duplicate_p=rng.choice([0.0, 0.3, 0.6]), delay_p=rng.choice([0.0, 0.3]))
+    # Open with a long fault on a node that holds a StatefulSet pod on a fresh cluster,
+    # so that (nearly) every schedule checks the recovery bound at least once.
+    t = rng.uniform(10.0, 40.0)
+    first = rng.choice(["power-off", "partition-all", "partition-api", "kubelet-stop"])
+    opened = b.node_fault(t, first, rng.choice(STATEFULSET_FIRST_NODES))
+    assert opened is not None, "the first fault always fits an empty schedule"
+    outages_left = rng.choice([0, 1, 1, 2])
+    t += rng.uniform(15.0, 60.0)
+    while t < ACTIVE_S - 40.0:
+        if outages_left and rng.random() < 0.15:
+            if b.api_outage(t):
+                outages_left -= 1
+        else:
+            for _ in range(3):  # the first kind that fits here
+                kind = rng.choices(list(NODE_KINDS), weights=list(NODE_KINDS.values()))[0]
+                if b.node_fault(t, kind) is not None:
+                    break
+        t += rng.uniform(10.0, 50.0)
+    kills = sorted(rng.uniform(20.0, ACTIVE_S) for _ in range(rng.choice([1, 2, 3])))
+    last = -LEADER_KILL_SPACING_S
+    for at in kills:
+        if at - last >= LEADER_KILL_SPACING_S:
+            b.steps.append(Step(at, "leader-kill"))
+            last = at
+    steps = sorted((Step(round(s.at, 1), s.action, s.node, s.scope, s.duration, s.restart_after)
+                    for s in b.steps), key=lambda s: s.at)
+    return Schedule(seed, steps, b.max_unhealthy, delivery)

@@ -1,0 +1,42 @@
+"""The chaos suite: seeded random fault schedules on a 7-node world (real agents, the
+webhook under gunicorn, two controller processes, the simulated cluster with its
+invariant monitor), judged after each schedule.
+
+Faults (tests/chaos/schedule.py): power-offs, reboots, partitions (API only, peers only,
+everything), API-server outages, kubelet stops, agent crashes, SIGKILL of the controller
+holding the Lease (a new one is started), and Alertmanager's misbehaviour: duplicate and
+reordered notifications, a resolved notification mid-fence, late redeliveries.
+
+Alerts are posted the way Alertmanager posts them (tests/chaos/alerts.py), for the nodes
+that are down, rather than through the real Prometheus and Alertmanager: that chain is
+tested end to end in tests/e2e/test_chain.py, and is too slow to start for many seeds
+(and cannot be told to duplicate or reorder).
+
+A failing seed prints its findings, the command that runs it again, its steps, and where
+the world's logs are (the controllers', the webhook's, every agent's, the simulator's
+timeline, the schedule as JSON, and a report of the run).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.runner import reproduce_command, run_schedule
+from tests.chaos.schedule import Schedule
+
+
+def test_chaos_schedule(chaos_schedule: Schedule, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    name = f"seed-{chaos_schedule.seed}" if chaos_schedule.seed is not None else "schedule"
+    out = tmp_path / name
+    runner, findings = run_schedule(chaos_schedule, out)
+    report = runner.report(findings)
+    print(report)
+    if findings:
+        file = request.config.getoption("chaos_schedule", default=None)
+        command = reproduce_command(chaos_schedule.seed, Path(file) if file else None)
+        pytest.fail("\n".join(
+            [f"chaos {name} failed:"] + [f"  - {f}" for f in findings]
+            + ["", f"reproduce: {command}", f"logs, timeline and report: {out}", "", chaos_schedule.describe()]),
+            pytrace=False)
