@@ -31,7 +31,9 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 
 def summarize() -> str:
     lines = ["# Benchmark results", "",
-             "Recorded by `make bench` (`python -m bench`); each JSON file here holds one run.", ""]
+             "Recorded by `make bench` (`python -m bench`); each JSON file here holds one run. "
+             "What each figure means and how to reproduce it: docs/results.md.", "",
+             "![time to recovery](recovery.svg)", ""]
     for name, title in BENCHMARKS.items():
         path = RESULTS / f"{name}.json"
         if not path.exists():
@@ -75,6 +77,10 @@ def main(argv: list[str]) -> int:
         if not all(met.values()):
             failed.append(name)
     (RESULTS / "README.md").write_text(summarize())
+    if (RESULTS / "recovery.json").exists():
+        from .chart import recovery_chart
+
+        (RESULTS / "recovery.svg").write_text(recovery_chart(json.loads((RESULTS / "recovery.json").read_text())))
     print(f"results: {Path(RESULTS).relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
     return 1 if failed else 0
 
