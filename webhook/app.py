@@ -127,7 +127,7 @@ def create_app(
         settings.instance_name,
         settings.event_queue_size,
         settings.event_dedup_window_s,
-        count=lambda result: m.events.labels(result).inc(),
+        count=lambda result: m.child(m.events, result).inc(),
     )
     writer = RemediationWriter(
         kube, cache, clock, settings.alert_record_interval_s, count_kube_error
@@ -184,8 +184,9 @@ def _install_hooks(app: Flask) -> None:
         if started is not None:
             rule = request.url_rule.rule if request.url_rule else "unmatched"
             method = request.method if request.method in METHODS else "OTHER"
-            services().metrics.request_duration.labels(
-                rule, method, str(response.status_code)
+            metrics = services().metrics
+            metrics.child(
+                metrics.request_duration, rule, method, str(response.status_code)
             ).observe(time.perf_counter() - started)
         return response
 

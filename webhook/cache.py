@@ -14,10 +14,9 @@ import copy
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
 from core.clock import parse_rfc3339
-from webhook.kube import JSON, Resource, WatchEvent
+from webhook.kube import JSON, Resource, WatchEvent, dig
 from webhook.policy import ClusterFacts, ExistingFacts, NodeFacts, Policy
 from webhook.policy.decide import TERMINAL_PHASES
 
@@ -39,12 +38,7 @@ def _newer(new_rv: str, old_rv: str) -> bool:
         return True
 
 
-def _get(obj: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
+_get = dig
 
 
 def ready_status(node: JSON) -> str | None:

@@ -70,7 +70,7 @@ class Decisions:
         self, verdict: Verdict, node: str | None, ctx: Context, obj: JSON | None = None
     ) -> None:
         """Log, count and (when about a node) publish an Event for `verdict`."""
-        self.metrics.decisions.labels(str(verdict.outcome), str(verdict.reason)).inc()
+        self.metrics.child(self.metrics.decisions, verdict.outcome, verdict.reason).inc()
         self.metrics.last_decision.set(self.clock.now())
         fields: dict[str, Any] = {
             "node": node,

@@ -39,7 +39,7 @@ class AlertIntake:
         return [self._one(i, alert) for i, alert in enumerate(message.alerts)]
 
     def _one(self, index: int, alert: Alert) -> JSON:
-        self.metrics.alerts_received.labels(alert.status).inc()
+        self.metrics.child(self.metrics.alerts_received, alert.status).inc()
         result: JSON = {
             "index": index,
             "alertname": alert.name,

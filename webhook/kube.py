@@ -19,6 +19,7 @@ Edge cases, once:
 
 from __future__ import annotations
 
+import copy
 import enum
 import json
 from collections.abc import Iterator
@@ -102,6 +103,72 @@ def _watch_error(exc: BaseException) -> KubeError:
     return err
 
 
+def dig(obj: Any, *path: str) -> Any:
+    """obj[path[0]][path[1]]..., or None where any step is missing or not an object."""
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch, as the API server applies it: objects merge, null
+    deletes, everything else (lists included) replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def raw_list(kube: Kube, fn: Any, *args: Any, **kwargs: Any) -> Listing:
+    """A LIST through a generated client method, as plain dicts (no model classes)."""
+    resp = call(fn, *args, **kwargs, _preload_content=False, _request_timeout=kube.timeout)
+    try:
+        data = json.loads(resp.data)
+    finally:
+        resp.release_conn()
+    return Listing(list(data.get("items") or []), str(data.get("metadata", {}).get("resourceVersion", "")))
+
+
+def raw_watch(kube: Kube, list_fn: Any, resource_version: str, timeout_s: float, *args: Any,
+              **kwargs: Any) -> Iterator[WatchEvent]:
+    """A WATCH from `resource_version` as plain dicts; a 410 raises WatchExpired."""
+
+    def fn(*a: Any, **kw: Any):  # no return annotation: the client yields plain dicts
+        return list_fn(*a, **kw)
+
+    w = watch.Watch()
+    stream = w.stream(
+        fn,
+        *args,
+        **kwargs,
+        resource_version=resource_version,
+        timeout_seconds=max(1, int(timeout_s)),
+        allow_watch_bookmarks=True,
+        _request_timeout=(min(kube.request_timeout_s, 5.0), timeout_s + 30.0),
+    )
+    try:
+        while True:
+            try:
+                event = next(stream)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise _watch_error(exc) from exc
+            obj = event.get("raw_object", event.get("object"))
+            if isinstance(obj, dict):
+                yield WatchEvent(str(event.get("type")), obj)
+    finally:
+        w.stop()
+        stream.close()
+
+
 class RealWebhookKube:
     """`WebhookKube` over the official client (see the module docstring)."""
 
@@ -130,55 +197,24 @@ class RealWebhookKube:
 
     def list(self, resource: Resource) -> Listing:
         fn, args, kwargs = self._list_call(resource)
-        resp = call(fn, *args, **kwargs, _preload_content=False, _request_timeout=self.kube.timeout)
-        try:
-            data = json.loads(resp.data)
-        finally:
-            resp.release_conn()
-        items = data.get("items") or []
+        listing = raw_list(self.kube, fn, *args, **kwargs)
         if resource is Resource.PAUSE:
-            items = [i for i in items if i.get("metadata", {}).get("name") == self.pause_name]
-        return Listing(items, str(data.get("metadata", {}).get("resourceVersion", "")))
+            items = [i for i in listing.items if i.get("metadata", {}).get("name") == self.pause_name]
+            return Listing(items, listing.resource_version)
+        return listing
 
     def watch(
         self, resource: Resource, resource_version: str, timeout_s: float
     ) -> Iterator[WatchEvent]:
         real, args, kwargs = self._list_call(resource)
-
-        def fn(*a: Any, **kw: Any):  # no return annotation: the client yields plain dicts
-            return real(*a, **kw)
-
-        w = watch.Watch()
-        stream = w.stream(
-            fn,
-            *args,
-            **kwargs,
-            resource_version=resource_version,
-            timeout_seconds=max(1, int(timeout_s)),
-            allow_watch_bookmarks=True,
-            _request_timeout=(min(self.kube.request_timeout_s, 5.0), timeout_s + 30.0),
-        )
-        try:
-            while True:
-                try:
-                    event = next(stream)
-                except StopIteration:
-                    return
-                except Exception as exc:
-                    raise _watch_error(exc) from exc
-                obj = event.get("raw_object", event.get("object"))
-                if not isinstance(obj, dict):
-                    continue
-                if (
-                    resource is Resource.PAUSE
-                    and event.get("type") != "BOOKMARK"
-                    and obj.get("metadata", {}).get("name") != self.pause_name
-                ):
-                    continue
-                yield WatchEvent(str(event.get("type")), obj)
-        finally:
-            w.stop()
-            stream.close()
+        for event in raw_watch(self.kube, real, resource_version, timeout_s, *args, **kwargs):
+            if (
+                resource is Resource.PAUSE
+                and event.type != "BOOKMARK"
+                and event.object.get("metadata", {}).get("name") != self.pause_name
+            ):
+                continue
+            yield event
 
     def get_remediation(self, name: str) -> JSON:
         result: object = call(

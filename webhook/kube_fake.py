@@ -18,27 +18,13 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
 
 from core import names
 from core.clock import Clock, RealClock, rfc3339
 from core.kube import AlreadyExists, Conflict, NotFound, Unavailable
-from webhook.kube import JSON, Listing, Resource, WatchEvent, WatchExpired
+from webhook.kube import JSON, Listing, Resource, WatchEvent, WatchExpired, merge_patch
 
 MAX_EVENTS_KEPT = 10_000
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: objects merge, null deletes, everything else replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def node_object(

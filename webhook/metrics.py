@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -119,6 +120,17 @@ class WebhookMetrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Counter | Histogram, *values: str) -> Any:
+        """`metric.labels(*values)`, memoized. prometheus_client validates the values and
+        takes a lock on every `labels()` call; the request path asks for the same few
+        children again and again (every label is bounded, so the memo is too)."""
+        key = (metric, values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
 
 class ClusterStateCollector(Collector):

@@ -13,6 +13,7 @@ Lists are returned whole, because a JSON merge patch replaces lists.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,12 @@ PHASE_PENDING = "Pending"
 PHASE_AWAITING_APPROVAL = "AwaitingApproval"
 PHASE_CANCELLED = "Cancelled"
 LABEL_NODE = names.ANNOTATION_PREFIX + "node"
+
+
+@functools.lru_cache(maxsize=4096)
+def _starts_text(starts_at: float) -> str:
+    """`rfc3339(starts_at)`, memoized: every repeat of an alert carries the same startsAt."""
+    return rfc3339(starts_at)
 
 
 @dataclass(frozen=True)
@@ -65,8 +72,13 @@ class AlertEntry:
     starts_at: float | None
     received_at: float
 
+    @functools.cached_property
+    def _key(self) -> tuple[str, str, str]:
+        return (self.fingerprint, self.status, _starts_text(self.starts_at) if self.starts_at else "")
+
     def key(self) -> tuple[str, str, str]:
-        return (self.fingerprint, self.status, rfc3339(self.starts_at) if self.starts_at else "")
+        """(fingerprint, status, startsAt as stored): which alert instance this is."""
+        return self._key
 
 
 def _entry_key(entry: JSON) -> tuple[str, str, str]:

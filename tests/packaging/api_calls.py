@@ -12,7 +12,7 @@ the sides import). Two call styles exist:
 - the agent's `self._request("PATCH", _LEASE, {"namespace": namespace, ...})` over the
   client's ApiClient, whose path constants are read from the module.
 
-A list function that the module also streams through `watch.Watch()` (its `_list_call`)
+A list function that the module also streams through `watch.Watch()` or `raw_watch` (its `_list_call`)
 is a watch too. Namespaces and names that are not constants are classified by the tables
 below; an expression that is in no table fails the test that uses this module, so a new
 call is never silently left out.
@@ -271,9 +271,10 @@ def importers(function: str) -> tuple[str, ...]:
 
 
 def _watched(tree: ast.Module) -> bool:
-    """The module streams its `_list_call` functions through watch.Watch()."""
+    """The module streams its `_list_call` functions through watch.Watch(), directly or
+    through webhook.kube.raw_watch."""
     source = ast.unparse(tree)
-    return "_list_call" in source and "watch.Watch()" in source
+    return "_list_call" in source and ("watch.Watch()" in source or "raw_watch(" in source)
 
 
 @functools.cache

@@ -15,11 +15,11 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client
 
 from core import names
-from core.kube import Kube, KubeError, NotFound, call, ensure_node_taint
-from webhook.kube import JSON, Listing, WatchEvent, WatchExpired
+from core.kube import Kube, NotFound, call, ensure_node_taint
+from webhook.kube import JSON, Listing, WatchEvent, raw_list, raw_watch
 
 OOS = (names.OUT_OF_SERVICE_TAINT_KEY, names.OUT_OF_SERVICE_TAINT_VALUE, names.OUT_OF_SERVICE_TAINT_EFFECT)
 
@@ -55,44 +55,11 @@ class ControllerKube:
 
     def list(self, kind: Kind) -> Listing:
         fn, args, kwargs = self._list_call(kind)
-        resp = call(fn, *args, **kwargs, _preload_content=False, _request_timeout=self.kube.timeout)
-        try:
-            data = json.loads(resp.data)
-        finally:
-            resp.release_conn()
-        return Listing(list(data.get("items") or []), str((data.get("metadata") or {}).get("resourceVersion", "")))
+        return raw_list(self.kube, fn, *args, **kwargs)
 
     def watch(self, kind: Kind, resource_version: str, timeout_s: float) -> Iterator[WatchEvent]:
-        real, args, kwargs = self._list_call(kind)
-
-        def fn(*a: Any, **kw: Any):  # no annotation: the client then yields plain dicts
-            return real(*a, **kw)
-
-        w = watch.Watch()
-        stream = w.stream(fn, *args, **kwargs, resource_version=resource_version,
-                          timeout_seconds=max(1, int(timeout_s)), allow_watch_bookmarks=True,
-                          _request_timeout=(min(self.kube.request_timeout_s, 5.0), timeout_s + 30.0))
-        try:
-            while True:
-                try:
-                    event = next(stream)
-                except StopIteration:
-                    return
-                except Exception as exc:
-                    err = exc if isinstance(exc, KubeError) else None
-                    if err is None:
-                        from core.kube import translate
-
-                        err = translate(exc)
-                    if err.status == 410 or "too old" in err.message:
-                        raise WatchExpired(410, "Expired", err.message) from exc
-                    raise err from exc
-                obj = event.get("raw_object", event.get("object"))
-                if isinstance(obj, dict):
-                    yield WatchEvent(str(event.get("type")), obj)
-        finally:
-            w.stop()
-            stream.close()
+        fn, args, kwargs = self._list_call(kind)
+        return raw_watch(self.kube, fn, resource_version, timeout_s, *args, **kwargs)
 
     # -- the remediation ---------------------------------------------------------------
 

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from webhook.kube import dig
+from webhook.policy.model import Escalation, Strategy
+
 
 class Phase(enum.StrEnum):
     PENDING = "Pending"
@@ -86,17 +89,6 @@ class EvidenceRule(enum.StrEnum):
     NODE_REBOOTED = "NodeRebooted"
 
 
-class Strategy(enum.StrEnum):
-    OUT_OF_SERVICE_TAINT = "OutOfServiceTaint"
-    RESOURCE_DELETION = "ResourceDeletion"
-
-
-class Escalation(enum.StrEnum):
-    NONE = "None"
-    FENCE_AGENT = "FenceAgent"
-    OPERATOR_APPROVAL = "OperatorApproval"
-
-
 # -- time helpers ------------------------------------------------------------------------
 
 
@@ -116,12 +108,7 @@ def format_time(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _get(obj: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
+_get = dig
 
 
 # -- the stored remediation --------------------------------------------------------------

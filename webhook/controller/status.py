@@ -4,11 +4,11 @@ changes (so a steady remediation does not write at every look)."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from webhook.controller.machine import Decision
 from webhook.controller.model import Phase, RemediationView, format_time
+from webhook.kube import merge_patch
 
 HISTORY_LIMIT = 50
 REPLACED_SUBTREES = (("fence", "evidence"),)  # written whole: stale keys are removed
@@ -20,17 +20,7 @@ _CONDITIONS = {  # entering a phase sets these conditions
 }
 
 
-def merge(base: Any, patch: Any) -> Any:
-    """RFC 7386, as the API server applies it."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(base) if isinstance(base, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge(out.get(key), value)
-    return out
+merge = merge_patch
 
 
 def _replace(current: Any, new: dict[str, Any]) -> dict[str, Any]:
