@@ -223,8 +223,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _peer_closed(self, wait: float) -> bool:
         try:
-            readable, _, _ = select.select([self.connection], [], [], wait)
-            if not readable:
+            poller = select.poll()  # not select(): it fails on descriptors above 1023
+            poller.register(self.connection.fileno(), select.POLLIN | select.POLLHUP)
+            if not poller.poll(int(wait * 1000)):
                 return False
             if isinstance(self.connection, ssl.SSLSocket):
                 # No peeking through TLS. A client waiting on a response sends nothing, so

@@ -128,7 +128,7 @@ class Cluster:
             self.api.add_identity(agent_identity(name), node=name)
             if agent_cmd:
                 node.address = agent_address(i)
-            if use_watchdogs:
+            if use_watchdogs and (self.agent_nodes is None or name in self.agent_nodes or not agent_cmd):
                 device = WatchdogDevice(name, self.workdir / "nodes" / name / "watchdog",
                                         self.timings.watchdog_timeout_s, self._watchdog_event(name))
                 self.watchdogs[name] = device

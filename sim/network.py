@@ -104,28 +104,32 @@ class PeerNetwork:
             self._relay(source, destination, client, upstream)
 
     def _relay(self, source: str, destination: str, a: socket.socket, b: socket.socket) -> None:
-        sockets = [a, b]
+        poller = select.poll()  # not select(): it fails on descriptors above 1023
+        by_fd = {a.fileno(): (a, b), b.fileno(): (b, a)}
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
         while not self.stopping.is_set():
             if self.blocked(source, destination):
                 return  # cut mid-connection: the partition started
-            readable, _, _ = select.select(sockets, [], [], 0.5)
-            for sock in readable:
+            for fd, _event in poller.poll(500):
+                sock, other = by_fd[fd]
                 try:
                     data = sock.recv(65536)
                 except OSError:
                     return
                 if not data:
                     return
-                (b if sock is a else a).sendall(data)
+                other.sendall(data)
 
     def _block(self, client: socket.socket) -> None:
         if self.mode() == "refuse":
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             return
         deadline = time.monotonic() + HOLD_S
+        poller = select.poll()
+        poller.register(client.fileno(), select.POLLIN)
         while time.monotonic() < deadline and not self.stopping.is_set():
-            readable, _, _ = select.select([client], [], [], 0.5)
-            if readable:
+            if poller.poll(500):
                 try:
                     if not client.recv(4096):
                         return

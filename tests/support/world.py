@@ -269,9 +269,10 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
     raise AssertionError(f"{url} not ready within {timeout}s: {log.read_text()[-2000:]}")
 
 
-def _wait_agents(cluster: Cluster, agent_nodes: list[str] | None, timeout: float = 30.0) -> None:
+def _wait_agents(cluster: Cluster, agent_nodes: list[str] | None, timeout: float | None = None) -> None:
     """Every agent has published itself (capable) and renewed its heartbeat."""
     wanted = [n for n in cluster.nodes if agent_nodes is None or n in agent_nodes]
+    timeout = timeout if timeout is not None else 30.0 + 2.0 * len(wanted)  # agents start on 2 cores
 
     def published() -> bool:
         for name in wanted:
