@@ -375,6 +375,40 @@ def test_node_ready_on_the_same_boot_keeps_the_taint_and_fails() -> None:
     assert "taint stays" in d.message
 
 
+def awaiting_with_evidence(**kw: Any) -> Any:
+    evidence = {"rule": "AcknowledgedWatchdog", "inputs": {"deadBy": format_time(T0 + 100)},
+                "satisfiedAt": format_time(T0 + 232)}
+    return remediation("AwaitingNodeReady", phase_since=T0 + 240, fence=fence_status(evidence=evidence),
+                       recovery={"strategy": "OutOfServiceTaint", "taintAppliedAt": format_time(T0 + 235)}, **kw)
+
+
+def test_ready_from_before_the_fence_is_not_a_node_that_survived_it() -> None:
+    # Found by the chaos suite: the kubelet came back just after the order and posted Ready,
+    # then the agent's fence reset the machine. The Node keeps Ready=True on the old boot for a
+    # grace period after the last heartbeat; that is no reason to call the fence not observed.
+    stale = node("True", lease=T0 + 90, boot=BOOT, oos=True)  # last renewed before deadBy
+    d = decide(awaiting_with_evidence(), observe(T0 + 241, stale), CFG)
+    check(d, "AwaitingNodeReady", "AwaitingNode", [])  # the taint stays, nothing removed
+    back = node("True", lease=T0 + 400, boot=NEW_BOOT, oos=True)
+    check(decide(awaiting_with_evidence(), observe(T0 + 401, back), CFG), "AwaitingNodeReady", "NodeReturned",
+          ["RemoveTaint"])
+
+
+def test_ready_on_the_same_boot_with_a_lease_renewed_after_the_fence_fails_after_a_grace() -> None:
+    alive = node("True", lease=T0 + 300, boot=BOOT, oos=True)  # renewed after deadBy + skew
+    first = decide(awaiting_with_evidence(), observe(T0 + 301, alive), CFG)
+    # A node that rebooted fast may renew its Lease before it posts its new boot: wait a grace.
+    check(first, "AwaitingNodeReady", "NodeAliveAfterFence", [])
+    seen = [{"phase": "AwaitingNodeReady", "reason": "NodeAliveAfterFence", "at": format_time(T0 + 301)}]
+    waiting = awaiting_with_evidence(reason="NodeAliveAfterFence", history=seen)
+    check(decide(waiting, observe(T0 + 310, alive), CFG), "AwaitingNodeReady", "NodeAliveAfterFence", [])
+    rebooted = replace(alive, boot_id=NEW_BOOT)
+    check(decide(waiting, observe(T0 + 310, rebooted), CFG), "AwaitingNodeReady", "NodeReturned", ["RemoveTaint"])
+    late = T0 + 301 + CFG.alive_grace_s + 1
+    check(decide(waiting, observe(late, replace(alive, lease_renewed_at=late - 1)), CFG),
+          "Failed", "FenceNotObserved", [])
+
+
 def test_a_node_that_does_not_come_back_is_reported_and_keeps_its_taint() -> None:
     d = decide(awaiting(), observe(T0 + 240 + 1801, node(oos=True)), CFG)
     check(d, "AwaitingNodeReady", "NodeNotBack", [])

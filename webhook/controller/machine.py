@@ -321,6 +321,42 @@ def _alive_after_fence(rem: RemediationView, obs: Observations, cfg: MachineConf
     return dead_by is not None and renewed is not None and renewed > dead_by + cfg.timing.max_clock_skew_s
 
 
+def _reason_since(rem: RemediationView) -> float | None:
+    """When the current reason was set (the newest history entry, if it is that one)."""
+    history = rem.raw_status.get("history") or []
+    if history and isinstance(history[-1], dict) and history[-1].get("reason") == rem.reason:
+        return parse_time(history[-1].get("at")) or rem.phase_since
+    return rem.phase_since
+
+
+def _ready_on_fenced_boot(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
+    """The Node says Ready on the boot it had when it was fenced. That alone does not show a
+    node that survived its fence: Kubernetes flips Ready to Unknown only a grace period after
+    the last heartbeat, so a kubelet that came back just before the reset leaves Ready=True
+    behind; and a node that rebooted quickly may renew its Lease before it posts its new
+    boot. Failed/FenceNotObserved only once its kubelet renewed the Lease after the node must
+    have been dead and no new boot appeared within `alive_grace_s`."""
+    fence_boot = rem.fence.boot_id if rem.fence else ""
+    not_observed = Decision(Phase.FAILED, Reason.FENCE_NOT_OBSERVED,
+                            f"the node is Ready on the same boot ({fence_boot[:8]}) it had when it was fenced: "
+                            "it was never reset. The out-of-service taint stays; investigate before removing it")
+    evidence = (rem.fence.evidence if rem.fence else None) or {}
+    if parse_time((evidence.get("inputs") or {}).get("deadBy")) is None:
+        return not_observed  # nothing to tell a stale condition from a live node: assume the worst
+    if not _alive_after_fence(rem, obs, cfg):
+        return _stay(rem, Reason.AWAITING_NODE,
+                     "workloads recovered; the node still shows Ready from before it was fenced (its kubelet "
+                     "has not renewed its Lease since): waiting for it to come back",
+                     requeue_s=min(5.0, cfg.node_not_back_after_s))
+    since = _reason_since(rem)
+    if rem.reason == Reason.NODE_ALIVE_AFTER_FENCE and since is not None and obs.now - since > cfg.alive_grace_s:
+        return not_observed
+    return _stay(rem, Reason.NODE_ALIVE_AFTER_FENCE,
+                 "the node's kubelet renewed its Lease after the node must have been reset, and the Node "
+                 "still shows the fenced boot: waiting for its new boot before deciding; the taint stays",
+                 requeue_s=2.0)
+
+
 def _node_alive_check(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision | None:
     if not _alive_after_fence(rem, obs, cfg):
         return None
@@ -410,9 +446,7 @@ def _awaiting_node_ready(rem: RemediationView, obs: Observations, cfg: MachineCo
             return Decision(Phase.SUCCEEDED, Reason.DRY_RUN_COMPLETE, "dry run complete: the node is Ready")
         fence_boot = rem.fence.boot_id if rem.fence else ""
         if fence_boot and node.boot_id == fence_boot:
-            return Decision(Phase.FAILED, Reason.FENCE_NOT_OBSERVED,
-                            f"the node is Ready on the same boot ({fence_boot[:8]}) it had when it was fenced: "
-                            "it was never reset. The out-of-service taint stays; investigate before removing it")
+            return _ready_on_fenced_boot(rem, obs, cfg)
         if node.has_oos_taint:
             return _stay(rem, Reason.NODE_RETURNED, "the node is back with a new boot: removing the taint",
                          actions=(Action(ActionKind.REMOVE_TAINT),), requeue_s=1.0)
