@@ -14,7 +14,8 @@ Lists are returned whole, because a JSON merge patch replaces lists.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from core import names
@@ -35,6 +36,11 @@ LABEL_NODE = names.ANNOTATION_PREFIX + "node"
 def _starts_text(starts_at: float) -> str:
     """`rfc3339(starts_at)`, memoized: every repeat of an alert carries the same startsAt."""
     return rfc3339(starts_at)
+
+
+@functools.lru_cache(maxsize=64)
+def _second_text(second: int) -> str:
+    return rfc3339(second)
 
 
 @dataclass(frozen=True)
@@ -71,10 +77,11 @@ class AlertEntry:
     status: str
     starts_at: float | None
     received_at: float
+    _key: tuple[str, str, str] = field(init=False, repr=False, compare=False)
 
-    @functools.cached_property
-    def _key(self) -> tuple[str, str, str]:
-        return (self.fingerprint, self.status, _starts_text(self.starts_at) if self.starts_at else "")
+    def __post_init__(self) -> None:
+        starts = _starts_text(self.starts_at) if self.starts_at else ""
+        object.__setattr__(self, "_key", (self.fingerprint, self.status, starts))
 
     def key(self) -> tuple[str, str, str]:
         """(fingerprint, status, startsAt as stored): which alert instance this is."""
@@ -166,7 +173,9 @@ def recorded_recently(alerts: list[Any], entry: AlertEntry, interval_s: float) -
     for item in alerts:
         if isinstance(item, dict) and _entry_key(item) == key:
             received = item.get("receivedAt")
-            if isinstance(received, str) and received >= rfc3339(entry.received_at - interval_s):
+            # To the second, like the stored receivedAt (the text is memoized per second).
+            since = _second_text(math.floor(entry.received_at - interval_s))
+            if isinstance(received, str) and received >= since:
                 return True
     return False
 

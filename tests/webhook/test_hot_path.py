@@ -71,3 +71,13 @@ def test_an_alert_entry_key_is_its_stored_form(starts_at: float, received_at: fl
     assert recorded_recently(stored, entry, 30.0)
     again = AlertEntry("NodeNotReady", "fp-1", "firing", starts_at, received_at + 1)
     assert with_alert(stored, again, 1)[-1]["count"] == 2
+
+
+@given(st.floats(min_value=1, max_value=4_102_444_800))
+def test_a_delivery_is_recent_for_the_interval_to_the_second(written_at: float) -> None:
+    entry = AlertEntry("NodeNotReady", "fp-1", "firing", 1_767_000_000.0, written_at)
+    stored = with_alert([], entry, 1)
+    later = AlertEntry("NodeNotReady", "fp-1", "firing", 1_767_000_000.0, written_at + 29.0)
+    assert recorded_recently(stored, later, 30.0)
+    much_later = AlertEntry("NodeNotReady", "fp-1", "firing", 1_767_000_000.0, written_at + 31.0)
+    assert not recorded_recently(stored, much_later, 30.0)
