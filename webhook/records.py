@@ -43,6 +43,15 @@ def _second_text(second: int) -> str:
     return rfc3339(second)
 
 
+def second_text(ts: float) -> str:
+    """`rfc3339(ts)`, memoized per second. datetime rounds a timestamp to microseconds
+    before it shows the second, so this rounds the same way."""
+    second = math.floor(ts)
+    if round((ts - second) * 1_000_000) >= 1_000_000:
+        second += 1
+    return _second_text(second)
+
+
 @dataclass(frozen=True)
 class Trigger:
     """Who asked for a remediation (becomes `spec.trigger`)."""
@@ -173,8 +182,7 @@ def recorded_recently(alerts: list[Any], entry: AlertEntry, interval_s: float) -
     for item in alerts:
         if isinstance(item, dict) and _entry_key(item) == key:
             received = item.get("receivedAt")
-            # To the second, like the stored receivedAt (the text is memoized per second).
-            since = _second_text(math.floor(entry.received_at - interval_s))
+            since = second_text(entry.received_at - interval_s)
             if isinstance(received, str) and received >= since:
                 return True
     return False

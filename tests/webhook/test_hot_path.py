@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from core.clock import rfc3339
 from webhook.logs import JsonFormatter
 from webhook.metrics import WebhookMetrics
-from webhook.records import AlertEntry, has_entry, recorded_recently, with_alert
+from webhook.records import AlertEntry, has_entry, recorded_recently, second_text, with_alert
 
 TIMES = st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False)  # up to 2100
 
@@ -71,6 +71,12 @@ def test_an_alert_entry_key_is_its_stored_form(starts_at: float, received_at: fl
     assert recorded_recently(stored, entry, 30.0)
     again = AlertEntry("NodeNotReady", "fp-1", "firing", starts_at, received_at + 1)
     assert with_alert(stored, again, 1)[-1]["count"] == 2
+
+
+@given(st.floats(min_value=0, max_value=4_102_444_800))
+def test_second_text_is_rfc3339(ts: float) -> None:
+    assert second_text(ts) == rfc3339(ts)
+    assert second_text(ts) == rfc3339(ts)
 
 
 @given(st.floats(min_value=1, max_value=4_102_444_800))
