@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from core.settings import parse_duration
-from tests.support.prometheus import ALERTMANAGER, free_port, prometheus, wait_http
+from tests.support.prometheus import ALERTMANAGER, free_port, prometheus, serve
 from tests.support.world import ROOT, World
 
 RULES = ROOT / "rules" / "nodewarden-alerts.yaml"
@@ -87,21 +87,10 @@ def alertmanager(tmp: Path, webhook_urls: list[str], token_file: Path, scale: fl
         check = subprocess.run([amtool, "check-config", str(config)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
     port = free_port()
-    log = open(tmp / "alertmanager.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([ALERTMANAGER, f"--config.file={config}", f"--storage.path={tmp / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
-                             "--log.level=info"], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/-/ready")
+    with serve([ALERTMANAGER, f"--config.file={config}", f"--storage.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=info"],
+               tmp / "alertmanager.log", port) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @contextmanager

@@ -55,12 +55,18 @@ def prometheus(workdir: Path, config: dict[str, Any], rule_files: list[Path] | N
         config["rule_files"] = [str(p) for p in rule_files]
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
-    log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([PROMETHEUS, f"--config.file={workdir / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={workdir / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}",
-                             "--web.enable-lifecycle", "--log.level=warn"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    with serve([PROMETHEUS, f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+                "--web.enable-lifecycle", "--log.level=warn"], workdir / "prometheus.log", port) as url:
+        yield url
+
+
+@contextmanager
+def serve(argv: list[str], log_path: Path, port: int) -> Iterator[str]:
+    """Run a server process logging to `log_path`; yields its base URL once /-/ready answers,
+    and stops it (terminate, then kill) when done."""
+    log = open(log_path, "wb")  # noqa: SIM115
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/-/ready")
