@@ -137,6 +137,25 @@ def wait_ready(
     raise AssertionError(f"{url} did not become ready")
 
 
+def wait_all_workers(url: str, proc: subprocess.Popen[str], workers: int, timeout_s: float = 30) -> None:
+    """The first worker's /readyz says nothing of the others, which may still be importing:
+    wait for every worker process, then for a run of fresh connections all answered ready."""
+    deadline = time.monotonic() + timeout_s
+    while len(children(proc.pid)) < workers:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gunicorn started {len(children(proc.pid))} of {workers} workers")
+        time.sleep(0.1)
+    in_a_row = 0
+    while in_a_row < 10 * workers:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url}: not every worker became ready")
+        with requests.Session() as s:
+            ok = s.get(url + "/readyz", headers={"Connection": "close"}, timeout=2).status_code == 200
+        in_a_row = in_a_row + 1 if ok else 0
+        if not ok:
+            time.sleep(0.1)
+
+
 def stop(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -163,6 +182,7 @@ def gunicorn_webhook(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc, log_path=tmp / "webhook.log")
+        wait_all_workers(url, proc, int(extra.get("NODEWARDEN_WORKERS", "2")))
         yield url, proc
     finally:
         stop(proc)
