@@ -124,6 +124,10 @@ class Kubelet:
                 self._terminate(pod, epoch)
             elif phase in ("Succeeded", "Failed"):
                 self._kill(uid, f"pod phase {phase}")
+            elif uid in node.running and phase != "Running":
+                # Started while the API was out of reach: the status manager reports it now,
+                # as the real kubelet's keeps syncing until the API has it.
+                self._report_running(pod)
             elif uid not in node.running and uid not in node.starting:
                 volumes = self._attached_volumes(pod)
                 if volumes is None:

@@ -15,6 +15,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from sim.cluster import Cluster
+from sim.timings import Timings
 from tests.sim.helpers import (
     add_taint,
     pod,
@@ -105,6 +106,22 @@ def test_kubelet_kills_pods_deleted_while_it_was_cut_off(make_cluster: Callable[
                      message="kubelet kills the deleted pod")
     killed = cluster.timeline.first("pod-killed", node, obj=f"default/{name}")
     assert killed is not None and killed.detail == "pod no longer exists in the API"
+
+
+def test_a_pod_started_while_the_api_was_out_of_reach_is_reported_running_later(
+        make_cluster: Callable[..., Cluster]) -> None:
+    """Found by the chaos suite: a pod that started just as an API outage began stayed
+    Pending in the API forever, though it ran; the kubelet reported Running only at start."""
+    cluster = make_cluster(nodes=1, time_scale=SCALE, workloads=["db=statefulset:1"],
+                           timings=Timings(pod_start_delay_s=40.0))
+    node = cluster.nodes["node-1"]
+    cluster.wait_for(lambda: node.starting, 10, message="the kubelet starting db-0")
+    cluster.fault("partition", "node-1", from_="api")
+    cluster.wait_for(lambda: cluster.timeline.first("pod-started", "node-1", obj="default/db-0"), 10,
+                     message="db-0 started")
+    assert running_on(cluster, "db-0") is None  # it runs, but the kubelet could not say so
+    cluster.fault("heal", "node-1")
+    cluster.wait_for(lambda: running_on(cluster, "db-0") == "node-1", 5, message="db-0 reported Running")
 
 
 def test_deployment_replaces_a_terminating_pod_at_once_with_a_new_name(make_cluster: Callable[..., Cluster]) -> None:
