@@ -9,7 +9,7 @@ PYTHON      ?= python3
 VENV        := .venv
 BIN         := $(VENV)/bin
 STAMP       := $(VENV)/.installed
-DEB_PACKAGES := prometheus prometheus-alertmanager
+DEB_PACKAGES := prometheus prometheus-alertmanager curl
 PYTEST_ARGS ?=
 SEEDS       ?= 20
 

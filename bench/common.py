@@ -21,14 +21,16 @@ def rss_mib(pid: int | str = "self") -> float:
     raise RuntimeError("no VmRSS")
 
 
-def cpu_seconds(pid: int | str = "self") -> float:
-    """User + system CPU seconds consumed by a process (from /proc/PID/stat)."""
+def cpu_seconds(pid: int | str = "self", children: bool = False) -> float:
+    """User + system CPU seconds consumed by a process (from /proc/PID/stat); with
+    `children`, also that of the child processes it has waited for."""
     if pid == "self":
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return usage.ru_utime + usage.ru_stime
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    used = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if children else 0)
+    return used / ticks
 
 
 def machine() -> dict[str, Any]:
