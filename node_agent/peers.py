@@ -10,6 +10,14 @@ question opens and asked in batches (first 3, then max(3, (N-3)/10)), each batch
 parallel, each request with the peer timeout and never past the isolation deadline. The
 latest answer per peer is kept with its arrival time; an order a peer relays is handed
 to the order desk at once.
+
+Asking never waits for the slowest peer: a batch is waited on for at most `collect_s`
+(one loop tick), and a request still running then finishes in the background, its answer
+recorded when it arrives. A peer with a request in flight is not asked again until it
+ends. A peer that does not answer (cut off, dropped packets) would otherwise hold every
+batch it lands in for the whole peer timeout, and the answers of the others would age
+past the isolation timeout before the next round reached them: during an API outage
+with one peer cut off, every agent lost its majority of fresh answers and fenced.
 """
 
 from __future__ import annotations
@@ -92,6 +100,7 @@ class PeerPoll:
         executor: Executor,
         request_timeout_s: float,
         on_order: Callable[[str], None],
+        collect_s: float | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._node = node
@@ -101,12 +110,16 @@ class PeerPoll:
         self._metrics = metrics
         self._executor = executor
         self._timeout_s = request_timeout_s
+        self._collect_s = request_timeout_s if collect_s is None else collect_s
         self._on_order = on_order
         self._rng = rng or random.Random()
         self._opened_at: float | None = None
         self._batches: list[list[Peer]] = []
         self._cursor = 0
-        self._answers: dict[str, tuple[bool | None, float]] = {}
+        self._lock = threading.Lock()
+        self._answers: dict[str, tuple[bool | None, float]] = {}  # guarded by _lock
+        self._in_flight: set[str] = set()  # peers with a request running; guarded by _lock
+        self._question = 0  # bumped at open and close: a late answer to an old question is dropped
         self.last_ask_at: float | None = None
 
     # The question ----------------------------------------------------------------------
@@ -120,12 +133,16 @@ class PeerPoll:
             return
         self._opened_at = self._clock.monotonic()
         self._reshuffle()
-        self._answers.clear()
+        with self._lock:
+            self._question += 1
+            self._answers.clear()
         self.last_ask_at = None
 
     def close(self) -> None:
         self._opened_at = None
-        self._answers.clear()
+        with self._lock:
+            self._question += 1
+            self._answers.clear()
         self._batches = []
         self.last_ask_at = None
 
@@ -136,9 +153,13 @@ class PeerPoll:
 
     def answers(self) -> tuple[PeerAnswer, ...]:
         now = self._clock.monotonic()
-        return tuple(
-            PeerAnswer(peer, reachable, now - at) for peer, (reachable, at) in self._answers.items()
-        )
+        with self._lock:
+            answers = list(self._answers.items())
+        return tuple(PeerAnswer(peer, reachable, now - at) for peer, (reachable, at) in answers)
+
+    def in_flight(self) -> set[str]:
+        with self._lock:
+            return set(self._in_flight)
 
     def _reshuffle(self) -> None:
         peers = self._directory.peers()
@@ -149,43 +170,65 @@ class PeerPoll:
     # Asking ------------------------------------------------------------------------------
 
     def ask_next_batch(self, deadline_mono: float | None = None) -> int:
-        """Ask the next batch in parallel; returns how many answered. Waits at most the
-        peer timeout, and not past `deadline_mono` (monotonic) when given."""
-        if not self._batches or self._cursor >= len(self._batches):
-            self._reshuffle()
-        if not self._batches:
+        """Ask the next batch of peers that have no request in flight, in parallel; returns
+        how many of them answered within `collect_s`. Each request runs for at most the peer
+        timeout, and not past `deadline_mono` (monotonic) when given; one still running
+        after `collect_s` is left to finish, and its answer counts when it arrives."""
+        batch = self._next_batch()
+        if not batch:
             return 0
-        batch = self._batches[self._cursor]
-        self._cursor += 1
         now = self._clock.monotonic()
         self.last_ask_at = now
         budget = self._timeout_s
         if deadline_mono is not None:
             budget = max(0.05, min(budget, deadline_mono - now))
-        futures: dict[Future[NodeView], Peer] = {
-            self._executor.submit(self._client.node_view, p.url, self._node, timeout_s=budget): p
-            for p in batch
-        }
-        done, not_done = wait(futures, timeout=budget)
-        answered = 0
-        for future in not_done:
-            future.cancel()
-            self._metrics.peer_requests.labels(endpoint="nodes", result="Timeout").inc()
-        for future in done:
-            peer = futures[future]
-            try:
-                view = future.result()
-            except PeerError as exc:
-                self._metrics.peer_requests.labels(endpoint="nodes", result=str(exc.kind)).inc()
-                log.debug("peer %s: %s", peer.name, exc)
-                continue
-            except Exception as exc:  # a bug in a peer's answer must not stop the loop
-                self._metrics.peer_requests.labels(endpoint="nodes", result="Error").inc()
-                log.warning("peer %s: unexpected error %r", peer.name, exc)
-                continue
-            self._metrics.peer_requests.labels(endpoint="nodes", result="Answered").inc()
-            answered += 1
-            self._answers[peer.name] = (view.api_reachable, self._clock.monotonic())
-            if view.order:
-                self._on_order(view.order)
-        return answered
+        with self._lock:
+            question = self._question
+            self._in_flight.update(p.name for p in batch)
+        futures: list[Future[bool]] = []
+        for peer in batch:
+            future = self._executor.submit(self._ask, peer, budget, question)
+            futures.append(future)
+        done, _ = wait(futures, timeout=min(budget, self._collect_s))
+        return sum(1 for f in done if not f.cancelled() and f.exception() is None and f.result())
+
+    def _next_batch(self) -> list[Peer]:
+        """The next batch, without the peers whose last request is still running; a batch
+        left empty by that is skipped (one reshuffle at most per call)."""
+        with self._lock:
+            busy = set(self._in_flight)
+        for _ in range(2):
+            if not self._batches or self._cursor >= len(self._batches):
+                self._reshuffle()
+                if not self._batches:
+                    return []
+            while self._cursor < len(self._batches):
+                batch = [p for p in self._batches[self._cursor] if p.name not in busy]
+                self._cursor += 1
+                if batch:
+                    return batch
+        return []
+
+    def _ask(self, peer: Peer, budget: float, question: int) -> bool:
+        """One request (on an executor thread): records the answer; True if there was one."""
+        try:
+            view = self._client.node_view(peer.url, self._node, timeout_s=budget)
+        except PeerError as exc:
+            self._metrics.peer_requests.labels(endpoint="nodes", result=str(exc.kind)).inc()
+            log.debug("peer %s: %s", peer.name, exc)
+            return False
+        except Exception as exc:  # a bug in a peer's answer must not stop the loop
+            self._metrics.peer_requests.labels(endpoint="nodes", result="Error").inc()
+            log.warning("peer %s: unexpected error %r", peer.name, exc)
+            return False
+        finally:
+            with self._lock:
+                self._in_flight.discard(peer.name)
+        self._metrics.peer_requests.labels(endpoint="nodes", result="Answered").inc()
+        with self._lock:
+            current = question == self._question
+            if current:
+                self._answers[peer.name] = (view.api_reachable, self._clock.monotonic())
+        if view.order:
+            self._on_order(view.order)  # an order is an order, whichever question asked
+        return current

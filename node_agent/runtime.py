@@ -134,6 +134,7 @@ class Runtime:
             executor=self.executor,
             request_timeout_s=s.peer_request_timeout_s,
             on_order=self._relayed_order,
+            collect_s=s.loop_tick_s,
         )
         self.service = PeerService(
             settings=ServiceSettings(

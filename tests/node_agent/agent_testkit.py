@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,9 +47,14 @@ class ScriptedPeers:
     def __init__(self) -> None:
         self.views: dict[str, NodeView | PeerErrorKind] = {}
         self.asked: list[str] = []
+        self.silent: set[str] = set()  # these never answer until `release` is set (dropped packets)
+        self.release = threading.Event()
 
     def node_view(self, base_url: str, node: str, *, timeout_s: float | None = None) -> NodeView:
         self.asked.append(base_url)
+        if base_url in self.silent:
+            self.release.wait(60.0)
+            raise PeerError(PeerErrorKind.TIMEOUT, "scripted: silent")
         answer = self.views.get(base_url, PeerErrorKind.TIMEOUT)
         if isinstance(answer, PeerErrorKind):
             raise PeerError(answer, "scripted")

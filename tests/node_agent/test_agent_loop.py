@@ -104,6 +104,31 @@ def test_api_outage_for_every_node_fences_nobody(world_factory: Callable[..., Ag
     assert world.watchdog.feeds > 0
 
 
+def test_api_outage_with_a_silent_peer_keeps_the_others_answers_fresh(
+    world_factory: Callable[..., AgentWorld],
+) -> None:
+    """A peer whose packets are dropped answers only at its timeout. Its request must not
+    hold back the batch it is in: the others are asked again and again while it is in
+    flight, so the outage verdict never runs out of fresh answers; and it is not asked
+    again until its request ends."""
+    world = world_factory(peers=6)
+    healthy(world)
+    silent = world.peer_urls[0]
+    world.peers.silent.add(silent)
+    try:
+        world.api.cut_off()
+        world.peers.set_all(world.peer_urls[1:], reachable=False)
+        decisions = run_for(world, 30.0)
+        assert [d.reason for d in decisions][-1] is Reason.CONTROL_PLANE_OUTAGE, decisions
+        assert all(d.verdict is not Verdict.FENCE for d in decisions), decisions
+        assert world.runtime.fencer.record is None
+        assert world.peers.asked.count(silent) == 1
+        assert "peer-0" in world.runtime.poll.in_flight()
+        assert all(world.peers.asked.count(url) > 1 for url in world.peer_urls[1:])
+    finally:
+        world.peers.release.set()
+
+
 def test_order_in_the_api_fences_and_is_reported_on_the_noderemediation(
     world_factory: Callable[..., AgentWorld], make_token: Callable[..., str]
 ) -> None:
