@@ -15,17 +15,23 @@ remediation finished and every pod running (or the settle time ran out):
 3. the StatefulSet pods of every dead node run on another node within the recovery bound
    (`recovery_bound` below), for every fault that lasted that long;
 4. no remediation ends `Failed` with reason `FenceNotObserved`, and no remediation holds
-   more than one fence order.
+   more than one fence order;
+5. no node is reset by its watchdog without a reason: a fence order for it since it
+   booted, or a fault that cuts it off (`judge_resets`). Resetting is always safe, so the
+   invariant monitor cannot see a node fenced for nothing; this check does.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +44,11 @@ from tests.chaos.schedule import Incident, Schedule, Step
 from tests.sim.helpers import ready, running_on, wait_running
 from tests.support.world import World, controller_env, nodewarden_world, policy
 
-SCALE = 0.05
+# 10x faster than a real cluster. At 0.05 the test world's floors on the agents' network
+# timeouts (tests/support/world.py) make one API check as long as the isolation timeout
+# and a peer request half of it, a regime the defaults never reach, and a world of 7 agents
+# with 0.75 s watchdogs on 2 cores resets nodes whenever the machine stalls.
+SCALE = 0.1
 NODES = 7
 WORKLOADS = ("db=statefulset:3", "web=deployment:3")
 STATEFULSET_PODS = ("db-0", "db-1", "db-2")
@@ -50,6 +60,7 @@ SETTLE_S = 600.0  # cluster seconds after the last step for everything to come b
 WALL_SLACK_S = 3.0
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
 OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
+FENCE_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+) .*FENCE begun: trigger=(\w+)")
 
 
 def reproduce_command(seed: int | None, schedule_file: Path | None = None) -> str:
@@ -164,7 +175,10 @@ class Runner:
     transitions: list[Transition] = field(default_factory=list)
     unsettled: list[str] = field(default_factory=list)
     settled_at: float = 0.0
+    steps_done_at: float = 0.0
     recoveries: list[Recovery] = field(default_factory=list)
+    wall: dict[str, float] = field(default_factory=dict)  # seconds spent: start, schedule, settle, stop
+    load: list[float] = field(default_factory=list)  # the 1-minute load average, sampled during the run
 
     def __post_init__(self) -> None:
         self.c = self.w.cluster
@@ -207,18 +221,31 @@ class Runner:
         c.registry.commit_hooks.append(self._on_commit)
         self.am.start()
         self.t0 = time.time()
+        self.load.append(os.getloadavg()[0])
         try:
             for step in self.schedule.steps:
                 delay = self.t0 + step.at * self.scale - time.time()
                 if delay > 0:
                     time.sleep(delay)
+                self.load.append(os.getloadavg()[0])
                 self.execute(step)
+            self.steps_done_at = time.time()
             self.settle()
         finally:
             self.am.stop()
             for t in self._threads:
                 t.join(timeout=30)
             c.registry.commit_hooks.remove(self._on_commit)
+
+    def stop_controllers(self) -> None:
+        """SIGKILL the controllers before the world stops: its orderly SIGTERM waits 10 s per
+        process and, on a loaded machine, gives up on the first slow one and leaves the
+        rest of the world running (the webhook, the simulator, every agent)."""
+        for identity in list(self.w.controllers):
+            try:
+                self.w.kill_controller(identity)
+            except Exception:  # already gone, or still dying: the world's cleanup tries again
+                pass
 
     def execute(self, step: Step) -> None:
         c, w = self.c, self.w
@@ -302,6 +329,7 @@ class Runner:
                 self.unsettled = why
                 return
             time.sleep(0.1)
+            self.load.append(os.getloadavg()[0])
 
     # -- judging ------------------------------------------------------------------------
 
@@ -350,6 +378,64 @@ class Runner:
                                                 moved.at if moved else None, moved.node if moved else "",
                                                 checked=back_at > deadline))
 
+    def _fence_lines(self, node: str) -> list[tuple[float, str]]:
+        """The agent's "FENCE begun" log lines on `node`: (wall time, trigger)."""
+        path = self.out / "sim" / "logs" / f"agent-{node}.log"
+        found = []
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        for line in lines:
+            match = FENCE_LINE.match(line)
+            if match:
+                at = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                found.append((at, match.group(2)))
+        return found
+
+    def judge_resets(self) -> list[str]:
+        """Every watchdog reset has a reason: a fence order for that node since it booted,
+        or a fault that cut it off (from everything; from its peers during an API outage;
+        its agent killed for longer than the watchdog's timeout)."""
+        s = self.scale
+        after = 40.0 * s  # a fence begun just before a fault ended fires up to W later
+        outages = [(self.step_at[st], self.step_at[st] + st.duration * s)
+                   for st in self.schedule.steps if st.action == "api-outage" and st in self.step_at]
+        orders: dict[str, list[float]] = {}
+        seen: set[tuple[str, str]] = set()
+        for t in self.transitions:
+            if t.order and (t.uid, t.order) not in seen:
+                seen.add((t.uid, t.order))
+                orders.setdefault(t.node, []).append(t.at)
+
+        def cut_off(node: str, at: float) -> bool:
+            for inc in self.schedule.incidents():
+                if inc.node != node or inc.start_step not in self.step_at:
+                    continue
+                start = self.step_at[inc.start_step]
+                end = self.step_at.get(inc.end_step, float("inf")) if inc.end_step else float("inf")
+                if inc.kind == "partition-all" and start <= at <= end + after:
+                    return True
+                if inc.kind == "agent-kill" and start <= at <= start + (inc.start_step.restart_after or 5.0) * s + after:
+                    return True
+                if inc.kind == "partition-peers" and any(
+                        max(start, a) <= at <= min(end, b) + after for a, b in outages):
+                    return True
+            return False
+
+        out = []
+        boots = self.c.timeline.events(kind="node-booted")
+        for fired in self.c.timeline.events(kind="watchdog-fired", since=self.t0):
+            node, at = fired.node, fired.at
+            booted = max((b.at for b in boots if b.node == node and b.at <= at), default=0.0)
+            if any(booted <= o <= at for o in orders.get(node, [])) or cut_off(node, at):
+                continue
+            why = [trigger for when, trigger in self._fence_lines(node) if when <= at]
+            agent = f" (its agent's last fence: {why[-1]})" if why else ""
+            out.append(f"{node} reset by its watchdog at t={self.ct(at):.1f}s with no fence order for it since it "
+                       f"booted and no fault cutting it off{agent}")
+        return out
+
     def findings(self) -> list[str]:
         c, w = self.c, self.w
         out = []
@@ -371,6 +457,7 @@ class Runner:
             if len(seen) > 1:
                 node = next(t.node for t in self.transitions if t.uid == uid)
                 out.append(f"remediation of {node} (uid {uid[:8]}) stored {len(seen)} different fence orders")
+        out += self.judge_resets()
         self.judge_recoveries()
         for r in self.recoveries:
             if not r.ok():
@@ -408,7 +495,21 @@ class Runner:
         lines += ["  " + d.line(self.t0, self.scale) for d in self.am.deliveries]
         if findings:
             lines += ["", "FINDINGS:"] + [f"  - {f}" for f in findings]
+        if self.overloaded():
+            lines += ["", self.overloaded()]
         return "\n".join(lines)
+
+    def overloaded(self) -> str:
+        """A warning when the machine was oversubscribed during the run: the world's
+        timings are scaled 10x down, so a starved agent misses its API checks and peer
+        answers and may fence for real (a finding about the machine, not the product)."""
+        cores = os.cpu_count() or 1
+        peak = max(self.load, default=0.0)
+        if peak <= 4 * cores:
+            return ""
+        return (f"WARNING: the load average reached {peak:.0f} on {cores} cores during this run (other work on "
+                "the machine); timing findings may come from starved processes: run the seed again on a quiet "
+                "machine before trusting them")
 
     def save(self, findings: list[str]) -> None:
         self.schedule.save(self.out / "chaos-schedule.json")
@@ -420,6 +521,7 @@ class Runner:
 
 
 def run_schedule(schedule: Schedule, out: Path) -> tuple[Runner, list[str]]:
+    begin = time.time()
     with nodewarden_world(out, nodes=NODES, time_scale=SCALE, workloads=list(WORKLOADS), controllers=2,
                           remediation_policy=policy()) as w:
         runner = Runner(w, schedule, out)
@@ -432,4 +534,11 @@ def run_schedule(schedule: Schedule, out: Path) -> tuple[Runner, list[str]]:
             raise
         finally:
             runner.save(findings)
+            runner.stop_controllers()
+        stopping = time.time()
+    end = time.time()
+    runner.wall = {"world start": runner.t0 - begin, "schedule": runner.steps_done_at - runner.t0,
+                   "settle": max(0.0, stopping - runner.steps_done_at), "world stop": end - stopping}
+    with (out / "chaos-report.txt").open("a") as report:
+        report.write("wall seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in runner.wall.items()) + "\n")
     return runner, findings

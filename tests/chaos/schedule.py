@@ -45,9 +45,9 @@ from typing import Any
 NODES = [f"node-{i}" for i in range(1, 8)]
 STATEFULSET_FIRST_NODES = NODES[:3]  # a fresh cluster's scheduler places db-0..2 on node-1..3
 
-ACTIVE_S = 700.0  # every fault starts and ends within this window
+ACTIVE_S = 560.0  # every fault starts and ends within this window
 DEAD_SHORT_S = (40.0, 150.0)  # back before any recovery can be expected
-DEAD_LONG_S = (340.0, 430.0)  # long enough for the recovery bound to be checked
+DEAD_LONG_S = (330.0, 420.0)  # long enough for the recovery bound to be checked
 TAIL_S = {"dead": 120.0, "reboot": 60.0, "agent-kill": 90.0, "peers": 10.0}
 NODE_GAP_S = 60.0  # healthy time between two faults of one node, after the tail
 LEADER_KILL_SPACING_S = 60.0
@@ -104,6 +104,14 @@ class Incident:
     end: float
     start_step: Step | None = None
     end_step: Step | None = None
+
+    @property
+    def tail_s(self) -> float:
+        """How long after its end the node may still be down or rejoining (it may have been
+        reset by its watchdog, and reboots)."""
+        if self.dead:
+            return TAIL_S["dead"]
+        return TAIL_S["peers" if self.kind == "partition-peers" else self.kind]
 
     @property
     def dead(self) -> bool:

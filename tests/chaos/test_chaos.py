@@ -33,10 +33,12 @@ def test_chaos_schedule(chaos_schedule: Schedule, tmp_path: Path, request: pytes
     runner, findings = run_schedule(chaos_schedule, out)
     report = runner.report(findings)
     print(report)
+    print("wall seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in runner.wall.items()))
     if findings:
         file = request.config.getoption("chaos_schedule", default=None)
         command = reproduce_command(chaos_schedule.seed, Path(file) if file else None)
         pytest.fail("\n".join(
             [f"chaos {name} failed:"] + [f"  - {f}" for f in findings]
+            + ([runner.overloaded()] if runner.overloaded() else [])
             + ["", f"reproduce: {command}", f"logs, timeline and report: {out}", "", chaos_schedule.describe()]),
             pytrace=False)

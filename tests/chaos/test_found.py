@@ -1,0 +1,56 @@
+"""What the chaos suite found, each minimized to the smallest world and steps that show
+it, kept as scenarios of their own (docs/results.md, "The chaos suite", lists them)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.sim.helpers import ready, wait_running
+from tests.support.world import nodewarden_world
+
+SCALE = 0.05
+
+
+def test_a_kubelet_back_just_after_the_fence_order_is_no_fence_not_observed(tmp_path: Path) -> None:
+    """Seed 4: a kubelet stopped long enough for the alert, then started again right after
+    the controller stored the fence order. The agent fenced (it reaches the API), the kubelet
+    posted Ready on the old boot, then the watchdog reset the machine. Kubernetes keeps that
+    Ready=True for a grace period after the last heartbeat, and the controller took it for a
+    node that survived its fence: Failed/FenceNotObserved, the taint left on the node for
+    good (stale-taint once it came back). Fixed in webhook/controller/machine.py: Ready on
+    the fenced boot counts only with a kubelet Lease renewed after the node must have died."""
+    with nodewarden_world(tmp_path, nodes=5, time_scale=SCALE, workloads=("db=statefulset:3",)) as w:
+        c = w.cluster
+        victim = wait_running(c, ["db-0", "db-1", "db-2"], timeout=20)["db-0"]
+        c.fault("kubelet-stop", victim)
+        c.wait_for(lambda: ready(c, victim) == "Unknown", 15, message=f"{victim} Ready=Unknown")
+        assert w.alert(victim).status_code == 200
+        w.wait_phase(victim, "Fencing", timeout=30)
+        c.fault("kubelet-start", victim)
+        rem = w.wait_phase(victim, "Succeeded", "Failed", timeout=60)
+        assert (rem["status"]["phase"], rem["status"]["reason"]) in (
+            ("Succeeded", "NodeReturned"), ("Succeeded", "NodeRebooted")), rem["status"]
+        c.wait_for(lambda: not w.has_taint(victim), 10, message="the taint removed")
+        assert c.node_state(victim)["resets"] == 1
+        report = c.invariants()
+        assert report["violations"] == [], report
+
+
+def test_an_api_outage_with_one_node_cut_off_from_its_peers_fences_only_that_node(tmp_path: Path) -> None:
+    """Seeds 1, 3, 10, 13: during an API outage, with one node cut off from its peers
+    (packets dropped), every agent fenced with NoQuorum ("2 peer(s) answered, none reaches
+    the API, 2 of 6 is no majority") and the whole cluster was reset. Only the cut-off node
+    may fence: it reaches neither the API nor its peers. The silent peer held every batch
+    it was in for the whole peer timeout while the other answers aged past the isolation
+    timeout. Fixed in node_agent/peers.py: a batch is waited on for one loop tick at
+    most, a late answer counts when it arrives, and a peer is not asked again while its
+    request runs."""
+    with nodewarden_world(tmp_path, nodes=7, time_scale=SCALE, workloads=(), webhook=False, controllers=0) as w:
+        c = w.cluster
+        t0 = c.clock()
+        c.fault("partition", "node-7", from_="peers")
+        c.fault("api-outage", duration_s=100.0)
+        time.sleep(100 * SCALE + 2.0)
+        fired = sorted({e.node for e in c.timeline.events(kind="watchdog-fired", since=t0)})
+        assert fired in ([], ["node-7"]), f"reset: {fired}"

@@ -1,0 +1,123 @@
+"""The schedule generator keeps its promises (tests/chaos/schedule.py), over many seeds,
+without starting a world."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.runner import SCALE, recovery_bound
+from tests.chaos.schedule import (
+    ACTIVE_S,
+    NODE_GAP_S,
+    NODES,
+    Schedule,
+    Step,
+    generate,
+)
+
+SEEDS = range(1, 401)
+
+
+def unhealthy_spans(schedule: Schedule) -> list[tuple[str, float, float]]:
+    spans = []
+    for inc in schedule.incidents():
+        if inc.kind == "partition-peers":
+            continue
+        spans.append((inc.node, inc.start, inc.end + inc.tail_s))
+    return spans
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    return max((sum(1 for a, b in spans if a <= p < b) for p, _ in spans), default=0)
+
+
+def test_a_seed_gives_the_same_schedule_every_time() -> None:
+    assert generate(7).to_json() == generate(7).to_json()
+    assert generate(7).to_json() != generate(8).to_json()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 42])
+def test_a_schedule_survives_its_file(seed: int, tmp_path: Path) -> None:
+    schedule = generate(seed)
+    schedule.save(tmp_path / "s.json")
+    assert Schedule.load(tmp_path / "s.json").to_json() == schedule.to_json()
+
+
+def test_every_fault_ends_within_the_window() -> None:
+    for seed in SEEDS:
+        schedule = generate(seed)
+        for inc in schedule.incidents():
+            assert inc.end < float("inf"), (seed, inc)
+            assert inc.end <= ACTIVE_S, (seed, inc)
+        outages = [s for s in schedule.steps if s.action == "api-outage"]
+        assert all(s.at + s.duration <= ACTIVE_S and s.duration > 0 for s in outages), seed
+
+
+def test_at_most_two_or_three_nodes_are_unhealthy_at_once() -> None:
+    for seed in SEEDS:
+        schedule = generate(seed)
+        assert schedule.max_unhealthy in (2, 3)
+        spans = [(a, b) for _, a, b in unhealthy_spans(schedule)]
+        assert most_at_once(spans) <= schedule.max_unhealthy, seed
+
+
+def test_a_node_has_one_fault_at_a_time_and_rests_after_it() -> None:
+    for seed in SEEDS:
+        schedule = generate(seed)
+        by_node: dict[str, list[tuple[float, float]]] = {}
+        for inc in schedule.incidents():
+            by_node.setdefault(inc.node, []).append((inc.start, inc.end + inc.tail_s))
+        for node, spans in by_node.items():
+            assert node in NODES
+            spans.sort()
+            for (_, end), (start, _) in pairwise(spans):
+                assert start >= end + NODE_GAP_S - 0.2, (seed, node, spans)  # steps are rounded to 0.1 s
+
+
+def test_an_api_outage_never_meets_more_than_two_silent_agents() -> None:
+    silent_kinds = {"power-off", "partition-all", "partition-peers", "reboot", "agent-kill"}
+    for seed in SEEDS:
+        schedule = generate(seed)
+        silent = []
+        for inc in schedule.incidents():
+            if inc.kind in silent_kinds:
+                silent.append((inc.start, inc.end + inc.tail_s))
+        for step in schedule.steps:
+            if step.action != "api-outage":
+                continue
+            a, b = step.at, step.at + step.duration
+            inside = [(max(a, s), min(b, e)) for s, e in silent if s < b and a < e]
+            assert most_at_once(inside) <= 2, (seed, step)
+
+
+def test_schedules_cover_every_fault_and_alert_misbehaviour() -> None:
+    actions: set[str] = set()
+    kinds: set[str] = set()
+    for seed in SEEDS:
+        schedule = generate(seed)
+        actions |= {s.action for s in schedule.steps}
+        kinds |= {i.kind for i in schedule.incidents()}
+        assert any(i.dead for i in schedule.incidents()), seed  # each opens with a dead node
+    assert actions >= {"power-off", "power-on", "reboot", "kubelet-stop", "kubelet-start", "partition", "heal",
+                       "api-outage", "agent-kill", "leader-kill", "alert-flap", "alert-stale"}
+    assert kinds >= {"partition-api", "partition-peers", "partition-all"}
+    deliveries = {(generate(s).delivery.duplicate_p > 0, generate(s).delivery.delay_p > 0) for s in range(1, 40)}
+    assert deliveries == {(False, False), (False, True), (True, False), (True, True)}
+
+
+def test_steps_print_as_commands() -> None:
+    assert Step(12.5, "partition", "node-3", scope="api").describe() == "t=   12.5s  partition node-3 --from api"
+    assert Step(3.0, "api-outage", duration=40.0).describe().endswith("api-outage --duration 40")
+    text = generate(5).describe()
+    assert all(s.describe() in text for s in generate(5).steps)
+
+
+def test_the_recovery_bound_follows_the_published_agent_timings() -> None:
+    base = recovery_bound(SCALE, isolation_detect_s=3.0, watchdog_s=1.0)
+    slower = recovery_bound(SCALE, isolation_detect_s=4.0, watchdog_s=1.5)
+    # one more wall second of D, and half a second more of W counted twice, in cluster seconds
+    assert sum(slower.values()) - sum(base.values()) == pytest.approx((1.0 + 2 * 0.5) / SCALE)
+    assert all(v > 0 for v in base.values())
