@@ -132,7 +132,9 @@ def create_app(
     writer = RemediationWriter(
         kube, cache, clock, settings.alert_record_interval_s, count_kube_error
     )
-    decisions = Decisions(cache, policy, clock, recorder, metrics)
+    decisions = Decisions(
+        cache, policy, clock, recorder, metrics, settings.decision_log_window_s
+    )
     actions = Actions(decisions, writer, cache)
     svc = Services(
         settings=settings,

@@ -2,11 +2,19 @@
 reported three ways — one structured log line with its reason, a metric
 (`nodewarden_webhook_decisions_total{verdict,reason}`) and a Kubernetes Event on the
 Node (for verdicts about a named node).
+
+The metric counts every decision. Identical decisions (every field of the line the same:
+Alertmanager redelivering one alert, an HA pair's second copy, a repeat) are logged once
+per `log_window_s`: the first line goes out at once, the rest of the window is folded, and
+the next identical line after the window says how many were folded (`"folded": N`). Events
+are deduplicated the same way by the recorder. Without it, a redelivery storm writes a line
+per alert for nothing new, and the line is a large part of answering a duplicate.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,12 +63,14 @@ class Decisions:
         clock: Clock,
         recorder: EventRecorder,
         metrics: WebhookMetrics,
+        log_window_s: float = 60.0,
     ) -> None:
         self.cache = cache
         self.policy = policy
         self.clock = clock
         self.recorder = recorder
         self.metrics = metrics
+        self.lines = LineFolder(log_window_s)
 
     def firing(self, request: Request) -> Verdict:
         node, existing, cluster = self.cache.facts(request.node)
@@ -93,7 +103,11 @@ class Decisions:
                 dryRun=verdict.plan.dry_run,
                 approvalRequired=verdict.plan.approval_required,
             )
-        log.info("decision", extra={"fields": fields})
+        folded = self.lines.admit(fields, self.clock.monotonic())
+        if folded is not None:
+            if folded:
+                fields["folded"] = folded
+            log.info("decision", extra={"fields": fields})
         if node:
             self.recorder.record(
                 NodeEvent(
@@ -107,6 +121,33 @@ class Decisions:
                 )
             )
         self.metrics.event_queue.set(self.recorder.pending())
+
+
+class LineFolder:
+    """Lets one of identical lines through per window. `admit` returns None for a line to
+    fold, else how many identical lines were folded since the last one went out."""
+
+    LIMIT = 10_000  # distinct lines remembered before the expired ones are forgotten
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[tuple[str, Any], ...], tuple[float, int]] = {}
+
+    def admit(self, fields: dict[str, Any], now: float) -> int | None:
+        if self.window_s <= 0:
+            return 0
+        key = tuple(sorted(fields.items()))
+        with self._lock:
+            last = self._seen.get(key)
+            if last is not None and now - last[0] < self.window_s:
+                self._seen[key] = (last[0], last[1] + 1)
+                return None
+            if len(self._seen) >= self.LIMIT:
+                horizon = now - self.window_s
+                self._seen = {k: v for k, v in self._seen.items() if v[0] >= horizon}
+            self._seen[key] = (now, 0)
+        return last[1] if last is not None else 0
 
 
 def _note(verdict: Verdict, ctx: Context) -> str:

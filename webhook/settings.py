@@ -44,6 +44,7 @@ class WebhookSettings:
     # Identity and logging.
     instance: str | None = None  # reportingInstance of Events; default host name
     log_level: str = "INFO"
+    decision_log_window_s: float = 60.0  # identical decision lines are logged once per window
     bind: str = "0.0.0.0:8080"  # used by gunicorn.conf.py and `python -m webhook`
 
     @property
@@ -57,6 +58,8 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> WebhookSettings:
     settings = load_settings(WebhookSettings, env=source, env_prefix=ENV_PREFIX)
     if settings.max_body_bytes < 1024:
         raise SettingsError("max_body_bytes", "must be at least 1024")
+    if settings.decision_log_window_s < 0:
+        raise SettingsError("decision_log_window_s", "must not be negative (0 logs every decision)")
     if settings.event_queue_size < 1:
         raise SettingsError("event_queue_size", "must be at least 1")
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

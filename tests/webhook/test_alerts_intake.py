@@ -270,6 +270,45 @@ def test_decision_log_line_carries_the_reason(world: WorldFactory, caplog) -> No
     assert fields["alert"] == "NodeNotReady"
 
 
+def test_identical_decisions_are_logged_once_per_window_and_all_counted(
+    world: WorldFactory, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    """Redeliveries of one alert decide the same way: the first line goes out, the rest of
+    the window is folded, and the first line after the window says how many were folded.
+    A decision that differs in any field is logged at once. The metric counts all."""
+    w = world(decision_log_window_s=60.0)
+    w.kube.set_ready("node-1", "Unknown")
+    w.settle()
+    with caplog.at_level("INFO", logger="webhook.decision"):
+        w.post_alerts(message(alert("node-1")))  # accepted
+        for _ in range(4):
+            w.post_alerts(message(alert("node-1")))  # duplicate, 1 logged + 3 folded
+        w.post_alerts(message(alert("node-2")))  # another node: logged
+        w.clock.advance(61.0)
+        w.post_alerts(message(alert("node-1")))  # after the window: logged, says 3 folded
+        w.post_alerts(message(alert("node-1")))  # folded again
+    lines = [r.fields for r in caplog.records if r.name == "webhook.decision"]  # type: ignore[attr-defined]
+    assert [(f["node"], f["verdict"], f.get("folded")) for f in lines] == [
+        ("node-1", "accepted", None),
+        ("node-1", "duplicate", None),
+        ("node-2", "rejected", None),
+        ("node-1", "duplicate", 3),
+    ]
+    assert (
+        w.sample("nodewarden_webhook_decisions_total", verdict="duplicate", reason="AlreadyActive")
+        == 6
+    )
+
+
+def test_a_zero_window_logs_every_decision(world: WorldFactory, caplog) -> None:  # type: ignore[no-untyped-def]
+    w = world(decision_log_window_s=0.0)
+    with caplog.at_level("INFO", logger="webhook.decision"):
+        for _ in range(3):
+            w.post_alerts(message(alert("node-2")))
+    lines = [r for r in caplog.records if r.name == "webhook.decision"]
+    assert len(lines) == 3 and all("folded" not in r.fields for r in lines)  # type: ignore[attr-defined]
+
+
 def test_a_concurrent_delivery_that_initialized_the_status_is_kept(world: WorldFactory) -> None:
     """Between this request's create and its status write, another delivery (another
     thread or replica) wrote the status: the 409 makes this request read the stored
