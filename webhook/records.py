@@ -89,7 +89,7 @@ class AlertEntry:
     _key: tuple[str, str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        starts = _starts_text(self.starts_at) if self.starts_at else ""
+        starts = _starts_text(self.starts_at) if self.starts_at is not None else ""
         object.__setattr__(self, "_key", (self.fingerprint, self.status, starts))
 
     def key(self) -> tuple[str, str, str]:

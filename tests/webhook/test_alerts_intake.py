@@ -88,6 +88,23 @@ def test_repeats_within_the_record_interval_do_not_write(world: WorldFactory) ->
     assert w.remediation("node-1")["status"]["alerts"][-1]["count"] == 7  # type: ignore[index]
 
 
+def test_an_alert_that_started_at_the_epoch_is_one_alert_instance(world: WorldFactory) -> None:
+    """startsAt 1970-01-01T00:00:00Z is a time like any other (0.0 is not "no time"):
+    repeats are recognised as the same instance and not written again within the interval."""
+    w = world(alert_record_interval_s=30.0)
+    w.kube.set_ready("node-1", "Unknown")
+    w.settle()
+    w.post_alerts(message(alert("node-1", starts_at=0.0)))
+    writes = w.kube.calls["patch_remediation_status"]
+    for _ in range(3):
+        w.post_alerts(message(alert("node-1", starts_at=0.0)))
+    assert w.kube.calls["patch_remediation_status"] == writes
+    w.clock.advance(31)
+    w.post_alerts(message(alert("node-1", starts_at=0.0)))
+    alerts = w.remediation("node-1")["status"]["alerts"]  # type: ignore[index]
+    assert [(a["startsAt"], a["count"]) for a in alerts] == [("1970-01-01T00:00:00Z", 5)]
+
+
 def test_two_alerts_for_one_node_in_one_message(world: WorldFactory) -> None:
     w = world()
     w.kube.set_ready("node-1", "Unknown")
