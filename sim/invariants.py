@@ -8,8 +8,12 @@ keep, using the simulator's ground truth (what each machine really runs), never 
    workloads at that moment: powered on with its kubelet started, and either running pods
    or synced with the API since it booted (a kubelet knows its pods only from the API). It
    had not been reset or powered off since it was last able to run them.
-3. stale-taint: the out-of-service taint is still on a node that has been Ready for
-   longer than the configured bound.
+3. stale-taint: the out-of-service taint is still on a node that has been Ready on its
+   current boot for longer than the configured bound: Ready since the later of the
+   condition's last transition and the boot, and never while the machine is off or
+   booting. A reboot shorter than the grace period never turns Ready to Unknown, and the
+   old transition time would otherwise count the time the node was reset and down as
+   time it was Ready.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from .nodes import Power
 from .timefmt import parse
 
 if TYPE_CHECKING:
@@ -137,6 +142,11 @@ class InvariantMonitor:
             for cond in (node.get("status") or {}).get("conditions") or []:
                 if cond.get("type") == "Ready" and cond.get("status") == "True":
                     since = parse(cond.get("lastTransitionTime")) or now
+                    sim_node = c.nodes.get(name)
+                    if sim_node is not None:
+                        if sim_node.power is not Power.RUNNING:
+                            continue  # off or booting: Ready=True is the API's stale word
+                        since = max(since, sim_node.booted_at)
                     if now - since > c.timings.stale_taint_bound_s:
                         self._violate("stale-taint", name, f"node/{name}",
                                       f"out-of-service taint still present {now - since:.1f}s after the node became Ready",

@@ -90,6 +90,26 @@ def test_stale_taint_is_reported_once_the_node_is_ready_again(make_cluster: Call
     assert violations(cluster, "unsafe-taint") == []
 
 
+def test_stale_taint_counts_ready_from_the_current_boot(make_cluster: Callable[..., Cluster]) -> None:
+    """Found by the chaos suite: a node reset by its watchdog came back faster than the
+    grace period, so Ready never left True and its transition time was from before the
+    reset. The taint applied while it was down is stale only a bound after the new boot."""
+    timings = Timings(reboot_delay_s=5.0, boot_delay_s=2.0)  # back well within the 50 s grace
+    cluster = make_cluster(nodes=2, time_scale=SCALE, timings=timings)
+    bound = timings.stale_taint_bound_s * SCALE
+    time.sleep(bound + 0.3)  # Ready for longer than the bound already
+    cluster.fault("reboot", "node-1")
+    cluster.wait_for(lambda: cluster.node_state("node-1")["power"] != "Running", 5, message="resetting")
+    add_taint(cluster, "node-1")  # while it is down: safe
+    cluster.wait_for(lambda: cluster.node_state("node-1")["power"] == "Running", 5, message="booted")
+    assert ready(cluster, "node-1") == "True"
+    time.sleep(bound / 3)
+    assert violations(cluster, "stale-taint") == []
+    found = cluster.wait_for(lambda: violations(cluster, "stale-taint"), 5, message="stale taint after the bound")
+    assert found[0]["node"] == "node-1"
+    assert violations(cluster, "unsafe-taint") == []
+
+
 def test_kubelet_kills_pods_deleted_while_it_was_cut_off(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(nodes=2, time_scale=SCALE, workloads=["web=deployment:2"])
     listed = cluster.wait_for(lambda: len(cluster.list("pods", "default")) == 2 and cluster.list("pods", "default"),
