@@ -150,6 +150,7 @@ def test_settings_from_environment() -> None:
         ({"NODEWARDEN_MAX_BODY_BYTES": "10"}, "max_body_bytes"),
         ({"NODEWARDEN_WATCH_TIMEOUT_S": "-1s"}, "watch_timeout_s"),
         ({"NODEWARDEN_LOG_LEVEL": "chatty"}, "log_level"),
+        ({"NODEWARDEN_DECISION_LOG_WINDOW_S": "-5"}, "decision_log_window_s"),
     ],
 )
 def test_bad_settings_name_the_field(env: dict[str, str], field: str) -> None:
