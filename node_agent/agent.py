@@ -73,6 +73,7 @@ class Agent:
         )
         self._next_check: float | None = None
         self._peers_at_open = 0
+        self._support_at: float | None = None  # when the answers of the last peer-based Run arrived
         self.decision: Decision | None = None
 
     # The loop ----------------------------------------------------------------------------
@@ -119,11 +120,13 @@ class Agent:
         wanted = cut_off or (enough and self._control_plane())
         if not wanted:
             self._poll.close()
+            self._support_at = None
             return
         if self._poll.is_open and enough and self._peers_at_open < self._s.min_peers:
             self._poll.close()  # peers became known: ask them afresh
         if not self._poll.is_open:
             self._poll.open()
+            self._support_at = None
             self._peers_at_open = len(self._directory.peers())
 
     def _should_ask(self) -> bool:
@@ -170,10 +173,16 @@ class Agent:
             answers=self._poll.answers() if self._poll.is_open else (),
             question_open_s=self._poll.open_s(),
             committed=self._committed(),
+            support_age_s=(
+                None if self._support_at is None else self._clock.monotonic() - self._support_at
+            ),
         )
 
     def _decide(self) -> Decision:
         decision = decide(self._observe(), self._policy)
+        if decision.support_age_s is not None:
+            at = self._clock.monotonic() - decision.support_age_s
+            self._support_at = at if self._support_at is None else max(self._support_at, at)
         if self.decision is None or decision.key != self.decision.key:
             self._metrics.decisions.labels(verdict=str(decision.verdict), reason=str(decision.reason)).inc()
             level = logging.WARNING if decision.verdict is not Verdict.RUN else logging.INFO

@@ -9,7 +9,14 @@ Terms:
   in a row, and is always open on a control-plane node (whose local API server answering
   proves nothing about its network); `question_open_s` is how long it has been open;
 - an answer is *fresh* if it is younger than the isolation timeout; only fresh answers
-  count, so the verdict slides with time and a peer's word expires.
+  count, so the verdict slides with time and a peer's word expires;
+- *support* is the evidence the last Run on peers' words rested on (rows 13-14): its age
+  is that of the answer whose expiry would have ended that Run. The time is up (rows
+  15-16) only once the question has been open for the isolation timeout *and* the
+  support is that old: when peers' new answers replace the old ones (they saw the API go
+  down), the agent gets a whole isolation timeout to hear the rest, as it did when the
+  question opened. For a node that really is cut off nothing replaces the old answers;
+  they expire, and the support with them, so the bound on self-fencing is unchanged.
 """
 
 from __future__ import annotations
@@ -85,6 +92,7 @@ class Observation:
     answers: tuple[PeerAnswer, ...] = ()  # latest answer per peer
     question_open_s: float | None = None  # None: the question is not open
     committed: bool = True  # this boot was (or may have been) published self-fence capable
+    support_age_s: float | None = None  # age of the last Run on peers' words; None: none
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,7 @@ class Decision:
     verdict: Verdict
     reason: Reason
     detail: str = ""
+    support_age_s: float | None = None  # rows 13-14: the age of the answers it rests on
 
     @property
     def key(self) -> tuple[Verdict, Reason]:
@@ -163,22 +172,26 @@ def decide(obs: Observation, policy: Policy) -> Decision:
         return Decision(Verdict.RUN, Reason.TOO_FEW_PEERS_STAY_UP, "configured to stay up")
 
     # 13. A peer reaches the API and holds no order for us.
-    reaching = [a.peer for a in fresh if a.api_reachable is True]
+    reaching = sorted((a for a in fresh if a.api_reachable is True), key=lambda a: a.age_s)
     if reaching:
-        return Decision(Verdict.RUN, Reason.PEER_REACHES_API, f"{reaching[0]} reaches the API")
+        return Decision(Verdict.RUN, Reason.PEER_REACHES_API, f"{reaching[0].peer} reaches the API",
+                        support_age_s=reaching[0].age_s)
 
     # 14. Most peers cannot reach the API either: the control plane is down, not us.
-    unreachable = sum(1 for a in fresh if a.api_reachable is False)
+    down = sorted(a.age_s for a in fresh if a.api_reachable is False)
+    unreachable = len(down)
     base = obs.known_peers if policy.outage_quorum is OutageQuorum.KNOWN_PEERS else len(fresh)
     if unreachable and unreachable * 2 > base:
         return Decision(
             Verdict.RUN,
             Reason.CONTROL_PLANE_OUTAGE,
             f"{unreachable} of {base} peers cannot reach the API",
+            support_age_s=down[base // 2],  # the majority lasts until this answer expires
         )
 
-    # 15-16. Time is up.
-    if open_s >= iso:
+    # 15-16. Time is up: open for the isolation timeout, and no support younger than that.
+    supported = obs.support_age_s is not None and obs.support_age_s < iso
+    if open_s >= iso and not supported:
         if not fresh:
             return Decision(Verdict.FENCE, Reason.ISOLATED, f"no peer answered for {open_s:.1f}s")
         return Decision(
@@ -189,7 +202,8 @@ def decide(obs: Observation, policy: Policy) -> Decision:
         )
 
     # 17. Keep asking.
-    return Decision(Verdict.SUSPECT, Reason.ASKING_PEERS, f"{len(fresh)} answer(s) so far")
+    since = f", peers' last word to run {obs.support_age_s:.1f}s ago" if supported else ""
+    return Decision(Verdict.SUSPECT, Reason.ASKING_PEERS, f"{len(fresh)} answer(s) so far{since}")
 
 
 def peer_batches(peers: Sequence[T]) -> list[list[T]]:

@@ -175,6 +175,31 @@ def test_row_17_otherwise_keep_asking() -> None:
     check(replace(CUT_OFF, question_open_s=29.0), Verdict.SUSPECT, Reason.ASKING_PEERS)
 
 
+def test_rows_15_16_wait_for_the_support_of_the_last_run_to_age_out() -> None:
+    """Peers that reached the API now say they cannot (the control plane went down), and
+    only some have answered yet: the time is up only an isolation timeout after the
+    answers the last Run rested on, however long the question has been open."""
+    long_open = replace(CUT_OFF, known_peers=6, answers=answers(False, False, False), question_open_s=600.0)
+    check(replace(long_open, support_age_s=29.0), Verdict.SUSPECT, Reason.ASKING_PEERS)
+    check(replace(long_open, support_age_s=30.0), Verdict.FENCE, Reason.NO_QUORUM)
+    check(long_open, Verdict.FENCE, Reason.NO_QUORUM)  # no Run on peers' words in this question
+    silent = replace(CUT_OFF, question_open_s=600.0)
+    check(replace(silent, support_age_s=29.0), Verdict.SUSPECT, Reason.ASKING_PEERS)
+    check(replace(silent, support_age_s=31.0), Verdict.FENCE, Reason.ISOLATED)
+
+
+def test_a_run_on_peers_words_reports_the_age_of_the_answers_it_rests_on() -> None:
+    reaching = answers(True, True, False, age_s=0.0)
+    reaching = (replace(reaching[0], age_s=12.0), replace(reaching[1], age_s=4.0), reaching[2])
+    decision = decide(replace(CUT_OFF, answers=reaching), POLICY)
+    assert (decision.reason, decision.support_age_s) == (Reason.PEER_REACHES_API, 4.0)  # the newest "reaches"
+    down = tuple(PeerAnswer(f"p{i}", False, age) for i, age in enumerate((9.0, 1.0, 5.0, 3.0, 7.0)))
+    decision = decide(replace(CUT_OFF, known_peers=6, answers=down), POLICY)
+    # 4 of 6 make the majority: it lasts until the 4th youngest answer (7 s old) expires
+    assert (decision.reason, decision.support_age_s) == (Reason.CONTROL_PLANE_OUTAGE, 7.0)
+    assert decide(replace(CUT_OFF, question_open_s=1.0), POLICY).support_age_s is None
+
+
 def test_every_reason_has_a_row_test() -> None:
     tested = {
         Reason.ORDER_FROM_API, Reason.ORDER_FROM_PEER, Reason.ORDER_DELIVERED,

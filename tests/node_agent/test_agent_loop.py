@@ -129,6 +129,51 @@ def test_api_outage_with_a_silent_peer_keeps_the_others_answers_fresh(
         world.peers.release.set()
 
 
+def test_cut_off_from_the_api_when_the_control_plane_goes_down_gets_time_to_hear_its_peers(
+    world_factory: Callable[..., AgentWorld],
+) -> None:
+    """Found by the chaos suite (seed 37): a node cut off from the API but not from its
+    peers runs on their word for minutes. Then the control plane goes down: the first
+    peers to answer now say they cannot reach the API either, which is no majority yet.
+    The question has been open for long, but the node must not fence at once: the answers
+    it ran on were just replaced, and the others get an isolation timeout to answer."""
+    world = world_factory(peers=6)
+    healthy(world)
+    world.api.cut_off()
+    first, rest = world.peer_urls[:3], world.peer_urls[3:]
+    world.peers.set_all(first, reachable=True)
+    for url in rest:
+        world.peers.views[url] = PeerErrorKind.TIMEOUT  # slow to answer, all along
+    assert run_for(world, 10.0)[-1].reason is Reason.PEER_REACHES_API
+    world.peers.set_all(first, reachable=False)
+    iso = world.runtime.settings.isolation_timeout_s
+    early = run_for(world, iso / 2)
+    assert all(d.verdict is not Verdict.FENCE for d in early), early
+    assert early[-1].reason is Reason.ASKING_PEERS
+    world.peers.set_all(rest, reachable=False)
+    assert run_for(world, 10.0)[-1].reason is Reason.CONTROL_PLANE_OUTAGE
+    assert world.runtime.fencer.record is None
+
+
+def test_support_replaced_by_a_minority_fences_an_isolation_timeout_after_it(
+    world_factory: Callable[..., AgentWorld],
+) -> None:
+    """The same, but the other peers never answer: the node fences once the answers it ran
+    on would have expired, no later."""
+    world = world_factory(peers=6)
+    healthy(world)
+    world.api.cut_off()
+    world.peers.set_all(world.peer_urls[:3], reachable=True)
+    for url in world.peer_urls[3:]:
+        world.peers.views[url] = PeerErrorKind.TIMEOUT
+    assert run_for(world, 10.0)[-1].reason is Reason.PEER_REACHES_API
+    world.peers.set_all(world.peer_urls[:3], reachable=False)
+    iso = world.runtime.settings.isolation_timeout_s
+    decisions = run_for(world, iso + 0.2)
+    assert decisions[-1].reason is Reason.NO_QUORUM, decisions
+    assert world.runtime.fencer.record is not None
+
+
 def test_order_in_the_api_fences_and_is_reported_on_the_noderemediation(
     world_factory: Callable[..., AgentWorld], make_token: Callable[..., str]
 ) -> None:
