@@ -54,3 +54,25 @@ def test_an_api_outage_with_one_node_cut_off_from_its_peers_fences_only_that_nod
         time.sleep(100 * SCALE + 2.0)
         fired = sorted({e.node for e in c.timeline.events(kind="watchdog-fired", since=t0)})
         assert fired in ([], ["node-7"]), f"reset: {fired}"
+
+
+def test_a_node_cut_off_from_the_api_survives_a_control_plane_outage(tmp_path: Path) -> None:
+    """Seed 37: a node cut off from the API (not from its peers) ran on their word with its
+    isolation question open for minutes. When the API server then went down, the first
+    peers to answer said "cannot reach the API" too, no majority yet, and the long-open
+    question made that an immediate NoQuorum fence. Nothing was wrong with the node.
+    Fixed in node_agent/isolation.py: the time is up only once the answers the last Run
+    rested on are an isolation timeout old. Whether the first batch after the onset finds
+    the other answers already expired is a race, so this world does not reproduce the bug
+    every time; tests/node_agent/test_agent_loop.py does (`...gets_time_to_hear_its_peers`).
+    Here the whole scenario runs with real agents."""
+    with nodewarden_world(tmp_path, nodes=7, time_scale=SCALE, workloads=(), webhook=False, controllers=0) as w:
+        c = w.cluster
+        c.fault("partition", "node-7", from_="api")
+        time.sleep(60 * SCALE + 2.0)  # the question has been open far longer than the isolation timeout
+        t0 = c.clock()
+        assert c.timeline.events(kind="watchdog-fired") == []
+        c.fault("api-outage", duration_s=100.0)
+        time.sleep(100 * SCALE + 2.0)
+        fired = sorted({e.node for e in c.timeline.events(kind="watchdog-fired", since=t0)})
+        assert fired == [], f"reset: {fired}"
