@@ -66,6 +66,21 @@ peer_cache_file: {tmp / 'peers.json'}
     return config, watchdog
 
 
+def clean_env() -> dict[str, str]:
+    """The test process's environment without settings meant for other agents."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("NODEWARDEN_")}
+
+
+def start_agent(tmp: Path, config: Path, watchdog: Path, port: int) -> subprocess.Popen[bytes]:
+    """`python -m node_agent` for node-1 in the world `write_world` made, output piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "node_agent", "--node-name", "node-1", "--config", str(config),
+         "--kubeconfig", str(tmp / "kubeconfig"), "--watchdog", str(watchdog),
+         "--listen", f"127.0.0.1:{port}"],
+        cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+
+
 def metric(port: int, name: str) -> float | None:
     session = requests.Session()
     session.trust_env = False
@@ -87,13 +102,7 @@ def test_cut_off_agent_process_fences_itself_and_exits_cleanly(tmp_path: Path) -
     reader.start()
     assert reader.opened.wait(5)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NODEWARDEN_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "node_agent", "--node-name", "node-1", "--config", str(config),
-         "--kubeconfig", str(tmp_path / "kubeconfig"), "--watchdog", str(watchdog),
-         "--listen", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
+    proc = start_agent(tmp_path, config, watchdog, port)
     try:
         started = time.monotonic()
         fenced_at = None
@@ -128,13 +137,7 @@ def test_cut_off_agent_that_never_promised_stays_up(tmp_path: Path) -> None:
     reader.start()
     assert reader.opened.wait(5)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NODEWARDEN_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "node_agent", "--node-name", "node-1", "--config", str(config),
-         "--kubeconfig", str(tmp_path / "kubeconfig"), "--watchdog", str(watchdog),
-         "--listen", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
+    proc = start_agent(tmp_path, config, watchdog, port)
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not (metric(port, "nodewarden_agent_watchdog_feeds_total") or 0) > 3:
@@ -152,7 +155,7 @@ def test_cut_off_agent_that_never_promised_stays_up(tmp_path: Path) -> None:
 
 
 def test_bad_settings_exit_2(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NODEWARDEN_")}
+    env = clean_env()
     proc = subprocess.run(
         [sys.executable, "-m", "node_agent", "--node-name", "n", "--listen", "nowhere"],
         cwd=ROOT, env=env, capture_output=True, timeout=60,
@@ -162,7 +165,7 @@ def test_bad_settings_exit_2(tmp_path: Path) -> None:
 
 
 def test_missing_secret_file_exits_2(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NODEWARDEN_")}
+    env = clean_env()
     env["NODEWARDEN_AGENT_PEER_SECRET_FILE"] = str(tmp_path / "none")
     proc = subprocess.run(
         [sys.executable, "-m", "node_agent", "--node-name", "n"],
