@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, current_app, g, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -82,6 +82,27 @@ class Services:
                 "the cluster view is not synced with the API server yet",
                 reason="CacheNotSynced",
             )
+
+
+class WebhookFlask(Flask):
+    """Flask that times every request it dispatches, error answers included, for
+    `nodewarden_webhook_request_duration_seconds` (by route, method and status code).
+
+    One override instead of a `before_request` + `after_request` pair: each hook is one
+    more call through Flask's dispatch machinery on every request."""
+
+    def full_dispatch_request(self) -> Response:
+        started = time.perf_counter()
+        response = super().full_dispatch_request()
+        elapsed = time.perf_counter() - started
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        rule = req.url_rule.rule if req.url_rule else "unmatched"
+        method = req.method if req.method in METHODS else "OTHER"
+        metrics = self.extensions[EXTENSION].metrics
+        metrics.child(metrics.request_duration, rule, method, str(response.status_code)).observe(
+            elapsed
+        )
+        return response
 
 
 def services() -> Services:
@@ -153,7 +174,7 @@ def create_app(
         intake=AlertIntake(actions, decisions, policy, clock, metrics),
     )
 
-    app = Flask("webhook")
+    app = WebhookFlask("webhook")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = svc
@@ -167,7 +188,7 @@ def create_app(
     app.register_blueprint(alerts_bp)
     app.register_blueprint(remediations_bp)
     app.register_blueprint(ops_bp)
-    _install_hooks(app)
+    _install_error_handlers(app)
 
     if start:
         watcher.start()
@@ -175,23 +196,7 @@ def create_app(
     return app
 
 
-def _install_hooks(app: Flask) -> None:
-    @app.before_request
-    def _start_timer() -> None:
-        g.started = time.perf_counter()
-
-    @app.after_request
-    def _observe(response: Response) -> Response:
-        started = g.get("started")
-        if started is not None:
-            rule = request.url_rule.rule if request.url_rule else "unmatched"
-            method = request.method if request.method in METHODS else "OTHER"
-            metrics = services().metrics
-            metrics.child(
-                metrics.request_duration, rule, method, str(response.status_code)
-            ).observe(time.perf_counter() - started)
-        return response
-
+def _install_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         body: dict[str, Any] = {

@@ -274,6 +274,25 @@ def test_metrics_count_alerts_and_decisions(world: WorldFactory) -> None:
     )
 
 
+def test_every_answer_is_timed_by_route_method_and_code(world: WorldFactory) -> None:
+    w = world()
+    w.post_alerts(message(alert("node-2")), token=None)
+    w.client.get("/no/such/path")
+    w.client.open("/healthz", method="BREW")
+
+    def count(endpoint: str, method: str, code: str) -> float:
+        return w.sample(
+            "nodewarden_webhook_request_duration_seconds_count",
+            endpoint=endpoint,
+            method=method,
+            code=code,
+        )
+
+    assert count("/api/v1/alerts", "POST", "401") == 1
+    assert count("unmatched", "GET", "404") == 1
+    assert count("unmatched", "OTHER", "405") == 1
+
+
 def test_decision_log_line_carries_the_reason(world: WorldFactory, caplog) -> None:  # type: ignore[no-untyped-def]
     w = world()
     with caplog.at_level("INFO", logger="webhook.decision"):
