@@ -12,6 +12,7 @@ not listed are accepted and ignored (newer Alertmanagers add fields). A problem 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -130,19 +131,37 @@ def parse_time(value: object, where: str) -> float | None:
     """RFC 3339 with any number of fraction digits; Go's zero time means "unset" (None)."""
     if not isinstance(value, str):
         raise PayloadError(where, f"expected an RFC 3339 time string, got {_kind(value)}")
-    match = _TIME.match(value.strip())
+    parse = _remembered_instant if len(value) <= _REMEMBERED_TEXT else _instant
+    try:
+        return parse(value)
+    except _NotRfc3339:
+        raise PayloadError(where, f"not an RFC 3339 time: {value[:64]!r}") from None
+    except ValueError:
+        raise PayloadError(where, f"not a valid time: {value[:64]!r}") from None
+
+
+class _NotRfc3339(ValueError):
+    """The text does not have the shape of an RFC 3339 time."""
+
+
+def _instant(text: str) -> float | None:
+    """`text` as Unix seconds, or None for Go's zero time; ValueError if it is no time."""
+    match = _TIME.match(text.strip())
     if not match:
-        raise PayloadError(where, f"not an RFC 3339 time: {value[:64]!r}")
+        raise _NotRfc3339(text)
     day, clock, fraction, zone = match.groups()
     if day.startswith("0001-01-01"):
         return None
     zone = "+00:00" if zone in ("Z", "z") else zone
     frac = (fraction or ".0")[:7].ljust(7, "0")
-    try:
-        dt = datetime.fromisoformat(f"{day}T{clock}{frac}{zone}")
-    except ValueError:
-        raise PayloadError(where, f"not a valid time: {value[:64]!r}") from None
+    dt = datetime.fromisoformat(f"{day}T{clock}{frac}{zone}")
     return dt.astimezone(UTC).timestamp()
+
+
+# Every redelivery of an alert carries the same startsAt and endsAt. `_instant` is a pure
+# function, so short texts are memoized (errors are not: they raise every time).
+_REMEMBERED_TEXT = 64
+_remembered_instant = functools.lru_cache(maxsize=1024)(_instant)
 
 
 def _required(data: dict[str, Any], key: str, where: str) -> Any:

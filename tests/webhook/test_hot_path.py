@@ -1,5 +1,5 @@
 """The shortcuts on the request path (measured by bench/webhook.py) give exactly what the
-plain code gave: log timestamps, metric children, alert entry keys."""
+plain code gave: log timestamps, metric children, alert entry keys, alert times."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import json
 import logging
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from core.clock import rfc3339
 from webhook.logs import JsonFormatter
 from webhook.metrics import WebhookMetrics
+from webhook.payload import PayloadError, parse_time
 from webhook.records import AlertEntry, has_entry, recorded_recently, second_text, with_alert
 
 TIMES = st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False)  # up to 2100
@@ -87,3 +89,31 @@ def test_a_delivery_is_recent_for_the_interval_to_the_second(written_at: float) 
     assert recorded_recently(stored, later, 30.0)
     much_later = AlertEntry("NodeNotReady", "fp-1", "firing", 1_767_000_000.0, written_at + 31.0)
     assert not recorded_recently(stored, much_later, 30.0)
+
+
+ZONES = st.sampled_from(["Z", "z", "+00:00", "+02:00", "-05:30", "+14:00"])
+
+
+def _rfc3339_text(micros: int, zone: str) -> tuple[str, float]:
+    """A time as Alertmanager could write it, and the instant it names."""
+    offset = 0 if zone in ("Z", "z") else int(zone[0] + "1") * (
+        int(zone[1:3]) * 3600 + int(zone[4:6]) * 60
+    )
+    local = datetime.fromtimestamp(micros / 1_000_000 + offset, UTC)
+    return local.strftime("%Y-%m-%dT%H:%M:%S.%f") + zone, micros / 1_000_000
+
+
+@given(st.lists(st.tuples(st.integers(0, 4_102_444_800_000_000), ZONES), min_size=1, max_size=30))
+def test_remembered_alert_times_are_each_texts_own_instant(times: list[tuple[int, str]]) -> None:
+    texts = [_rfc3339_text(micros, zone) for micros, zone in times]
+    for text, instant in texts + texts[::-1]:  # each text again, after the others
+        assert parse_time(text, "t") == pytest.approx(instant, abs=1e-6)
+
+
+def test_times_too_long_to_remember_and_bad_times_are_parsed_every_time() -> None:
+    long_text = "2024-01-01T00:00:00." + "1" * 200 + "Z"
+    assert parse_time(long_text, "t") == pytest.approx(1704067200.111111)
+    for bad, message in (("2024-13-01T00:00:00Z", "not a valid time"), ("soon", "not an RFC")):
+        for _ in range(2):
+            with pytest.raises(PayloadError, match=message):
+                parse_time(bad, "alerts[0].startsAt")
