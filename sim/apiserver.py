@@ -152,9 +152,11 @@ class Handler(BaseHTTPRequestHandler):
         path = split.path
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(split.query, keep_blank_values=True).items()}
         identity = None
-        auth = self.headers.get("Authorization", "")
-        if auth.startswith("Bearer "):
-            identity = app.identities.lookup(auth[7:].strip())
+        # The scheme is case-insensitive, as kube-apiserver's bearer token authenticator
+        # reads it (the client's in-cluster loader sends "bearer <token>").
+        scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            identity = app.identities.lookup(token.strip())
         verdict = app.gate.api_verdict(identity)
         if verdict is not None and not path.startswith("/sim/") and path != "/metrics":
             self._apply_fault(verdict)

@@ -233,12 +233,16 @@ class Cluster:
         proc = self.processes.get(name)
         if proc is None:
             node = self.nodes[name]
+            account = self.workdir / "nodes" / name / "serviceaccount"
+            service_env = self.api.write_service_account(account, agent_identity(name)) if self.api.tls else {}
             values = {"node": name, "kubeconfig": str(self.kubeconfig(f"agent:{name}")),
+                      "service_account": str(account),
                       "watchdog": str(self.watchdogs[name].path) if name in self.watchdogs else "",
                       "address": node.address, "workdir": str(self.workdir), **self.agent_values}
             proxy = self.network.proxy_for(name)
             env = {"HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy, "https_proxy": proxy,
-                   "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", **self.agent_env}
+                   "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", **service_env,
+                   **self.agent_env}
             proc = NodeProcess(name, self.agent_cmd or "", values, env,
                                self.workdir / "logs" / f"agent-{name}.log")
             self.processes[name] = proc

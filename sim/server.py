@@ -43,6 +43,7 @@ class ApiServer:
             workdir = self._tmp.name
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.host = host
         self.clock = clock
         self.store = Store(history=watch_history)
         self.types = ResourceRegistry()
@@ -101,6 +102,24 @@ class ApiServer:
             raise KeyError(f"unknown identity {identity!r}")
         return kubeconfig.write(path, self.url, token, identity.rsplit(":", 1)[-1],
                                 self.tls.ca_pem if self.tls else None)
+
+    def write_service_account(self, directory: str | Path, identity: str) -> dict[str, str]:
+        """What a pod running as `identity` is given: `token`, `ca.crt` and `namespace` in
+        `directory` (as kubelet mounts them at /var/run/secrets/kubernetes.io/serviceaccount)
+        and the environment that names the API server (KUBERNETES_SERVICE_HOST/PORT).
+        In-cluster loaders need TLS: the server must have been started with it."""
+        token = self.identities.token_for(identity)
+        if token is None:
+            raise KeyError(f"unknown identity {identity!r}")
+        if self.tls is None:
+            raise RuntimeError("a service account needs an API server with TLS")
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "token").write_text(token)
+        (d / "ca.crt").write_bytes(self.tls.ca_pem)
+        parts = identity.split(":")
+        (d / "namespace").write_text(parts[2] if len(parts) > 2 and parts[0] == "system" else "default")
+        return {"KUBERNETES_SERVICE_HOST": self.host, "KUBERNETES_SERVICE_PORT": str(self.port)}
 
     # -- convenience for building worlds ------------------------------------------------
 

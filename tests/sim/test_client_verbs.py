@@ -345,6 +345,15 @@ def test_unknown_token_is_401(k8s: client.ApiClient) -> None:
     assert status["reason"] == "Unauthorized"
 
 
+def test_the_bearer_scheme_is_case_insensitive_as_in_kube_apiserver(k8s: client.ApiClient) -> None:
+    token = k8s.configuration.auth_settings()["BearerToken"]["value"].split(" ", 1)[1]
+    for scheme in ("bearer", "BEARER"):
+        code, _ = raw(k8s, "GET", "/api/v1/nodes", token=f"{scheme} {token}")
+        assert code == 200, scheme
+    code, _ = raw(k8s, "GET", "/api/v1/nodes", token=f"Basic {token}")
+    assert code == 401
+
+
 def test_protobuf_body_is_415(k8s: client.ApiClient) -> None:
     code, status = raw(k8s, "POST", "/api/v1/namespaces", b"k8s\x00",
                        content_type="application/vnd.kubernetes.protobuf")
