@@ -9,12 +9,14 @@ there is one); `core.kube.Unavailable` becomes 503 so that Alertmanager retries.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -84,12 +86,38 @@ class Services:
             )
 
 
+class ResponseJSON(DefaultJSONProvider):
+    """Flask's JSON, keys in insertion order, with one encoder for every compact response
+    body: `json.dumps` with options builds a new encoder on each call. The bytes are the
+    ones Flask writes."""
+
+    sort_keys = False
+
+    def __init__(self, app: Flask) -> None:
+        super().__init__(app)
+        self._encode_compact = json.JSONEncoder(
+            default=self.default,
+            ensure_ascii=self.ensure_ascii,
+            sort_keys=self.sort_keys,
+            separators=(",", ":"),
+        ).encode
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        if self.compact is False or (self.compact is None and self._app.debug):
+            return super().response(*args, **kwargs)  # indented: as Flask does it
+        body = self._encode_compact(self._prepare_response_obj(args, kwargs))
+        return self._app.response_class(f"{body}\n", mimetype=self.mimetype)
+
+
 class WebhookFlask(Flask):
-    """Flask that times every request it dispatches, error answers included, for
-    `nodewarden_webhook_request_duration_seconds` (by route, method and status code).
+    """Flask with `ResponseJSON`, timing every request it dispatches, error answers
+    included, for `nodewarden_webhook_request_duration_seconds` (by route, method and
+    status code).
 
     One override instead of a `before_request` + `after_request` pair: each hook is one
     more call through Flask's dispatch machinery on every request."""
+
+    json_provider_class = ResponseJSON
 
     def full_dispatch_request(self) -> Response:
         started = time.perf_counter()
@@ -176,7 +204,6 @@ def create_app(
 
     app = WebhookFlask("webhook")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = svc
     app.url_map.strict_slashes = False  # no HTML redirects: every answer is JSON
     app.url_map.merge_slashes = False

@@ -1,5 +1,6 @@
 """The shortcuts on the request path (measured by bench/webhook.py) give exactly what the
-plain code gave: log timestamps, metric children, alert entry keys, alert times."""
+plain code gave: log timestamps, metric children, alert entry keys, alert times, JSON
+response bodies."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import logging
 from datetime import UTC, datetime
 
 import pytest
+from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 from hypothesis import given
 from hypothesis import strategies as st
 
 from core.clock import rfc3339
+from webhook.app import ResponseJSON
 from webhook.logs import JsonFormatter
 from webhook.metrics import WebhookMetrics
 from webhook.payload import PayloadError, parse_time
@@ -117,3 +121,22 @@ def test_times_too_long_to_remember_and_bad_times_are_parsed_every_time() -> Non
         for _ in range(2):
             with pytest.raises(PayloadError, match=message):
                 parse_time(bad, "alerts[0].startsAt")
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.dates(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(JSON_VALUES)
+def test_response_bodies_are_flasks_own(value: object) -> None:
+    app = Flask("t")
+    flasks = DefaultJSONProvider(app)
+    flasks.sort_keys = False
+    ours = ResponseJSON(app)
+    assert ours.response(value).get_data() == flasks.response(value).get_data()
+    assert ours.response(value).mimetype == "application/json"
+    app.debug = True
+    assert ours.response(value).get_data() == flasks.response(value).get_data()
