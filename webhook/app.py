@@ -19,6 +19,7 @@ from flask import Flask, Response, current_app, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.sansio.response import Response as BaseResponse
 
 from core.clock import Clock, RealClock
 from core.kube import KubeError, Unavailable, load_kube
@@ -102,7 +103,7 @@ class ResponseJSON(DefaultJSONProvider):
             separators=(",", ":"),
         ).encode
 
-    def response(self, *args: Any, **kwargs: Any) -> Response:
+    def response(self, *args: Any, **kwargs: Any) -> BaseResponse:
         if self.compact is False or (self.compact is None and self._app.debug):
             return super().response(*args, **kwargs)  # indented: as Flask does it
         body = self._encode_compact(self._prepare_response_obj(args, kwargs))
