@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import current_app, request
+from flask import Request, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from webhook.app import ApiProblem, services
@@ -38,11 +38,12 @@ def json_body(required: bool) -> Any:
     """The request's JSON body: 415 if it is not JSON, 400 if it does not parse, 413 if
     it is larger than the limit (enforced while reading). An absent body is None when
     not required."""
-    mimetype = request.mimetype or ""
+    req = request._get_current_object()  # type: ignore[attr-defined]  # once, not per use
+    mimetype = req.mimetype or ""
     is_json = mimetype == "application/json" or mimetype.endswith("+json")
     if required and not is_json:
         raise _unsupported()
-    data = _read_body()
+    data = _read_body(req)
     if not data and not required:
         return None
     if not is_json:
@@ -55,14 +56,14 @@ def json_body(required: bool) -> Any:
         ) from None
 
 
-def _read_body() -> bytes:
+def _read_body(req: Request) -> bytes:
     """The body, at most MAX_CONTENT_LENGTH bytes (413 beyond). Werkzeug enforces the
     limit on a declared Content-Length but silently truncates a chunked body at it, so
     a chunked body is read here, one byte past the limit to tell the two apart."""
-    if request.content_length is not None or "wsgi.input_terminated" not in request.environ:
-        return request.get_data(cache=False)
+    if req.content_length is not None or "wsgi.input_terminated" not in req.environ:
+        return req.get_data(cache=False)
     limit = int(current_app.config["MAX_CONTENT_LENGTH"])
-    stream = request.environ["wsgi.input"]
+    stream = req.environ["wsgi.input"]
     chunks: list[bytes] = []
     total = 0
     while True:
