@@ -1,14 +1,13 @@
 """The shared base for talking to the Kubernetes API with the official client.
 
 Both sides build their own API module on top of this one: it loads credentials, puts a
-timeout on every call, turns the client's exceptions into a small error tree that the
-rest of the code can match on without knowing the HTTP library, and implements the two
-read-modify-write patterns both sides need (node taints, Leases).
+timeout on every call, and implements the two read-modify-write patterns both sides need
+(node taints, Leases). The client's exceptions become a small error tree that the rest
+of the code can match on without knowing the HTTP library: `core.kube_errors`
+(re-exported here; 404 -> NotFound, 409 -> AlreadyExists or Conflict, 5xx and
+connection failures -> Unavailable, ...).
 
 Edge cases handled here, once:
-- 404 -> NotFound, 409 on create -> AlreadyExists, 409 otherwise -> Conflict (stale
-  resourceVersion), 422 -> Invalid, 401/403 -> Unauthorized/Forbidden.
-- Connection refused/reset, timeouts and 5xx -> Unavailable (callers retry or answer 5xx).
 - `spec.taints` has no merge key: a strategic merge patch replaces the whole list, so a
   taint change reads the node, edits the list and patches it back with the
   resourceVersion it read; a 409 means somebody else changed the node, so read again.
@@ -16,99 +15,29 @@ Edge cases handled here, once:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import urllib3
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
+
+from core.kube_errors import (  # noqa: F401  (re-exported: the error tree lives there)
+    AlreadyExists,
+    Conflict,
+    Forbidden,
+    Invalid,
+    KubeError,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+    call,
+    translate,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class KubeError(Exception):
-    """An API call failed. `status` is the HTTP code (0 when no answer came)."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-
-
-class NotFound(KubeError):
-    pass
-
-
-class AlreadyExists(KubeError):
-    pass
-
-
-class Conflict(KubeError):
-    pass
-
-
-class Invalid(KubeError):
-    pass
-
-
-class Unauthorized(KubeError):
-    pass
-
-
-class Forbidden(KubeError):
-    pass
-
-
-class Unavailable(KubeError):
-    """No usable answer: connection failed, timed out, or the server answered 5xx/429."""
-
-
-def translate(exc: BaseException) -> KubeError:
-    """Map the client's exceptions onto our error tree."""
-    if isinstance(exc, KubeError):
-        return exc
-    if isinstance(exc, ApiException):
-        status = int(exc.status or 0)
-        reason, message = str(exc.reason or ""), ""
-        body = exc.body
-        if body:
-            try:
-                data = json.loads(body)
-                reason = data.get("reason") or reason
-                message = data.get("message") or ""
-            except (ValueError, TypeError, AttributeError):
-                message = str(body)[:200]
-        if status == 404:
-            return NotFound(status, reason or "NotFound", message)
-        if status == 409:
-            cls = AlreadyExists if reason == "AlreadyExists" else Conflict
-            return cls(status, reason or "Conflict", message)
-        if status == 422:
-            return Invalid(status, reason or "Invalid", message)
-        if status == 401:
-            return Unauthorized(status, reason or "Unauthorized", message)
-        if status == 403:
-            return Forbidden(status, reason or "Forbidden", message)
-        if status == 0 or status >= 500 or status == 429:
-            return Unavailable(status, reason or "Unavailable", message)
-        return KubeError(status, reason, message)
-    if isinstance(exc, urllib3.exceptions.HTTPError | OSError | TimeoutError):
-        return Unavailable(0, type(exc).__name__, str(exc)[:300])
-    raise exc
-
-
-def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run one client call, translating its failures."""
-    try:
-        return fn(*args, **kwargs)
-    except (ApiException, urllib3.exceptions.HTTPError, OSError, TimeoutError) as exc:
-        raise translate(exc) from exc
 
 
 @dataclass

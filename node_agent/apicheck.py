@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 
 from core.clock import Clock
-from core.kube import KubeError
+from core.kube_errors import KubeError
 from node_agent.kube import AgentApi
 from node_agent.metrics import AgentMetrics
 

@@ -11,30 +11,38 @@ The agent reads and writes only these objects (its RBAC follows from this list):
 | `annotate_node`       | nodes/<node> (metadata.annotations only)                  | patch (merge)|
 | `list_peers`          | nodes (from the API server's cache: resourceVersion=0)    | list         |
 
-Failures are `core.kube.KubeError`s. Edge cases: a missing NodeRemediation (404) means
+Failures are `core.kube_errors.KubeError`s. Edge cases: a missing NodeRemediation (404) means
 "no order"; a missing Lease is created (and a create that loses a race patches again).
 `AgentApi` is the protocol; `node_agent.kube_fake.FakeAgentApi` is its fake.
 
-The calls go through the official client's `ApiClient` (its credentials, TLS, request
-serialisation and `ApiException`s) but not through its generated API-group classes:
-`CoreV1Api` alone is a module of 400-odd pydantic-validated methods that costs about
-20 MiB of memory once built, more than the rest of the agent. Answers are read as plain
-JSON (`"object"`), so no model classes are built either.
+The calls go through the official client's `Configuration` (credentials, TLS, token
+refresh) and its REST layer (`kubernetes.client.rest`: urllib3 with the configuration's
+TLS settings, proxy and timeouts; non-2xx answers raise its `ApiException`), but not
+through `ApiClient` or the generated API-group classes: `ApiClient` imports every model
+class (pydantic), and `kubernetes.config`'s kubeconfig loader brings requests and oauthlib
+along, about 11 MiB together, a third of the agent. Answers are read as plain JSON.
+In a pod (no kubeconfig) only the client's in-cluster loader is imported; a kubeconfig
+loads the full kubeconfig loader, as it must (contexts, exec plugins, client
+certificates). `node_agent.lean` keeps the packages' `__init__`s from importing the rest.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote, urlencode
 
-from kubernetes import config
-from kubernetes.client import ApiClient, Configuration
+from kubernetes.client.configuration import Configuration
+from kubernetes.client.exceptions import ApiException
+from kubernetes.client.rest import RESTClientObject
 
 from core import names
 from core.clock import parse_rfc3339, rfc3339_micro
-from core.kube import AlreadyExists, NotFound, call
+from core.kube_errors import AlreadyExists, NotFound, Unavailable, call
 
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -80,18 +88,30 @@ def lease_holder(node: str) -> str:
     return f"{names.AGENT_COMPONENT}/{node}"
 
 
-def connect(kubeconfig: str | None) -> ApiClient:
-    """The official client's ApiClient, with credentials from `kubeconfig`, else
-    $KUBECONFIG, else the in-cluster service account (as `core.kube.load_kube`, without
-    building the API-group classes the agent does not use)."""
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def connect(kubeconfig: str | None, service_account_dir: str = SERVICE_ACCOUNT_DIR) -> Configuration:
+    """The official client's Configuration, with credentials from `kubeconfig`, else
+    $KUBECONFIG, else the pod's service account (the API server from
+    KUBERNETES_SERVICE_HOST/PORT, `token` and `ca.crt` in `service_account_dir`, the
+    token re-read every minute as the client does). Raises the client's
+    ConfigException."""
     path = kubeconfig or os.environ.get("KUBECONFIG")
     configuration = Configuration()
     if path:
-        config.load_kube_config(config_file=path, client_configuration=configuration)
+        from kubernetes.config.kube_config import load_kube_config
+
+        load_kube_config(config_file=path, client_configuration=configuration)
     else:
-        config.load_incluster_config(client_configuration=configuration)
+        from kubernetes.config.incluster_config import InClusterConfigLoader
+
+        account = Path(service_account_dir)
+        InClusterConfigLoader(
+            token_filename=str(account / "token"), cert_filename=str(account / "ca.crt")
+        ).load_and_set(configuration)
     configuration.retries = False  # the decision loop decides about retries
-    return ApiClient(configuration)
+    return configuration
 
 
 _NODE = "/api/v1/nodes/{name}"
@@ -99,17 +119,30 @@ _NODES = "/api/v1/nodes"
 _LEASE = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
 _LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 _REMEDIATION = f"/apis/{names.GROUP}/{names.VERSION}/{names.PLURAL}/{{name}}"
-_JSON_ANSWER = {"2XX": "object"}
+USER_AGENT = f"{names.AGENT_COMPONENT}/python"
 
 
 class KubeAgentApi:
-    """`AgentApi` over the official client's `ApiClient`."""
+    """`AgentApi` over the official client's REST layer."""
 
-    def __init__(self, api_client: ApiClient) -> None:
-        self._client = api_client
+    def __init__(self, configuration: Configuration) -> None:
+        self._configuration = configuration
+        self._rest = RESTClientObject(configuration)
 
     def close(self) -> None:
-        self._client.close()
+        self._rest.pool_manager.clear()
+
+    def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if content_type:
+            headers["Content-Type"] = content_type
+        # As ApiClient does for its one auth setting; the call runs the credentials'
+        # refresh hook (a re-read token file, an exec plugin). Client certificates are
+        # the REST layer's.
+        token = self._configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
+        if token:
+            headers["Authorization"] = token
+        return headers
 
     def _request(
         self,
@@ -122,23 +155,24 @@ class KubeAgentApi:
         body: Any = None,
         content_type: str | None = None,
     ) -> Any:
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        request = self._client.param_serialize(
-            method=method,
-            resource_path=path,
-            path_params=path_params,
-            query_params=query or [],
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
+        url = self._configuration.host + path.format(
+            **{key: quote(value, safe="") for key, value in path_params.items()}
         )
+        if query:
+            url += "?" + urlencode(query)
 
         def send() -> Any:
-            response = self._client.call_api(*request, _request_timeout=_timeout(timeout_s))
-            response.read()
-            return self._client.response_deserialize(response, _JSON_ANSWER).data
+            response = self._rest.request(
+                method, url, headers=self._headers(content_type), body=body,
+                _request_timeout=_timeout(timeout_s),
+            )
+            data = response.read()
+            if not 200 <= response.status < 300:
+                raise ApiException(http_resp=response)
+            try:
+                return json.loads(data) if data else None
+            except ValueError:
+                raise Unavailable(response.status, "NotJSON", f"{method} {path}: the answer is not JSON") from None
 
         return call(send)
 

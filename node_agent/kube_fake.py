@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from core.kube import KubeError, NotFound, Unavailable
+from core.kube_errors import KubeError, NotFound, Unavailable
 from node_agent.kube import NodeFacts, PeerEntry
 
 

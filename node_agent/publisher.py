@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 from core import names
 from core.clock import Clock
-from core.kube import KubeError, NotFound
+from core.kube_errors import KubeError, NotFound
 from node_agent.apicheck import ApiChecker
 from node_agent.boot import BootIdentity
 from node_agent.commitment import Commitment

@@ -43,6 +43,7 @@ class ControlPlaneMode(enum.StrEnum):
 class AgentSettings:
     node_name: str
     kubeconfig: str | None = None
+    service_account_dir: str = "/var/run/secrets/kubernetes.io/serviceaccount"  # without kubeconfig
     namespace: str = DEFAULT_NAMESPACE
 
     # Watchdog.

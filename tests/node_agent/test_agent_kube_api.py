@@ -11,7 +11,7 @@ import yaml
 from kubernetes import client
 
 from core import names
-from core.kube import load_kube
+from core.kube import NotFound, Unauthorized, Unavailable, load_kube
 from node_agent.kube import KubeAgentApi, connect, node_facts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,3 +103,37 @@ def test_node_facts_from_the_json_the_api_sent() -> None:
     assert facts.ready_heartbeat_at == pytest.approx(1767323045.25)
     bare = node_facts({"metadata": {"name": "n"}, "status": {"nodeInfo": None, "conditions": [None]}})
     assert (bare.boot_id, bare.internal_ip, bare.ready_heartbeat_at, bare.control_plane) == (None, None, None, False)
+
+
+def _in_pod(api_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, node: str) -> tuple[KubeAgentApi, Path]:
+    account = tmp_path / "serviceaccount"
+    for key, value in api_server.write_service_account(account, sim_server.agent_identity(node)).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    return KubeAgentApi(connect(None, str(account))), account
+
+
+def test_in_a_pod_the_service_account_token_and_ca_are_used(
+    api_server: Any, admin: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, _ = _in_pod(api_server, tmp_path, monkeypatch, "node-2")
+    assert api.read_node("node-2", 5).name == "node-2"
+    api.renew_lease(names.DEFAULT_NAMESPACE, "node-2", 1_700_000_000.0, 45, 5)
+    lease = admin.coordination.read_namespaced_lease(names.agent_lease_name("node-2"), names.DEFAULT_NAMESPACE)
+    assert lease.spec.holder_identity == "nodewarden-agent/node-2"
+    writes = api_server.audit.query(user=sim_server.agent_identity("node-2"), resource="leases.coordination.k8s.io")
+    assert writes and writes[-1].name == names.agent_lease_name("node-2")
+
+
+def test_failures_become_the_error_tree(
+    api_server: Any, admin: Any, agent_api: KubeAgentApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(NotFound):
+        agent_api.read_node("no-such-node", 5)
+    _, account = _in_pod(api_server, tmp_path, monkeypatch, "node-3")
+    (account / "token").write_text("not-a-token")
+    with pytest.raises(Unauthorized):
+        KubeAgentApi(connect(None, str(account))).read_node("node-3", 5)
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "1")  # nothing listens there
+    with pytest.raises(Unavailable):
+        KubeAgentApi(connect(None, str(account))).read_node("node-3", 5)

@@ -10,7 +10,7 @@ the sides import). Two call styles exist:
   `(fn, (args...), {kwargs})` for a list-and-watch; the request's method and path come from
   the client's own `_<method>_serialize` source;
 - the agent's `self._request("PATCH", _LEASE, {"namespace": namespace, ...})` over the
-  client's ApiClient, whose path constants are read from the module.
+  client's REST layer (`RESTClientObject`), whose path constants are read from the module.
 
 A list function that the module also streams through `watch.Watch()` or `raw_watch` (its `_list_call`)
 is a watch too. Namespaces and names that are not constants are classified by the tables
@@ -297,9 +297,10 @@ def static_calls() -> tuple[ApiCall, ...]:
 
 def modules_calling_the_api() -> set[str]:
     """Product files that reach the API: a client API method through one of Kube's
-    attributes, `call_api`, or an import of the client's API classes or ApiClient."""
+    attributes, `call_api`, or an import of the client's API classes, ApiClient or its
+    REST layer."""
     methods = _api_methods()
-    classes = {cls.__name__ for cls in API_CLASSES.values()} | {"ApiClient"}
+    classes = {cls.__name__ for cls in API_CLASSES.values()} | {"ApiClient", "RESTClientObject"}
 
     def reaches(node: ast.AST) -> bool:
         if isinstance(node, ast.ImportFrom):

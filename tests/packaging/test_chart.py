@@ -200,8 +200,10 @@ def test_agent_settings_the_chart_does_not_set_are_all_in_the_schema() -> None:
     offered = set(schema["properties"]["agent"]["properties"]["config"]["properties"])
     cm = find(render({}), "ConfigMap", AGENT)
     chart_sets = set(yaml.safe_load(cm["data"]["agent.yaml"]))
-    # node_name: the command line; TLS and a separate metrics port: not offered (see values.yaml).
-    never = {"node_name", "kubeconfig", "tls_cert_file", "tls_key_file", "peer_ca_file", "metrics_listen"}
+    # node_name: the command line; credentials: the pod's service account mount; TLS and a
+    # separate metrics port: not offered (see values.yaml).
+    never = {"node_name", "kubeconfig", "service_account_dir", "tls_cert_file", "tls_key_file", "peer_ca_file",
+             "metrics_listen"}
     assert offered | chart_sets | never >= fields, f"settings nobody can set: {fields - offered - chart_sets - never}"
     assert not offered - fields and not offered & chart_sets
 
