@@ -19,6 +19,12 @@ Payload fields (all required):
 time, the time now) and returns either the order or a `Rejection` with an enumerated reason.
 An order issued for an earlier boot is `STALE_BOOT`: the node has already rebooted since,
 so the agent must answer "already rebooted" and never reboot again for it.
+
+Trusted keys are `OrderKey`s: the 32 raw bytes of an Ed25519 public key, read from PEM
+here (RFC 8410 fixes the encoding: one 12-byte prefix, then the key). `cryptography` is
+imported only by the functions that sign, make keys or check a signature, so a node
+agent that has verified no order yet does not carry it (about 7 MiB of its memory);
+`VERIFIER_SELF_TEST` lets a process check at start, in a child, that it will load.
 """
 
 from __future__ import annotations
@@ -27,16 +33,18 @@ import base64
 import binascii
 import enum
 import json
+import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 PREFIX = "nwf1"
 MAX_ORDER_BYTES = 4096
@@ -170,7 +178,7 @@ def _order_from_payload(payload: object) -> FenceOrder | Rejection:
 def verify_order(
     token: str,
     *,
-    public_keys: list[Ed25519PublicKey],
+    public_keys: Sequence[OrderKey],
     node: str,
     now: float,
     boot_id: str,
@@ -217,24 +225,62 @@ def verify_order(
     return order
 
 
-def _signed_by_any(keys: list[Ed25519PublicKey], body: bytes, signature: bytes) -> bool:
-    for key in keys:
-        try:
-            key.verify(signature, body)
-            return True
-        except InvalidSignature:
-            continue
-    return False
+def _signed_by_any(keys: Sequence[OrderKey], body: bytes, signature: bytes) -> bool:
+    return any(key.verifies(signature, body) for key in keys)
 
 
 # Key handling -------------------------------------------------------------------------
 
+# SubjectPublicKeyInfo of an Ed25519 key (RFC 8410 section 4): SEQUENCE { SEQUENCE { OID
+# 1.3.101.112 }, BIT STRING (no unused bits) of 32 bytes }. Nothing in it varies but the key.
+_ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+_PEM_PUBLIC_KEY = re.compile(r"-----BEGIN PUBLIC KEY-----(.*?)-----END PUBLIC KEY-----", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class OrderKey:
+    """A trusted Ed25519 public key: its 32 raw bytes (RFC 8032)."""
+
+    raw: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.raw) != 32:
+            raise ValueError(f"an Ed25519 public key is 32 bytes, not {len(self.raw)}")
+
+    @classmethod
+    def of(cls, key: Ed25519PublicKey) -> OrderKey:
+        return cls(key.public_bytes_raw())
+
+    def verifies(self, signature: bytes, body: bytes) -> bool:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        try:
+            Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, body)
+        except InvalidSignature:
+            return False
+        return True
+
+
+# RFC 8032 section 7.1, test 1: this signature of the empty message verifies under this key.
+VERIFIER_SELF_TEST = (
+    "from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey as K\n"
+    "K.from_public_bytes(bytes.fromhex("
+    "'d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a')).verify(bytes.fromhex("
+    "'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b'"
+    "), b'')\n"
+)
+
 
 def generate_private_key() -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     return Ed25519PrivateKey.generate()
 
 
 def private_key_pem(key: Ed25519PrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -243,30 +289,40 @@ def private_key_pem(key: Ed25519PrivateKey) -> bytes:
 
 
 def public_key_pem(key: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 
 def load_private_key(path: str | Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path} does not hold an Ed25519 private key")
     return key
 
 
-def load_public_keys(path: str | Path) -> list[Ed25519PublicKey]:
-    """All public keys in a PEM file (several allow key rotation)."""
-    text = Path(path).read_text()
-    marker = "-----END PUBLIC KEY-----"
-    keys: list[Ed25519PublicKey] = []
-    for chunk in text.split(marker):
-        if "-----BEGIN PUBLIC KEY-----" not in chunk:
-            continue
-        key = serialization.load_pem_public_key((chunk.strip() + "\n" + marker + "\n").encode())
-        if not isinstance(key, Ed25519PublicKey):
-            raise ValueError(f"{path} holds a public key that is not Ed25519")
-        keys.append(key)
+def parse_public_keys(pem: str, source: str = "the PEM text") -> list[OrderKey]:
+    """Every PUBLIC KEY block in `pem` (several allow key rotation); each must be an
+    Ed25519 key. ValueError naming `source` otherwise, or when there is none."""
+    keys: list[OrderKey] = []
+    for number, block in enumerate(_PEM_PUBLIC_KEY.findall(pem), start=1):
+        try:
+            der = base64.b64decode("".join(block.split()), validate=True)
+        except binascii.Error:
+            raise ValueError(f"{source}: public key {number} is not base64") from None
+        if len(der) != len(_ED25519_SPKI_PREFIX) + 32 or not der.startswith(_ED25519_SPKI_PREFIX):
+            raise ValueError(f"{source} holds a public key that is not Ed25519 (key {number})")
+        keys.append(OrderKey(der[len(_ED25519_SPKI_PREFIX):]))
     if not keys:
-        raise ValueError(f"{path} holds no public key")
+        raise ValueError(f"{source} holds no public key")
     return keys
+
+
+def load_public_keys(path: str | Path) -> list[OrderKey]:
+    """All public keys in a PEM file (several allow key rotation)."""
+    return parse_public_keys(Path(path).read_text(), str(path))

@@ -21,10 +21,16 @@ import logging
 import threading
 from collections import OrderedDict
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from core.clock import Clock
-from core.fence_order import Action, FenceOrder, Rejection, RejectReason, decode_order, verify_order
+from core.fence_order import (
+    Action,
+    FenceOrder,
+    OrderKey,
+    Rejection,
+    RejectReason,
+    decode_order,
+    verify_order,
+)
 from core.peer_client import OrderAnswer, OrderOutcome
 from node_agent.boot import BootIdentity
 from node_agent.commands import CommandResult, CommandRunner
@@ -41,7 +47,7 @@ class OrderDesk:
         self,
         *,
         node: str,
-        public_keys: list[Ed25519PublicKey],
+        public_keys: list[OrderKey],
         boot: BootIdentity,
         clock: Clock,
         fencer: Fencer,

@@ -17,10 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from prometheus_client import CollectorRegistry
 
 from core.clock import Clock
+from core.fence_order import OrderKey
 from core.peer_client import PeerClient
 from node_agent import __version__
 from node_agent.agent import Agent
@@ -70,7 +70,7 @@ class Seams:
     peer_client: PeerClient
     runner: CommandRunner
     boot: BootIdentity
-    public_keys: list[Ed25519PublicKey]
+    public_keys: list[OrderKey]
     secret: bytes
     registry: CollectorRegistry
     poll_client: NodeViewClient | None = None  # who the poll asks; default: peer_client

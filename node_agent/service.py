@@ -18,11 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from core.clock import Clock
-from core.fence_order import FenceOrder, Rejection, RejectReason, decode_order, verify_order
-from core.kube import KubeError
+from core.fence_order import (
+    FenceOrder,
+    OrderKey,
+    Rejection,
+    RejectReason,
+    decode_order,
+    verify_order,
+)
+from core.kube_errors import KubeError
 from core.peer_client import Health, NodeView, OrderAnswer, OrderOutcome, PeerError, Reach
 from node_agent.apicheck import ApiChecker
 from node_agent.isolation import OrderSource
@@ -61,7 +66,7 @@ class PeerService:
         desk: OrderDesk,
         directory: PeerDirectory,
         client: PeerCalls,
-        public_keys: list[Ed25519PublicKey],
+        public_keys: list[OrderKey],
         clock: Clock,
         boot_id: Callable[[], str | None],
         fencing: Callable[[], bool],

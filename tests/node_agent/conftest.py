@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 
 from core.clock import FakeClock
-from core.fence_order import Action, new_order, sign_order
+from core.fence_order import Action, OrderKey, new_order, sign_order
 from core.peer_client import PeerClient
 from node_agent.boot import BootIdentity
 from node_agent.commands import FakeRunner
@@ -85,7 +85,7 @@ def world_factory(
             peer_client=PeerClient(SECRET, timeout_s=s.peer_request_timeout_s, clock=clock),
             runner=runner,
             boot=boot or BootIdentity(BOOT, None, from_node_status=False),
-            public_keys=[private_key.public_key()],
+            public_keys=[OrderKey.of(private_key.public_key())],
             secret=SECRET,
             registry=registry,
             poll_client=scripted,

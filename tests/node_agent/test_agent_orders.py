@@ -11,7 +11,7 @@ from agent_testkit import BOOT, NODE
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from core.clock import FakeClock
-from core.fence_order import Action
+from core.fence_order import Action, OrderKey
 from core.peer_client import OrderOutcome
 from node_agent.boot import BootIdentity
 from node_agent.commands import FakeRunner
@@ -54,7 +54,7 @@ def make_desk(private_key: Ed25519PrivateKey, clock: FakeClock) -> Callable[...,
         )
         desk = OrderDesk(
             node=NODE,
-            public_keys=[private_key.public_key()],
+            public_keys=[OrderKey.of(private_key.public_key())],
             boot=BootIdentity(boot_id, None, from_node_status=boot_id is None),
             clock=clock,
             fencer=fencer,
