@@ -3,10 +3,17 @@ processes, one per node of a simulated cluster at time scale 1, with the agent's
 intervals (API check every 15 s, watchdog fed every 20 s, peers re-listed up to every
 5 minutes). Targets per agent: RSS at most 40 MiB, CPU at most 1% of a core.
 
+The agents run as in a pod: credentials from a service account directory (`token`,
+`ca.crt`, KUBERNETES_SERVICE_HOST/PORT), not from a kubeconfig, which would load the
+client's full kubeconfig loader (about 11 MiB more; docs/node-agent.md).
+
 After a warm-up (every agent has published on its Node and armed its watchdog), each
-agent's RSS is sampled every second and its CPU time measured over the window. The
-result also records where the memory goes: a bare interpreter, and an interpreter that
-only imported the agent (`import node_agent.cli`, with the agent's lean import set-up).
+agent's RSS is sampled every second and its CPU time measured over the window. Then one
+agent is handed a signed fence order for an earlier boot (verified, then answered
+"already rebooted", nothing done): the first order loads `cryptography`, and its RSS
+after that is recorded too. The result also records where the memory goes: a bare
+interpreter, and an interpreter that only imported the agent (`import node_agent.cli`,
+with the agent's lean import set-up).
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from .common import cpu_seconds, rss_mib, write_result
+
+PEER_SECRET = "bench-peer-secret"
 
 NODES = int(os.environ.get("BENCH_AGENT_NODES", "3"))
 WARMUP_S = float(os.environ.get("BENCH_AGENT_WARMUP_S", "30"))
@@ -70,18 +79,20 @@ def measure() -> dict[str, Any]:
     from core.fence_order import public_key_pem
     from sim.cluster import Cluster
 
+    key = Ed25519PrivateKey.generate()
+
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        (work / "order-keys.pem").write_bytes(public_key_pem(Ed25519PrivateKey.generate().public_key()))
-        (work / "peer-secret").write_text("bench-peer-secret\n")
+        (work / "order-keys.pem").write_bytes(public_key_pem(key.public_key()))
+        (work / "peer-secret").write_text(PEER_SECRET + "\n")
         config = work / "agent.yaml"
         # Only what the simulated node needs; every interval keeps its default.
         config.write_text(f"peer_secret_file: {work / 'peer-secret'}\n"
                           f"order_public_keys_file: {work / 'order-keys.pem'}\n"
                           f"peer_cache_file: {work / 'peers-{node}.json'}\n"
                           "boot_id_source: node-status\n")
-        command = (f"{sys.executable} -m node_agent --node-name {{node}} --kubeconfig {{kubeconfig}} "
+        command = (f"{sys.executable} -m node_agent --node-name {{node}} --service-account-dir {{service_account}} "
                    f"--watchdog {{watchdog}} --listen {{address}} --config {config}")
         cluster = Cluster(nodes=NODES, time_scale=1.0, workdir=work / "cluster", agent_cmd=command,
                           agent_env={"PYTHONPATH": str(root)}, workloads=["db=statefulset:2"])
@@ -111,21 +122,44 @@ def measure() -> dict[str, Any]:
             cpu = {n: (cpu_seconds(pid or 0) - cpu0[n]) / wall for n, pid in pids.items()}
             status = {n: _status(pid or 0) for n, pid in pids.items()}
             pss = {n: _pss_mib(pid or 0) for n, pid in pids.items()}
+            worst = max(pids, key=lambda n: peak[n])
+            after_order = _rss_after_first_order(cluster, key, worst, pids[worst] or 0)
             restarts = sum(p.starts - 1 for p in cluster.processes.values())
             fired = len(cluster.timeline.events(kind="watchdog-fired"))
         finally:
             cluster.stop()
-    worst = max(pids, key=lambda n: peak[n])
     return {
         "agents": NODES, "warmup_s": WARMUP_S, "measured_s": wall,
         "rss_mib": {"peak": max(peak.values()), "mean": sum(sum(s) / len(s) for s in samples.values()) / NODES,
                     "anon": status[worst]["RssAnon"], "file_backed": status[worst]["RssFile"],
-                    "pss": pss[worst]},
+                    "pss": pss[worst], "after_first_order": after_order},
         "cpu_cores": {"max": max(cpu.values()), "mean": sum(cpu.values()) / NODES},
         "threads": int(max(s["Threads"] for s in status.values())),
         "agent_restarts": restarts, "watchdog_resets": fired,
         "floor_rss_mib": {"bare_python": _imports_rss("bare"), "agent_imports": _imports_rss("agent")},
     }
+
+
+def _rss_after_first_order(cluster: Any, key: Any, node: str, pid: int) -> float:
+    """Hand `node`'s agent a signed fence order for a boot it is not on: it verifies the
+    signature (loading `cryptography`), answers AlreadyRebooted and does nothing else.
+    Its RSS a few seconds later."""
+    import requests
+
+    from core.fence_order import Action, new_order, sign_order
+    from core.peer_client import OrderOutcome, PeerClient
+
+    order = new_order(node=node, remediation_uid="bench", action=Action.FENCE, issued_at=time.time(),
+                      ttl_s=60, boot_id="an-earlier-boot")
+    session = requests.Session()
+    session.trust_env = False
+    proxy = cluster.peer_proxy("external")
+    session.proxies = {"http": proxy, "https": proxy}
+    client = PeerClient(PEER_SECRET.encode(), timeout_s=5.0, session=session)
+    answer = client.deliver_order(f"http://{cluster.nodes[node].address}", sign_order(order, key))
+    assert answer.outcome is OrderOutcome.ALREADY_REBOOTED, answer
+    time.sleep(3.0)
+    return rss_mib(pid)
 
 
 def run() -> dict[str, Any]:
