@@ -203,7 +203,7 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
         timings = Timings(watchdog_timeout_s=AGENT_WATCHDOG_S)
     cluster = Cluster(nodes=nodes, time_scale=time_scale, workdir=tmp / "sim", workloads=list(workloads),
                       timings=timings, agent_nodes=agent_nodes, node_age_s=86400.0,
-                      agent_cmd=(f"{sys.executable} -m node_agent --node-name {{node}} --kubeconfig {{kubeconfig}} "
+                      agent_cmd=(f"{sys.executable} -m node_agent --node-name {{node}} --service-account-dir {{service_account}} "
                                  f"--watchdog {{watchdog}} --listen {{address}} --config {tmp / 'agent.yaml'}"))
     (tmp / "agent.yaml").write_text(yaml.safe_dump(agent_config(
         time_scale, cluster.timings.watchdog_timeout_s, tmp / "peer-secret", tmp / "order-keys.pem",

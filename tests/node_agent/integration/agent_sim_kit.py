@@ -51,7 +51,7 @@ peer_refresh_interval_s: 5s
 loop_tick_s: 50ms
 """
 AGENT_CMD = (
-    f"{sys.executable} -m node_agent --node-name {{node}} --kubeconfig {{kubeconfig}} "
+    f"{sys.executable} -m node_agent --node-name {{node}} --service-account-dir {{service_account}} "
     "--watchdog {watchdog} --listen {address} --config {config}"
 )
 NAMESPACE = f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {names.DEFAULT_NAMESPACE}\n"
