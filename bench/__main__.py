@@ -86,4 +86,5 @@ def main(argv: list[str]) -> int:
     return 1 if failed else 0
 
 
-raise SystemExit(main(sys.argv[1:]))
+if __name__ == "__main__":  # importing `summarize` must not run the benchmarks
+    raise SystemExit(main(sys.argv[1:]))
