@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -569,10 +569,12 @@ class Load:
         return data
 
 
-def measured(load: Load, groups: dict[str, list[int]]) -> dict[str, Any]:
-    """Run `load`, measuring CPU over its measured window (after its warm-up)."""
+def measured(load: Load, groups: Callable[[], dict[str, list[int]]]) -> dict[str, Any]:
+    """Run `load`, measuring CPU over its measured window (after its warm-up). The
+    processes of each group are listed when the window opens: a gunicorn worker that
+    booted after the server first answered is counted too."""
     load.wait_measuring()
-    window = CpuWindow(groups)
+    window = CpuWindow(groups())
     result = load.result()
     result["cpu_cores"] = window.stop({"load_generator": result["client_cpu_s"] / result["client_wall_s"]})
     return result
@@ -585,7 +587,9 @@ def throughput(webhook: Server, bare: Server, api: Api) -> dict[str, Any]:
     """Closed loop on CONNECTIONS keep-alive connections, PAIRS pairs of rounds in the
     order webhook-bare, bare-webhook, ... so that a drift of the machine's load falls on
     both sides alike."""
-    groups = {"webhook": webhook.pids(), "bare": bare.pids(), "api_server": [api.proc.pid]}
+    def groups() -> dict[str, list[int]]:
+        return {"webhook": webhook.pids(), "bare": bare.pids(), "api_server": [api.proc.pid]}
+
     rounds: dict[str, list[dict[str, Any]]] = {"webhook": [], "bare": []}
     for pair in range(PAIRS):
         for server in (webhook, bare) if pair % 2 == 0 else (bare, webhook):
@@ -639,7 +643,9 @@ def latency(server: Server, api: Api, batches: Iterator[list[str]]) -> dict[str,
 
 
 def _latency_once(server: Server, api: Api, nodes: list[str]) -> dict[str, Any]:
-    groups = {"webhook": server.pids(), "api_server": [api.proc.pid]}
+    def groups() -> dict[str, list[int]]:
+        return {"webhook": server.pids(), "api_server": [api.proc.pid]}
+
     load = Load.start(mode="open", port=server.port, nodes=nodes, rate=RATE, warmup_s=WARMUP_S,
                       duration_s=LATENCY_S)
     r = measured(load, groups)
