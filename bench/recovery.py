@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.clock import parse_rfc3339
 from sim.cluster import Cluster
 from sim.timings import Timings
 from tests.sim.helpers import OOS, add_taint, ready, running_on, wait_running
@@ -49,6 +50,26 @@ def _victim_recovery(cluster: Cluster, victim: str, pod: str, t0: float, limit_s
     return None
 
 
+def _milestones(cluster: Cluster, rem: dict[str, Any], victim: str, pod: str, t0: float) -> dict[str, float | None]:
+    """Real-cluster seconds from the power-off to each step of the recovery: where the
+    time goes (Kubernetes' detection, the alert rule and Alertmanager, nodewarden, the
+    pod garbage collector, the StatefulSet and the kubelet)."""
+    tl = cluster.timeline
+    not_ready = next((e for e in tl.events(since=t0, kind="node-condition", node=victim)
+                      if "Ready=True" not in e.detail), None)
+    received = parse_rfc3339(((rem.get("spec") or {}).get("trigger") or {}).get("receivedAt"))
+    taint = next((e for e in tl.events(since=t0, kind="taint-added", node=victim) if e.data.get("key") == OOS["key"]), None)
+    deleted = tl.first("pod-force-deleted", obj=f"default/{pod}", since=t0)
+    started = tl.first("pod-started", obj=f"default/{pod}", since=t0)
+
+    def after(at: float | None) -> float | None:
+        return None if at is None else round((at - t0) / SCALE, 1)
+
+    return {"node_not_ready": after(not_ready.at if not_ready else None), "alert_received": after(received),
+            "taint_added": after(taint.at if taint else None), "pod_force_deleted": after(deleted.at if deleted else None),
+            "pod_started_elsewhere": after(started.at if started else None)}
+
+
 def nodewarden_trial(tmp: Path, trial: int) -> dict[str, Any]:
     with (nodewarden_world(tmp / f"nw-{trial}", nodes=5, time_scale=SCALE, workloads=["db=statefulset:3"]) as w,
           alert_chain(w, tmp / f"chain-{trial}", list(w.controller_metrics.values()))):
@@ -62,6 +83,7 @@ def nodewarden_trial(tmp: Path, trial: int) -> dict[str, Any]:
         rem = w.remediation(victim) or {}
         fence = (rem.get("status") or {}).get("fence") or {}
         return {"victim": victim, "recovered_s": None if took is None else took / SCALE,
+                "milestones_s": _milestones(c, rem, victim, pod, t0),
                 "evidence": (fence.get("evidence") or {}).get("rule"),
                 "counted_from": ((fence.get("evidence") or {}).get("inputs") or {}).get("countedFrom"),
                 "alert": ((rem.get("spec") or {}).get("trigger") or {}).get("alertName"),
