@@ -173,3 +173,22 @@ def test_missing_secret_file_exits_2(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert b"peer_secret_file" in proc.stdout + proc.stderr
+
+
+def test_an_agent_that_could_not_verify_orders_does_not_start(tmp_path: Path) -> None:
+    """`cryptography` loads at the first order, so the start proves it works: with an
+    installation where it cannot load, the agent exits 2 and says why."""
+    config, watchdog = write_world(tmp_path, free_port())
+    broken = tmp_path / "broken" / "cryptography"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('this cryptography is broken')\n")
+    env = clean_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(broken.parent), str(ROOT)])
+    proc = subprocess.run(
+        [sys.executable, "-m", "node_agent", "--node-name", "node-1", "--config", str(config),
+         "--kubeconfig", str(tmp_path / "kubeconfig"), "--watchdog", str(watchdog),
+         "--listen", f"127.0.0.1:{free_port()}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Ed25519 self-test failed" in proc.stderr and "this cryptography is broken" in proc.stderr
