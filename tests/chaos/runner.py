@@ -158,6 +158,7 @@ class Recovery:
     moved_at: float | None
     moved_to: str = ""
     checked: bool = True  # False: the node came back before the deadline
+    note: str = ""  # how the bound was carried over to another dead node
 
     def ok(self) -> bool:
         return not self.checked or (self.moved_at is not None and self.moved_at <= self.deadline)
@@ -363,20 +364,47 @@ class Runner:
             start, deadline = new_start, new_deadline
         return start, deadline, (deadline - start) / self.scale
 
-    def judge_recoveries(self) -> None:
-        started = [e for e in self.c.timeline.events(kind="pod-started") if e.at >= self.t0]
+    def _dead_spans(self) -> list[tuple[Incident, float, float]]:
+        """(incident, wall start, wall end) of every fault that leaves a node dead."""
+        spans = []
         for inc in self.schedule.incidents():
-            if not inc.dead or inc.start_step not in self.step_at:
-                continue
-            died_at = self.step_at[inc.start_step]
-            back_at = self.step_at.get(inc.end_step, float("inf")) if inc.end_step else float("inf")
+            if inc.dead and inc.start_step in self.step_at:
+                end = self.step_at.get(inc.end_step, float("inf")) if inc.end_step else float("inf")
+                spans.append((inc, self.step_at[inc.start_step], end))
+        return spans
+
+    def judge_recoveries(self) -> None:
+        """Each StatefulSet pod of a dead node must run elsewhere within the bound. When its
+        replacement is placed on a node that is itself already dead (Kubernetes cannot know
+        before that node's grace period), the pod is that node's to recover: the bound then
+        runs from that node's fault, and a start on it once it is back counts."""
+        timeline = self.c.timeline
+        started = [e for e in timeline.events(kind="pod-started") if e.at >= self.t0]
+        placed = [e for e in timeline.events(kind="scheduled") if e.at >= self.t0]
+        spans = self._dead_spans()
+        for inc, died_at, back_at in spans:
             start, deadline, bound_s = self._deadline(died_at)
             for pod in self.pods_at_fault.get(inc.start_step, []):
-                moved = next((e for e in started if e.object == f"default/{pod}" and e.node != inc.node
-                              and e.at > died_at), None)
-                self.recoveries.append(Recovery(pod, inc, died_at, deadline, bound_s, start,
+                obj, left, since, note = f"default/{pod}", {inc.node}, died_at, ""
+                pod_start, pod_deadline, pod_bound = start, deadline, bound_s
+                for _ in range(len(spans)):
+                    place = next((e for e in placed if e.object == obj and e.at > since and e.node not in left), None)
+                    onto = place and next(((j, a, b) for j, a, b in spans
+                                           if j.node == place.node and a <= place.at < b), None)
+                    if not place or not onto:
+                        break
+                    j, j_died, _ = onto
+                    j_start, j_deadline, j_bound = self._deadline(j_died)
+                    if j_deadline > pod_deadline:
+                        pod_start, pod_deadline, pod_bound = j_start, j_deadline, j_bound
+                    note = f"; its replacement was placed on {j.node}, itself down since t={self.ct(j_died):.1f}s"
+                    left, since = {j.node}, place.at
+                moved = next((e for e in started if e.object == obj and e.node != inc.node and e.at > died_at), None)
+                # Placed elsewhere, the pod must start somewhere whether or not its first
+                # node came back meanwhile.
+                self.recoveries.append(Recovery(pod, inc, died_at, pod_deadline, pod_bound, pod_start,
                                                 moved.at if moved else None, moved.node if moved else "",
-                                                checked=back_at > deadline))
+                                                checked=bool(note) or back_at > pod_deadline, note=note))
 
     def _fence_lines(self, node: str) -> list[tuple[float, str]]:
         """The agent's "FENCE begun" log lines on `node`: (wall time, trigger)."""
@@ -465,7 +493,7 @@ class Runner:
                          else "it never started elsewhere")
                 out.append(f"{r.pod} ran on {r.incident.node} when {r.incident.kind} began at t={self.ct(r.died_at):.1f}s; "
                            f"not running elsewhere by t={self.ct(r.deadline):.1f}s (bound {r.bound_s:.0f}s from "
-                           f"t={self.ct(r.started_from):.1f}s); {moved}")
+                           f"t={self.ct(r.started_from):.1f}s); {moved}{r.note}")
         return out
 
     # -- reporting ----------------------------------------------------------------------

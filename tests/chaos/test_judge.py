@@ -1,0 +1,54 @@
+"""The chaos runner's recovery judgement, on a recorded timeline (no world is started)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from sim.timeline import Timeline
+from tests.chaos.runner import Runner
+from tests.chaos.schedule import Schedule, Step
+
+NODES = ("node-1", "node-2", "node-3")
+
+
+def judge(steps: list[Step], events: list[tuple[float, str, str]]) -> Runner:
+    """Judge `db-1`, running on node-1 when the schedule starts, on a timeline of
+    (cluster second, kind, node) events for it. Time scale 1, t0 = 0."""
+    clock = {"now": 0.0}
+    timeline = Timeline(clock=lambda: clock["now"])
+    for at, kind, node in events:
+        clock["now"] = at
+        timeline.add(kind, node, "default/db-1")
+    runner = Runner.__new__(Runner)
+    runner.c = SimpleNamespace(timeline=timeline, nodes=NODES, get=lambda *_: {})
+    runner.scale, runner.t0 = 1.0, 0.0
+    runner.schedule = Schedule(seed=None, steps=steps)
+    runner.step_at = {s: s.at for s in steps}
+    runner.pods_at_fault = {steps[0]: ["db-1"]}
+    runner.recoveries = []
+    runner.judge_recoveries()
+    return runner
+
+
+def test_a_pod_that_does_not_move_within_the_bound_is_late() -> None:
+    runner = judge([Step(10.0, "power-off", "node-1")], [(600.0, "pod-started", "node-2")])
+    (recovery,) = runner.recoveries
+    assert recovery.deadline < 600.0 and not recovery.ok()
+
+
+def test_a_replacement_placed_on_a_node_already_down_is_judged_from_that_node_s_fault() -> None:
+    steps = [Step(10.0, "power-off", "node-1"), Step(150.0, "power-off", "node-2"),
+             Step(250.0, "power-on", "node-2")]
+    events = [(160.0, "scheduled", "node-2"), (260.0, "pod-started", "node-2")]
+    carried = judge(steps, events).recoveries[0]
+    alone = judge(steps[:1], events).recoveries[0]
+    assert alone.deadline < 260.0 and not alone.ok()  # without the carry-over: late
+    assert carried.deadline == alone.deadline + 140.0 and carried.ok() and carried.checked
+    assert "placed on node-2, itself down since t=150.0s" in carried.note
+
+
+def test_a_replacement_placed_on_a_healthy_node_keeps_the_first_bound() -> None:
+    steps = [Step(10.0, "power-off", "node-1"), Step(150.0, "power-off", "node-2")]
+    events = [(140.0, "scheduled", "node-3"), (600.0, "pod-started", "node-3")]
+    (recovery,) = [r for r in judge(steps, events).recoveries if r.pod == "db-1"]
+    assert recovery.note == "" and not recovery.ok()
