@@ -167,18 +167,19 @@ class Handler(BaseHTTPRequestHandler):
             try:
                 size = int(length)
             except ValueError:
+                self.close_connection = True
                 self._write(error_response(errors.bad_request("invalid Content-Length")))
                 return
             if size > MAX_BODY:
-                self._write(error_response(errors.too_large()))
                 self.close_connection = True
+                self._write(error_response(errors.too_large()))
                 return
             body = self.rfile.read(size)
         elif self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunked = self._read_chunked()
             if chunked is None:
-                self._write(error_response(errors.too_large()))
                 self.close_connection = True
+                self._write(error_response(errors.too_large()))
                 return
             body = chunked
         req = Request(self.command, path, query, self.headers, body, identity, self)
@@ -209,6 +210,9 @@ class Handler(BaseHTTPRequestHandler):
     def _apply_fault(self, verdict: str) -> None:
         app = self.server.app
         if verdict == "unavailable":
+            # Answered before the body is read: close, or the unread body would be parsed
+            # as the next request on this keep-alive connection.
+            self.close_connection = True
             self._write(error_response(errors.service_unavailable()))
             return
         if verdict == "drop":

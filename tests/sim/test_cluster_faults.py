@@ -190,6 +190,25 @@ def test_api_outage_answers_503_and_leaves_nodes_ready(make_cluster: Callable[..
     assert ready(cluster, "node-1") == "True" and ready(cluster, "node-2") == "True"
 
 
+def test_a_write_answered_503_leaves_the_next_request_on_its_connection_intact(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    """The outage answers before reading the body; the connection must not carry that
+    body into the next request (which then failed as "400 Bad request syntax")."""
+    cluster = make_cluster(nodes=1, time_scale=SCALE)
+    cfg = client.Configuration()
+    config.load_kube_config(str(cluster.kubeconfig("admin")), client_configuration=cfg)
+    cfg.retries = False
+    core = client.CoreV1Api(client.ApiClient(cfg))
+    namespace = {"metadata": {"name": "after-outage"}}
+    cluster.fault("api-outage", duration_s=50.0)  # 1 s of test time
+    with pytest.raises(ApiException) as err:
+        core.create_namespace(namespace)
+    assert err.value.status == 503
+    time.sleep(50 * SCALE + 0.3)
+    assert core.create_namespace(namespace).metadata.name == "after-outage"
+
+
 def test_kubelet_stop_leaves_containers_running(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(nodes=2, time_scale=SCALE, workloads=["db=statefulset:1"])
     node = wait_running(cluster, ["db-0"])["db-0"]
