@@ -377,7 +377,8 @@ class Runner:
         """Each StatefulSet pod of a dead node must run elsewhere within the bound. When its
         replacement is placed on a node that is itself already dead (Kubernetes cannot know
         before that node's grace period), the pod is that node's to recover: the bound then
-        runs from that node's fault, and a start on it once it is back counts."""
+        runs from that node's fault, and any later start counts (on that node once it is
+        back, or on the first node once it is back)."""
         timeline = self.c.timeline
         started = [e for e in timeline.events(kind="pod-started") if e.at >= self.t0]
         placed = [e for e in timeline.events(kind="scheduled") if e.at >= self.t0]
@@ -387,6 +388,7 @@ class Runner:
             for pod in self.pods_at_fault.get(inc.start_step, []):
                 obj, left, since, note = f"default/{pod}", {inc.node}, died_at, ""
                 pod_start, pod_deadline, pod_bound = start, deadline, bound_s
+                first_placed: float | None = None
                 for _ in range(len(spans)):
                     place = next((e for e in placed if e.object == obj and e.at > since and e.node not in left), None)
                     onto = place and next(((j, a, b) for j, a, b in spans
@@ -399,7 +401,12 @@ class Runner:
                         pod_start, pod_deadline, pod_bound = j_start, j_deadline, j_bound
                     note = f"; its replacement was placed on {j.node}, itself down since t={self.ct(j_died):.1f}s"
                     left, since = {j.node}, place.at
-                moved = next((e for e in started if e.object == obj and e.node != inc.node and e.at > died_at), None)
+                    first_placed = place.at if first_placed is None else first_placed
+                if first_placed is None:
+                    moved = next((e for e in started if e.object == obj and e.node != inc.node and e.at > died_at),
+                                 None)
+                else:  # any start of a later replacement, on its first node too once that is back
+                    moved = next((e for e in started if e.object == obj and e.at > first_placed), None)
                 # Placed elsewhere, the pod must start somewhere whether or not its first
                 # node came back meanwhile.
                 self.recoveries.append(Recovery(pod, inc, died_at, pod_deadline, pod_bound, pod_start,

@@ -52,3 +52,11 @@ def test_a_replacement_placed_on_a_healthy_node_keeps_the_first_bound() -> None:
     events = [(140.0, "scheduled", "node-3"), (600.0, "pod-started", "node-3")]
     (recovery,) = [r for r in judge(steps, events).recoveries if r.pod == "db-1"]
     assert recovery.note == "" and not recovery.ok()
+
+
+def test_a_replacement_that_comes_home_to_its_first_node_once_back_counts() -> None:
+    steps = [Step(10.0, "kubelet-stop", "node-1"), Step(150.0, "power-off", "node-2"),
+             Step(200.0, "kubelet-start", "node-1")]
+    events = [(160.0, "scheduled", "node-2"), (250.0, "scheduled", "node-1"), (255.0, "pod-started", "node-1")]
+    (recovery, *_) = judge(steps, events).recoveries
+    assert recovery.moved_to == "node-1" and recovery.ok() and recovery.checked
