@@ -43,6 +43,7 @@ from kubernetes.client.rest import RESTClientObject
 from core import names
 from core.clock import parse_rfc3339, rfc3339_micro
 from core.kube_errors import AlreadyExists, NotFound, Unavailable, call
+from node_agent.settings import POD_SERVICE_ACCOUNT_DIR
 
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -88,10 +89,7 @@ def lease_holder(node: str) -> str:
     return f"{names.AGENT_COMPONENT}/{node}"
 
 
-SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-
-
-def connect(kubeconfig: str | None, service_account_dir: str = SERVICE_ACCOUNT_DIR) -> Configuration:
+def connect(kubeconfig: str | None, service_account_dir: str = POD_SERVICE_ACCOUNT_DIR) -> Configuration:
     """The official client's Configuration, with credentials from `kubeconfig`, else
     $KUBECONFIG, else the pod's service account (the API server from
     KUBERNETES_SERVICE_HOST/PORT, `token` and `ca.crt` in `service_account_dir`, the

@@ -32,10 +32,10 @@ def skip_kubernetes_package_init() -> bool:
     for name in LEAN_PACKAGES:
         spec = importlib.util.find_spec(name)
         if spec is None or not spec.submodule_search_locations:
-            return name != "kubernetes"
+            break
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         parent, _, child = name.rpartition(".")
         if parent:
             setattr(sys.modules[parent], child, module)
-    return True
+    return "kubernetes" in sys.modules

@@ -20,6 +20,7 @@ from core.settings import SettingsError, load_settings
 
 ENV_PREFIX = "NODEWARDEN_AGENT_"
 REAL_BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+POD_SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"  # as kubelet mounts it
 DEFAULT_FALLBACK_REBOOT = 'sh -c "echo b > /proc/sysrq-trigger; systemctl reboot"'
 
 
@@ -43,7 +44,7 @@ class ControlPlaneMode(enum.StrEnum):
 class AgentSettings:
     node_name: str
     kubeconfig: str | None = None
-    service_account_dir: str = "/var/run/secrets/kubernetes.io/serviceaccount"  # without kubeconfig
+    service_account_dir: str = POD_SERVICE_ACCOUNT_DIR  # without kubeconfig
     namespace: str = DEFAULT_NAMESPACE
 
     # Watchdog.
