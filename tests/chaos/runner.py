@@ -411,7 +411,7 @@ class Runner:
                 # node came back meanwhile.
                 self.recoveries.append(Recovery(pod, inc, died_at, pod_deadline, pod_bound, pod_start,
                                                 moved.at if moved else None, moved.node if moved else "",
-                                                checked=bool(note) or back_at > pod_deadline, note=note))
+                                                checked=first_placed is not None or back_at > pod_deadline, note=note))
 
     def _fence_lines(self, node: str) -> list[tuple[float, str]]:
         """The agent's "FENCE begun" log lines on `node`: (wall time, trigger)."""
