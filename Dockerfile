@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # nodewarden: one image for every component.
 #   webhook     gunicorn -c webhook/gunicorn.conf.py webhook.wsgi:app   (the default command)
-#   controller  python -m webhook.controller
+#   controller  python -m controller
 #   node agent  python -m node_agent --node-name NAME --config FILE
 # Build: docker build -t nodewarden:0.1.0 .
 #
@@ -37,6 +37,7 @@ COPY --from=build /opt/nodewarden /opt/nodewarden
 WORKDIR /app
 COPY core/ core/
 COPY webhook/ webhook/
+COPY controller/ controller/
 COPY node_agent/ node_agent/
 # The default policy (the chart mounts its own at NODEWARDEN_POLICY_FILE).
 COPY rules/remediation.yaml rules/remediation.yaml

@@ -29,7 +29,7 @@ debs:
 tools: venv debs
 
 demo: tools
-	$(BIN)/python -m bench.demo
+	$(BIN)/python -m harness.demo
 
 test: tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

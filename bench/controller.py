@@ -28,9 +28,9 @@ from typing import Any
 
 import yaml
 
-from tests.sim.helpers import ready, wait_running
-from tests.support.world import World, nodewarden_world
-from webhook.controller.model import parse_time
+from controller.model import parse_time
+from harness.waits import ready, wait_running
+from harness.world import World, nodewarden_world
 
 from .common import cpu_seconds, write_result
 
@@ -121,7 +121,7 @@ def _fence_agent_script(tmp: Path, kubeconfig: Path) -> Path:
 
 
 def parallel(tmp: Path) -> dict[str, Any]:
-    from tests.support.world import policy
+    from harness.world import policy
 
     with nodewarden_world(tmp / "big", nodes=BIG, time_scale=1.0, workloads=(), agent_nodes=[],
                           remediation_policy=policy(escalation="FenceAgent")) as w:

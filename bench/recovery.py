@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from core.clock import parse_rfc3339
+from harness.chain import alert_chain
+from harness.waits import OOS, add_taint, ready, running_on, wait_running
+from harness.world import AGENT_WATCHDOG_S, nodewarden_world
 from sim.cluster import Cluster
 from sim.timings import Timings
-from tests.sim.helpers import OOS, add_taint, ready, running_on, wait_running
-from tests.support.chain import alert_chain
-from tests.support.world import AGENT_WATCHDOG_S, nodewarden_world
 
 from .common import write_result
 

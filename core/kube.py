@@ -15,13 +15,15 @@ Edge cases handled here, once:
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from kubernetes import client, config
+from kubernetes import client, config, watch
 
 from core.kube_errors import (  # noqa: F401  (re-exported: the error tree lives there)
     AlreadyExists,
@@ -38,6 +40,7 @@ from core.kube_errors import (  # noqa: F401  (re-exported: the error tree lives
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+JSON = dict[str, Any]
 
 
 @dataclass
@@ -133,3 +136,101 @@ def ensure_node_taint(
         return True
 
     return retry_on_conflict(attempt)
+
+
+class WatchExpired(KubeError):
+    """410 Gone: the resourceVersion is too old to watch from; list again."""
+
+
+@dataclass(frozen=True)
+class Listing:
+    items: list[JSON]
+    resource_version: str
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: str  # ADDED | MODIFIED | DELETED | BOOKMARK
+    object: JSON
+
+
+def expect_object(value: object) -> JSON:
+    """`value` if it is a JSON object, else an UnexpectedResponse error."""
+    if not isinstance(value, dict):
+        raise KubeError(
+            0, "UnexpectedResponse", f"expected a JSON object, got {type(value).__name__}"
+        )
+    return value
+
+
+def _watch_error(exc: BaseException) -> KubeError:
+    err = translate(exc)
+    if err.status == 410 or "Expired" in err.reason or "too old" in err.message:
+        return WatchExpired(410, "Expired", err.message or err.reason)
+    return err
+
+
+def dig(obj: Any, *path: str) -> Any:
+    """obj[path[0]][path[1]]..., or None where any step is missing or not an object."""
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch, as the API server applies it: objects merge, null
+    deletes, everything else (lists included) replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def raw_list(kube: Kube, fn: Any, *args: Any, **kwargs: Any) -> Listing:
+    """A LIST through a generated client method, as plain dicts (no model classes)."""
+    resp = call(fn, *args, **kwargs, _preload_content=False, _request_timeout=kube.timeout)
+    try:
+        data = json.loads(resp.data)
+    finally:
+        resp.release_conn()
+    return Listing(list(data.get("items") or []), str(data.get("metadata", {}).get("resourceVersion", "")))
+
+
+def raw_watch(kube: Kube, list_fn: Any, resource_version: str, timeout_s: float, *args: Any,
+              **kwargs: Any) -> Iterator[WatchEvent]:
+    """A WATCH from `resource_version` as plain dicts; a 410 raises WatchExpired."""
+
+    def fn(*a: Any, **kw: Any):  # no return annotation: the client yields plain dicts
+        return list_fn(*a, **kw)
+
+    w = watch.Watch()
+    stream = w.stream(
+        fn,
+        *args,
+        **kwargs,
+        resource_version=resource_version,
+        timeout_seconds=max(1, int(timeout_s)),
+        allow_watch_bookmarks=True,
+        _request_timeout=(min(kube.request_timeout_s, 5.0), timeout_s + 30.0),
+    )
+    try:
+        while True:
+            try:
+                event = next(stream)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise _watch_error(exc) from exc
+            obj = event.get("raw_object", event.get("object"))
+            if isinstance(obj, dict):
+                yield WatchEvent(str(event.get("type")), obj)
+    finally:
+        w.stop()
+        stream.close()

@@ -13,7 +13,7 @@ The agent reads and writes only these objects (its RBAC follows from this list):
 
 Failures are `core.kube_errors.KubeError`s. Edge cases: a missing NodeRemediation (404) means
 "no order"; a missing Lease is created (and a create that loses a race patches again).
-`AgentApi` is the protocol; `node_agent.kube_fake.FakeAgentApi` is its fake.
+`AgentApi` is the protocol; `tests.node_agent.fake_kube.FakeAgentApi` is its fake.
 
 The calls go through the official client's `Configuration` (credentials, TLS, token
 refresh) and its REST layer (`kubernetes.client.rest`: urllib3 with the configuration's

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import logging
 
-from core.kube import AlreadyExists, Conflict, KubeError, Unavailable
+from core.kube import JSON, AlreadyExists, Conflict, KubeError, Unavailable
 from webhook.cache import ClusterCache
 from webhook.decisions import Context, Decisions
-from webhook.kube import JSON
 from webhook.policy import (
     ExistingFacts,
     Outcome,

@@ -22,12 +22,12 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.sansio.response import Response as BaseResponse
 
 from core.clock import Clock, RealClock
+from core.events import EventRecorder
 from core.kube import KubeError, Unavailable, load_kube
 from webhook.actions import Actions
 from webhook.auth import Credentials, load_credentials
 from webhook.cache import ClusterCache
 from webhook.decisions import Decisions
-from webhook.events import EventRecorder
 from webhook.intake import AlertIntake
 from webhook.kube import RealWebhookKube, Resource, WebhookKube
 from webhook.metrics import ClusterStateCollector, WebhookMetrics

@@ -16,7 +16,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 from core.clock import parse_rfc3339
-from webhook.kube import JSON, Resource, WatchEvent, dig
+from core.kube import JSON, WatchEvent, dig
+from webhook.kube import Resource
 from webhook.policy import ClusterFacts, ExistingFacts, NodeFacts, Policy
 from webhook.policy.decide import TERMINAL_PHASES
 

@@ -20,9 +20,9 @@ from typing import Any
 
 from core import names
 from core.clock import Clock
+from core.events import EventRecorder, NodeEvent
+from core.kube import JSON
 from webhook.cache import ClusterCache
-from webhook.events import EventRecorder, NodeEvent
-from webhook.kube import JSON
 from webhook.metrics import WebhookMetrics
 from webhook.policy import Outcome, Policy, Request, Verdict, decide_firing
 

@@ -11,9 +11,9 @@ naturally idempotent: the first one's write is in the cache before the second is
 from __future__ import annotations
 
 from core.clock import Clock
+from core.kube import JSON
 from webhook.actions import Actions
 from webhook.decisions import Context, Decisions
-from webhook.kube import JSON
 from webhook.metrics import WebhookMetrics
 from webhook.payload import Alert, Message
 from webhook.policy import Policy, Request, Source, Verdict, alert_target

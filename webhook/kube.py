@@ -1,7 +1,7 @@
 """Every Kubernetes API call the webhook makes, behind one protocol (`WebhookKube`).
 
 `RealWebhookKube` implements it with the official client on top of `core.kube` (its
-timeouts and error tree); `webhook.kube_fake.FakeWebhookKube` is the in-memory twin for
+timeouts and error tree); `tests.webhook.fake_kube.FakeWebhookKube` is the in-memory twin for
 unit tests. Objects cross this boundary as plain JSON dicts (camelCase keys, as the API
 server sends them), never as client model classes.
 
@@ -19,19 +19,14 @@ Edge cases, once:
 
 from __future__ import annotations
 
-import copy
 import enum
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kubernetes import client, watch
+from kubernetes import client
 
 from core import names
-from core.kube import Kube, KubeError, call, translate
-
-JSON = dict[str, Any]
+from core.kube import JSON, Kube, Listing, WatchEvent, call, expect_object, raw_list, raw_watch
 
 
 class Resource(enum.StrEnum):
@@ -40,22 +35,6 @@ class Resource(enum.StrEnum):
     NODES = "nodes"
     REMEDIATIONS = "noderemediations"
     PAUSE = "pause"  # the pause-switch ConfigMap, one object, by name
-
-
-class WatchExpired(KubeError):
-    """410 Gone: the resourceVersion is too old to watch from; list again."""
-
-
-@dataclass(frozen=True)
-class Listing:
-    items: list[JSON]
-    resource_version: str
-
-
-@dataclass(frozen=True)
-class WatchEvent:
-    type: str  # ADDED | MODIFIED | DELETED | BOOKMARK
-    object: JSON
 
 
 class WebhookKube(Protocol):
@@ -86,87 +65,6 @@ class WebhookKube(Protocol):
 
     def create_event(self, namespace: str, body: JSON) -> None:
         """Create an events.k8s.io/v1 Event."""
-
-
-def _json(value: object) -> JSON:
-    if not isinstance(value, dict):
-        raise KubeError(
-            0, "UnexpectedResponse", f"expected a JSON object, got {type(value).__name__}"
-        )
-    return value
-
-
-def _watch_error(exc: BaseException) -> KubeError:
-    err = translate(exc)
-    if err.status == 410 or "Expired" in err.reason or "too old" in err.message:
-        return WatchExpired(410, "Expired", err.message or err.reason)
-    return err
-
-
-def dig(obj: Any, *path: str) -> Any:
-    """obj[path[0]][path[1]]..., or None where any step is missing or not an object."""
-    for key in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch, as the API server applies it: objects merge, null
-    deletes, everything else (lists included) replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-def raw_list(kube: Kube, fn: Any, *args: Any, **kwargs: Any) -> Listing:
-    """A LIST through a generated client method, as plain dicts (no model classes)."""
-    resp = call(fn, *args, **kwargs, _preload_content=False, _request_timeout=kube.timeout)
-    try:
-        data = json.loads(resp.data)
-    finally:
-        resp.release_conn()
-    return Listing(list(data.get("items") or []), str(data.get("metadata", {}).get("resourceVersion", "")))
-
-
-def raw_watch(kube: Kube, list_fn: Any, resource_version: str, timeout_s: float, *args: Any,
-              **kwargs: Any) -> Iterator[WatchEvent]:
-    """A WATCH from `resource_version` as plain dicts; a 410 raises WatchExpired."""
-
-    def fn(*a: Any, **kw: Any):  # no return annotation: the client yields plain dicts
-        return list_fn(*a, **kw)
-
-    w = watch.Watch()
-    stream = w.stream(
-        fn,
-        *args,
-        **kwargs,
-        resource_version=resource_version,
-        timeout_seconds=max(1, int(timeout_s)),
-        allow_watch_bookmarks=True,
-        _request_timeout=(min(kube.request_timeout_s, 5.0), timeout_s + 30.0),
-    )
-    try:
-        while True:
-            try:
-                event = next(stream)
-            except StopIteration:
-                return
-            except Exception as exc:
-                raise _watch_error(exc) from exc
-            obj = event.get("raw_object", event.get("object"))
-            if isinstance(obj, dict):
-                yield WatchEvent(str(event.get("type")), obj)
-    finally:
-        w.stop()
-        stream.close()
 
 
 class RealWebhookKube:
@@ -225,7 +123,7 @@ class RealWebhookKube:
             name,
             _request_timeout=self.kube.timeout,
         )
-        return _json(result)
+        return expect_object(result)
 
     def create_remediation(self, body: JSON) -> JSON:
         body = {k: v for k, v in body.items() if k != "status"}
@@ -237,7 +135,7 @@ class RealWebhookKube:
             body,
             _request_timeout=self.kube.timeout,
         )
-        return _json(result)
+        return expect_object(result)
 
     def patch_remediation_status(
         self, name: str, status: JSON, resource_version: str | None
@@ -254,7 +152,7 @@ class RealWebhookKube:
             patch,
             _request_timeout=self.kube.timeout,
         )
-        return _json(result)
+        return expect_object(result)
 
     def delete_remediation(self, name: str, uid: str, resource_version: str) -> None:
         options = client.V1DeleteOptions(

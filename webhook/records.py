@@ -20,15 +20,13 @@ from typing import Any
 
 from core import names
 from core.clock import rfc3339
-from webhook.kube import JSON
+from core.kube import JSON
+from core.remediation import Phase
 from webhook.policy import Plan, Source, Verdict
 
 MAX_HISTORY = 50
 MAX_ALERTS = 20
 MAX_TEXT = 1024
-PHASE_PENDING = "Pending"
-PHASE_AWAITING_APPROVAL = "AwaitingApproval"
-PHASE_CANCELLED = "Cancelled"
 LABEL_NODE = names.ANNOTATION_PREFIX + "node"
 
 
@@ -127,7 +125,7 @@ def history_entry(phase: str, reason: str, message: str, at: float) -> JSON:
 
 
 def initial_phase(spec: JSON) -> str:
-    return PHASE_AWAITING_APPROVAL if spec.get("approvalRequired") else PHASE_PENDING
+    return Phase.AWAITING_APPROVAL if spec.get("approvalRequired") else Phase.PENDING
 
 
 def initial_status(
@@ -193,9 +191,9 @@ def cancelled_status(
 ) -> JSON:
     """The status patch that moves a remediation to Cancelled."""
     history = [h for h in status.get("history") or [] if isinstance(h, dict)]
-    history.append(history_entry(PHASE_CANCELLED, str(verdict.reason), verdict.message, now))
+    history.append(history_entry(Phase.CANCELLED, str(verdict.reason), verdict.message, now))
     return {
-        "phase": PHASE_CANCELLED,
+        "phase": Phase.CANCELLED,
         "reason": str(verdict.reason),
         "message": verdict.message[:MAX_TEXT],
         "phaseSince": rfc3339(now),

@@ -14,9 +14,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from core.kube import KubeError
+from core.kube import KubeError, WatchExpired
 from webhook.cache import ClusterCache
-from webhook.kube import Resource, WatchExpired, WebhookKube
+from webhook.kube import Resource, WebhookKube
 
 log = logging.getLogger(__name__)
 

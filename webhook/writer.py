@@ -21,9 +21,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from core.clock import Clock, rfc3339
-from core.kube import Conflict, KubeError, NotFound
+from core.kube import JSON, Conflict, KubeError, NotFound
 from webhook.cache import ClusterCache, existing_facts
-from webhook.kube import JSON, WebhookKube
+from webhook.kube import WebhookKube
 from webhook.policy import ExistingFacts, Outcome, Verdict
 from webhook.records import (
     AlertEntry,

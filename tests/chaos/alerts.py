@@ -44,8 +44,8 @@ from typing import Any
 
 import requests
 
+from harness.world import ALERTMANAGER_TOKEN, World
 from tests.chaos.schedule import Delivery
-from tests.support.world import ALERTMANAGER_TOKEN, World
 
 EVAL_S = 15.0
 FOR_S = 30.0

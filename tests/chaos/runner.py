@@ -35,17 +35,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from harness.waits import ready, running_on, wait_running
+from harness.world import World, controller_env, nodewarden_world, policy
 from sim.faults import FaultError
 from sim.resources import ResourceType
 from sim.store import Entry
 from sim.timings import Timings
 from tests.chaos.alerts import EVAL_S, FOR_S, GROUP_WAIT_S, Alertmanager
 from tests.chaos.schedule import Incident, Schedule, Step
-from tests.sim.helpers import ready, running_on, wait_running
-from tests.support.world import World, controller_env, nodewarden_world, policy
 
 # 10x faster than a real cluster. At 0.05 the test world's floors on the agents' network
-# timeouts (tests/support/world.py) make one API check as long as the isolation timeout
+# timeouts (harness/world.py) make one API check as long as the isolation timeout
 # and a peer request half of it, a regime the defaults never reach, and a world of 7 agents
 # with 0.75 s watchdogs on 2 cores resets nodes whenever the machine stalls.
 SCALE = 0.1

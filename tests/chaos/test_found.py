@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.sim.helpers import ready, wait_running
-from tests.support.world import nodewarden_world
+from harness.waits import ready, wait_running
+from harness.world import nodewarden_world
 
 SCALE = 0.05
 
@@ -18,7 +18,7 @@ def test_a_kubelet_back_just_after_the_fence_order_is_no_fence_not_observed(tmp_
     posted Ready on the old boot, then the watchdog reset the machine. Kubernetes keeps that
     Ready=True for a grace period after the last heartbeat, and the controller took it for a
     node that survived its fence: Failed/FenceNotObserved, the taint left on the node for
-    good (stale-taint once it came back). Fixed in webhook/controller/machine.py: Ready on
+    good (stale-taint once it came back). Fixed in controller/machine.py: Ready on
     the fenced boot counts only with a kubelet Lease renewed after the node must have died."""
     with nodewarden_world(tmp_path, nodes=5, time_scale=SCALE, workloads=("db=statefulset:3",)) as w:
         c = w.cluster

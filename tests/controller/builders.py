@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from webhook.controller.evidence import FenceTiming
-from webhook.controller.machine import MachineConfig
-from webhook.controller.model import (
+from controller.evidence import FenceTiming
+from controller.machine import MachineConfig
+from controller.model import (
     AgentInfo,
     NodeObs,
     Observations,

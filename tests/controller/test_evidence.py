@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.controller.builders import BOOT, NEW_BOOT, T0, TIMING, agent, fence_status, remediation
-from webhook.controller.evidence import Verdict, evaluate, order_lifetime_ok
-from webhook.controller.model import (
+from controller.evidence import Verdict, evaluate, order_lifetime_ok
+from controller.model import (
     AgentInfo,
     EvidenceRule,
     FenceRecord,
@@ -14,6 +13,7 @@ from webhook.controller.model import (
     format_time,
     parse_time,
 )
+from tests.controller.builders import BOOT, NEW_BOOT, T0, TIMING, agent, fence_status, remediation
 
 
 def fence(**kw: object) -> FenceRecord:

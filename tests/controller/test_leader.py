@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from controller.leader import LeaderElector, LeaderTiming
 from core.clock import FakeClock
 from core.kube import AlreadyExists, Conflict, NotFound
-from webhook.controller.leader import LeaderElector, LeaderTiming
 
 TIMING = LeaderTiming(lease_duration_s=15.0, renew_deadline_s=10.0, retry_period_s=2.0)
 
@@ -135,7 +135,7 @@ def test_conflicting_takeovers_have_one_winner() -> None:
 
 @pytest.mark.parametrize("timing", [LeaderTiming(15, 15, 2), LeaderTiming(15, 10, 10), LeaderTiming(10, 12, 2)])
 def test_unsafe_leader_timings_are_refused(timing: LeaderTiming) -> None:
-    from webhook.controller.settings import ControllerSettings, unsafe_timings
+    from controller.settings import ControllerSettings, unsafe_timings
 
     s = ControllerSettings(lease_duration_s=timing.lease_duration_s, renew_deadline_s=timing.renew_deadline_s,
                            retry_period_s=timing.retry_period_s)
@@ -143,6 +143,6 @@ def test_unsafe_leader_timings_are_refused(timing: LeaderTiming) -> None:
 
 
 def test_default_settings_are_sound() -> None:
-    from webhook.controller.settings import ControllerSettings, unsafe_timings
+    from controller.settings import ControllerSettings, unsafe_timings
 
     assert unsafe_timings(ControllerSettings()) == []

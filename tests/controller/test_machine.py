@@ -9,6 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from controller.machine import ActionKind, Decision, decide
+from controller.model import AgentInfo, PeerObs, format_time
 from tests.controller.builders import (
     BOOT,
     CFG,
@@ -20,8 +22,6 @@ from tests.controller.builders import (
     observe,
     remediation,
 )
-from webhook.controller.machine import ActionKind, Decision, decide
-from webhook.controller.model import AgentInfo, PeerObs, format_time
 
 ACK = {"at": format_time(T0 + 1), "via": "direct", "lastFeedAt": format_time(T0 + 0.5),
        "watchdogTimeoutSeconds": 60}

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from controller.loop import Controller
+from controller.model import RemediationView
+from controller.status import merge
 from core.kube import Conflict
 from tests.controller.builders import remediation
-from webhook.controller.loop import Controller
-from webhook.controller.model import RemediationView
-from webhook.controller.status import merge
 
 
 class Api:

@@ -7,7 +7,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from webhook.controller.settings import ControllerSettings
+from controller.settings import ControllerSettings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 ROW = re.compile(r"^\| `([a-z_]+)` \| ([^|]+) \|", re.M)

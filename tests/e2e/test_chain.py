@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.sim.helpers import running_on, wait_running
-from tests.support.chain import alert_chain
-from tests.support.prometheus import ALERTMANAGER, MISSING, PROMETHEUS, query, wait_query
-from tests.support.world import nodewarden_world
+from harness.chain import alert_chain
+from harness.prometheus import ALERTMANAGER, MISSING, PROMETHEUS, query, wait_query
+from harness.waits import running_on, wait_running
+from harness.world import nodewarden_world
 
 pytestmark = pytest.mark.skipif(PROMETHEUS is None or ALERTMANAGER is None, reason=MISSING)
 SCALE = 0.05

@@ -11,10 +11,10 @@ from prometheus_client import CollectorRegistry
 from core.clock import FakeClock
 from core.peer_client import NodeView, PeerError, PeerErrorKind
 from node_agent.commands import FakeRunner
-from node_agent.kube_fake import FakeAgentApi
 from node_agent.runtime import Runtime
 from node_agent.settings import AgentSettings
 from node_agent.watchdog import FakeWatchdog
+from tests.node_agent.fake_kube import FakeAgentApi
 
 NODE = "worker-1"
 BOOT = "boot-aaaa"

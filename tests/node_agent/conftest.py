@@ -16,10 +16,10 @@ from core.peer_client import PeerClient
 from node_agent.boot import BootIdentity
 from node_agent.commands import FakeRunner
 from node_agent.kube import NodeFacts, PeerEntry
-from node_agent.kube_fake import FakeAgentApi
 from node_agent.runtime import Runtime, Seams
 from node_agent.settings import AgentSettings
 from node_agent.watchdog import FakeWatchdog
+from tests.node_agent.fake_kube import FakeAgentApi
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 The simulator's audit log records writes only, so reads (get, list, watch) are derived
 here, statically, from the modules that own the API (`webhook/kube.py`,
-`webhook/controller/kube.py`, `node_agent/kube.py`, and `core/kube.py` for the functions
+`controller/kube.py`, `node_agent/kube.py`, and `core/kube.py` for the functions
 the sides import). Two call styles exist:
 
 - the official client's generated API classes, passed to a helper with their arguments
@@ -37,7 +37,7 @@ from core.kube import Kube
 ROOT = Path(__file__).resolve().parents[2]
 API_MODULES = {  # file -> the identities that run it (core/kube.py: see importers())
     "webhook/kube.py": ("webhook",),
-    "webhook/controller/kube.py": ("webhook",),
+    "controller/kube.py": ("webhook",),
     "node_agent/kube.py": ("agent",),
 }
 SHARED = "core/kube.py"
@@ -55,20 +55,20 @@ ANY = "*"
 NAMESPACES = {
     ("webhook/kube.py", "_list_call", "self.pause_namespace"): RELEASE,  # NODEWARDEN_NAMESPACE
     ("webhook/kube.py", "create_event", "namespace"): EVENTS,  # NODEWARDEN_EVENT_NAMESPACE
-    ("webhook/controller/kube.py", "_list_call", "self.namespace"): RELEASE,  # agents' Leases, pause switch
-    ("webhook/controller/kube.py", "create_event", "namespace"): EVENTS,
-    ("webhook/controller/kube.py", "delete_node_pods", "pod.metadata.namespace"): ANY,  # wherever the pods are
-    ("webhook/controller/kube.py", "get", "self.namespace"): RELEASE,  # the leader Lease
-    ("webhook/controller/kube.py", "create", "self.namespace"): RELEASE,
-    ("webhook/controller/kube.py", "update", "self.namespace"): RELEASE,
+    ("controller/kube.py", "_list_call", "self.namespace"): RELEASE,  # agents' Leases, pause switch
+    ("controller/kube.py", "create_event", "namespace"): EVENTS,
+    ("controller/kube.py", "delete_node_pods", "pod.metadata.namespace"): ANY,  # wherever the pods are
+    ("controller/kube.py", "get", "self.namespace"): RELEASE,  # the leader Lease
+    ("controller/kube.py", "create", "self.namespace"): RELEASE,
+    ("controller/kube.py", "update", "self.namespace"): RELEASE,
     ("node_agent/kube.py", "renew_lease", "namespace"): RELEASE,  # the agent's `namespace` setting
 }
 # (file, name expression) -> the object's name, where RBAC names it (resourceNames).
 NAMES = {
     ("webhook/kube.py", "self.pause_name"): "nodewarden-control",
-    ("webhook/controller/kube.py", "self.pause_configmap"): "nodewarden-control",
-    # LeaderLease is built only for names.LEADER_LEASE_NAME (webhook/controller/__main__.py).
-    ("webhook/controller/kube.py", "self.name"): names.LEADER_LEASE_NAME,
+    ("controller/kube.py", "self.pause_configmap"): "nodewarden-control",
+    # LeaderLease is built only for names.LEADER_LEASE_NAME (controller/__main__.py).
+    ("controller/kube.py", "self.name"): names.LEADER_LEASE_NAME,
 }
 
 
@@ -272,7 +272,7 @@ def importers(function: str) -> tuple[str, ...]:
 
 def _watched(tree: ast.Module) -> bool:
     """The module streams its `_list_call` functions through watch.Watch(), directly or
-    through webhook.kube.raw_watch."""
+    through core.kube.raw_watch."""
     source = ast.unparse(tree)
     return "_list_call" in source and ("watch.Watch()" in source or "raw_watch(" in source)
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from controller.metrics import ControllerMetrics
 from node_agent.metrics import AgentMetrics
-from webhook.controller.metrics import ControllerMetrics
 from webhook.metrics import ClusterStateCollector, WebhookMetrics
 
 # Series the rules and the dashboard use from other exporters.

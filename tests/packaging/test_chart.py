@@ -173,7 +173,7 @@ def _set_by_chart(docs: list[dict[str, Any]], kind: str, name: str, prefix: str)
     ("webhook", "webhook.settings:WebhookSettings", "NODEWARDEN_",
      {"kubeconfig", "allow_unauthenticated", "alertmanager_username", "alertmanager_password_file",
       "workers", "threads"}),
-    ("controller", "webhook.controller.settings:ControllerSettings", "NODEWARDEN_CONTROLLER_", {"kubeconfig"}),
+    ("controller", "controller.settings:ControllerSettings", "NODEWARDEN_CONTROLLER_", {"kubeconfig"}),
 ])
 def test_settings_the_chart_does_not_set_are_all_in_the_schema(section: str, dataclass_path: str, prefix: str,
                                                                never: set[str]) -> None:
@@ -230,7 +230,7 @@ def test_the_webhook_pods_run_the_webhook_and_the_controller() -> None:
     assert [c["name"] for c in pod["containers"]] == ["webhook", "controller"]
     webhook, controller = pod["containers"]
     assert webhook["command"] == ["gunicorn", "-c", "webhook/gunicorn.conf.py", "webhook.wsgi:app"]
-    assert controller["command"] == ["python", "-m", "webhook.controller"]
+    assert controller["command"] == ["python", "-m", "controller"]
     assert webhook["image"] == controller["image"] == "ghcr.io/nodewarden/nodewarden:0.1.0"
     assert webhook["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert controller["ports"][0]["containerPort"] == 9103

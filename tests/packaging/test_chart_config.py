@@ -17,6 +17,8 @@ import pytest
 import yaml
 from cryptography import x509
 
+from controller.settings import settings_from_env as controller_settings
+from controller.settings import unsafe_timings
 from core.fence_order import (
     Action,
     load_private_key,
@@ -28,8 +30,6 @@ from core.fence_order import (
 from core.settings import read_secret_file
 from node_agent.cli import load as load_agent_settings
 from tests.packaging.chart import NAMESPACE, VALUE_SETS, find, render
-from webhook.controller.settings import settings_from_env as controller_settings
-from webhook.controller.settings import unsafe_timings
 from webhook.entry import validate as validate_webhook
 
 GENERATED = ("defaults", "keys-provided", "tls", "everything-on")
@@ -94,7 +94,7 @@ def test_the_webhook_accepts_its_settings_secrets_and_policy(value_set: str, tmp
 @pytest.mark.parametrize("value_set", GENERATED)
 def test_the_controller_accepts_its_settings_and_key(value_set: str, tmp_path: Path) -> None:
     env, argv = materialize(render(VALUE_SETS[value_set]), "Deployment", "controller", tmp_path)
-    assert argv == ["python", "-m", "webhook.controller"]
+    assert argv == ["python", "-m", "controller"]
     settings = controller_settings(env)
     assert unsafe_timings(settings) == []
     assert settings.namespace == NAMESPACE and settings.identity == "nodewarden-webhook-abc12"

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from harness.prometheus import PROMETHEUS, http_json, prometheus
 from tests.packaging.chart import CHART, NAMESPACE, find, render
 from tests.packaging.metrics_catalog import EXTERNAL, names_in, nodewarden_metric_names
-from tests.support.prometheus import PROMETHEUS, http_json, prometheus
 
 DASHBOARD = CHART / "files" / "dashboard.json"
 # Grafana's variables, as Grafana would substitute them for a 6 h range and the node "All".

@@ -18,6 +18,8 @@ import pytest
 import requests
 import yaml
 
+from harness.waits import ready, wait_running
+from harness.world import OPERATOR_TOKEN, nodewarden_world, policy
 from tests.packaging.api_calls import (
     ANY,
     API_MODULES,
@@ -30,8 +32,6 @@ from tests.packaging.api_calls import (
 )
 from tests.packaging.chart import NAMESPACE, ROOT, render
 from tests.packaging.rbac import Rbac
-from tests.sim.helpers import ready, wait_running
-from tests.support.world import OPERATOR_TOKEN, nodewarden_world, policy
 
 EVENT_NAMESPACE = "default"
 ACCOUNTS = {"webhook": f"{NAMESPACE}/nodewarden-webhook", "agent": f"{NAMESPACE}/nodewarden-agent"}

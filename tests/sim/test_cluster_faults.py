@@ -14,9 +14,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from sim.cluster import Cluster
-from sim.timings import Timings
-from tests.sim.helpers import (
+from harness.waits import (
     add_taint,
     pod,
     ready,
@@ -25,6 +23,8 @@ from tests.sim.helpers import (
     violations,
     wait_running,
 )
+from sim.cluster import Cluster
+from sim.timings import Timings
 
 SCALE = 0.02
 

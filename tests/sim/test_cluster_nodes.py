@@ -14,8 +14,8 @@ from collections.abc import Callable
 import pytest
 import requests
 
+from harness.waits import ready
 from sim.cluster import Cluster
-from tests.sim.helpers import ready
 
 SCALE = 0.02
 WDIOC_SETTIMEOUT = 0xC0045706

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from harness.waits import add_taint, pod, ready, running_on, wait_running
 from sim.cluster import Cluster
-from tests.sim.helpers import add_taint, pod, ready, running_on, wait_running
 
 SCALE = 0.02  # 50 s of cluster time is 1 s of test time
 

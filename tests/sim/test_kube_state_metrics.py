@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.prometheus import MISSING, PROMETHEUS, prometheus, query, wait_query
 from sim.cluster import Cluster
-from tests.support.prometheus import MISSING, PROMETHEUS, prometheus, query, wait_query
 
 pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason=MISSING)
 

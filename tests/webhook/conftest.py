@@ -18,10 +18,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from core.clock import FakeClock, rfc3339
+from tests.webhook.fake_kube import FakeWebhookKube
 from webhook.app import Services, create_app
 from webhook.auth import load_credentials
 from webhook.kube import Resource
-from webhook.kube_fake import FakeWebhookKube
 from webhook.metrics import WebhookMetrics
 from webhook.policy import Policy, parse_policy
 from webhook.settings import WebhookSettings

@@ -23,7 +23,7 @@ import requests
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from sim.testing import SimCluster
+from sim.cluster import Cluster
 from tests.webhook.serving import CRD, free_port, gunicorn_webhook, metric, scrape, stop, wait_ready
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
@@ -118,7 +118,7 @@ def eventually(
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("alertmanager")
-    with SimCluster(nodes=5, time_scale=0.05, workdir=tmp / "cluster") as cluster:
+    with Cluster(nodes=5, time_scale=0.05, workdir=tmp / "cluster") as cluster:
         cluster.apply_file(CRD)
         with gunicorn_webhook(
             tmp, cluster.kubeconfig("webhook"), NODEWARDEN_ALERT_RECORD_INTERVAL_S="0"
@@ -136,7 +136,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                     stop(proc)
 
 
-def creates(cluster: SimCluster, name: str) -> list[Any]:
+def creates(cluster: Cluster, name: str) -> list[Any]:
     return [
         r
         for r in cluster.api.audit.query(verb="create", name=name)
@@ -144,7 +144,7 @@ def creates(cluster: SimCluster, name: str) -> list[Any]:
     ]
 
 
-def remediation(cluster: SimCluster, name: str) -> dict[str, Any] | None:
+def remediation(cluster: Cluster, name: str) -> dict[str, Any] | None:
     """The stored NodeRemediation, read over HTTPS with the official client."""
     api = admin_client(cluster)
     try:
@@ -160,13 +160,13 @@ def remediation(cluster: SimCluster, name: str) -> dict[str, Any] | None:
         api.close()
 
 
-def admin_client(cluster: SimCluster) -> client.ApiClient:
+def admin_client(cluster: Cluster) -> client.ApiClient:
     cfg = client.Configuration()
     config.load_kube_config(config_file=str(cluster.kubeconfig("admin")), client_configuration=cfg)
     return client.ApiClient(cfg)
 
 
-def ready(cluster: SimCluster, node: str) -> str:
+def ready(cluster: Cluster, node: str) -> str:
     obj = cluster.get("nodes", node) or {}
     for cond in (obj.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Ready":
@@ -175,7 +175,7 @@ def ready(cluster: SimCluster, node: str) -> str:
 
 
 def test_firing_repeats_ha_duplicates_and_resolved(world: dict[str, Any]) -> None:
-    cluster: SimCluster = world["cluster"]
+    cluster: Cluster = world["cluster"]
     ams: list[str] = world["alertmanagers"]
     webhook: str = world["webhook"]
     cluster.fault("power-off", "node-1")
@@ -231,7 +231,7 @@ def test_firing_repeats_ha_duplicates_and_resolved(world: dict[str, Any]) -> Non
 
 
 def test_alerts_for_ready_nodes_are_delivered_and_rejected(world: dict[str, Any]) -> None:
-    cluster: SimCluster = world["cluster"]
+    cluster: Cluster = world["cluster"]
     push(world["alertmanagers"], "node-2")
     eventually(
         lambda: (

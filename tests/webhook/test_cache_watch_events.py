@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 
 from core.clock import FakeClock
-from core.kube import Forbidden
+from core.events import EventRecorder, NodeEvent, event_body
+from core.kube import Forbidden, WatchEvent
 from tests.webhook.conftest import WorldFactory, alert, message
+from tests.webhook.fake_kube import FakeWebhookKube, node_object
 from webhook.cache import ClusterCache
-from webhook.events import EventRecorder, NodeEvent, event_body
-from webhook.kube import Resource, WatchEvent
-from webhook.kube_fake import FakeWebhookKube, node_object
+from webhook.kube import Resource
 from webhook.policy import parse_policy
 
 

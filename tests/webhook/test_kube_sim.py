@@ -17,11 +17,11 @@ from kubernetes import client, config
 
 from core import names
 from core.clock import RealClock, rfc3339
-from core.kube import AlreadyExists, Conflict, NotFound, load_kube
+from core.kube import AlreadyExists, Conflict, NotFound, WatchExpired, load_kube
 from tests.conftest import start_api_server
 from tests.webhook.conftest import AM_TOKEN, OPERATOR_TOKEN, alert, message
 from webhook.app import create_app
-from webhook.kube import RealWebhookKube, Resource, WatchExpired
+from webhook.kube import RealWebhookKube, Resource
 from webhook.policy import parse_policy
 from webhook.settings import WebhookSettings
 

@@ -16,11 +16,11 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from core.kube import JSON
 from webhook.api.common import authenticate, json_body
 from webhook.app import ApiProblem, services
 from webhook.auth import Role
 from webhook.decisions import Context
-from webhook.kube import JSON
 from webhook.policy import Outcome, Reason, Request, Source, Verdict
 from webhook.policy.decide import valid_node_name
 from webhook.records import MAX_TEXT, Trigger, summary

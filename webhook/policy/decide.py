@@ -32,10 +32,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from core import names
-from webhook.policy.model import Escalation, Policy, Strategy
+from core.remediation import COOLDOWN_PHASES, TERMINAL_PHASES, Escalation, Phase, Strategy
+from webhook.policy.model import Policy
 
-TERMINAL_PHASES = frozenset({"Succeeded", "Cancelled", "Failed"})
-COOLDOWN_PHASES = frozenset({"Succeeded", "Failed"})  # a cancelled one did nothing
 _NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -130,7 +129,7 @@ class ExistingFacts:
         """The phase, or the one creation was about to write if status is still empty."""
         if self.phase:
             return self.phase
-        return "AwaitingApproval" if self.approval_required else "Pending"
+        return Phase.AWAITING_APPROVAL if self.approval_required else Phase.PENDING
 
 
 @dataclass(frozen=True)

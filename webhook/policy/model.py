@@ -12,20 +12,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-
-class Strategy(enum.StrEnum):
-    """How workloads are recovered once the node is proven fenced."""
-
-    OUT_OF_SERVICE_TAINT = "OutOfServiceTaint"
-    RESOURCE_DELETION = "ResourceDeletion"
-
-
-class Escalation(enum.StrEnum):
-    """What to do when self-fencing cannot be proven."""
-
-    NONE = "None"
-    FENCE_AGENT = "FenceAgent"
-    OPERATOR_APPROVAL = "OperatorApproval"
+from core.remediation import Escalation, Strategy
 
 
 class SelectorOperator(enum.StrEnum):

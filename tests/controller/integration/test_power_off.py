@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.sim.helpers import running_on, wait_running
-from tests.support.world import nodewarden_world
+from harness.waits import running_on, wait_running
+from harness.world import nodewarden_world
 
 SCALE = 0.05
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.sim.helpers import ready, running_on, wait_running
-from tests.support.world import World, nodewarden_world, policy
+from harness.waits import ready, running_on, wait_running
+from harness.world import World, nodewarden_world, policy
 
 SCALE = 0.05
 

@@ -16,13 +16,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from core import names
 from core.clock import Clock, rfc3339_micro
-from core.kube import KubeError
-from webhook.kube import JSON, WebhookKube
+from core.kube import JSON, KubeError
 
 log = logging.getLogger(__name__)
+
+
+class EventSink(Protocol):
+    """The one API call the recorder needs (both sides' access layers have it)."""
+
+    def create_event(self, namespace: str, body: JSON) -> None:
+        """Create an events.k8s.io/v1 Event."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,7 @@ def event_body(event: NodeEvent, instance: str, now: float,
 class EventRecorder:
     def __init__(
         self,
-        kube: WebhookKube,
+        kube: EventSink,
         clock: Clock,
         namespace: str,
         instance: str,

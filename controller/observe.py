@@ -9,9 +9,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from controller.model import AgentInfo, NodeObs, PeerObs, parse_time
 from core import names
 from core.peer_client import PeerClient, PeerError
-from webhook.controller.model import AgentInfo, NodeObs, PeerObs, parse_time
 
 log = logging.getLogger("nodewarden.controller.observe")
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from webhook.controller.machine import Decision
-from webhook.controller.model import Phase, RemediationView, format_time
-from webhook.kube import merge_patch
+from controller.machine import Decision
+from controller.model import Phase, RemediationView, format_time
+from core.kube import merge_patch
 
 HISTORY_LIMIT = 50
 REPLACED_SUBTREES = (("fence", "evidence"),)  # written whole: stale keys are removed

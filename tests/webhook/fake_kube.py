@@ -21,8 +21,18 @@ from collections.abc import Iterator
 
 from core import names
 from core.clock import Clock, RealClock, rfc3339
-from core.kube import AlreadyExists, Conflict, NotFound, Unavailable
-from webhook.kube import JSON, Listing, Resource, WatchEvent, WatchExpired, merge_patch
+from core.kube import (
+    JSON,
+    AlreadyExists,
+    Conflict,
+    Listing,
+    NotFound,
+    Unavailable,
+    WatchEvent,
+    WatchExpired,
+    merge_patch,
+)
+from webhook.kube import Resource
 
 MAX_EVENTS_KEPT = 10_000
 

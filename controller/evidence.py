@@ -26,7 +26,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook.controller.model import (
+from controller.model import (
     AgentInfo,
     EvidenceRule,
     FenceRecord,

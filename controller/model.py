@@ -12,25 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from webhook.kube import dig
-from webhook.policy.model import Escalation, Strategy
-
-
-class Phase(enum.StrEnum):
-    PENDING = "Pending"
-    AWAITING_APPROVAL = "AwaitingApproval"
-    CONFIRMING = "Confirming"
-    FENCING = "Fencing"
-    FENCED = "Fenced"
-    RECOVERING = "Recovering"
-    AWAITING_NODE_READY = "AwaitingNodeReady"
-    SUCCEEDED = "Succeeded"
-    CANCELLED = "Cancelled"
-    FAILED = "Failed"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (Phase.SUCCEEDED, Phase.CANCELLED, Phase.FAILED)
+from core.kube import dig
+from core.remediation import Escalation, Phase, Strategy
 
 
 class Reason(enum.StrEnum):

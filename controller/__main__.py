@@ -1,4 +1,4 @@
-"""`python -m webhook.controller`: the remediation controller of one webhook replica.
+"""`python -m controller`: the remediation controller of one webhook replica.
 
 Reads `NODEWARDEN_CONTROLLER_*` (see docs/fencing-protocol.md), refuses unsafe timings
 with the computed worst case, campaigns for the leader Lease and, while leading, drives
@@ -13,19 +13,19 @@ import signal
 import sys
 import threading
 
+from controller.act import Actor
+from controller.kube import ControllerKube
+from controller.leader import LeaderElector, LeaderTiming
+from controller.loop import Controller
+from controller.metrics import ControllerMetrics, serve_health_and_metrics
+from controller.settings import settings_from_env, unsafe_timings, worst_case_fence_s
 from core import names
 from core.clock import RealClock
+from core.events import EventRecorder
 from core.fence_order import load_private_key
 from core.kube import load_kube
 from core.peer_client import PeerClient
 from core.settings import SettingsError, read_secret_file
-from webhook.controller.act import Actor
-from webhook.controller.kube import ControllerKube
-from webhook.controller.leader import LeaderElector, LeaderTiming
-from webhook.controller.loop import Controller
-from webhook.controller.metrics import ControllerMetrics, serve_health_and_metrics
-from webhook.controller.settings import settings_from_env, unsafe_timings, worst_case_fence_s
-from webhook.events import EventRecorder
 
 log = logging.getLogger("nodewarden.controller")
 
@@ -67,7 +67,7 @@ def main() -> int:
         ckube.lease_store(names.LEADER_LEASE_NAME), settings.identity_name,
         LeaderTiming(settings.lease_duration_s, settings.renew_deadline_s, settings.retry_period_s), clock,
         on_change=lambda leading: metrics.is_leader.set(1 if leading else 0))
-    events = EventRecorder(ckube, clock, settings.event_namespace, settings.identity_name,  # type: ignore[arg-type]
+    events = EventRecorder(ckube, clock, settings.event_namespace, settings.identity_name,
                            controller=names.CONTROLLER_COMPONENT)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="peers")
     actor = Actor(ckube, peers, key, order_ttl_s=settings.order_ttl_s, peer_timeout_s=settings.peer_timeout_s,

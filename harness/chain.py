@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 from core.settings import parse_duration
-from tests.support.prometheus import ALERTMANAGER, free_port, prometheus, serve
-from tests.support.world import ROOT, World
+from harness.prometheus import ALERTMANAGER, free_port, prometheus, serve
+from harness.world import ROOT, World
 
 RULES = ROOT / "rules" / "nodewarden-alerts.yaml"
 TRIGGER_GROUPS = {"nodewarden-triggers", "nodewarden-fast-detection"}

@@ -8,7 +8,7 @@ the node is powered on again once its workloads have moved; a summary of each ph
 a timeline picture (results/demo/) close the run. Durations are shown as measured and
 scaled back to Kubernetes' real timings. Ctrl-C stops everything the demo started.
 
-    python -m bench.demo [--time-scale 0.2] [--results results/demo]
+    python -m harness.demo [--time-scale 0.2] [--results results/demo]
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.timeline_svg import render
-from tests.sim.helpers import running_on, wait_running
-from tests.support.chain import alert_chain
-from tests.support.prometheus import ALERTMANAGER, PROMETHEUS, query
-from tests.support.world import World, nodewarden_world
+from harness.chain import alert_chain
+from harness.prometheus import ALERTMANAGER, PROMETHEUS, query
+from harness.timeline_svg import render
+from harness.waits import running_on, wait_running
+from harness.world import World, nodewarden_world
 
 
 def parse_ts(value: Any) -> float | None:
-    from webhook.controller.model import parse_time
+    from controller.model import parse_time
 
     return parse_time(value)
 
@@ -197,7 +197,7 @@ def run(scale: float, results: Path, keep: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.demo", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m harness.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--time-scale", type=float, default=0.2,
                         help="every Kubernetes duration is multiplied by this (default 0.2)")

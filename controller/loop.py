@@ -16,27 +16,27 @@ import threading
 import time
 from typing import Any
 
-from core import names
-from core.clock import Clock
-from core.kube import Conflict, KubeError, NotFound
-from webhook.controller.act import Actor
-from webhook.controller.evidence import FenceTiming
-from webhook.controller.informer import Informer
-from webhook.controller.kube import ControllerKube, Kind
-from webhook.controller.leader import LeaderElector
-from webhook.controller.machine import ActionKind, Decision, MachineConfig, decide
-from webhook.controller.metrics import ControllerMetrics
-from webhook.controller.model import Observations, Phase, Reason, RemediationView
-from webhook.controller.observe import (
+from controller.act import Actor
+from controller.evidence import FenceTiming
+from controller.informer import Informer
+from controller.kube import ControllerKube, Kind
+from controller.leader import LeaderElector
+from controller.machine import ActionKind, Decision, MachineConfig, decide
+from controller.metrics import ControllerMetrics
+from controller.model import Observations, Phase, Reason, RemediationView
+from controller.observe import (
     all_published,
     ask_peers,
     node_obs,
     outage_suspected,
     pick_peers,
 )
-from webhook.controller.settings import ControllerSettings
-from webhook.controller.status import decision_patch, merge
-from webhook.events import EventRecorder, NodeEvent
+from controller.settings import ControllerSettings
+from controller.status import decision_patch, merge
+from core import names
+from core.clock import Clock
+from core.events import EventRecorder, NodeEvent
+from core.kube import Conflict, KubeError, NotFound
 
 log = logging.getLogger("nodewarden.controller")
 WARNING_REASONS = {Reason.FENCE_NOT_OBSERVED, Reason.FENCE_NOT_PROVEN, Reason.FENCE_AGENT_FAILED,

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from controller.model import format_time
 from core.clock import Clock
 from core.kube import AlreadyExists, Conflict, KubeError, NotFound
-from webhook.controller.model import format_time
 
 log = logging.getLogger("nodewarden.controller.leader")
 

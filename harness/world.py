@@ -25,10 +25,10 @@ import requests
 import yaml
 
 from core.fence_order import generate_private_key, private_key_pem, public_key_pem
+from harness.prometheus import free_port
 from sim.cluster import Cluster
-from tests.support.prometheus import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "helm" / "nodewarden" / "crds" / "noderemediations.yaml"
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 OPERATOR_TOKEN = "operator-token-for-tests-0123456789"
@@ -112,7 +112,7 @@ class World:
                              **{**self._controller_env, **overrides})
         self.controller_metrics[identity] = env["NODEWARDEN_CONTROLLER_METRICS_BIND"]
         log = open(self.tmp / f"controller-{identity}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-m", "webhook.controller"], cwd=ROOT, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "controller"], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.controllers[identity] = proc
@@ -165,7 +165,7 @@ class World:
             return rem if rem and (rem.get("status") or {}).get("phase") in phases else None
 
         try:
-            return self.cluster.wait_for(reached, timeout, interval=0.05)  # type: ignore[no-any-return]
+            return self.cluster.wait_for(reached, timeout, interval=0.05)
         except TimeoutError:
             status = (self.remediation(node) or {}).get("status") or {}
             raise AssertionError(f"{node} did not reach {phases} within {timeout}s: phase "

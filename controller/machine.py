@@ -15,8 +15,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook.controller.evidence import Evidence, FenceTiming, Verdict, evaluate, order_lifetime_ok
-from webhook.controller.model import (
+from controller.evidence import Evidence, FenceTiming, Verdict, evaluate, order_lifetime_ok
+from controller.model import (
     Escalation,
     EvidenceRule,
     Observations,

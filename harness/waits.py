@@ -26,7 +26,7 @@ def wait_running(cluster: Cluster, names: list[str], timeout: float = 15.0) -> d
         nodes = {n: running_on(cluster, n) for n in names}
         return nodes if all(nodes.values()) else None  # type: ignore[return-value]
 
-    return cluster.wait_for(placed, timeout, message=f"pods {names} running")  # type: ignore[no-any-return]
+    return cluster.wait_for(placed, timeout, message=f"pods {names} running")
 
 
 def add_taint(cluster: Cluster, node: str, taint: dict[str, str] = OOS) -> None:

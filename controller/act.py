@@ -19,12 +19,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from controller.kube import ControllerKube
+from controller.metrics import ControllerMetrics
+from controller.model import NodeObs, RemediationView, format_time
 from core.fence_order import Action as OrderAction
 from core.fence_order import new_order, sign_order
 from core.peer_client import OrderAnswer, OrderOutcome, PeerClient, PeerError
-from webhook.controller.kube import ControllerKube
-from webhook.controller.metrics import ControllerMetrics
-from webhook.controller.model import NodeObs, RemediationView, format_time
 
 log = logging.getLogger("nodewarden.controller.act")
 

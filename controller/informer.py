@@ -10,9 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from core.kube import KubeError
-from webhook.controller.kube import ControllerKube, Kind
-from webhook.kube import WatchExpired
+from controller.kube import ControllerKube, Kind
+from core.kube import KubeError, WatchExpired
 
 log = logging.getLogger("nodewarden.controller.informer")
 MAX_BACKOFF_S = 10.0

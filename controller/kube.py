@@ -18,8 +18,17 @@ from typing import Any
 from kubernetes import client
 
 from core import names
-from core.kube import Kube, NotFound, call, ensure_node_taint
-from webhook.kube import JSON, Listing, WatchEvent, raw_list, raw_watch
+from core.kube import (
+    JSON,
+    Kube,
+    Listing,
+    NotFound,
+    WatchEvent,
+    call,
+    ensure_node_taint,
+    raw_list,
+    raw_watch,
+)
 
 OOS = (names.OUT_OF_SERVICE_TAINT_KEY, names.OUT_OF_SERVICE_TAINT_VALUE, names.OUT_OF_SERVICE_TAINT_EFFECT)
 
