@@ -77,7 +77,7 @@ def measure() -> dict[str, Any]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from core.fence_order import public_key_pem
-    from sim.cluster import Cluster
+    from sim.world.cluster import Cluster
 
     key = Ed25519PrivateKey.generate()
 

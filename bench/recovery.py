@@ -27,8 +27,8 @@ from core.clock import parse_rfc3339
 from harness.chain import alert_chain
 from harness.waits import OOS, add_taint, ready, running_on, wait_running
 from harness.world import AGENT_WATCHDOG_S, nodewarden_world
-from sim.cluster import Cluster
-from sim.timings import Timings
+from sim.world.cluster import Cluster
+from sim.world.timings import Timings
 
 from .common import write_result
 

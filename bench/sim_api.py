@@ -39,7 +39,7 @@ def _rate(fn: Any, duration: float = DURATION_S) -> float:
 def throughput() -> dict[str, float]:
     from kubernetes import client, config
 
-    from sim.server import ADMIN, ApiServer, node_object
+    from sim.apiserver.server import ADMIN, ApiServer, node_object
 
     # The server runs in a subprocess so that client and server do not share a GIL.
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,11 +115,11 @@ def _pod(i: int, node: str) -> dict[str, Any]:
 
 def memory_child() -> None:
     """Runs in its own process: fill a store, print the RSS as JSON."""
-    from sim.registry import Registry
-    from sim.resources import ResourceRegistry
-    from sim.server import node_object
-    from sim.store import Store
-    from sim.workloads import default_tolerations
+    from sim.apiserver.registry import Registry
+    from sim.apiserver.resources import ResourceRegistry
+    from sim.apiserver.server import node_object
+    from sim.apiserver.store import Store
+    from sim.world.workloads import default_tolerations
 
     baseline = rss_mib()
     store = Store()

@@ -23,8 +23,8 @@ MEASURE_S = float(os.environ.get("BENCH_SCALE_MEASURE_S", "60"))
 
 
 def child() -> None:
-    from sim.cluster import Cluster
     from sim.timefmt import parse
+    from sim.world.cluster import Cluster
 
     cluster = Cluster(nodes=NODES, time_scale=1.0, workloads=[f"app=deployment:{PODS}"])
     cluster.start()

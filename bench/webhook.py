@@ -21,7 +21,7 @@
    cluster: a full policy decision, a log line and a Kubernetes Event each).
    Target: p99 < 20 ms.
 
-Every piece is a process of its own: the simulated API server (`sim.server.ApiServer`,
+Every piece is a process of its own: the simulated API server (`sim.apiserver.server.ApiServer`,
 nodes as plain objects whose Ready condition the benchmark sets; no kubelets), the
 gunicorn servers, and the load generator (one thread driving keep-alive connections
 with prebuilt requests, so that it needs little CPU). The CPU time of each process
@@ -136,7 +136,7 @@ def bare_app() -> Any:
 def api_child() -> None:
     """argv: workdir, nodes, not-ready count. Prints one JSON line when serving, then
     serves until stdin closes."""
-    from sim.server import ADMIN, WEBHOOK, ApiServer, node_object
+    from sim.apiserver.server import ADMIN, WEBHOOK, ApiServer, node_object
 
     workdir, nodes, not_ready = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     server = ApiServer(workdir=workdir, watch_history=20000)

@@ -26,7 +26,7 @@ import yaml
 
 from core.fence_order import generate_private_key, private_key_pem, public_key_pem
 from harness.prometheus import free_port
-from sim.cluster import Cluster
+from sim.world.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "helm" / "nodewarden" / "crds" / "noderemediations.yaml"
@@ -198,7 +198,7 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
     (tmp / "order-keys.pem").write_bytes(public_key_pem(key.public_key()))
     (tmp / "peer-secret").write_text("peer-secret-for-tests-0123456789abcdef")
     if timings is None:
-        from sim.timings import Timings
+        from sim.world.timings import Timings
 
         timings = Timings(watchdog_timeout_s=AGENT_WATCHDOG_S)
     cluster = Cluster(nodes=nodes, time_scale=time_scale, workdir=tmp / "sim", workloads=list(workloads),

@@ -27,8 +27,8 @@ from typing import Any
 
 import yaml
 
-from .cluster import Cluster
-from .faults import ACTIONS
+from .world.cluster import Cluster
+from .world.faults import ACTIONS
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sim.cluster import Cluster
-from sim.server import ADMIN, WEBHOOK, ApiServer, agent_identity, node_object
+from sim.apiserver.server import ADMIN, WEBHOOK, ApiServer, agent_identity, node_object
+from sim.world.cluster import Cluster
 
 
 def start_api_server(tmp: Path, nodes: int = 3, **kwargs: object) -> ApiServer:

@@ -37,10 +37,10 @@ from typing import Any
 
 from harness.waits import ready, running_on, wait_running
 from harness.world import World, controller_env, nodewarden_world, policy
-from sim.faults import FaultError
-from sim.resources import ResourceType
-from sim.store import Entry
-from sim.timings import Timings
+from sim.apiserver.resources import ResourceType
+from sim.apiserver.store import Entry
+from sim.world.faults import FaultError
+from sim.world.timings import Timings
 from tests.chaos.alerts import EVAL_S, FOR_S, GROUP_WAIT_S, Alertmanager
 from tests.chaos.schedule import Incident, Schedule, Step
 

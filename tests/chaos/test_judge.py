@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from sim.timeline import Timeline
+from sim.world.timeline import Timeline
 from tests.chaos.runner import Runner
 from tests.chaos.schedule import Schedule, Step
 

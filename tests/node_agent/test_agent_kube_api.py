@@ -15,7 +15,7 @@ from core.kube import NotFound, Unauthorized, Unavailable, load_kube
 from node_agent.kube import KubeAgentApi, connect, node_facts
 
 ROOT = Path(__file__).resolve().parents[2]
-sim_server = pytest.importorskip("sim.server")
+sim_server = pytest.importorskip("sim.apiserver.server")
 
 
 @pytest.fixture(scope="module")

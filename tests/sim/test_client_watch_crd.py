@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from sim.server import ApiServer
+from sim.apiserver.server import ApiServer
 from tests.conftest import start_api_server
 from tests.sim.test_client_verbs import make_namespace, raw, unique
 

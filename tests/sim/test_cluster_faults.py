@@ -23,8 +23,8 @@ from harness.waits import (
     violations,
     wait_running,
 )
-from sim.cluster import Cluster
-from sim.timings import Timings
+from sim.world.cluster import Cluster
+from sim.world.timings import Timings
 
 SCALE = 0.02
 
@@ -220,7 +220,7 @@ def test_kubelet_stop_leaves_containers_running(make_cluster: Callable[..., Clus
 
 
 def test_unknown_node_and_bad_fault_are_rejected(make_cluster: Callable[..., Cluster]) -> None:
-    from sim.faults import FaultError
+    from sim.world.faults import FaultError
 
     cluster = make_cluster(nodes=1, time_scale=SCALE)
     with pytest.raises(FaultError, match="unknown node"):

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from harness.waits import ready
-from sim.cluster import Cluster
+from sim.world.cluster import Cluster
 
 SCALE = 0.02
 WDIOC_SETTIMEOUT = 0xC0045706

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from harness.waits import add_taint, pod, ready, running_on, wait_running
-from sim.cluster import Cluster
+from sim.world.cluster import Cluster
 
 SCALE = 0.02  # 50 s of cluster time is 1 s of test time
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.prometheus import MISSING, PROMETHEUS, prometheus, query, wait_query
-from sim.cluster import Cluster
+from sim.world.cluster import Cluster
 
 pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason=MISSING)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sim.server import ApiServer
+from sim.apiserver.server import ApiServer
 
 pytestmark = [
     pytest.mark.kubectl,

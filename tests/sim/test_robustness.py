@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim.server import ApiServer
+from sim.apiserver.server import ApiServer
 from tests.conftest import start_api_server
 
 

@@ -23,7 +23,7 @@ import requests
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from sim.cluster import Cluster
+from sim.world.cluster import Cluster
 from tests.webhook.serving import CRD, free_port, gunicorn_webhook, metric, scrape, stop, wait_ready
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"

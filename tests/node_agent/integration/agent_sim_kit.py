@@ -27,7 +27,7 @@ from core.peer_client import PeerClient
 from core.settings import read_config_file
 from node_agent import __version__
 from node_agent.settings import AgentSettings, load_agent_settings
-from sim.cluster import Cluster
+from sim.world.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parents[3]
 SCALE = 0.05  # Kubernetes' 60 s watchdog is 3 s, its 50 s grace period 2.5 s

@@ -16,8 +16,8 @@ from agent_sim_kit import (
     write_agent_files,
 )
 
-from sim.cluster import Cluster
-from sim.timings import Timings
+from sim.world.cluster import Cluster
+from sim.world.timings import Timings
 
 CRD = ROOT / "helm" / "nodewarden" / "crds" / "noderemediations.yaml"
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import errors, ksm
-from .apiserver import Request, Response, json_response
+from ..apiserver import errors
+from ..apiserver.http import Request, Response, json_response
+from . import ksm
 from .faults import Fault, FaultError
 
 if TYPE_CHECKING:

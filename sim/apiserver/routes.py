@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from . import discovery, errors, events, openapi, tables
-from .apiserver import Request, Response, json_response
 from .auth import AuditLog, AuditRecord
+from .http import Request, Response, json_response
 from .registry import Registry, Result, WriteOptions
 from .resources import ResourceType
 from .selectors import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .timefmt import parse
+from ..timefmt import parse
 
 if TYPE_CHECKING:
     from .cluster import Cluster

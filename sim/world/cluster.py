@@ -21,7 +21,12 @@ from typing import Any
 
 import yaml
 
+from ..apiserver.errors import ApiError
+from ..apiserver.resources import ResourceType
+from ..apiserver.server import ADMIN, WEBHOOK, ApiServer, agent_identity, node_object
+from ..apiserver.store import Entry
 from . import faults as faults_mod
+from .control_routes import SimRoutes
 from .controllers import (
     AttachDetachController,
     NodeLifecycleController,
@@ -31,16 +36,11 @@ from .controllers import (
     derived_fields,
     ready_status,
 )
-from .errors import ApiError
 from .invariants import OUT_OF_SERVICE, InvariantMonitor
 from .kubelet import Kubelet
 from .network import PeerNetwork
 from .nodes import Power, SimNode
 from .processes import NodeProcess
-from .resources import ResourceType
-from .server import ADMIN, WEBHOOK, ApiServer, agent_identity, node_object
-from .sim_routes import SimRoutes
-from .store import Entry
 from .ticker import Ticker
 from .timeline import Timeline
 from .timings import Timings

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .auth import Identity
+from ..apiserver.auth import Identity
 
 if TYPE_CHECKING:
     from .cluster import Cluster

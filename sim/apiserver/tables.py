@@ -9,8 +9,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from ..timefmt import parse
 from .resources import ResourceType
-from .timefmt import parse
 
 Row = list[Any]
 Col = tuple[str, str, int]  # name, type, priority

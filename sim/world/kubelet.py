@@ -10,9 +10,9 @@ import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .errors import ApiError
+from ..apiserver.errors import ApiError
+from ..timefmt import rfc3339, rfc3339_micro
 from .nodes import RunningPod, SimNode
-from .timefmt import rfc3339, rfc3339_micro
 
 if TYPE_CHECKING:
     from .cluster import Cluster

@@ -22,8 +22,8 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..timefmt import parse
 from .nodes import Power
-from .timefmt import parse
 
 if TYPE_CHECKING:
     from .cluster import Cluster

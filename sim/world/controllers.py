@@ -12,8 +12,8 @@ import heapq
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .errors import ApiError
-from .timefmt import parse, rfc3339
+from ..apiserver.errors import ApiError
+from ..timefmt import parse, rfc3339
 from .tolerations import eviction_delay_s, untolerated
 
 if TYPE_CHECKING:

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from . import kubeconfig, tls
-from .api_routes import ApiRoutes
-from .apiserver import App, Gate, HTTPServerThread
 from .auth import AuditLog, Identities, Identity
+from .http import App, Gate, HTTPServerThread
 from .registry import Registry
 from .resources import ResourceRegistry
+from .routes import ApiRoutes
 from .store import Store
 
 log = logging.getLogger("sim.server")
@@ -133,7 +133,7 @@ class ApiServer:
 def node_object(name: str, index: int, now: float, boot_id: str | None = None,
                 labels: dict[str, str] | None = None) -> dict[str, Any]:
     """A Node as a kubelet registers it, Ready, with the usual conditions."""
-    from .timefmt import rfc3339
+    from ..timefmt import rfc3339
 
     ts = rfc3339(now)
     conditions = [

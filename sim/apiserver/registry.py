@@ -24,13 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..timefmt import rfc3339
 from . import crd as crds
 from . import errors, events, strategies
 from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .resources import ResourceRegistry, ResourceType
 from .selectors import field_value
 from .store import Entry, Store, dumps
-from .timefmt import rfc3339
 from .validation import BuiltinValidator, Cause, prune_paths, semantic_causes
 
 MERGE_PATCH = "application/merge-patch+json"

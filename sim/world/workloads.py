@@ -11,8 +11,8 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .errors import ApiError
-from .resources import ResourceType
+from ..apiserver.errors import ApiError
+from ..apiserver.resources import ResourceType
 
 if TYPE_CHECKING:
     from .cluster import Cluster
