@@ -1,28 +1,41 @@
-"""List-then-watch loops that keep the `ClusterCache` current, one thread per resource.
-
-The informer pattern, small: LIST, then WATCH from the list's resourceVersion; a watch
-that ends (server timeout) is reopened from the last version seen; a 410 Gone relists at
-once; any other failure marks that resource unsynced (requests then wait briefly or
-answer 503, rather than decide on a stale view) and retries with capped exponential
-backoff. Threads are daemons and also stop when `stop()` is called.
+"""Keeps the `ClusterCache` current: one `core.informer.Reflector` thread per resource
+(list, watch, relist on 410 Gone; on any other failure the resource is marked unsynced,
+so requests wait briefly or answer 503 rather than decide on a stale view, and the
+reflector retries with capped exponential backoff). Threads are daemons and also stop
+when `stop()` is called.
 """
 
 from __future__ import annotations
 
-import logging
+import functools
 import threading
-import time
 from collections.abc import Callable
 
-from core.kube import KubeError, WatchExpired
+from core.informer import Reflector
+from core.kube import JSON, KubeError, WatchEvent
 from webhook.cache import ClusterCache
 from webhook.kube import Resource, WebhookKube
 
-log = logging.getLogger(__name__)
 
-INITIAL_BACKOFF_S = 0.2
-MAX_BACKOFF_S = 10.0
-QUICK_CLOSE_S = 0.05
+class _CacheSink:
+    """One resource's side of the `ClusterCache`, as a reflector's sink."""
+
+    def __init__(self, cache: ClusterCache, resource: Resource,
+                 on_error: Callable[[Resource, KubeError], None] | None) -> None:
+        self.cache = cache
+        self.resource = resource
+        self.on_error = on_error
+
+    def replace(self, items: list[JSON], resource_version: str) -> None:
+        self.cache.replace(self.resource, items, resource_version)
+
+    def apply(self, event: WatchEvent) -> None:
+        self.cache.apply(self.resource, event)
+
+    def unsynced(self, error: BaseException) -> None:
+        self.cache.unsynced(self.resource)
+        if self.on_error and isinstance(error, KubeError):
+            self.on_error(self.resource, error)
 
 
 class Watcher:
@@ -42,9 +55,15 @@ class Watcher:
 
     def start(self) -> None:
         for resource in Resource:
-            thread = threading.Thread(
-                target=self._run, args=(resource,), name=f"watch-{resource}", daemon=True
+            reflector = Reflector(
+                str(resource),
+                functools.partial(self.kube.list, resource),
+                functools.partial(self.kube.watch, resource),
+                _CacheSink(self.cache, resource, self.on_error),
+                self._stop,
+                self.timeout_s,
             )
+            thread = threading.Thread(target=reflector.run, name=f"watch-{resource}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -56,40 +75,3 @@ class Watcher:
     @property
     def stopped(self) -> bool:
         return self._stop.is_set()
-
-    def _run(self, resource: Resource) -> None:
-        backoff = INITIAL_BACKOFF_S
-        while not self._stop.is_set():
-            try:
-                listing = self.kube.list(resource)
-                self.cache.replace(resource, listing.items, listing.resource_version)
-                version = listing.resource_version
-                backoff = INITIAL_BACKOFF_S
-                while not self._stop.is_set():
-                    opened = time.monotonic()
-                    for event in self.kube.watch(resource, version, self.timeout_s):
-                        if self._stop.is_set():
-                            return
-                        if event.type == "ERROR":
-                            raise KubeError(500, "WatchError", str(event.object)[:200])
-                        self.cache.apply(resource, event)
-                        version = str(
-                            (event.object.get("metadata") or {}).get("resourceVersion") or version
-                        )
-                    if time.monotonic() - opened < QUICK_CLOSE_S:  # do not spin on a server
-                        self._stop.wait(QUICK_CLOSE_S)  # that closes watches at once
-            except WatchExpired:
-                log.info("watch of %s expired; listing again", resource)
-                continue
-            except KubeError as exc:
-                self.cache.unsynced(resource)
-                if self.on_error:
-                    self.on_error(resource, exc)
-                log.warning("watch of %s failed (%s); retrying in %.1fs", resource, exc, backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
-            except Exception:  # a bug must not silently end the cache's updates
-                self.cache.unsynced(resource)
-                log.exception("watch of %s crashed; retrying in %.1fs", resource, backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
