@@ -12,19 +12,20 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
-from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.sansio.response import Response as BaseResponse
 
 from core.clock import Clock, RealClock
 from core.events import EventRecorder
 from core.kube import KubeError, Unavailable, load_kube
 from webhook.actions import Actions
+from webhook.api.alerts import bp as alerts_bp
+from webhook.api.ops import bp as ops_bp
+from webhook.api.remediations import bp as remediations_bp
 from webhook.auth import Credentials, load_credentials
 from webhook.cache import ClusterCache
 from webhook.decisions import Decisions
@@ -32,59 +33,13 @@ from webhook.intake import AlertIntake
 from webhook.kube import RealWebhookKube, Resource, WebhookKube
 from webhook.metrics import ClusterStateCollector, WebhookMetrics
 from webhook.policy import Policy, load_policy
+from webhook.services import EXTENSION, Services
 from webhook.settings import WebhookSettings
 from webhook.watch import Watcher
 from webhook.writer import RemediationWriter
 
 log = logging.getLogger(__name__)
-EXTENSION = "nodewarden"
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
-
-
-class ApiProblem(HTTPException):
-    """An HTTP error with extra JSON fields (`field`, `reason`, ...)."""
-
-    def __init__(self, code: int, description: str, **extra: Any) -> None:
-        super().__init__(description)
-        self.code = code
-        self.extra = extra
-        self.headers: dict[str, str] = {}
-
-    @property
-    def name(self) -> str:
-        return HTTP_STATUS_CODES.get(self.code or 500, "Error")
-
-
-@dataclass
-class Services:
-    settings: WebhookSettings
-    policy: Policy
-    credentials: Credentials
-    kube: WebhookKube
-    clock: Clock
-    cache: ClusterCache
-    watcher: Watcher
-    recorder: EventRecorder
-    metrics: WebhookMetrics
-    state_collector: ClusterStateCollector
-    writer: RemediationWriter
-    decisions: Decisions
-    actions: Actions
-    intake: AlertIntake
-    reachable_at: float = -1.0  # monotonic time of the last successful ping
-
-    def stop(self) -> None:
-        self.watcher.stop()
-        self.recorder.stop()
-
-    def require_synced(self) -> None:
-        """Wait briefly for the first sync; never decide on a view that is not current."""
-        if not self.cache.wait_synced(self.settings.cache_sync_wait_s):
-            raise ApiProblem(
-                503,
-                "the cluster view is not synced with the API server yet",
-                reason="CacheNotSynced",
-            )
 
 
 class ResponseJSON(DefaultJSONProvider):
@@ -132,11 +87,6 @@ class WebhookFlask(Flask):
             elapsed
         )
         return response
-
-
-def services() -> Services:
-    svc: Services = current_app.extensions[EXTENSION]
-    return svc
 
 
 def create_app(
@@ -208,10 +158,6 @@ def create_app(
     app.extensions[EXTENSION] = svc
     app.url_map.strict_slashes = False  # no HTML redirects: every answer is JSON
     app.url_map.merge_slashes = False
-
-    from webhook.api.alerts import bp as alerts_bp
-    from webhook.api.ops import bp as ops_bp
-    from webhook.api.remediations import bp as remediations_bp
 
     app.register_blueprint(alerts_bp)
     app.register_blueprint(remediations_bp)

@@ -19,11 +19,12 @@ from flask.testing import FlaskClient
 
 from core.clock import FakeClock, rfc3339
 from tests.webhook.fake_kube import FakeWebhookKube
-from webhook.app import Services, create_app
+from webhook.app import create_app
 from webhook.auth import load_credentials
 from webhook.kube import Resource
 from webhook.metrics import WebhookMetrics
 from webhook.policy import Policy, parse_policy
+from webhook.services import Services
 from webhook.settings import WebhookSettings
 
 AM_TOKEN = "am-token-0123456789"

@@ -14,9 +14,9 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from webhook.api.common import authenticate, json_body
-from webhook.app import ApiProblem, services
 from webhook.auth import Role
 from webhook.payload import PayloadError, parse_message
+from webhook.services import ApiProblem, services
 
 bp = Blueprint("alerts", __name__)
 

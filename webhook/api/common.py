@@ -8,8 +8,8 @@ from typing import Any
 from flask import Request, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from webhook.app import ApiProblem, services
 from webhook.auth import AuthError, Identity, Role
+from webhook.services import ApiProblem, services
 
 
 def authenticate(role: Role) -> Identity:

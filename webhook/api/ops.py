@@ -13,8 +13,8 @@ from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 
 from core.kube import KubeError
-from webhook.app import services
 from webhook.metrics import exposition
+from webhook.services import services
 
 bp = Blueprint("ops", __name__)
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.json"

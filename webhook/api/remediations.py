@@ -18,12 +18,12 @@ from flask.typing import ResponseReturnValue
 
 from core.kube import JSON
 from webhook.api.common import authenticate, json_body
-from webhook.app import ApiProblem, services
 from webhook.auth import Role
 from webhook.decisions import Context
 from webhook.policy import Outcome, Reason, Request, Source, Verdict
 from webhook.policy.decide import valid_node_name
 from webhook.records import MAX_TEXT, Trigger, summary
+from webhook.services import ApiProblem, services
 
 bp = Blueprint("remediations", __name__)
 BASE = "/api/v1/remediations"
