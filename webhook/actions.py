@@ -12,6 +12,7 @@ any other API error becomes a rejected verdict with reason `ApiError`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from core.kube import JSON, AlreadyExists, Conflict, KubeError, Unavailable
 from webhook.cache import ClusterCache
@@ -47,15 +48,7 @@ class Actions:
         self, request: Request, trigger: Trigger, alert: AlertEntry | None, ctx: Context
     ) -> tuple[Verdict, JSON | None]:
         """Start remediating `request.node` if policy allows; record repeats."""
-        try:
-            verdict, obj = self._start(request, trigger, alert)
-        except Unavailable:
-            raise
-        except KubeError as exc:
-            log.warning("starting remediation of %s failed: %s", request.node, exc)
-            verdict, obj = api_error(exc), None
-        self.decisions.report(verdict, request.node, ctx, obj)
-        return verdict, obj
+        return self._reported(request.node, ctx, lambda: self._start(request, trigger, alert))
 
     def _start(
         self, request: Request, trigger: Trigger, alert: AlertEntry | None
@@ -84,7 +77,7 @@ class Actions:
         def decide(facts: ExistingFacts | None) -> Verdict:
             return decide_resolved(node, alert.fingerprint, alert.starts_at, facts)
 
-        try:
+        def act() -> tuple[Verdict, JSON | None]:
             _, existing, _ = self.cache.facts(node)
             verdict, obj = decide(existing), self.cache.remediation(node)
             if verdict.outcome is Outcome.CANCELLED:
@@ -93,34 +86,29 @@ class Actions:
                 )
             if verdict.outcome is Outcome.RECORDED:
                 obj = self.writer.record_alert(node, alert) or self.cache.remediation(node)
-        except Unavailable:
-            raise
-        except KubeError as exc:
-            verdict, obj = api_error(exc), None
-        self.decisions.report(verdict, node, ctx, obj)
-        return verdict, obj
+            return verdict, obj
+
+        return self._reported(node, ctx, act)
 
     def cancel(self, node: str, by: str, reason: str, ctx: Context) -> tuple[Verdict, JSON | None]:
-        try:
-            verdict, obj = self.writer.cancel(
-                node,
-                lambda facts: decide_cancel(node, facts),
-                by,
-                reason or "cancelled by an operator",
-            )
-        except Unavailable:
-            raise
-        except KubeError as exc:
-            verdict, obj = api_error(exc), None
-        self.decisions.report(verdict, node, ctx, obj)
-        return verdict, obj
+        return self._reported(node, ctx, lambda: self.writer.cancel(
+            node, lambda facts: decide_cancel(node, facts), by, reason or "cancelled by an operator"))
 
     def approve(self, node: str, by: str, ctx: Context) -> tuple[Verdict, JSON | None]:
+        return self._reported(node, ctx, lambda: self.writer.approve(
+            node, lambda facts: decide_approve(node, facts), by))
+
+    def _reported(
+        self, node: str, ctx: Context, act: Callable[[], tuple[Verdict, JSON | None]]
+    ) -> tuple[Verdict, JSON | None]:
+        """Run an action and report its verdict once. `Unavailable` propagates (503, so
+        Alertmanager retries); any other API error is the verdict `ApiError`."""
         try:
-            verdict, obj = self.writer.approve(node, lambda facts: decide_approve(node, facts), by)
+            verdict, obj = act()
         except Unavailable:
             raise
         except KubeError as exc:
+            log.warning("remediation of %s: the API server refused: %s", node, exc)
             verdict, obj = api_error(exc), None
         self.decisions.report(verdict, node, ctx, obj)
         return verdict, obj

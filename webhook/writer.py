@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from core.clock import Clock, rfc3339
-from core.kube import JSON, Conflict, KubeError, NotFound
+from core.kube import JSON, Conflict, KubeError, NotFound, retry_on_conflict
 from webhook.cache import ClusterCache, existing_facts
 from webhook.kube import WebhookKube
 from webhook.policy import ExistingFacts, Outcome, Verdict
@@ -166,45 +166,26 @@ class RemediationWriter:
     ) -> tuple[Verdict, JSON | None]:
         """Decide on the stored object and, if the verdict is CANCELLED, write it; a 409
         means the object changed (maybe a fence order was issued), so decide again."""
-        for _ in range(ATTEMPTS):
-            obj = self.refresh(node)
-            verdict = decide(existing_facts(obj) if obj else None)
-            if obj is None or verdict.outcome is not Outcome.CANCELLED:
-                return verdict, obj
+
+        def patch_for(obj: JSON, verdict: Verdict) -> JSON:
             status = obj.get("status") or {}
             patch = cancelled_status(status, verdict, requested_by, reason_text, self.clock.now())
             if alert is not None:
                 patch["alerts"] = with_alert(status.get("alerts") or [], alert, 1)
-            try:
-                new = self._call(
-                    "patch_status", self.kube.patch_remediation_status, node, patch, _rv(obj)
-                )
-            except Conflict:
-                continue
-            self.cache.upsert_remediation(new)
-            return verdict, new
-        raise WriteConflict(409, "Conflict", f"remediation {node} kept changing; not cancelled")
+            return patch
+
+        return self._decide_and_write(node, decide, Outcome.CANCELLED, patch_for, "cancelled")
 
     def approve(
         self, node: str, decide: Callable[[ExistingFacts | None], Verdict], approved_by: str
     ) -> tuple[Verdict, JSON | None]:
-        for _ in range(ATTEMPTS):
-            obj = self.refresh(node)
-            verdict = decide(existing_facts(obj) if obj else None)
-            if obj is None or verdict.outcome is not Outcome.ACCEPTED:
-                return verdict, obj
+        def patch_for(obj: JSON, verdict: Verdict) -> JSON:
             patch = approval_status(approved_by, self.clock.now())
             if not _phase(obj):
                 patch.update(self._resumed_status(obj))
-            try:
-                new = self._call(
-                    "patch_status", self.kube.patch_remediation_status, node, patch, _rv(obj)
-                )
-            except Conflict:
-                continue
-            self.cache.upsert_remediation(new)
-            return verdict, new
-        raise WriteConflict(409, "Conflict", f"remediation {node} kept changing; not approved")
+            return patch
+
+        return self._decide_and_write(node, decide, Outcome.ACCEPTED, patch_for, "approved")
 
     # Helpers ----------------------------------------------------------------------
 
@@ -218,27 +199,53 @@ class RemediationWriter:
         self.cache.upsert_remediation(obj)
         return obj
 
+    def _decide_and_write(
+        self,
+        node: str,
+        decide: Callable[[ExistingFacts | None], Verdict],
+        wanted: Outcome,
+        patch_for: Callable[[JSON, Verdict], JSON],
+        what: str,
+    ) -> tuple[Verdict, JSON | None]:
+        """Read the stored object, decide on it, and write `patch_for` if the verdict is
+        `wanted`, guarded by the resourceVersion read; on 409 read and decide again."""
+
+        def attempt() -> tuple[Verdict, JSON | None]:
+            obj = self.refresh(node)
+            verdict = decide(existing_facts(obj) if obj else None)
+            if obj is None or verdict.outcome is not wanted:
+                return verdict, obj
+            return verdict, self._patch_status(node, patch_for(obj, verdict), obj)
+
+        try:
+            return retry_on_conflict(attempt, ATTEMPTS)
+        except Conflict:
+            raise WriteConflict(409, "Conflict", f"remediation {node} kept changing; not {what}") from None
+
     def _write_status(
         self, obj: JSON | None, patch_for: Callable[[JSON], JSON | None], node: str = ""
     ) -> JSON:
         """Patch status computed from `obj` (or a fresh read); read again on 409."""
         name = node or str(((obj or {}).get("metadata") or {}).get("name"))
-        for _ in range(ATTEMPTS):
-            if obj is None:
-                obj = self._call("get", self.kube.get_remediation, name)
-            patch = patch_for(obj)
-            if patch is None:
-                return obj
-            try:
-                new = self._call(
-                    "patch_status", self.kube.patch_remediation_status, name, patch, _rv(obj)
-                )
-            except Conflict:
-                obj = None
-                continue
-            self.cache.upsert_remediation(new)
-            return new
-        raise WriteConflict(409, "Conflict", f"remediation {name} kept changing")
+        known = [obj]
+
+        def attempt() -> JSON:
+            current = known.pop() if known else None
+            if current is None:
+                current = self._call("get", self.kube.get_remediation, name)
+            patch = patch_for(current)
+            return current if patch is None else self._patch_status(name, patch, current)
+
+        try:
+            return retry_on_conflict(attempt, ATTEMPTS)
+        except Conflict:
+            raise WriteConflict(409, "Conflict", f"remediation {name} kept changing") from None
+
+    def _patch_status(self, name: str, patch: JSON, read: JSON) -> JSON:
+        """One status patch guarded by the resourceVersion of `read`; into the cache."""
+        new = self._call("patch_status", self.kube.patch_remediation_status, name, patch, _rv(read))
+        self.cache.upsert_remediation(new)
+        return new
 
     def _resumed_status(self, obj: JSON) -> JSON:
         """The initial status fields of a remediation whose creation was interrupted."""
