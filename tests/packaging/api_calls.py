@@ -314,7 +314,7 @@ def modules_calling_the_api() -> set[str]:
         return node.attr in classes and ast.unparse(node.value) in ("client", "kubernetes.client")
 
     found = set()
-    for side in ("core", "webhook", "node_agent"):
+    for side in ("core", "webhook", "controller", "node_agent"):
         for path in (ROOT / side).rglob("*.py"):
             if any(reaches(node) for node in ast.walk(ast.parse(path.read_text()))):
                 found.add(str(path.relative_to(ROOT)))

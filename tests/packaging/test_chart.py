@@ -98,7 +98,7 @@ def test_the_chart_ships_the_crd_file_the_tests_apply() -> None:
     (shipped,) = chart().crds
     assert shipped["name"] == "crds/noderemediations.yaml"
     assert shipped["data"] == crd_file.read_text()
-    from tests.support import world
+    from harness import world
 
     assert crd_file == world.CRD, "the simulated cluster must apply the file the chart ships"
     (crd,) = crds()

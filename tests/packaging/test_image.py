@@ -19,7 +19,7 @@ from tests.packaging.chart import ROOT, VALUE_SETS, render
 
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-PRODUCT = ("core", "webhook", "node_agent")
+PRODUCT = ("core", "webhook", "controller", "node_agent")
 BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|clang|cc|make|build-essential|python3?-dev|libc6-dev|cargo|rustc)\b")
 
 
