@@ -260,7 +260,7 @@ def _request_calls(file: str, identity: str, module: Any, function: str, request
 def importers(function: str) -> tuple[str, ...]:
     """The identities whose code imports `function` from core.kube."""
     out = set()
-    for side, identity in (("webhook", "webhook"), ("node_agent", "agent")):
+    for side, identity in (("webhook", "webhook"), ("controller", "webhook"), ("node_agent", "agent")):
         for path in (ROOT / side).rglob("*.py"):
             tree = ast.parse(path.read_text())
             for node in ast.walk(tree):
