@@ -3,6 +3,7 @@
 #   make test    the whole test suite (what CI runs)
 #   make bench   benchmarks; results under bench/results/
 #   make lint    ruff, mypy and the import-layer contracts
+#   make playground  the whole product on a simulated cluster, for you to drive
 
 SHELL       := /bin/bash
 PYTHON      ?= python3
@@ -13,7 +14,7 @@ DEB_PACKAGES := prometheus prometheus-alertmanager curl
 PYTEST_ARGS ?=
 SEEDS       ?= 20
 
-.PHONY: venv debs tools demo test bench lint chaos clean
+.PHONY: venv debs tools demo playground test bench lint chaos clean
 
 venv: $(STAMP)
 
@@ -30,6 +31,9 @@ tools: venv debs
 
 demo: tools
 	$(BIN)/python -m harness.demo
+
+playground: tools
+	$(BIN)/python -m harness.playground $(PLAYGROUND_ARGS)
 
 test: tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
