@@ -37,6 +37,7 @@ from core import names
 from core.clock import Clock
 from core.events import EventRecorder, NodeEvent
 from core.kube import Conflict, KubeError, NotFound
+from core.remediation import needs_acknowledgement
 
 log = logging.getLogger("nodewarden.controller")
 WARNING_REASONS = {Reason.FENCE_NOT_OBSERVED, Reason.FENCE_NOT_PROVEN, Reason.FENCE_AGENT_FAILED,
@@ -209,8 +210,11 @@ class Controller:
             self.metrics.outage_suspected.set(1 if self._outage else 0)
             counts: dict[str, int] = dict.fromkeys((str(p) for p in Phase), 0)
             not_back = 0
+            unacknowledged: set[str] = set()
             for obj in self.informers[Kind.REMEDIATIONS].items():
                 status = obj.get("status") or {}
+                if needs_acknowledgement(obj):
+                    unacknowledged.add(str(obj["metadata"]["name"]))  # named after its node
                 counts[str(status.get("phase") or "Pending")] = counts.get(str(status.get("phase") or "Pending"), 0) + 1
                 not_back += status.get("reason") == Reason.NODE_NOT_BACK
                 if leading:
@@ -218,6 +222,9 @@ class Controller:
             for phase, count in counts.items():
                 self.metrics.active.labels(phase).set(count)
             self.metrics.nodes_not_back.set(not_back)
+            self.metrics.unacknowledged.clear()
+            for node in sorted(unacknowledged):
+                self.metrics.unacknowledged.labels(node).set(1)
 
     def _agent_lease(self, node: str) -> dict[str, Any] | None:
         return self.informers[Kind.AGENT_LEASES].get(names.agent_lease_name(node))

@@ -45,6 +45,10 @@ class ControllerMetrics:
                                         ["result"], registry=r)
         self.fence_not_observed = Counter(P + "fence_not_observed_total",
                                           "Nodes seen alive after they must have been fenced.", registry=r)
+        self.unacknowledged = Gauge(P + "fence_not_observed_unacknowledged",
+                                    "1 per node whose remediation failed with FenceNotObserved and that no "
+                                    "person has acknowledged (annotation nodewarden.io/acknowledged).",
+                                    ["node"], registry=r)
         self.active = Gauge(P + "remediations", "Remediations this leader tracks, by phase.", ["phase"],
                             registry=r)
         self.nodes_not_back = Gauge(P + "nodes_not_back", "Recovered nodes that have not come back in time.",

@@ -11,6 +11,7 @@ that it does.
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 
 class Phase(enum.StrEnum):
@@ -52,3 +53,20 @@ class Escalation(enum.StrEnum):
     NONE = "None"
     FENCE_AGENT = "FenceAgent"
     OPERATOR_APPROVAL = "OperatorApproval"
+
+
+# -- an operator's acknowledgement ---------------------------------------------------------
+
+# Set by a person (`kubectl annotate`) once they have looked at a remediation that needs one:
+# today a `Failed`/`FenceNotObserved`, whose node may have run its workloads twice. The
+# value says who and what was done; the controller only checks that it is there.
+ACKNOWLEDGED_ANNOTATION = "nodewarden.io/acknowledged"
+FENCE_NOT_OBSERVED = "FenceNotObserved"
+
+
+def needs_acknowledgement(obj: dict[str, Any]) -> bool:
+    """A NodeRemediation whose fence was not observed and that no person has acknowledged."""
+    status = obj.get("status") or {}
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return (status.get("phase") == Phase.FAILED and status.get("reason") == FENCE_NOT_OBSERVED
+            and not str(annotations.get(ACKNOWLEDGED_ANNOTATION) or "").strip())
