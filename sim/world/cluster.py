@@ -26,21 +26,23 @@ from ..apiserver.resources import ResourceType
 from ..apiserver.server import ADMIN, WEBHOOK, ApiServer, agent_identity, node_object
 from ..apiserver.store import Entry
 from . import faults as faults_mod
+from .attachdetach import AttachDetachController
 from .control_routes import SimRoutes
-from .controllers import (
-    AttachDetachController,
-    NodeLifecycleController,
-    PodGCController,
-    Scheduler,
-    TaintEvictionController,
-    derived_fields,
-    ready_status,
-)
+from .controller_config import ControllerConfig
+from .controller_manager import ControllerManager, Loop
+from .csi_attacher import ExternalAttacher
+from .facts import attachment_name, derived_fields, ready_status
 from .invariants import OUT_OF_SERVICE, InvariantMonitor
 from .kubelet import Kubelet
 from .network import PeerNetwork
+from .nodelifecycle import NodeLifecycleController
 from .nodes import Power, SimNode
+from .podgc import PodGCController
 from .processes import NodeProcess
+from .recorder import EventRecorder
+from .scheduler import Scheduler
+from .statefulset import StatefulSetController, statefulset_defaults
+from .tainteviction import TaintEvictionController
 from .ticker import Ticker
 from .timeline import Timeline
 from .timings import Timings
@@ -56,6 +58,19 @@ def agent_address(index: int) -> str:
     with socket.socket() as s:
         s.bind((host, 0))
         return f"{host}:{s.getsockname()[1]}"
+
+
+def controller_manager_loops(cfg: ControllerConfig) -> tuple[list[Loop], dict[str, object]]:
+    """A fresh kube-controller-manager process: new controllers, empty memories."""
+    t = cfg.timings
+    lifecycle, eviction, gc = NodeLifecycleController(cfg), TaintEvictionController(cfg), PodGCController(cfg)
+    adc, sts, workloads = AttachDetachController(cfg), StatefulSetController(cfg), WorkloadControllers(cfg)
+    loops: list[Loop] = [
+        (t.node_monitor_period_s, lifecycle.run), (t.controller_period_s, lifecycle.tainting_pass),
+        (t.controller_period_s, eviction.run), (t.pod_gc_period_s, gc.run), (t.controller_period_s, adc.run),
+        (t.controller_period_s, sts.run), (t.controller_period_s, workloads.run)]
+    return loops, {"nodelifecycle": lifecycle, "tainteviction": eviction, "podgc": gc, "attachdetach": adc,
+                   "statefulset": sts, "workloads": workloads}
 
 
 class Cluster:
@@ -94,6 +109,7 @@ class Cluster:
         use_watchdogs = bool(agent_cmd) if watchdogs is None else watchdogs
 
         self.registry.admission.append(default_tolerations)
+        self.registry.admission.append(statefulset_defaults)
         self.registry.delete_hooks.append(garbage_collect(self))
         self.registry.commit_hooks.append(self._on_commit)
         self.registry.derived_fields = derived_fields
@@ -102,14 +118,15 @@ class Cluster:
         self.api.set_gate(faults_mod.ClusterGate(self))
         self.api.routes.extra.append(SimRoutes(self))
 
-        self.lifecycle = NodeLifecycleController(self)
+        self.events = EventRecorder(self.registry, self.rt("events"), clock)
+        self.controller_config = ControllerConfig(clock, self.timings, self.registry, self.store,
+                                                  self.rt, self.events, self.timeline)
+        self.controller_manager = ControllerManager(self.controller_config, self.ticker,
+                                                    self.control_plane_up, controller_manager_loops)
+        paused = self._paused_during_outage
         self.controllers: list[tuple[float, Callable[[], None]]] = [
-            (self.timings.node_monitor_period_s, self.lifecycle.run),
-            (self.timings.controller_period_s, TaintEvictionController(self).run),
-            (self.timings.pod_gc_period_s, PodGCController(self).run),
-            (self.timings.controller_period_s, AttachDetachController(self).run),
-            (self.timings.controller_period_s, Scheduler(self).run),
-            (self.timings.controller_period_s, WorkloadControllers(self).run),
+            (self.timings.controller_period_s, paused(Scheduler(self.controller_config).run)),
+            (self.timings.controller_period_s, paused(ExternalAttacher(self.controller_config).run)),
             (self.timings.controller_period_s, self.invariants_monitor.run),
         ]
 
@@ -152,6 +169,7 @@ class Cluster:
             self.ticker.every(min(0.25, self.timings.watchdog_timeout_s / 20), self._check_watchdogs)
         for period, fn in self.controllers:
             self.ticker.every(period, fn, first_delay=period / 2)
+        self.controller_manager.start()
         for name, node in self.nodes.items():
             self.kubelets[name].start(node.epoch)
         self.ticker.start()
@@ -195,16 +213,30 @@ class Cluster:
     def control_plane_up(self) -> bool:
         return self.clock() >= self._outage_until
 
+    def _paused_during_outage(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            if self.control_plane_up():
+                fn()
+
+        return run
+
+    @property
+    def lifecycle(self) -> NodeLifecycleController | None:
+        """The running controller manager's node lifecycle controller (None while it is down)."""
+        ctrl = self.controller_manager.controllers.get("nodelifecycle")
+        return ctrl if isinstance(ctrl, NodeLifecycleController) else None
+
     def api_reachable(self, node: str) -> bool:
         n = self.nodes.get(node)
         return self.control_plane_up() and n is not None and "api" not in n.partition
 
     def volume_attached(self, pv: str, node: str) -> bool:
-        from .controllers import attachment_name
-
         entry = self.store.get(self.registry.table(self.rt("volumeattachments", "storage.k8s.io")), "",
                                attachment_name(pv, node))
-        return entry is not None and bool((entry.obj().get("status") or {}).get("attached"))
+        if entry is None:
+            return False
+        va = entry.obj()
+        return bool((va.get("status") or {}).get("attached")) and not va["metadata"].get("deletionTimestamp")
 
     def kubeconfig(self, identity: str = "admin") -> Path:
         """Path of the kubeconfig for "admin", "webhook" or "agent:<node>"."""
@@ -345,7 +377,6 @@ class Cluster:
 
         def end() -> None:
             if self.control_plane_up():
-                self.lifecycle.restart()
                 self.timeline.add("fault", detail="API server back")
 
         self.ticker.call_later(scaled + 0.01, end)
