@@ -31,7 +31,7 @@ from .control_routes import SimRoutes
 from .controller_config import ControllerConfig
 from .controller_manager import ControllerManager, Loop
 from .csi_attacher import ExternalAttacher
-from .facts import attachment_name, derived_fields, ready_status
+from .facts import ZONE_LABEL, attachment_name, derived_fields, ready_status
 from .invariants import OUT_OF_SERVICE, InvariantMonitor
 from .kubelet import Kubelet
 from .network import PeerNetwork
@@ -81,6 +81,7 @@ class Cluster:
                  agent_nodes: list[str] | None = None,
                  watchdogs: bool | None = None, control_plane_nodes: int = 0,
                  partition_mode: str = "drop", use_tls: bool = True, node_age_s: float = 0.0,
+                 zones: int = 0,
                  clock: Callable[[], float] = time.time) -> None:
         self.timings = (timings or Timings()).scaled(time_scale)
         self.clock = clock
@@ -138,6 +139,8 @@ class Cluster:
             node = SimNode(name, i, booted_at=now)
             self.nodes[name] = node
             labels = {"node-role.kubernetes.io/control-plane": ""} if control_plane else {}
+            if zones > 0:  # node-1 in zone-a, node-2 in zone-b, ... round robin
+                labels[ZONE_LABEL] = f"zone-{chr(ord('a') + (i - 1) % zones)}"
             obj = node_object(name, i, now, node.boot_id, labels)
             result = self.registry.create(nodes_rt, "", obj, created_at=now - node_age_s)
             self._node_uids[name] = result.obj["metadata"]["uid"]
