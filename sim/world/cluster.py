@@ -92,6 +92,7 @@ class Cluster:
         self.ticker = Ticker()
         self.partition_mode = partition_mode
         self.outage_mode = "unavailable"
+        self.api_weather = faults_mod.ApiWeather()
         self._outage_until = 0.0
         self._stopped = False
         self.nodes: dict[str, SimNode] = {}
@@ -231,7 +232,7 @@ class Cluster:
 
     def api_reachable(self, node: str) -> bool:
         n = self.nodes.get(node)
-        return self.control_plane_up() and n is not None and "api" not in n.partition
+        return self.control_plane_up() and n is not None and "api" not in n.partition and not n.island
 
     def volume_attached(self, pv: str, node: str) -> bool:
         entry = self.store.get(self.registry.table(self.rt("volumeattachments", "storage.k8s.io")), "",
@@ -363,12 +364,23 @@ class Cluster:
         self.timeline.add("fault", name, f"node/{name}", f"partitioned from {', '.join(sorted(scope))}",
                           partition=sorted(node.partition))
 
+    def partition_group(self, names: list[str]) -> None:
+        """Cut these nodes off from the API and from every other node, but not from each other."""
+        island = ",".join(sorted(names))
+        for name in names:
+            node = self.nodes[name]
+            with node.lock:
+                node.island = island
+        self.timeline.add("fault", detail=f"group partition: {island} cut from the API and the rest",
+                          group=sorted(names))
+
     def heal(self, name: str | None) -> None:
         for node in ([self.nodes[name]] if name else list(self.nodes.values())):
             with node.lock:
-                if not node.partition:
+                if not node.partition and not node.island:
                     continue
                 node.partition.clear()
+                node.island = ""
             self.timeline.add("fault", node.name, f"node/{node.name}", "partition healed")
             self.nudge(node.name)
 
@@ -431,11 +443,13 @@ class Cluster:
         return None
 
     def _peer_blocked(self, source: str, destination: str) -> bool:
+        islands = set()
         for name in (source, destination):
             node = self.nodes.get(name)
             if node is not None and "peers" in node.partition:
                 return True
-        return False
+            islands.add(node.island if node is not None else "")
+        return len(islands) > 1  # one side is in a group partition the other is not in
 
     # -- change hooks -----------------------------------------------------------------
 
