@@ -30,8 +30,9 @@ def default_tolerations(op: str, rt: ResourceType, obj: dict[str, Any], old: dic
     spec = obj.setdefault("spec", {})
     tolerations = spec.setdefault("tolerations", [])
     for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
-        if any(t.get("key") == key and t.get("effect") in (None, "", "NoExecute") for t in tolerations) \
-                or any(t.get("operator") == "Exists" and not t.get("key") for t in tolerations):
+        # plugin/pkg/admission/defaulttolerationseconds: a toleration counts when its key is
+        # this one or empty AND its effect is NoExecute or empty (a keyless NoSchedule does not)
+        if any(t.get("key") in (key, None, "") and t.get("effect") in (None, "", "NoExecute") for t in tolerations):
             continue
         tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
                             "tolerationSeconds": DEFAULT_TOLERATION_SECONDS})
