@@ -39,7 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
             workdir=args.workdir, workloads=args.workload or [], agent_cmd=args.agent_cmd,
             watchdogs=True if args.watchdogs else None, control_plane_nodes=args.control_plane_nodes,
             partition_mode=args.partition_mode, use_tls=not args.insecure_http,
-            node_age_s=args.node_age)
+            node_age_s=args.node_age, zones=args.zones)
     except ValueError as exc:
         print(f"sim: {exc}", file=sys.stderr)
         return 2
@@ -142,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="partitioned traffic is held unanswered (drop) or reset (refuse)")
     serve.add_argument("--node-age", type=float, default=0.0,
                        help="the nodes joined this many seconds ago (real, not scaled; default 0)")
+    serve.add_argument("--zones", type=int, default=0,
+                       help="label the nodes topology.kubernetes.io/zone=zone-a, zone-b, ... round robin")
     serve.add_argument("--workdir", help="folder for kubeconfigs, devices and logs (default: a temporary one)")
     serve.add_argument("--insecure-http", action="store_true",
                        help="serve plain HTTP (kubectl then sends no token)")
