@@ -80,3 +80,16 @@ def test_slow_api_answers_late(make_cluster: Callable[..., Cluster]) -> None:
     t0 = time.monotonic()
     core.read_node("node-1")
     assert time.monotonic() - t0 >= 40 * SCALE
+
+
+def test_fault_json_carries_the_new_options() -> None:
+    from sim.world.faults import Fault
+
+    group = Fault.from_json({"action": "partition-group", "nodes": ["node-1", "node-2"]})
+    assert group.node == "node-1,node-2"
+    throttle = Fault.from_json({"action": "api-throttle", "duration": 30, "retryAfter": 2, "fraction": 0.25})
+    assert (throttle.duration_s, throttle.retry_after_s, throttle.fraction) == (30.0, 2, 0.25)
+    slow = Fault.from_json({"action": "api-slow", "duration": 30, "delay": 3})
+    assert slow.delay_s == 3.0
+    with pytest.raises(FaultError):
+        Fault.from_json({"action": "api-slow", "delay": "soon"})
