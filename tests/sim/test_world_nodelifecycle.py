@@ -137,3 +137,18 @@ def test_cordon_adds_the_unschedulable_taint(make_cluster: Callable[..., Cluster
 
     cluster.registry.mutate(cluster.rt("nodes"), "", "node-1", uncordon)
     cluster.wait_for(lambda: not taints(cluster, "node-1", "NoSchedule"), 2, message="taint removed")
+
+
+def test_pods_marked_not_ready_are_ready_again_when_their_node_returns(make_cluster: Callable[..., Cluster]) -> None:
+    """The kubelet's status manager reports the pods it runs once it reaches the API again."""
+    cluster = make_cluster(nodes=2, time_scale=SCALE, workloads=["db=statefulset:1"])
+    victim = wait_running(cluster, ["db-0"])["db-0"]
+    cluster.fault("partition", victim, from_="api")
+
+    def pod_ready() -> str:
+        pod = cluster.get("pods", "db-0", "default")
+        return next(c["status"] for c in pod["status"]["conditions"] if c["type"] == "Ready")
+
+    cluster.wait_for(lambda: pod_ready() == "False", 5, message="MarkPodsNotReady")
+    cluster.fault("heal", victim)
+    cluster.wait_for(lambda: pod_ready() == "True", 5, message="Ready again")
