@@ -63,6 +63,8 @@ def test_dead_node_marks_its_pods_not_ready_with_real_events(make_cluster: Calla
     pod_events = [e for e in events(cluster, "NodeNotReady") if e["involvedObject"]["kind"] == "Pod"]
     assert [(e["type"], e["message"]) for e in pod_events] == [("Warning", "Node is not ready")]
     # Controller taints carry timeAdded, NoSchedule ones too (SwapNodeControllerTaint)
+    cluster.wait_for(lambda: len(cluster.get("nodes", victim)["spec"].get("taints") or []) == 2, 2,
+                     message="both taints")
     assert all(t.get("timeAdded") for t in cluster.get("nodes", victim)["spec"]["taints"])
 
 
