@@ -4,6 +4,7 @@
                         [--workload web=deployment:4 ...] [--agent-cmd TEMPLATE] ...
     python -m sim fault --kubeconfig PATH ACTION [NODE] [--from api|peers|all]
                         [--duration S] [--mode unavailable|drop] [--restart-after S]
+                        [--delay S] [--retry-after N] [--fraction F]
     python -m sim invariants --kubeconfig PATH
     python -m sim timeline --kubeconfig PATH [--since UNIX]
 """
@@ -38,7 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
             workdir=args.workdir, workloads=args.workload or [], agent_cmd=args.agent_cmd,
             watchdogs=True if args.watchdogs else None, control_plane_nodes=args.control_plane_nodes,
             partition_mode=args.partition_mode, use_tls=not args.insecure_http,
-            node_age_s=args.node_age)
+            node_age_s=args.node_age, zones=args.zones)
     except ValueError as exc:
         print(f"sim: {exc}", file=sys.stderr)
         return 2
@@ -109,6 +110,12 @@ def _fault(args: argparse.Namespace) -> int:
         body["mode"] = args.mode
     if args.restart_after is not None:
         body["restartAfter"] = args.restart_after
+    if args.delay is not None:
+        body["delay"] = args.delay
+    if args.retry_after is not None:
+        body["retryAfter"] = args.retry_after
+    if args.fraction is not None:
+        body["fraction"] = args.fraction
     result = _request(args.kubeconfig, "POST", "/sim/v1/faults", body)
     print(json.dumps(result))
     return 0
@@ -135,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="partitioned traffic is held unanswered (drop) or reset (refuse)")
     serve.add_argument("--node-age", type=float, default=0.0,
                        help="the nodes joined this many seconds ago (real, not scaled; default 0)")
+    serve.add_argument("--zones", type=int, default=0,
+                       help="label the nodes topology.kubernetes.io/zone=zone-a, zone-b, ... round robin")
     serve.add_argument("--workdir", help="folder for kubeconfigs, devices and logs (default: a temporary one)")
     serve.add_argument("--insecure-http", action="store_true",
                        help="serve plain HTTP (kubectl then sends no token)")
@@ -143,11 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     fault = sub.add_parser("fault", help="inject a fault into a running simulated cluster")
     fault.add_argument("--kubeconfig", required=True, help="the admin kubeconfig")
     fault.add_argument("action", choices=ACTIONS)
-    fault.add_argument("node", nargs="?", help="the node (all actions but api-outage and heal)")
+    fault.add_argument("node", nargs="?", help="the node (partition-group: NODE,NODE,...; none for "
+                       "api-outage, api-slow, api-throttle, controller-manager-restart; optional for heal)")
     fault.add_argument("--from", dest="from_", choices=["api", "peers", "all"], help="partition scope")
     fault.add_argument("--duration", type=float, help="api-outage length in cluster seconds (scaled)")
     fault.add_argument("--mode", choices=["unavailable", "drop"], help="api-outage: 503 or no answer")
     fault.add_argument("--restart-after", type=float, help="agent-kill: restart delay in cluster seconds")
+    fault.add_argument("--delay", type=float, help="api-slow: answer delay in cluster seconds")
+    fault.add_argument("--retry-after", type=int, help="api-throttle: Retry-After header, wall seconds (default 1)")
+    fault.add_argument("--fraction", type=float, help="api-throttle: share of requests answered 429 (default 1)")
 
     for name, help_text in (("invariants", "print the invariant monitor's report"),
                             ("timeline", "print the timeline")):

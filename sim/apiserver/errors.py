@@ -104,5 +104,11 @@ def service_unavailable(message: str = "the server is currently unable to handle
     return ApiError(503, "ServiceUnavailable", message)
 
 
+def too_many_requests(retry_after_s: int) -> ApiError:
+    """What kube-apiserver's max-in-flight and priority-and-fairness filters answer."""
+    return ApiError(429, "TooManyRequests", "Too many requests, please try again later.",
+                    {"retryAfterSeconds": retry_after_s})
+
+
 def too_large() -> ApiError:
     return ApiError(413, "RequestEntityTooLarge", "the request is too large")

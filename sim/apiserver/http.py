@@ -36,7 +36,8 @@ ANONYMOUS_PATHS = {"/healthz", "/livez", "/readyz", "/version", "/version/"}
 class Gate(Protocol):
     """Network faults: what happens to a request from `identity` (None = unauthenticated).
     Returns None to serve it, "drop" to never answer, "refuse" to reset the connection,
-    or "unavailable" to answer 503."""
+    "unavailable" to answer 503, "delay:<seconds>" to serve it that late, or
+    "throttle:<seconds>" to answer 429 TooManyRequests with that Retry-After."""
 
     def api_verdict(self, identity: Identity | None) -> str | None: ...
 
@@ -159,8 +160,11 @@ class Handler(BaseHTTPRequestHandler):
             identity = app.identities.lookup(token.strip())
         verdict = app.gate.api_verdict(identity)
         if verdict is not None and not path.startswith("/sim/") and path != "/metrics":
-            self._apply_fault(verdict)
-            return
+            if verdict.startswith("delay:"):
+                time.sleep(float(verdict[len("delay:"):]))
+            else:
+                self._apply_fault(verdict)
+                return
         length = self.headers.get("Content-Length")
         body = b""
         if length:
@@ -214,6 +218,12 @@ class Handler(BaseHTTPRequestHandler):
             # as the next request on this keep-alive connection.
             self.close_connection = True
             self._write(error_response(errors.service_unavailable()))
+            return
+        if verdict.startswith("throttle:"):
+            retry_after = int(verdict[len("throttle:"):])
+            self.close_connection = True  # the body was not read
+            self._write(json_response(429, errors.too_many_requests(retry_after).status(),
+                                      headers=[("Retry-After", str(retry_after))]))
             return
         if verdict == "drop":
             deadline = time.monotonic() + app.gate.hold_seconds()

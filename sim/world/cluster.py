@@ -26,21 +26,23 @@ from ..apiserver.resources import ResourceType
 from ..apiserver.server import ADMIN, WEBHOOK, ApiServer, agent_identity, node_object
 from ..apiserver.store import Entry
 from . import faults as faults_mod
+from .attachdetach import AttachDetachController
 from .control_routes import SimRoutes
-from .controllers import (
-    AttachDetachController,
-    NodeLifecycleController,
-    PodGCController,
-    Scheduler,
-    TaintEvictionController,
-    derived_fields,
-    ready_status,
-)
+from .controller_config import ControllerConfig
+from .controller_manager import ControllerManager, Loop
+from .csi_attacher import ExternalAttacher
+from .facts import ZONE_LABEL, attachment_name, derived_fields, ready_status
 from .invariants import OUT_OF_SERVICE, InvariantMonitor
 from .kubelet import Kubelet
 from .network import PeerNetwork
+from .nodelifecycle import NodeLifecycleController
 from .nodes import Power, SimNode
+from .podgc import PodGCController
 from .processes import NodeProcess
+from .recorder import EventRecorder
+from .scheduler import Scheduler
+from .statefulset import StatefulSetController, statefulset_defaults
+from .tainteviction import TaintEvictionController
 from .ticker import Ticker
 from .timeline import Timeline
 from .timings import Timings
@@ -58,6 +60,19 @@ def agent_address(index: int) -> str:
         return f"{host}:{s.getsockname()[1]}"
 
 
+def controller_manager_loops(cfg: ControllerConfig) -> tuple[list[Loop], dict[str, object]]:
+    """A fresh kube-controller-manager process: new controllers, empty memories."""
+    t = cfg.timings
+    lifecycle, eviction, gc = NodeLifecycleController(cfg), TaintEvictionController(cfg), PodGCController(cfg)
+    adc, sts, workloads = AttachDetachController(cfg), StatefulSetController(cfg), WorkloadControllers(cfg)
+    loops: list[Loop] = [
+        (t.node_monitor_period_s, lifecycle.run), (t.controller_period_s, lifecycle.tainting_pass),
+        (t.controller_period_s, eviction.run), (t.pod_gc_period_s, gc.run), (t.controller_period_s, adc.run),
+        (t.controller_period_s, sts.run), (t.controller_period_s, workloads.run)]
+    return loops, {"nodelifecycle": lifecycle, "tainteviction": eviction, "podgc": gc, "attachdetach": adc,
+                   "statefulset": sts, "workloads": workloads}
+
+
 class Cluster:
     def __init__(self, nodes: int = 5, *, time_scale: float = 1.0, timings: Timings | None = None,
                  workdir: str | Path | None = None, host: str = "127.0.0.1", port: int = 0,
@@ -66,6 +81,7 @@ class Cluster:
                  agent_nodes: list[str] | None = None,
                  watchdogs: bool | None = None, control_plane_nodes: int = 0,
                  partition_mode: str = "drop", use_tls: bool = True, node_age_s: float = 0.0,
+                 zones: int = 0,
                  clock: Callable[[], float] = time.time) -> None:
         self.timings = (timings or Timings()).scaled(time_scale)
         self.clock = clock
@@ -76,6 +92,7 @@ class Cluster:
         self.ticker = Ticker()
         self.partition_mode = partition_mode
         self.outage_mode = "unavailable"
+        self.api_weather = faults_mod.ApiWeather()
         self._outage_until = 0.0
         self._stopped = False
         self.nodes: dict[str, SimNode] = {}
@@ -94,6 +111,7 @@ class Cluster:
         use_watchdogs = bool(agent_cmd) if watchdogs is None else watchdogs
 
         self.registry.admission.append(default_tolerations)
+        self.registry.admission.append(statefulset_defaults)
         self.registry.delete_hooks.append(garbage_collect(self))
         self.registry.commit_hooks.append(self._on_commit)
         self.registry.derived_fields = derived_fields
@@ -102,14 +120,15 @@ class Cluster:
         self.api.set_gate(faults_mod.ClusterGate(self))
         self.api.routes.extra.append(SimRoutes(self))
 
-        self.lifecycle = NodeLifecycleController(self)
+        self.events = EventRecorder(self.registry, self.rt("events"), clock)
+        self.controller_config = ControllerConfig(clock, self.timings, self.registry, self.store,
+                                                  self.rt, self.events, self.timeline)
+        self.controller_manager = ControllerManager(self.controller_config, self.ticker,
+                                                    self.control_plane_up, controller_manager_loops)
+        paused = self._paused_during_outage
         self.controllers: list[tuple[float, Callable[[], None]]] = [
-            (self.timings.node_monitor_period_s, self.lifecycle.run),
-            (self.timings.controller_period_s, TaintEvictionController(self).run),
-            (self.timings.pod_gc_period_s, PodGCController(self).run),
-            (self.timings.controller_period_s, AttachDetachController(self).run),
-            (self.timings.controller_period_s, Scheduler(self).run),
-            (self.timings.controller_period_s, WorkloadControllers(self).run),
+            (self.timings.controller_period_s, paused(Scheduler(self.controller_config).run)),
+            (self.timings.controller_period_s, paused(ExternalAttacher(self.controller_config).run)),
             (self.timings.controller_period_s, self.invariants_monitor.run),
         ]
 
@@ -121,6 +140,8 @@ class Cluster:
             node = SimNode(name, i, booted_at=now)
             self.nodes[name] = node
             labels = {"node-role.kubernetes.io/control-plane": ""} if control_plane else {}
+            if zones > 0:  # node-1 in zone-a, node-2 in zone-b, ... round robin
+                labels[ZONE_LABEL] = f"zone-{chr(ord('a') + (i - 1) % zones)}"
             obj = node_object(name, i, now, node.boot_id, labels)
             result = self.registry.create(nodes_rt, "", obj, created_at=now - node_age_s)
             self._node_uids[name] = result.obj["metadata"]["uid"]
@@ -152,6 +173,7 @@ class Cluster:
             self.ticker.every(min(0.25, self.timings.watchdog_timeout_s / 20), self._check_watchdogs)
         for period, fn in self.controllers:
             self.ticker.every(period, fn, first_delay=period / 2)
+        self.controller_manager.start()
         for name, node in self.nodes.items():
             self.kubelets[name].start(node.epoch)
         self.ticker.start()
@@ -195,16 +217,30 @@ class Cluster:
     def control_plane_up(self) -> bool:
         return self.clock() >= self._outage_until
 
+    def _paused_during_outage(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            if self.control_plane_up():
+                fn()
+
+        return run
+
+    @property
+    def lifecycle(self) -> NodeLifecycleController | None:
+        """The running controller manager's node lifecycle controller (None while it is down)."""
+        ctrl = self.controller_manager.controllers.get("nodelifecycle")
+        return ctrl if isinstance(ctrl, NodeLifecycleController) else None
+
     def api_reachable(self, node: str) -> bool:
         n = self.nodes.get(node)
-        return self.control_plane_up() and n is not None and "api" not in n.partition
+        return self.control_plane_up() and n is not None and "api" not in n.partition and not n.island
 
     def volume_attached(self, pv: str, node: str) -> bool:
-        from .controllers import attachment_name
-
         entry = self.store.get(self.registry.table(self.rt("volumeattachments", "storage.k8s.io")), "",
                                attachment_name(pv, node))
-        return entry is not None and bool((entry.obj().get("status") or {}).get("attached"))
+        if entry is None:
+            return False
+        va = entry.obj()
+        return bool((va.get("status") or {}).get("attached")) and not va["metadata"].get("deletionTimestamp")
 
     def kubeconfig(self, identity: str = "admin") -> Path:
         """Path of the kubeconfig for "admin", "webhook" or "agent:<node>"."""
@@ -328,12 +364,23 @@ class Cluster:
         self.timeline.add("fault", name, f"node/{name}", f"partitioned from {', '.join(sorted(scope))}",
                           partition=sorted(node.partition))
 
+    def partition_group(self, names: list[str]) -> None:
+        """Cut these nodes off from the API and from every other node, but not from each other."""
+        island = ",".join(sorted(names))
+        for name in names:
+            node = self.nodes[name]
+            with node.lock:
+                node.island = island
+        self.timeline.add("fault", detail=f"group partition: {island} cut from the API and the rest",
+                          group=sorted(names))
+
     def heal(self, name: str | None) -> None:
         for node in ([self.nodes[name]] if name else list(self.nodes.values())):
             with node.lock:
-                if not node.partition:
+                if not node.partition and not node.island:
                     continue
                 node.partition.clear()
+                node.island = ""
             self.timeline.add("fault", node.name, f"node/{node.name}", "partition healed")
             self.nudge(node.name)
 
@@ -345,7 +392,6 @@ class Cluster:
 
         def end() -> None:
             if self.control_plane_up():
-                self.lifecycle.restart()
                 self.timeline.add("fault", detail="API server back")
 
         self.ticker.call_later(scaled + 0.01, end)
@@ -397,11 +443,13 @@ class Cluster:
         return None
 
     def _peer_blocked(self, source: str, destination: str) -> bool:
+        islands = set()
         for name in (source, destination):
             node = self.nodes.get(name)
             if node is not None and "peers" in node.partition:
                 return True
-        return False
+            islands.add(node.island if node is not None else "")
+        return len(islands) > 1  # one side is in a group partition the other is not in
 
     # -- change hooks -----------------------------------------------------------------
 

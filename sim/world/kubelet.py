@@ -21,6 +21,11 @@ log = logging.getLogger("sim.kubelet")
 CSI_DRIVER = "sim.csi.k8s.io"
 
 
+def _ready(pod: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
 class Kubelet:
     def __init__(self, cluster: Cluster, node: SimNode) -> None:
         self.cluster = cluster
@@ -124,9 +129,10 @@ class Kubelet:
                 self._terminate(pod, epoch)
             elif phase in ("Succeeded", "Failed"):
                 self._kill(uid, f"pod phase {phase}")
-            elif uid in node.running and phase != "Running":
-                # Started while the API was out of reach: the status manager reports it now,
-                # as the real kubelet's keeps syncing until the API has it.
+            elif uid in node.running and (phase != "Running" or not _ready(pod)):
+                # Started while the API was out of reach, or marked not Ready by the node
+                # lifecycle controller meanwhile: the status manager reports it now, as the
+                # real kubelet's keeps syncing until the API has it.
                 self._report_running(pod)
             elif uid not in node.running and uid not in node.starting:
                 volumes = self._attached_volumes(pod)

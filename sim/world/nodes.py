@@ -42,6 +42,7 @@ class SimNode:
     down_since: float | None = None
     kubelet_enabled: bool = True
     partition: set[str] = field(default_factory=set)  # subset of {"api", "peers"}
+    island: str = ""  # a group partition: cut from the API and from nodes outside the group
     running: dict[str, RunningPod] = field(default_factory=dict)  # by pod uid
     starting: set[str] = field(default_factory=set)
     terminating: set[str] = field(default_factory=set)
@@ -73,7 +74,7 @@ class SimNode:
                 "name": self.name, "power": str(self.power), "bootId": self.boot_id,
                 "boots": self.boots, "resets": self.resets,
                 "kubeletEnabled": self.kubelet_enabled,
-                "partition": sorted(self.partition), "address": self.address,
+                "partition": sorted(self.partition), "island": self.island, "address": self.address,
                 "runningPods": sorted(p.key for p in self.running.values()),
                 "mountedVolumes": sorted(self.mounted_volumes()),
             }

@@ -1,8 +1,7 @@
-"""Workload controllers: StatefulSet (stable names, one ReadWriteOnce claim per ordinal,
-a replacement only once the old pod object is gone), Deployment -> ReplicaSet -> pods
+"""Workload controllers: Deployment -> ReplicaSet -> pods
 (replacements with new names as soon as a pod is terminating), a dynamic volume
 provisioner, owner-reference garbage collection, and the DefaultTolerationSeconds
-admission plugin."""
+admission plugin. The StatefulSet controller is `statefulset`."""
 
 from __future__ import annotations
 
@@ -16,6 +15,7 @@ from ..apiserver.resources import ResourceType
 
 if TYPE_CHECKING:
     from .cluster import Cluster
+    from .controller_config import ControllerConfig
 
 log = logging.getLogger("sim.workloads")
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
@@ -30,8 +30,9 @@ def default_tolerations(op: str, rt: ResourceType, obj: dict[str, Any], old: dic
     spec = obj.setdefault("spec", {})
     tolerations = spec.setdefault("tolerations", [])
     for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
-        if any(t.get("key") == key and t.get("effect") in (None, "", "NoExecute") for t in tolerations) \
-                or any(t.get("operator") == "Exists" and not t.get("key") for t in tolerations):
+        # plugin/pkg/admission/defaulttolerationseconds: a toleration counts when its key is
+        # this one or empty AND its effect is NoExecute or empty (a keyless NoSchedule does not)
+        if any(t.get("key") in (key, None, "") and t.get("effect") in (None, "", "NoExecute") for t in tolerations):
             continue
         tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
                             "tolerationSeconds": DEFAULT_TOLERATION_SECONDS})
@@ -51,20 +52,12 @@ def _active(pod: dict[str, Any]) -> bool:
         (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
 
 
-def _ready(pod: dict[str, Any]) -> bool:
-    return _active(pod) and any(c.get("type") == "Ready" and c.get("status") == "True"
-                                for c in (pod.get("status") or {}).get("conditions") or [])
-
-
 class WorkloadControllers:
-    def __init__(self, cluster: Cluster) -> None:
-        self.c = cluster
+    def __init__(self, cfg: ControllerConfig) -> None:
+        self.c = cfg
 
     def run(self) -> None:
-        if not self.c.control_plane_up():
-            return
         self.provision_volumes()
-        self.reconcile_statefulsets()
         self.reconcile_deployments()
         self.reconcile_replicasets()
 
@@ -140,64 +133,6 @@ class WorkloadControllers:
 
             c.registry.mutate(c.rt("persistentvolumeclaims"), meta["namespace"], meta["name"],
                               claim_bound, subresource="status")
-
-    # -- StatefulSet -------------------------------------------------------------------
-
-    def reconcile_statefulsets(self) -> None:
-        c = self.c
-        for sts in self._objects("statefulsets", "apps"):
-            meta, spec = sts["metadata"], sts.get("spec") or {}
-            ns, name = meta["namespace"], meta["name"]
-            if meta.get("deletionTimestamp"):
-                continue
-            replicas = int(spec.get("replicas", 1))
-            template = spec.get("template") or {}
-            pods = {key[1]: entry.obj() for key, entry in self._owned(meta["uid"])}
-            for i in range(replicas):
-                pod_name = f"{name}-{i}"
-                claims = []
-                for tmpl in spec.get("volumeClaimTemplates") or []:
-                    claim = f"{tmpl['metadata']['name']}-{pod_name}"
-                    claims.append((tmpl["metadata"]["name"], claim))
-                    if c.store.get(c.registry.table(c.rt("persistentvolumeclaims")), ns, claim) is None:
-                        self._create("persistentvolumeclaims", ns, {
-                            "metadata": {"name": claim, "labels": dict((template.get("metadata") or {}).get("labels") or {})},
-                            "spec": {**(tmpl.get("spec") or {}), "storageClassName": "sim"}})
-                existing = pods.get(pod_name)
-                if existing is not None:
-                    if (existing.get("status") or {}).get("phase") in ("Failed", "Succeeded") \
-                            and not existing["metadata"].get("deletionTimestamp"):
-                        try:
-                            c.registry.delete(c.rt("pods"), ns, pod_name,
-                                              preconditions={"uid": existing["metadata"]["uid"]})
-                        except ApiError:
-                            pass
-                    continue  # a replacement waits until the old pod object is gone
-                pod_spec = json.loads(json.dumps(template.get("spec") or {}))
-                pod_spec["hostname"] = pod_name
-                pod_spec["subdomain"] = spec.get("serviceName", name)
-                volumes = pod_spec.setdefault("volumes", [])
-                for vol_name, claim in claims:
-                    volumes.append({"name": vol_name, "persistentVolumeClaim": {"claimName": claim}})
-                labels = dict((template.get("metadata") or {}).get("labels") or {})
-                labels.update({"statefulset.kubernetes.io/pod-name": pod_name,
-                               "apps.kubernetes.io/pod-index": str(i)})
-                self._create("pods", ns, {"metadata": {"name": pod_name, "labels": labels,
-                                                       "ownerReferences": [owner_ref(sts)]},
-                                          "spec": pod_spec})
-                c.timeline.add("pod-created", "", f"{ns}/{pod_name}", f"by statefulset {name}")
-            for pod_name, pod in pods.items():
-                ordinal = pod_name.rsplit("-", 1)[-1]
-                if ordinal.isdigit() and int(ordinal) >= replicas and _active(pod):
-                    try:
-                        c.registry.delete(c.rt("pods"), ns, pod_name)
-                    except ApiError:
-                        pass
-            ready = sum(1 for p in pods.values() if _ready(p))
-            self._set_status("statefulsets", "apps", sts, {
-                "replicas": sum(1 for p in pods.values() if _active(p)), "readyReplicas": ready,
-                "availableReplicas": ready, "currentReplicas": len(pods),
-                "observedGeneration": meta.get("generation", 1)})
 
     # -- Deployment / ReplicaSet -------------------------------------------------------
 

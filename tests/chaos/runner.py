@@ -122,9 +122,12 @@ def recovery_bound(scale: float, isolation_detect_s: float, watchdog_s: float) -
         "fence evidence from the order (D + 2W + margin + skew)":
             isolation_detect_s / scale + 2 * watchdog_s / scale + c["safety_margin_s"] + c["max_clock_skew_s"],
         "Fenced to taint (2 resyncs)": 2 * c["resync_s"],
-        "pod moves (eviction, pod GC period, StatefulSet, scheduler, detach, attach, start)":
-            4 * k.controller_period_s + k.pod_gc_period_s + k.controller_period_s + k.attach_delay_s
-            + k.pod_start_delay_s,
+        # The stricter world: a detach waits for the CSI external-attacher's unpublish
+        # (csi_detach_delay_s) before the VolumeAttachment and its finalizer go, and an
+        # attach for the attacher to add its finalizer first (one more loop).
+        "pod moves (eviction, pod GC period, StatefulSet, scheduler, detach, CSI unpublish, attach, start)":
+            4 * k.controller_period_s + k.pod_gc_period_s + k.controller_period_s + k.csi_detach_delay_s
+            + k.controller_period_s + k.attach_delay_s + k.pod_start_delay_s,
         "test machine slack": WALL_SLACK_S / scale,
     }
 
@@ -354,11 +357,16 @@ class Runner:
         outages = [(self.step_at[s], self.step_at[s] + s.duration * self.scale)
                    for s in self.schedule.steps if s.action == "api-outage" and s in self.step_at]
         kills = [self.step_at[s] for s in self.schedule.steps if s.action == "leader-kill" and s in self.step_at]
+        # The stricter world: an API outage longer than the renew deadline restarts the
+        # simulated kube-controller-manager, which takes its Lease again only after its
+        # restart back-off and the lease duration (then every controller starts afresh).
+        kt = Timings()
+        cm_restart = (kt.controller_manager_restart_s + kt.leader_lease_duration_s + kt.leader_retry_period_s) * self.scale
         start, deadline = died_at, died_at + base
         for _ in range(50):  # a fixed point: both only grow
             new_start = max([start] + [b for a, b in outages if a < deadline and b > start])
             kills_in = sum(1 for k in kills if new_start - takeover <= k <= deadline)
-            new_deadline = new_start + base + takeover * kills_in
+            new_deadline = new_start + base + takeover * kills_in + (cm_restart if new_start > died_at else 0.0)
             if (new_start, new_deadline) == (start, deadline):
                 break
             start, deadline = new_start, new_deadline
