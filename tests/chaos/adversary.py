@@ -4,8 +4,8 @@ or with network access and no secret at all, does to a running world.
 - `forge_status`: with another node's agent service-account token (the files the
   simulator mounts for that node's agent), write the fields of a node's NodeRemediation
   status that the controller reads: `agentReport` (lastFeedAt = the node's kubelet Lease
-  renewTime, its bootId and watchdog timeout) once a fence order is stored, or
-  `phase: Fenced` with a satisfied `fence.evidence`. Over HTTPS, as an agent would.
+  renewTime, its bootId and watchdog timeout), or `phase: Fenced` with a satisfied
+  `fence.evidence`, once a fence order is stored. Over HTTPS, as an agent would.
 - `SlowClients`: connections that send a request a byte at a time and so hold a server's
   request slots (the agents' peer ports: a body one byte every 2 s; the webhook: headers).
 - `Flood`: unauthenticated requests as fast as a few connections go.
@@ -88,14 +88,15 @@ def _report_body(cred: Credential, node: str) -> dict[str, Any] | str:
 
 def forge_status(cluster: Cluster, node: str, by: str, kind: str, until: float,
                  remediation: Callable[[str], dict[str, Any] | None]) -> str:
-    """Wait (until the wall time `until`) for `node`'s remediation (for `agent-report`: with
-    a stored fence order), then write the forgery with `by`'s agent credential. Returns
-    what happened, for the report."""
+    """Wait (until the wall time `until`) for `node`'s remediation to hold a fence order (a
+    `Fenced` phase without one is refused by the controller, and an agent report is read
+    only against one), then write the forgery with `by`'s agent credential. Returns what
+    happened, for the report."""
     cred = Credential.of_agent(cluster, by)
     while time.time() < until:
         rem = remediation(node)
         status = (rem or {}).get("status") or {}
-        ready = rem is not None and (kind == "phase-fenced" or (status.get("fence") or {}).get("order"))
+        ready = rem is not None and bool((status.get("fence") or {}).get("order"))
         if ready and status.get("phase") in ("Succeeded", "Failed", "Cancelled"):
             return f"not written: the remediation ended ({status.get('phase')}) before an opening"
         if ready:

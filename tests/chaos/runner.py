@@ -722,7 +722,7 @@ class Runner:
         with self._lock:
             executed = sorted(self.executed, key=lambda e: e[0])
         for at, step, text in executed:
-            lines.append(f"  t={self.ct(at):7.1f}s  {step.describe().split('  ', 1)[1]}" + (f"  -- {text}" if text else ""))
+            lines.append(f"  t={self.ct(at):7.1f}s  {step.describe().split('s  ', 1)[1]}" + (f"  -- {text}" if text else ""))
         if self.settled_at:
             lines.append(f"settled at t={self.ct(self.settled_at):.1f}s")
         bound = self.bound()

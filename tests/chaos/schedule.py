@@ -15,7 +15,7 @@ Step actions:
 | `leader-kill` | SIGKILL the controller that holds the Lease, start a new one |
 | `alert-flap` | once `node`'s remediation is in `Fencing`, Alertmanager sends "resolved" for the firing alert and fires again after `for:` (a scrape gap resets the rule): a resolved notification mid-fence |
 | `alert-stale` | Alertmanager redelivers `node`'s last firing notification late, out of order (after the node is back) |
-| `forge-status` | adversary: once `node` has a remediation, `by`'s agent credential writes its status: `scope` `agent-report` (agentReport.lastFeedAt = the node's kubelet Lease renewTime, its bootId and watchdog timeout, once a fence order is stored) or `phase-fenced` (status.phase Fenced with a satisfied fence.evidence) |
+| `forge-status` | adversary: once `node`'s remediation holds a fence order, `by`'s agent credential writes its status: `scope` `agent-report` (agentReport.lastFeedAt = the node's kubelet Lease renewTime, its bootId and watchdog timeout) or `phase-fenced` (status.phase Fenced with a satisfied fence.evidence) |
 | `untrusted-key` | mistake: for `duration`, every controller (the running ones are killed) signs with a key the agents do not trust, as after a key rotation that did not reach the agents; then trusted controllers again |
 | `agent-stop` | mistake: `node`'s agent is stopped cleanly (SIGTERM: it withdraws its capability and disarms), started again after `restart_after` |
 | `slow-clients` | adversary without credentials: for `duration`, slow clients hold `scope` (`agents`: every agent's peer port, 40 connections each sending a body one byte every 2 s; `webhook`: 16 connections sending headers a byte at a time) |
@@ -28,8 +28,10 @@ API slowness and 429 throttling, a webhook replica restarting mid-delivery.
 Attacks and mistakes (`ATTACK_LIMITS` bounds each per schedule, `ATTACK_S` their
 durations) are drawn from their own random stream (`random.Random(f"attacks-{seed}")`), so
 a seed's benign faults are the same with or without them (`generate(seed, attacks=False)`).
-An adversary picks its moment: a status forgery targets a node with a long fault, the
-agent-report kind while the node's agent is stopped half the time; an untrusted key
+An adversary picks its moment: a status forgery targets a node with a long fault (one
+that leaves the machine running if there is one: a stopped kubelet, a cut from the API),
+half the time while the node's agent is stopped (so that the real agent cannot fence
+first); an untrusted key
 covers the start of a long fault; slow clients on the agents cover an API outage when
 there is one. The at-most-`max_unhealthy` rule is unchanged: attacks add no unhealthy
 node of their own (a stopped agent leaves its node healthy).
@@ -328,7 +330,7 @@ def _attacks(seed: int, steps: list[Step], incidents: list[Incident], outages: l
         kind = rng.choice(FORGE_KINDS)
         by = rng.choice([n for n in NODES if n != target.node])
         out.append(Step(target.start, "forge-status", target.node, scope=kind, by=by))
-        if kind == "agent-report" and rng.random() < 0.5:  # while the node's own agent is stopped
+        if rng.random() < 0.5:  # while the node's own agent is stopped, so that it cannot act first
             out.append(Step(target.start, "agent-stop", target.node,
                             restart_after=round(target.end - target.start + 30.0, 1)))
     # untrusted-key: controllers that sign with a key the agents do not trust.
