@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chaos.parallel import default_workers, findings_of, parse_seeds
+from tests.chaos.parallel import default_workers, findings_of, parse_seeds, world_not_started
 
 
 def test_seeds_are_ranges_lists_or_both() -> None:
@@ -29,3 +29,12 @@ def test_the_findings_of_a_failing_seed_are_read_from_its_output() -> None:
     assert findings_of(output) == ["invariant unsafe-taint at t=90.1s on node-2: x: y",
                                    "node-2 still has the out-of-service taint (Ready=True)"]
     assert findings_of("1 passed") == []
+
+
+def test_a_world_that_never_started_is_told_from_a_finding() -> None:
+    setup = "E       AssertionError: http://127.0.0.1:1/readyz not ready within 30.0s: [..] Starting gunicorn"
+    assert world_not_started(setup)
+    assert world_not_started("TimeoutError: timed out after 90.0s waiting for a leader")
+    ran = "chaos seed-4 failed:\n  - invariant unsafe-taint ...\nexecuted (cluster seconds since the start):"
+    assert not world_not_started(ran + "\n" + setup)
+    assert not world_not_started("1 failed: AssertionError: something else")
