@@ -603,7 +603,7 @@ class Runner:
     def judge_resets(self) -> list[str]:
         """Every watchdog reset has a reason: a fence order for that node since it booted,
         or a fault that cut it off (from everything; from its peers during an API outage;
-        its agent killed for longer than the watchdog's timeout)."""
+        its agent killed for longer than the watchdog's timeout, or stopped)."""
         s = self.scale
         after = 40.0 * s  # a fence begun just before a fault ended fires up to W later
         outages = [(self.step_at[st], self.step_at[st] + st.duration * s)
@@ -615,7 +615,14 @@ class Runner:
                 seen.add((t.uid, t.order))
                 orders.setdefault(t.node, []).append(t.at)
 
+        stops = [(st.node, self.step_at[st], self.step_at[st] + (st.restart_after or 5.0) * s)
+                 for st in self.schedule.steps if st.action == "agent-stop" and st in self.step_at]
+
         def cut_off(node: str, at: float) -> bool:
+            # A stopped agent that could not withdraw its capability (cut off from the API)
+            # leaves its watchdog armed on purpose: the reset is its promise kept.
+            if any(n == node and a <= at <= b + after for n, a, b in stops):
+                return True
             for inc in self.schedule.incidents():
                 if inc.node != node or inc.start_step not in self.step_at:
                     continue

@@ -97,7 +97,18 @@ def test_a_node_cut_off_from_the_api_survives_a_control_plane_outage(tmp_path: P
 FENCED_OR_LATER = ("Fenced", "Recovering", "AwaitingNodeReady", "Succeeded")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 (fencing trust): the controller takes status.agentReport, which "
+class Unsafe(AssertionError):
+    """The safety claim under test broke. The xfail marks below expect this and nothing
+    else: a scenario whose preconditions fail (a world that did not start, a node reset
+    by an overloaded machine) fails as itself instead of passing as the known bug."""
+
+
+def claim(condition: object, message: object) -> None:
+    if not condition:
+        raise Unsafe(str(message))
+
+
+@pytest.mark.xfail(strict=True, raises=Unsafe, reason="issue 13 (fencing trust): the controller takes status.agentReport, which "
                    "any agent's credential may write, as proof that the watchdog fired")
 def test_another_node_s_credential_forging_an_agent_report_gets_no_taint(tmp_path: Path) -> None:
     """Adversary seeds (docs/results.md): a node's agent stopped (it withdrew its
@@ -106,24 +117,25 @@ def test_another_node_s_credential_forging_an_agent_report_gets_no_taint(tmp_pat
     node's agent credential then writes `agentReport.lastFeedAt` = the node's kubelet
     Lease renewTime with its bootId: the controller proved AcknowledgedWatchdog at once
     and tainted a running node (invariant unsafe-taint, then at-most-one for db-0)."""
-    with nodewarden_world(tmp_path, nodes=5, time_scale=SCALE, workloads=("db=statefulset:3",)) as w:
+    with nodewarden_world(tmp_path, nodes=5, time_scale=WIDE_SCALE, workloads=("db=statefulset:3",)) as w:
         c = w.cluster
         victim = wait_running(c, ["db-0", "db-1", "db-2"], timeout=60)["db-0"]
         attacker = next(n for n in c.nodes if n != victim)
         c.processes[victim].terminate()  # cleanly: not self-fence capable, watchdog disarmed
         c.fault("kubelet-stop", victim)
-        c.wait_for(lambda: ready(c, victim) == "Unknown", 30, message=f"{victim} Ready=Unknown")
+        c.wait_for(lambda: ready(c, victim) == "Unknown", 60, message=f"{victim} Ready=Unknown")
         assert w.alert(victim).status_code == 200
-        note = forge_status(c, victim, attacker, "agent-report", time.time() + 60, w.remediation)
+        note = forge_status(c, victim, attacker, "agent-report", time.time() + 120, w.remediation)
         assert "HTTP 200" in note, note  # the simulator, like the cluster today, lets it write
-        time.sleep(60 * SCALE * 5)  # far longer than the controller needs to act on it
+        time.sleep(60 * WIDE_SCALE)  # far longer than the controller needs to act on it
         status = (w.remediation(victim) or {}).get("status") or {}
-        assert not w.has_taint(victim), status
-        assert status.get("phase") not in FENCED_OR_LATER, status
-        assert c.invariants()["violations"] == []
+        assert c.node_state(victim)["resets"] == 0  # the machine runs on: nothing may count it fenced
+        claim(not w.has_taint(victim), status)
+        claim(status.get("phase") not in FENCED_OR_LATER, status)
+        claim(c.invariants()["violations"] == [], c.invariants()["violations"])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 (fencing trust): an order the agent refuses (BadSignature) is "
+@pytest.mark.xfail(strict=True, raises=Unsafe, reason="issue 13 (fencing trust): an order the agent refuses (BadSignature) is "
                    "proven by heartbeat staleness while the agent stays up on its peers' word")
 def test_an_order_the_agent_refuses_is_not_counted_as_a_fence(tmp_path: Path) -> None:
     """Adversary seeds with `untrusted-key` (docs/results.md): the controller signs with a
@@ -134,26 +146,29 @@ def test_an_order_the_agent_refuses_is_not_counted_as_a_fence(tmp_path: Path) ->
     untrusted = tmp_path / "untrusted-signing.pem"
     untrusted.parent.mkdir(parents=True, exist_ok=True)
     untrusted.write_bytes(private_key_pem(generate_private_key()))
-    with nodewarden_world(tmp_path / "w", nodes=5, time_scale=SCALE, workloads=("db=statefulset:3",),
+    with nodewarden_world(tmp_path / "w", nodes=5, time_scale=WIDE_SCALE, workloads=("db=statefulset:3",),
                           controllers=0) as w:
         c = w.cluster
         w.start_controller("rotated", SIGNING_KEY_FILE=str(untrusted))
         victim = wait_running(c, ["db-0", "db-1", "db-2"], timeout=60)["db-0"]
         c.fault("partition", victim, from_="api")
-        c.wait_for(lambda: ready(c, victim) == "Unknown", 30, message=f"{victim} Ready=Unknown")
+        c.wait_for(lambda: ready(c, victim) == "Unknown", 60, message=f"{victim} Ready=Unknown")
         assert w.alert(victim).status_code == 200
-        c.wait_for(lambda: ((w.remediation(victim) or {}).get("status") or {}).get("fence", {}).get("lastAnswer"),
-                   60, message="the agent's answer to the order")
-        time.sleep(300 * SCALE)  # past every evidence deadline (D + 2W + margin from the order)
+
+        def answer() -> str:
+            status = (w.remediation(victim) or {}).get("status") or {}
+            return str(((status.get("fence") or {}).get("lastAnswer") or {}).get("outcome") or "")
+
+        c.wait_for(lambda: answer() == "Rejected", 60, message="the agent's refusal of the order")
+        time.sleep(150 * WIDE_SCALE)  # past every evidence deadline (D + 2W + margin from the order)
         status = (w.remediation(victim) or {}).get("status") or {}
-        assert status["fence"]["lastAnswer"]["outcome"] == "Rejected", status
-        assert c.node_state(victim)["resets"] == 0  # the node is up: nothing may count it fenced
-        assert not w.has_taint(victim), status
-        assert status.get("phase") not in FENCED_OR_LATER, status
-        assert c.invariants()["violations"] == []
+        assert c.node_state(victim)["resets"] == 0  # the machine runs on: nothing may count it fenced
+        claim(not w.has_taint(victim), status)
+        claim(status.get("phase") not in FENCED_OR_LATER, status)
+        claim(c.invariants()["violations"] == [], c.invariants()["violations"])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14 (endpoints that hold): slow clients hold every request slot of "
+@pytest.mark.xfail(strict=True, raises=Unsafe, reason="issue 14 (endpoints that hold): slow clients hold every request slot of "
                    "the agents' peer port, so during an API outage no peer answers and every agent fences")
 def test_slow_clients_on_every_agent_s_peer_port_during_an_api_outage_reset_nothing(tmp_path: Path) -> None:
     """Adversary seeds with `slow-clients --at agents` over an API outage (docs/results.md):
@@ -173,4 +188,4 @@ def test_slow_clients_on_every_agent_s_peer_port_during_an_api_outage_reset_noth
         finally:
             attack.stop()
         fired = sorted({e.node for e in c.timeline.events(kind="watchdog-fired", since=t0)})
-        assert fired == [], f"reset: {fired}"
+        claim(fired == [], f"reset: {fired}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 from sim.world.timeline import Timeline
@@ -125,3 +126,12 @@ def test_an_attack_extends_the_bound_and_the_delay_is_reported() -> None:
     assert plain.deadline < 400.0 < attacked.deadline
     assert attacked.ok() and attacked.delay_s(1.0) == 400.0 - plain.deadline
     assert not plain.ok()
+
+
+def test_a_reset_while_the_node_s_agent_is_stopped_has_its_cause() -> None:
+    """An agent stopped while it cannot withdraw its capability keeps its watchdog armed."""
+    steps = [Step(10.0, "agent-stop", "node-1", restart_after=100.0)]
+    runner = bare_runner(steps, [(50.0, "watchdog-fired", "node-1", {}), (50.0, "watchdog-fired", "node-2", {})])
+    runner.out = Path("/nonexistent")
+    (finding,) = runner.judge_resets()
+    assert finding.startswith("node-2 reset by its watchdog at t=50.0s")
