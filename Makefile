@@ -13,6 +13,8 @@ STAMP       := $(VENV)/.installed
 DEB_PACKAGES := prometheus prometheus-alertmanager curl
 PYTEST_ARGS ?=
 SEEDS       ?= 20
+comma       := ,
+CHAOS_WORKERS ?=
 
 .PHONY: venv debs tools demo playground test bench lint chaos clean
 
@@ -41,8 +43,11 @@ test: tools
 bench: tools
 	$(BIN)/python -m bench
 
+# make chaos SEEDS=20 (seeds 1..20), SEEDS=101-200 or SEEDS=7,12; CHAOS_WORKERS=2: seeded
+# worlds with attacks, several at once (tests/chaos/parallel.py); CHAOS_ARGS=--no-attacks
+# for benign faults only.
 chaos: tools
-	$(BIN)/python -m pytest tests/chaos --chaos-seeds=$(SEEDS) $(PYTEST_ARGS)
+	$(BIN)/python -m tests.chaos.parallel --seeds $(if $(findstring -,$(SEEDS))$(findstring $(comma),$(SEEDS)),$(SEEDS),1-$(SEEDS)) $(if $(CHAOS_WORKERS),--chaos-workers $(CHAOS_WORKERS)) $(CHAOS_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -255,7 +255,8 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
         cluster.stop()
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90.0) -> None:
+    # Generous: gunicorn alone takes 25 s to listen on a loaded shared 2-core machine.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -4,6 +4,11 @@
     .venv/bin/python -m pytest tests/chaos --chaos-seeds=20    # seeds 1..20
     .venv/bin/python -m pytest tests/chaos --chaos-seeds=1 --chaos-first-seed=1234 -x
     .venv/bin/python -m pytest tests/chaos --chaos-schedule=path/to/chaos-schedule.json
+    .venv/bin/python -m tests.chaos.parallel --seeds 1-40 --chaos-workers 2   # several worlds at once
+
+Seeds given with --chaos-seeds or --chaos-first-seed run with attacks and mistakes
+(tests/chaos/schedule.py) unless --chaos-no-attacks; the default seeds run without them
+unless --chaos-attacks (DEFAULT_ATTACKS).
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from tests.chaos.schedule import Schedule, generate
 # What `make test` runs. A seed that finds a real bug is left out of this list until the
 # bug is fixed (and reported); `make chaos` still runs it.
 DEFAULT_SEEDS = (1, 2, 3)
+# The default seeds' attacks find the failures of the fencing-trust and endpoint issues
+# (13, 14) on the code before their fixes (docs/results.md): on once both have landed.
+DEFAULT_ATTACKS = False
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -26,6 +34,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          f"without either option the default seeds {', '.join(map(str, DEFAULT_SEEDS))} run")
     group.addoption("--chaos-first-seed", type=int, default=None, metavar="SEED",
                     help="the first seed to run (with --chaos-seeds; alone: that one seed)")
+    group.addoption("--chaos-attacks", action="store_true", default=None, dest="chaos_attacks",
+                    help="generate attacks and mistakes too (the default with --chaos-seeds)")
+    group.addoption("--chaos-no-attacks", action="store_false", dest="chaos_attacks",
+                    help="benign faults only")
     group.addoption("--chaos-schedule", default=None, metavar="FILE",
                     help="run this schedule (JSON, as a run saves it in chaos-schedule.json) instead of seeds")
 
@@ -50,4 +62,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("chaos_schedule", [Schedule.load(file)], ids=[f"file-{file.stem}"])
         return
     seeds = chaos_seeds(metafunc.config)
-    metafunc.parametrize("chaos_schedule", [generate(s) for s in seeds], ids=[f"seed-{s}" for s in seeds])
+    attacks = chaos_attacks(metafunc.config)
+    metafunc.parametrize("chaos_schedule", [generate(s, attacks=attacks) for s in seeds],
+                         ids=[f"seed-{s}" for s in seeds])
+
+
+def chaos_attacks(config: pytest.Config) -> bool:
+    chosen = config.getoption("chaos_attacks", default=None)
+    if chosen is not None:
+        return bool(chosen)
+    explicit = config.getoption("chaos_seeds", default=None) is not None or \
+        config.getoption("chaos_first_seed", default=None) is not None
+    return True if explicit else DEFAULT_ATTACKS

@@ -18,7 +18,18 @@ remediation finished and every pod running (or the settle time ran out):
    more than one fence order;
 5. no node is reset by its watchdog without a reason: a fence order for it since it
    booted, or a fault that cuts it off (`judge_resets`). Resetting is always safe, so the
-   invariant monitor cannot see a node fenced for nothing; this check does.
+   invariant monitor cannot see a node fenced for nothing; this check does;
+6. no fence without cause under attack: no remediation reaches Fenced while the last
+   answer to its order is a refusal (anything but AlreadyRebooted) and the node has not
+   been reset or powered off since the order (`judge_refused`); no out-of-service taint on
+   a node that had no fault and no reset before it (`judge_taints`).
+
+Attacks and mistakes (forged status, an untrusted key, a stopped agent, slow clients,
+floods) may delay a recovery but never make it unsafe: a recovery that an attack
+overlapped is judged against the bound restarted at the attack's end, like an API
+outage, and the report says how much later than the un-attacked bound the pod moved; a
+remediation that escalated to a person (AwaitingApproval) during an attack is not held to
+the bound, since nobody approves in this world.
 """
 
 from __future__ import annotations
@@ -35,14 +46,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from core.fence_order import generate_private_key, private_key_pem
+from core.peer_client import HEALTH_PATH
 from harness.waits import ready, running_on, wait_running
 from harness.world import World, controller_env, nodewarden_world, policy
 from sim.apiserver.resources import ResourceType
 from sim.apiserver.store import Entry
 from sim.world.faults import FaultError
+from sim.world.nodes import Power
 from sim.world.timings import Timings
+from tests.chaos.adversary import (
+    AGENT_SLOW_CONNECTIONS,
+    WEBHOOK_SLOW_CONNECTIONS,
+    Flood,
+    SlowClients,
+    forge_status,
+    parse_address,
+)
 from tests.chaos.alerts import EVAL_S, FOR_S, GROUP_WAIT_S, Alertmanager
-from tests.chaos.schedule import Incident, Schedule, Step
+from tests.chaos.schedule import ATTACK_ACTIONS, Incident, Schedule, Step
 
 # 10x faster than a real cluster. At 0.05 the test world's floors on the agents' network
 # timeouts (harness/world.py) make one API check as long as the isolation timeout
@@ -58,15 +80,17 @@ SETTLE_S = 600.0  # cluster seconds after the last step for everything to come b
 # runs a little late (process scheduling, Python start-up of a new controller, HTTP round
 # trips with their floors). Wall seconds, added once to every bound.
 WALL_SLACK_S = 3.0
+START_WAIT_S = 90.0  # wall seconds for the world's workloads and a leader before the schedule starts
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
 OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
 FENCE_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+) .*FENCE begun: trigger=(\w+)")
 
 
-def reproduce_command(seed: int | None, schedule_file: Path | None = None) -> str:
+def reproduce_command(seed: int | None, schedule_file: Path | None = None, attacks: bool = True) -> str:
     if seed is None and schedule_file is not None:
         return f".venv/bin/python -m pytest tests/chaos --chaos-schedule={schedule_file} -x"
-    return f".venv/bin/python -m pytest tests/chaos --chaos-seeds=1 --chaos-first-seed={seed} -x"
+    return (f".venv/bin/python -m pytest tests/chaos --chaos-seeds=1 --chaos-first-seed={seed} -x"
+            + ("" if attacks else " --chaos-no-attacks"))
 
 
 # -- the recovery bound -----------------------------------------------------------------------
@@ -148,6 +172,7 @@ class Transition:
     phase: str
     reason: str
     order: str  # a digest of the fence order, "" before one is stored
+    answer: str = ""  # the agent's last answer to the order: "<outcome>/<reason>"
 
 
 @dataclass
@@ -162,6 +187,14 @@ class Recovery:
     moved_to: str = ""
     checked: bool = True  # False: the node came back before the deadline
     note: str = ""  # how the bound was carried over to another dead node
+    base_deadline: float = 0.0  # wall: the deadline had no attack overlapped
+    attacked: str = ""  # the attacks that extended the deadline
+
+    def delay_s(self, scale: float) -> float:
+        """Cluster seconds the pod moved later than the un-attacked bound (0 if not later)."""
+        if self.moved_at is None or not self.base_deadline:
+            return 0.0
+        return max(0.0, (self.moved_at - self.base_deadline) / scale)
 
     def ok(self) -> bool:
         return not self.checked or (self.moved_at is not None and self.moved_at <= self.deadline)
@@ -188,10 +221,15 @@ class Runner:
         self.c = self.w.cluster
         self.scale = self.w.scale
         self.am = Alertmanager(self.w, self.schedule.seed, self.schedule.delivery)
-        self._last: dict[str, tuple[str, str, str, str]] = {}
+        self._last: dict[str, tuple[str, str, str, str, str]] = {}
+        self._attacks: list[tuple[float, Step, Any]] = []  # (wall end, step, SlowClients | Flood)
+        self.untrusted_until = 0.0  # wall: controllers sign with a key the agents do not trust until then
+        self._untrusted_key: Path | None = None
         self._threads: list[threading.Thread] = []
         self._spares = 0
         self._lock = threading.Lock()
+        self._timers: list[threading.Timer] = []
+        self._stopping = False
 
     def ct(self, wall: float) -> float:
         """A wall time as cluster seconds since the schedule started."""
@@ -204,8 +242,10 @@ class Runner:
             return
         status = obj.get("status") or {}
         order = str((status.get("fence") or {}).get("order") or "")
+        last = (status.get("fence") or {}).get("lastAnswer") or {}
+        answer = f"{last.get('outcome')}/{last.get('reason') or ''}" if last else ""
         key = (str(obj["metadata"].get("uid")), str(status.get("phase") or ""), str(status.get("reason") or ""),
-               hashlib.sha256(order.encode()).hexdigest()[:12] if order else "")
+               hashlib.sha256(order.encode()).hexdigest()[:12] if order else "", answer)
         name = obj["metadata"]["name"]
         if self._last.get(name) != key:
             self._last[name] = key
@@ -219,23 +259,28 @@ class Runner:
 
     def run(self) -> None:
         c = self.c
-        wait_running(c, list(STATEFULSET_PODS), timeout=30)
-        c.wait_for(lambda: self._deployment_running() >= DEPLOYMENT_REPLICAS, 30, message="web pods running")
-        c.wait_for(lambda: self.w.leader() in self.w.controllers, 30, message="a leader")
+        # Preconditions, not timings under test: generous on a loaded machine.
+        wait_running(c, list(STATEFULSET_PODS), timeout=START_WAIT_S)
+        c.wait_for(lambda: self._deployment_running() >= DEPLOYMENT_REPLICAS, START_WAIT_S, message="web pods running")
+        c.wait_for(lambda: self.w.leader() in self.w.controllers, START_WAIT_S, message="a leader")
         c.registry.commit_hooks.append(self._on_commit)
         self.am.start()
         self.t0 = time.time()
         self.load.append(os.getloadavg()[0])
         try:
             for step in self.schedule.steps:
-                delay = self.t0 + step.at * self.scale - time.time()
-                if delay > 0:
-                    time.sleep(delay)
+                while (delay := self.t0 + step.at * self.scale - time.time()) > 0:
+                    time.sleep(min(delay, 0.1))
+                    self.end_attacks()
                 self.load.append(os.getloadavg()[0])
                 self.execute(step)
             self.steps_done_at = time.time()
             self.settle()
         finally:
+            self._stopping = True
+            for timer in self._timers:
+                timer.cancel()
+            self.end_attacks(everything=True)
             self.am.stop()
             for t in self._threads:
                 t.join(timeout=30)
@@ -263,9 +308,7 @@ class Runner:
                 leader = w.leader()
                 if leader in w.controllers:
                     w.kill_controller(leader)
-                    self._spares += 1
-                    spare = f"spare-{self._spares}"
-                    w.start_controller(spare)
+                    spare = self._start_controller("spare")
                     self.note(step, f"killed {leader} (SIGKILL), started {spare}")
                 else:
                     self.note(step, f"no live leader to kill (Lease holder {leader or 'none'})")
@@ -273,6 +316,8 @@ class Runner:
                 thread = threading.Thread(target=self._flap, args=(step,), daemon=True)
                 self._threads.append(thread)
                 thread.start()
+            elif step.action in ATTACK_ACTIONS:
+                self.attack(step)
             elif step.action == "alert-stale":
                 self.note(step, "redelivered" if self.am.stale(step.node) else "nothing fired for it yet")
             else:
@@ -282,6 +327,92 @@ class Runner:
                 self.note(step, f"StatefulSet pods there: {', '.join(pods) or 'none'}" if pods is not None else "")
         except FaultError as err:
             self.note(step, f"fault refused: {err}")
+
+    # -- attacks and mistakes ------------------------------------------------------------
+
+    def _start_controller(self, prefix: str) -> str:
+        """Start one more controller, signing with the key of the moment."""
+        self._spares += 1
+        name = f"{prefix}-{self._spares}"
+        if time.time() < self.untrusted_until and self._untrusted_key is not None:
+            self.w.start_controller(name, SIGNING_KEY_FILE=str(self._untrusted_key))
+        else:
+            self.w.start_controller(name)
+        return name
+
+    def _replace_controllers(self, prefix: str) -> list[str]:
+        for identity in list(self.w.controllers):
+            self.w.kill_controller(identity)
+        return [self._start_controller(prefix) for _ in range(2)]
+
+    def attack(self, step: Step) -> None:
+        c, w, s = self.c, self.w, self.scale
+        if step.action == "forge-status":
+            incident = next((i for i in self.schedule.incidents()
+                             if i.node == step.node and i.start <= step.at < i.end), None)
+            until = self.t0 + ((incident.end if incident else step.at + 300.0) * s)
+            thread = threading.Thread(target=lambda: self.note(step, forge_status(
+                c, step.node, step.by, step.scope, until, w.remediation)), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        elif step.action == "untrusted-key":
+            if self._untrusted_key is None:
+                self._untrusted_key = self.out / "untrusted-signing.pem"
+                self._untrusted_key.write_bytes(private_key_pem(generate_private_key()))
+            self.untrusted_until = time.time() + step.duration * s
+            started = self._replace_controllers("untrusted")
+            self.note(step, f"controllers replaced by {', '.join(started)}, signing with a key no agent trusts")
+            end = Step(step.at + step.duration, "untrusted-key")
+            timer = threading.Timer(step.duration * s, self._trusted_again, args=(end,))
+            timer.daemon = True
+            self._timers.append(timer)
+            timer.start()
+        elif step.action == "agent-stop":
+            proc = c.processes.get(step.node)
+            if proc is None:
+                self.note(step, "no agent process")
+                return
+            epoch = c.nodes[step.node].epoch
+            proc.terminate()
+            self.note(step, "agent stopped (SIGTERM)")
+
+            def restart() -> None:
+                node = c.nodes[step.node]
+                if node.epoch == epoch and not proc.running and node.power is Power.RUNNING:
+                    proc.start()
+                    self.note(step, "agent started again")
+
+            timer = threading.Timer((step.restart_after or 5.0) * s, restart)
+            timer.daemon = True
+            self._timers.append(timer)
+            timer.start()
+        else:  # slow-clients, flood
+            if step.scope == "agents":
+                targets = [parse_address(c.nodes[n].address) for n in c.nodes if c.nodes[n].address]
+            else:
+                targets = [parse_address(u.split("//", 1)[1]) for u in w.webhook_urls]
+            attacker: SlowClients | Flood
+            if step.action == "slow-clients":
+                attacker = SlowClients(targets, AGENT_SLOW_CONNECTIONS if step.scope == "agents"
+                                       else WEBHOOK_SLOW_CONNECTIONS, "body" if step.scope == "agents" else "headers")
+            else:
+                attacker = Flood(targets, HEALTH_PATH if step.scope == "agents" else "/api/v1/remediations")
+            self._attacks.append((time.time() + step.duration * s, step, attacker.start()))
+            self.note(step, f"{len(targets)} target(s)")
+
+    def _trusted_again(self, step: Step) -> None:
+        if self._stopping:
+            return
+        started = self._replace_controllers("trusted")
+        self.note(step, f"key trusted again: controllers replaced by {', '.join(started)}")
+
+    def end_attacks(self, everything: bool = False) -> None:
+        now = time.time()
+        for entry in list(self._attacks):
+            end, step, attacker = entry
+            if everything or now >= end:
+                self._attacks.remove(entry)
+                self.note(step, "ended: " + attacker.stop())
 
     def _flap(self, step: Step) -> None:
         """Resolve the node's alert once its remediation is in Fencing (mid-fence)."""
@@ -324,7 +455,10 @@ class Runner:
     def settle(self) -> None:
         deadline = time.time() + SETTLE_S * self.scale
         while True:
+            self.end_attacks()
             why = self._not_settled()
+            if self._attacks or time.time() < self.untrusted_until:
+                why.append("an attack or mistake is still under way")
             if not why:
                 self.settled_at = time.time()
                 self.unsettled = []
@@ -349,13 +483,30 @@ class Runner:
     def bound(self) -> dict[str, float]:
         return recovery_bound(self.scale, *self.published())
 
-    def _deadline(self, died_at: float) -> tuple[float, float, float]:
-        """(start, deadline, bound seconds): restarted at the end of any API outage that
-        overlaps, extended by every leader kill in the window."""
+    def attack_windows(self, node: str = "") -> list[tuple[float, float, Step]]:
+        """(wall start, wall end, step) of every attack or mistake that may slow a recovery
+        (of `node`: its own agent stopped, or its status forged, count only for it)."""
+        out = []
+        for st in self.schedule.steps:
+            if st.action not in ATTACK_ACTIONS or st not in self.step_at:
+                continue
+            if st.node and node and st.node != node:
+                continue
+            a = self.step_at[st]
+            length = st.duration if st.duration else (st.restart_after or 0.0)
+            out.append((a, a + length * self.scale, st))
+        return out
+
+    def _deadline(self, died_at: float, attacks: bool = False, node: str = "") -> tuple[float, float, float]:
+        """(start, deadline, bound seconds): restarted at the end of any API outage (and,
+        with `attacks`, of any attack on `node` or on everything) that overlaps, extended by
+        every leader kill in the window."""
         base = sum(self.bound().values()) * self.scale
         takeover = leader_takeover_s(self.scale) * self.scale
         outages = [(self.step_at[s], self.step_at[s] + s.duration * self.scale)
                    for s in self.schedule.steps if s.action == "api-outage" and s in self.step_at]
+        if attacks:
+            outages += [(a, b) for a, b, _ in self.attack_windows(node)]
         kills = [self.step_at[s] for s in self.schedule.steps if s.action == "leader-kill" and s in self.step_at]
         # The stricter world: an API outage longer than the renew deadline restarts the
         # simulated kube-controller-manager, which takes its Lease again only after its
@@ -393,7 +544,7 @@ class Runner:
         spans = self._dead_spans()
         for inc, died_at, back_at in spans:
             start, deadline, bound_s = self._deadline(died_at)
-            for pod in self.pods_at_fault.get(inc.start_step, []):
+            for pod in (self.pods_at_fault.get(inc.start_step, []) if inc.start_step else []):
                 obj, left, since, note = f"default/{pod}", {inc.node}, died_at, ""
                 pod_start, pod_deadline, pod_bound = start, deadline, bound_s
                 first_placed: float | None = None
@@ -417,9 +568,30 @@ class Runner:
                     moved = next((e for e in started if e.object == obj and e.at > first_placed), None)
                 # Placed elsewhere, the pod must start somewhere whether or not its first
                 # node came back meanwhile.
-                self.recoveries.append(Recovery(pod, inc, died_at, pod_deadline, pod_bound, pod_start,
-                                                moved.at if moved else None, moved.node if moved else "",
-                                                checked=first_placed is not None or back_at > pod_deadline, note=note))
+                recovery = Recovery(pod, inc, died_at, pod_deadline, pod_bound, pod_start,
+                                    moved.at if moved else None, moved.node if moved else "",
+                                    checked=first_placed is not None or back_at > pod_deadline, note=note,
+                                    base_deadline=pod_deadline)
+                self._under_attack(recovery, back_at)
+                self.recoveries.append(recovery)
+
+    def _under_attack(self, r: Recovery, back_at: float) -> None:
+        """Extend a recovery's deadline by the attacks that overlap it (see the module
+        docstring); one that escalated to a person under attack is not held to it."""
+        node = r.incident.node
+        hits = [st for a, b, st in self.attack_windows(node) if a < r.deadline and b > r.started_from]
+        if not hits:
+            return
+        start, deadline, bound_s = self._deadline(r.died_at, attacks=True, node=node)
+        if deadline > r.deadline:
+            r.started_from, r.deadline, r.bound_s = start, deadline, bound_s
+        r.attacked = ", ".join(sorted({st.action for st in hits}))
+        r.checked = r.checked and back_at > r.deadline
+        escalated = any(t.node == node and t.phase == "AwaitingApproval" and r.died_at <= t.at <= r.deadline
+                        for t in self.transitions)
+        if escalated and r.checked and not r.ok():
+            r.checked = False
+            r.note += f"; escalated to a person (AwaitingApproval) under {r.attacked}"
 
     def _fence_lines(self, node: str) -> list[tuple[float, str]]:
         """The agent's "FENCE begun" log lines on `node`: (wall time, trigger)."""
@@ -439,7 +611,7 @@ class Runner:
     def judge_resets(self) -> list[str]:
         """Every watchdog reset has a reason: a fence order for that node since it booted,
         or a fault that cut it off (from everything; from its peers during an API outage;
-        its agent killed for longer than the watchdog's timeout)."""
+        its agent killed for longer than the watchdog's timeout, or stopped)."""
         s = self.scale
         after = 40.0 * s  # a fence begun just before a fault ended fires up to W later
         outages = [(self.step_at[st], self.step_at[st] + st.duration * s)
@@ -451,7 +623,14 @@ class Runner:
                 seen.add((t.uid, t.order))
                 orders.setdefault(t.node, []).append(t.at)
 
+        stops = [(st.node, self.step_at[st], self.step_at[st] + (st.restart_after or 5.0) * s)
+                 for st in self.schedule.steps if st.action == "agent-stop" and st in self.step_at]
+
         def cut_off(node: str, at: float) -> bool:
+            # A stopped agent that could not withdraw its capability (cut off from the API)
+            # leaves its watchdog armed on purpose: the reset is its promise kept.
+            if any(n == node and a <= at <= b + after for n, a, b in stops):
+                return True
             for inc in self.schedule.incidents():
                 if inc.node != node or inc.start_step not in self.step_at:
                     continue
@@ -479,6 +658,44 @@ class Runner:
                        f"booted and no fault cutting it off{agent}")
         return out
 
+    def _reset_between(self, node: str, a: float, b: float) -> bool:
+        timeline = self.c.timeline
+        return any(e.node == node and a <= e.at <= b for e in timeline.events(kind="watchdog-fired")) or any(
+            e.node == node and a <= e.at <= b and (e.data or {}).get("power") == "off"
+            for e in timeline.events(kind="node-power"))
+
+    def judge_refused(self) -> list[str]:
+        """A refused order is not a fence: no Fenced while the agent's last answer is a
+        refusal and the node has not been reset or powered off since the order."""
+        out = []
+        order_at: dict[tuple[str, str], float] = {}
+        answer: dict[str, str] = {}
+        for t in self.transitions:
+            if t.order:
+                order_at.setdefault((t.uid, t.order), t.at)
+            answer[t.uid] = t.answer or answer.get(t.uid, "")
+            refused = answer[t.uid].startswith(("Rejected", "CannotFence"))
+            if t.phase == "Fenced" and refused and t.order:
+                since = order_at[(t.uid, t.order)]
+                if not self._reset_between(t.node, since, t.at):
+                    out.append(f"remediation of {t.node} (uid {t.uid[:8]}) Fenced/{t.reason} at t={self.ct(t.at):.1f}s "
+                               f"although its agent refused the order ({answer[t.uid]}) and the node was not "
+                               f"reset since the order (t={self.ct(since):.1f}s)")
+        return out
+
+    def judge_taints(self) -> list[str]:
+        """No out-of-service taint on a node without a fault or a reset before it."""
+        out = []
+        for e in self.c.timeline.events(kind="taint-added", since=self.t0):
+            if (e.data or {}).get("key") != OUT_OF_SERVICE:
+                continue
+            faulted = any(inc.node == e.node and inc.start_step in self.step_at
+                          and self.step_at[inc.start_step] <= e.at for inc in self.schedule.incidents())
+            if not faulted and not self._reset_between(e.node, self.t0, e.at):
+                out.append(f"{e.node} tainted out-of-service at t={self.ct(e.at):.1f}s without any fault or reset "
+                           "before it")
+        return out
+
     def findings(self) -> list[str]:
         c, w = self.c, self.w
         out = []
@@ -501,6 +718,8 @@ class Runner:
                 node = next(t.node for t in self.transitions if t.uid == uid)
                 out.append(f"remediation of {node} (uid {uid[:8]}) stored {len(seen)} different fence orders")
         out += self.judge_resets()
+        out += self.judge_refused()
+        out += self.judge_taints()
         self.judge_recoveries()
         for r in self.recoveries:
             if not r.ok():
@@ -518,7 +737,7 @@ class Runner:
         with self._lock:
             executed = sorted(self.executed, key=lambda e: e[0])
         for at, step, text in executed:
-            lines.append(f"  t={self.ct(at):7.1f}s  {step.describe().split('  ', 1)[1]}" + (f"  -- {text}" if text else ""))
+            lines.append(f"  t={self.ct(at):7.1f}s  {step.describe().split('s  ', 1)[1]}" + (f"  -- {text}" if text else ""))
         if self.settled_at:
             lines.append(f"settled at t={self.ct(self.settled_at):.1f}s")
         bound = self.bound()
@@ -527,9 +746,11 @@ class Runner:
         lines += ["", "StatefulSet pods of dead nodes:"]
         for r in self.recoveries:
             took = f"ran on {r.moved_to} after {(r.moved_at - r.died_at) / self.scale:.0f}s" if r.moved_at else "never moved"
-            verdict = ("ok" if r.ok() else "LATE") if r.checked else "node back before the bound (not checked)"
+            verdict = ("ok" if r.ok() else "LATE") if r.checked else "not checked (node back before the bound, or escalated)"
+            attacked = (f"; under {r.attacked}: {r.delay_s(self.scale):.0f}s later than the un-attacked bound"
+                        if r.attacked else "")
             lines.append(f"  {r.pod} on {r.incident.node} ({r.incident.kind} t={self.ct(r.died_at):.1f}s): {took}; "
-                         f"bound {r.bound_s:.0f}s -> {verdict}")
+                         f"bound {r.bound_s:.0f}s -> {verdict}{attacked}{r.note}")
         lines += ["", "remediations:"]
         lines += [f"  t={self.ct(t.at):7.1f}s  {t.node} {t.uid[:8]} {t.phase}/{t.reason}" + (f" order {t.order}" if t.order else "")
                   for t in self.transitions]

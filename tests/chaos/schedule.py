@@ -15,6 +15,26 @@ Step actions:
 | `leader-kill` | SIGKILL the controller that holds the Lease, start a new one |
 | `alert-flap` | once `node`'s remediation is in `Fencing`, Alertmanager sends "resolved" for the firing alert and fires again after `for:` (a scrape gap resets the rule): a resolved notification mid-fence |
 | `alert-stale` | Alertmanager redelivers `node`'s last firing notification late, out of order (after the node is back) |
+| `forge-status` | adversary: once `node`'s remediation holds a fence order, `by`'s agent credential writes its status: `scope` `agent-report` (agentReport.lastFeedAt = the node's kubelet Lease renewTime, its bootId and watchdog timeout) or `phase-fenced` (status.phase Fenced with a satisfied fence.evidence) |
+| `untrusted-key` | mistake: for `duration`, every controller (the running ones are killed) signs with a key the agents do not trust, as after a key rotation that did not reach the agents; then trusted controllers again |
+| `agent-stop` | mistake: `node`'s agent is stopped cleanly (SIGTERM: it withdraws its capability and disarms), started again after `restart_after` |
+| `slow-clients` | adversary without credentials: for `duration`, slow clients hold `scope` (`agents`: every agent's peer port, 40 connections each sending a body one byte every 2 s; `webhook`: 16 connections sending headers a byte at a time) |
+| `flood` | adversary without credentials: for `duration`, unauthenticated requests as fast as 4 connections go, at `scope` (`agents` or `webhook`) |
+
+Kinds not generated yet, because the simulator cannot do them yet (`TODO_ACTIONS`): agent
+clock offset, group partitions, a slow or stuck CSI detach, a controller-manager restart,
+API slowness and 429 throttling, a webhook replica restarting mid-delivery.
+
+Attacks and mistakes (`ATTACK_LIMITS` bounds each per schedule, `ATTACK_S` their
+durations) are drawn from their own random stream (`random.Random(f"attacks-{seed}")`), so
+a seed's benign faults are the same with or without them (`generate(seed, attacks=False)`).
+An adversary picks its moment: a status forgery targets a node with a long fault (one
+that leaves the machine running if there is one: a stopped kubelet, a cut from the API),
+half the time while the node's agent is stopped (so that the real agent cannot fence
+first); an untrusted key
+covers the start of a long fault; slow clients on the agents cover an API outage when
+there is one. The at-most-`max_unhealthy` rule is unchanged: attacks add no unhealthy
+node of their own (a stopped agent leaves its node healthy).
 
 What keeps a schedule realistic:
 
@@ -59,7 +79,20 @@ DEAD_ACTIONS = {"power-off": "power-on", "kubelet-stop": "kubelet-start"}
 NODE_ACTIONS = {"power-off", "power-on", "reboot", "kubelet-stop", "kubelet-start", "partition",
                 "heal", "agent-kill"}
 ALERT_ACTIONS = {"alert-flap", "alert-stale"}
-ACTIONS = NODE_ACTIONS | ALERT_ACTIONS | {"api-outage", "leader-kill"}
+ATTACK_ACTIONS = {"forge-status", "untrusted-key", "agent-stop", "slow-clients", "flood"}
+ACTIONS = NODE_ACTIONS | ALERT_ACTIONS | ATTACK_ACTIONS | {"api-outage", "leader-kill"}
+DURATION_ACTIONS = {"api-outage", "untrusted-key", "slow-clients", "flood"}
+# Fault kinds of issue 16 that wait for the simulator (not generated, refused in a file).
+TODO_ACTIONS = {"clock-offset", "group-partition", "csi-stall", "kcm-restart", "api-throttle", "webhook-restart"}
+
+FORGE_KINDS = ("agent-report", "phase-fenced")
+ATTACK_TARGETS = ("agents", "webhook")
+# At most this many of each attack or mistake in one schedule.
+ATTACK_LIMITS = {"forge-status": 1, "untrusted-key": 1, "agent-stop": 1, "slow-clients": 1, "flood": 1}
+ATTACK_P = {"forge-status": 0.5, "untrusted-key": 0.35, "agent-stop": 0.3, "slow-clients": 0.5, "flood": 0.3}
+ATTACK_S = {"untrusted-key": (120.0, 300.0), "slow-clients": (30.0, 200.0), "flood": (20.0, 90.0),
+            "agent-stop": (30.0, 240.0)}  # agent-stop: restart_after
+OUTAGE_CLEARANCE_S = 100.0  # a lone stopped agent keeps this far from any API outage
 
 
 @dataclass(frozen=True)
@@ -69,7 +102,8 @@ class Step:
     node: str = ""
     scope: str = ""  # partition: api | peers | all
     duration: float = 0.0  # api-outage
-    restart_after: float | None = None  # agent-kill
+    restart_after: float | None = None  # agent-kill, agent-stop
+    by: str = ""  # forge-status: the node whose agent credential writes
 
     def describe(self) -> str:
         words = [self.action]
@@ -77,9 +111,13 @@ class Step:
             words.append(self.node)
         if self.action == "partition":
             words.append(f"--from {self.scope}")
-        if self.action == "api-outage":
+        if self.action in ("forge-status", "slow-clients", "flood"):
+            words.append(f"--{'kind' if self.action == 'forge-status' else 'at'} {self.scope}")
+        if self.by:
+            words.append(f"--as {self.by}")
+        if self.action in DURATION_ACTIONS:
             words.append(f"--duration {self.duration:g}")
-        if self.action == "agent-kill" and self.restart_after is not None:
+        if self.action in ("agent-kill", "agent-stop") and self.restart_after is not None:
             words.append(f"--restart-after {self.restart_after:g}")
         return f"t={self.at:7.1f}s  " + " ".join(words)
 
@@ -134,7 +172,7 @@ class Schedule:
     def end(self) -> float:
         last = 0.0
         for s in self.steps:
-            last = max(last, s.at + (s.duration if s.action == "api-outage" else 0.0))
+            last = max(last, s.at + (s.duration if s.action in DURATION_ACTIONS else 0.0))
         return last
 
     def incidents(self) -> list[Incident]:
@@ -169,6 +207,8 @@ class Schedule:
     def from_json(cls, doc: dict[str, Any]) -> Schedule:
         steps = [Step(**s) for s in doc["steps"]]
         for s in steps:
+            if s.action in TODO_ACTIONS:
+                raise ValueError(f"action {s.action!r} waits for the simulator (TODO) in {s}")
             if s.action not in ACTIONS:
                 raise ValueError(f"unknown action {s.action!r} in {s}")
         return cls(doc.get("seed"), sorted(steps, key=lambda s: s.at), int(doc.get("maxUnhealthy", 3)),
@@ -277,7 +317,57 @@ NODE_KINDS = {"power-off": 3.0, "partition-api": 2.0, "partition-all": 2.0, "kub
 SILENT_KINDS = frozenset(NODE_KINDS)
 
 
-def generate(seed: int) -> Schedule:
+def _attacks(seed: int, steps: list[Step], incidents: list[Incident], outages: list[Step]) -> list[Step]:
+    """The schedule's attacks and mistakes, from their own random stream (see the module
+    docstring for where each is placed)."""
+    rng = random.Random(f"attacks-{seed}")
+    out: list[Step] = []
+    long_dead = [i for i in incidents if i.dead and i.end - i.start >= 150.0]
+    alive_kinds = [i for i in long_dead if i.kind in ("kubelet-stop", "partition-api")]
+    # forge-status: another node's agent credential writes the target's remediation status.
+    if long_dead and rng.random() < ATTACK_P["forge-status"]:
+        target = rng.choice(alive_kinds or long_dead)
+        kind = rng.choice(FORGE_KINDS)
+        by = rng.choice([n for n in NODES if n != target.node])
+        out.append(Step(target.start, "forge-status", target.node, scope=kind, by=by))
+        if rng.random() < 0.5:  # while the node's own agent is stopped, so that it cannot act first
+            out.append(Step(target.start, "agent-stop", target.node,
+                            restart_after=round(target.end - target.start + 30.0, 1)))
+    # untrusted-key: controllers that sign with a key the agents do not trust.
+    if long_dead and rng.random() < ATTACK_P["untrusted-key"]:
+        target = rng.choice([i for i in long_dead if i.kind == "partition-api"] or long_dead)
+        at = max(1.0, target.start - rng.uniform(0.0, 30.0))
+        duration = min(rng.uniform(*ATTACK_S["untrusted-key"]), ACTIVE_S - at)
+        out.append(Step(at, "untrusted-key", duration=duration))
+    # agent-stop on its own: an operator stops a healthy node's agent (a rollout, a drain).
+    if rng.random() < ATTACK_P["agent-stop"] and not any(s.action == "agent-stop" for s in out):
+        busy = {i.node for i in incidents}
+        calm = [n for n in NODES if n not in busy]
+        for _ in range(5):  # a stopped agent is a silent peer: never during an API outage
+            at, after = rng.uniform(20.0, ACTIVE_S - 60.0), rng.uniform(*ATTACK_S["agent-stop"])
+            if calm and not any(o.at < at + after + OUTAGE_CLEARANCE_S and at - OUTAGE_CLEARANCE_S < o.at + o.duration
+                                for o in outages):
+                out.append(Step(at, "agent-stop", rng.choice(calm), restart_after=after))
+                break
+    # slow clients and floods, over an API outage when there is one.
+    for action in ("slow-clients", "flood"):
+        if rng.random() >= ATTACK_P[action]:
+            continue
+        scope = rng.choice(ATTACK_TARGETS)
+        low, high = ATTACK_S[action]
+        if outages and scope == "agents":
+            o = rng.choice(outages)
+            at = max(1.0, o.at - rng.uniform(2.0, 15.0))
+            duration = max(o.at + o.duration - at + rng.uniform(5.0, 30.0), low)
+        else:
+            at = rng.uniform(10.0, ACTIVE_S - low)
+            duration = rng.uniform(low, high)
+        out.append(Step(at, action, scope=scope, duration=min(duration, ACTIVE_S - at)))
+    return [Step(round(s.at, 1), s.action, s.node, s.scope, round(s.duration, 1),
+                 None if s.restart_after is None else round(s.restart_after, 1), s.by) for s in out]
+
+
+def generate(seed: int, attacks: bool = True) -> Schedule:
     rng = random.Random(seed)
     b = _Builder(rng, max_unhealthy=rng.choice([2, 3]))
     delivery = Delivery(duplicate_p=rng.choice([0.0, 0.3, 0.6]), delay_p=rng.choice([0.0, 0.3]))
@@ -307,4 +397,8 @@ def generate(seed: int) -> Schedule:
             last = at
     steps = sorted((Step(round(s.at, 1), s.action, s.node, s.scope, s.duration, s.restart_after)
                     for s in b.steps), key=lambda s: s.at)
-    return Schedule(seed, steps, b.max_unhealthy, delivery)
+    schedule = Schedule(seed, steps, b.max_unhealthy, delivery)
+    if attacks:
+        outages = [s for s in steps if s.action == "api-outage"]
+        schedule.steps = sorted(steps + _attacks(seed, steps, schedule.incidents(), outages), key=lambda s: s.at)
+    return schedule

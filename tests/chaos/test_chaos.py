@@ -5,7 +5,10 @@ invariant monitor), judged after each schedule.
 Faults (tests/chaos/schedule.py): power-offs, reboots, partitions (API only, peers only,
 everything), API-server outages, kubelet stops, agent crashes, SIGKILL of the controller
 holding the Lease (a new one is started), and Alertmanager's misbehaviour: duplicate and
-reordered notifications, a resolved notification mid-fence, late redeliveries.
+reordered notifications, a resolved notification mid-fence, late redeliveries. And
+adversaries and mistakes: another node's agent credential forging a remediation's status,
+controllers signing with a key the agents do not trust, an agent stopped cleanly, slow
+clients and floods on the agents' peer ports and on the webhook.
 
 Alerts are posted the way Alertmanager posts them (tests/chaos/alerts.py), for the nodes
 that are down, rather than through the real Prometheus and Alertmanager: that chain is
@@ -24,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.runner import reproduce_command, run_schedule
-from tests.chaos.schedule import Schedule
+from tests.chaos.schedule import ATTACK_ACTIONS, Schedule
 
 
 def test_chaos_schedule(chaos_schedule: Schedule, tmp_path: Path, request: pytest.FixtureRequest) -> None:
@@ -36,7 +39,8 @@ def test_chaos_schedule(chaos_schedule: Schedule, tmp_path: Path, request: pytes
     print("wall seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in runner.wall.items()))
     if findings:
         file = request.config.getoption("chaos_schedule", default=None)
-        command = reproduce_command(chaos_schedule.seed, Path(file) if file else None)
+        attacks = any(s.action in ATTACK_ACTIONS for s in chaos_schedule.steps)
+        command = reproduce_command(chaos_schedule.seed, Path(file) if file else None, attacks)
         pytest.fail("\n".join(
             [f"chaos {name} failed:"] + [f"  - {f}" for f in findings]
             + ([runner.overloaded()] if runner.overloaded() else [])

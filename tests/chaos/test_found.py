@@ -1,13 +1,21 @@
 """What the chaos suite found, each minimized to the smallest world and steps that show
-it, kept as scenarios of their own (docs/results.md, "The chaos suite", lists them)."""
+it, kept as scenarios of their own (docs/results.md, "The chaos suite", lists them).
+
+A scenario whose fix has not landed yet is marked `xfail(strict=True)` with the issue that
+fixes it: once the fix lands it passes, strict turns that into a failure, and the mark is
+to be removed."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+import pytest
+
+from core.fence_order import generate_private_key, private_key_pem
 from harness.waits import ready, wait_running
 from harness.world import nodewarden_world
+from tests.chaos.adversary import AGENT_SLOW_CONNECTIONS, SlowClients, forge_status, parse_address
 
 SCALE = 0.05
 # The 7-agent worlds below run at a gentler scale: at 0.05 an agent's API check times out
@@ -82,3 +90,102 @@ def test_a_node_cut_off_from_the_api_survives_a_control_plane_outage(tmp_path: P
         time.sleep(100 * WIDE_SCALE + 2.0)
         fired = sorted({e.node for e in c.timeline.events(kind="watchdog-fired", since=t0)})
         assert fired == [], f"reset: {fired}"
+
+
+# -- found by the adversaries (issue 16) on the code before the fixes of issues 13 and 14 ----
+
+FENCED_OR_LATER = ("Fenced", "Recovering", "AwaitingNodeReady", "Succeeded")
+
+
+class Unsafe(AssertionError):
+    """The safety claim under test broke. The xfail marks below expect this and nothing
+    else: a scenario whose preconditions fail (a world that did not start, a node reset
+    by an overloaded machine) fails as itself instead of passing as the known bug."""
+
+
+def claim(condition: object, message: object) -> None:
+    if not condition:
+        raise Unsafe(str(message))
+
+
+@pytest.mark.xfail(strict=True, raises=Unsafe, reason="issue 13 (fencing trust): the controller takes status.agentReport, which "
+                   "any agent's credential may write, as proof that the watchdog fired")
+def test_another_node_s_credential_forging_an_agent_report_gets_no_taint(tmp_path: Path) -> None:
+    """Adversary seeds (docs/results.md): a node's agent stopped (it withdrew its
+    capability and disarmed its watchdog) and its kubelet stopped, so its containers run
+    on and the controller, with no agent to count on, escalates to a person. Another
+    node's agent credential then writes `agentReport.lastFeedAt` = the node's kubelet
+    Lease renewTime with its bootId: the controller proved AcknowledgedWatchdog at once
+    and tainted a running node (invariant unsafe-taint, then at-most-one for db-0)."""
+    with nodewarden_world(tmp_path, nodes=5, time_scale=WIDE_SCALE, workloads=("db=statefulset:3",)) as w:
+        c = w.cluster
+        victim = wait_running(c, ["db-0", "db-1", "db-2"], timeout=60)["db-0"]
+        attacker = next(n for n in c.nodes if n != victim)
+        c.processes[victim].terminate()  # cleanly: not self-fence capable, watchdog disarmed
+        c.fault("kubelet-stop", victim)
+        c.wait_for(lambda: ready(c, victim) == "Unknown", 60, message=f"{victim} Ready=Unknown")
+        assert w.alert(victim).status_code == 200
+        note = forge_status(c, victim, attacker, "agent-report", time.time() + 120, w.remediation)
+        assert "HTTP 200" in note, note  # the simulator, like the cluster today, lets it write
+        time.sleep(60 * WIDE_SCALE)  # far longer than the controller needs to act on it
+        status = (w.remediation(victim) or {}).get("status") or {}
+        assert c.node_state(victim)["resets"] == 0  # the machine runs on: nothing may count it fenced
+        claim(not w.has_taint(victim), status)
+        claim(status.get("phase") not in FENCED_OR_LATER, status)
+        claim(c.invariants()["violations"] == [], c.invariants()["violations"])
+
+
+@pytest.mark.xfail(strict=True, raises=Unsafe, reason="issue 13 (fencing trust): an order the agent refuses (BadSignature) is "
+                   "proven by heartbeat staleness while the agent stays up on its peers' word")
+def test_an_order_the_agent_refuses_is_not_counted_as_a_fence(tmp_path: Path) -> None:
+    """Adversary seeds with `untrusted-key` (docs/results.md): the controller signs with a
+    key the agents do not trust (a rotation that did not reach them) and a node is cut off
+    from the API only. Its agent refuses the order (Rejected/BadSignature) and stays up,
+    its peers answering that they reach the API; the controller recorded the refusal, yet
+    proved the fence by AgentHeartbeatStale and tainted the running node."""
+    untrusted = tmp_path / "untrusted-signing.pem"
+    untrusted.parent.mkdir(parents=True, exist_ok=True)
+    untrusted.write_bytes(private_key_pem(generate_private_key()))
+    with nodewarden_world(tmp_path / "w", nodes=5, time_scale=WIDE_SCALE, workloads=("db=statefulset:3",),
+                          controllers=0) as w:
+        c = w.cluster
+        w.start_controller("rotated", SIGNING_KEY_FILE=str(untrusted))
+        victim = wait_running(c, ["db-0", "db-1", "db-2"], timeout=60)["db-0"]
+        c.fault("partition", victim, from_="api")
+        c.wait_for(lambda: ready(c, victim) == "Unknown", 60, message=f"{victim} Ready=Unknown")
+        assert w.alert(victim).status_code == 200
+
+        def answer() -> str:
+            status = (w.remediation(victim) or {}).get("status") or {}
+            return str(((status.get("fence") or {}).get("lastAnswer") or {}).get("outcome") or "")
+
+        c.wait_for(lambda: answer() == "Rejected", 60, message="the agent's refusal of the order")
+        time.sleep(150 * WIDE_SCALE)  # past every evidence deadline (D + 2W + margin from the order)
+        status = (w.remediation(victim) or {}).get("status") or {}
+        assert c.node_state(victim)["resets"] == 0  # the machine runs on: nothing may count it fenced
+        claim(not w.has_taint(victim), status)
+        claim(status.get("phase") not in FENCED_OR_LATER, status)
+        claim(c.invariants()["violations"] == [], c.invariants()["violations"])
+
+
+@pytest.mark.xfail(strict=True, raises=Unsafe, reason="issue 14 (endpoints that hold): slow clients hold every request slot of "
+                   "the agents' peer port, so during an API outage no peer answers and every agent fences")
+def test_slow_clients_on_every_agent_s_peer_port_during_an_api_outage_reset_nothing(tmp_path: Path) -> None:
+    """Adversary seeds with `slow-clients --at agents` over an API outage (docs/results.md):
+    40 connections per agent, each declaring a 16,000-byte body and sending a byte every
+    2 s, hold every request slot. The outage alone leaves the agents in ControlPlaneOutage;
+    with the hold, no peer answers, each agent decides it is isolated, and every node's
+    watchdog fires (no fence order, no fault cutting any node off)."""
+    with nodewarden_world(tmp_path, nodes=5, time_scale=WIDE_SCALE, workloads=(), webhook=False,
+                          controllers=0) as w:
+        c = w.cluster
+        attack = SlowClients([parse_address(n.address) for n in c.nodes.values()], AGENT_SLOW_CONNECTIONS).start()
+        try:
+            time.sleep(3.0)  # the connections are open and holding
+            t0 = c.clock()
+            c.fault("api-outage", duration_s=60.0)
+            time.sleep(60 * WIDE_SCALE + 3.0)
+        finally:
+            attack.stop()
+        fired = sorted({e.node for e in c.timeline.events(kind="watchdog-fired", since=t0)})
+        claim(fired == [], f"reset: {fired}")

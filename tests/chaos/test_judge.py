@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 from sim.world.timeline import Timeline
-from tests.chaos.runner import Runner
+from tests.chaos.runner import Runner, Transition
 from tests.chaos.schedule import Schedule, Step
 
 NODES = ("node-1", "node-2", "node-3")
@@ -26,6 +27,7 @@ def judge(steps: list[Step], events: list[tuple[float, str, str]]) -> Runner:
     runner.step_at = {s: s.at for s in steps}
     runner.pods_at_fault = {steps[0]: ["db-1"]}
     runner.recoveries = []
+    runner.transitions = []
     runner.judge_recoveries()
     return runner
 
@@ -60,3 +62,76 @@ def test_a_replacement_that_comes_home_to_its_first_node_once_back_counts() -> N
     events = [(160.0, "scheduled", "node-2"), (250.0, "scheduled", "node-1"), (255.0, "pod-started", "node-1")]
     (recovery, *_) = judge(steps, events).recoveries
     assert recovery.moved_to == "node-1" and recovery.ok() and recovery.checked
+
+
+# -- attacks: no fence without cause, delays reported --------------------------------------
+
+
+def bare_runner(steps: list[Step], events: list[tuple[float, str, str, dict[str, str]]]) -> Runner:
+    clock = {"now": 0.0}
+    timeline = Timeline(clock=lambda: clock["now"])
+    for at, kind, node, data in events:
+        clock["now"] = at
+        timeline.add(kind, node, f"node/{node}", **data)
+    runner = Runner.__new__(Runner)
+    runner.c = SimpleNamespace(timeline=timeline, nodes=NODES, get=lambda *_: {})  # type: ignore[assignment]
+    runner.scale, runner.t0 = 1.0, 0.0
+    runner.schedule = Schedule(seed=None, steps=steps)
+    runner.step_at = {s: s.at for s in steps}
+    runner.transitions = []
+    return runner
+
+
+def test_fenced_after_a_refused_order_without_a_reset_is_a_finding() -> None:
+    runner = bare_runner([Step(10.0, "partition", "node-1", scope="api")], [])
+    runner.transitions = [Transition(100.0, "node-1", "u1", "Fencing", "OrderStored", "o1"),
+                          Transition(101.0, "node-1", "u1", "Fencing", "OrderStored", "o1", "Rejected/BadSignature"),
+                          Transition(120.0, "node-1", "u1", "Fenced", "FenceProven", "o1", "Rejected/BadSignature")]
+    (finding,) = runner.judge_refused()
+    assert "refused the order (Rejected/BadSignature)" in finding
+
+
+def test_fenced_after_a_refused_order_and_a_reset_is_not() -> None:
+    runner = bare_runner([Step(10.0, "partition", "node-1", scope="api")],
+                         [(110.0, "watchdog-fired", "node-1", {})])
+    runner.transitions = [Transition(100.0, "node-1", "u1", "Fencing", "OrderStored", "o1", "Rejected/BadSignature"),
+                          Transition(120.0, "node-1", "u1", "Fenced", "FenceProven", "o1", "Rejected/BadSignature")]
+    assert runner.judge_refused() == []
+
+
+def test_fenced_after_an_acknowledged_order_is_not() -> None:
+    runner = bare_runner([], [])
+    runner.transitions = [Transition(100.0, "node-1", "u1", "Fencing", "OrderStored", "o1", "Fencing/"),
+                          Transition(120.0, "node-1", "u1", "Fenced", "FenceProven", "o1", "Fencing/")]
+    assert runner.judge_refused() == []
+
+
+def test_a_taint_on_a_node_without_a_fault_or_reset_is_a_finding() -> None:
+    oos = {"key": "node.kubernetes.io/out-of-service"}
+    steps = [Step(10.0, "power-off", "node-2"), Step(20.0, "forge-status", "node-1", scope="phase-fenced", by="node-3")]
+    runner = bare_runner(steps, [(50.0, "taint-added", "node-1", oos), (60.0, "taint-added", "node-2", oos),
+                                 (70.0, "taint-added", "node-3", {"key": "node.kubernetes.io/unreachable"})])
+    (finding,) = runner.judge_taints()
+    assert finding.startswith("node-1 tainted out-of-service at t=50.0s")
+
+
+def test_an_attack_extends_the_bound_and_the_delay_is_reported() -> None:
+    steps = [Step(10.0, "power-off", "node-1"), Step(5.0, "untrusted-key", duration=300.0)]
+    plain = judge(steps[:1], [(400.0, "pod-started", "node-2")]).recoveries[0]
+    runner = judge(steps, [(400.0, "pod-started", "node-2")])
+    (attacked,) = runner.recoveries
+    assert attacked.attacked == "untrusted-key"
+    assert attacked.deadline == plain.deadline + (305.0 - 10.0)  # the count restarts at the attack's end
+    assert attacked.base_deadline == plain.deadline
+    assert plain.deadline < 400.0 < attacked.deadline
+    assert attacked.ok() and attacked.delay_s(1.0) == 400.0 - plain.deadline
+    assert not plain.ok()
+
+
+def test_a_reset_while_the_node_s_agent_is_stopped_has_its_cause() -> None:
+    """An agent stopped while it cannot withdraw its capability keeps its watchdog armed."""
+    steps = [Step(10.0, "agent-stop", "node-1", restart_after=100.0)]
+    runner = bare_runner(steps, [(50.0, "watchdog-fired", "node-1", {}), (50.0, "watchdog-fired", "node-2", {})])
+    runner.out = Path("/nonexistent")
+    (finding,) = runner.judge_resets()
+    assert finding.startswith("node-2 reset by its watchdog at t=50.0s")

@@ -11,8 +11,14 @@ import pytest
 from tests.chaos.runner import SCALE, recovery_bound
 from tests.chaos.schedule import (
     ACTIVE_S,
+    ATTACK_LIMITS,
+    ATTACK_S,
+    ATTACK_TARGETS,
+    FORGE_KINDS,
     NODE_GAP_S,
     NODES,
+    OUTAGE_CLEARANCE_S,
+    TODO_ACTIONS,
     Schedule,
     Step,
     generate,
@@ -122,3 +128,95 @@ def test_the_recovery_bound_follows_the_published_agent_timings() -> None:
     # one more wall second of D, and half a second more of W counted twice, in cluster seconds
     assert sum(slower.values()) - sum(base.values()) == pytest.approx((1.0 + 2 * 0.5) / SCALE)
     assert all(v > 0 for v in base.values())
+
+
+# -- attacks and mistakes -----------------------------------------------------------------
+
+ATTACKS = ("forge-status", "untrusted-key", "agent-stop", "slow-clients", "flood")
+
+
+def test_attacks_leave_a_seed_s_benign_faults_as_they_were() -> None:
+    for seed in range(1, 60):
+        benign = generate(seed, attacks=False).to_json()["steps"]
+        assert [s for s in generate(seed).to_json()["steps"] if s["action"] not in ATTACKS] == benign, seed
+
+
+def test_each_attack_keeps_its_bound_per_schedule() -> None:
+    for seed in SEEDS:
+        schedule = generate(seed)
+        for action, limit in ATTACK_LIMITS.items():
+            count = sum(1 for s in schedule.steps if s.action == action)
+            # a stopped agent may come once alone and once with a forged report
+            assert count <= limit + (action == "agent-stop"), (seed, action, count)
+        for s in schedule.steps:
+            if s.action in ("untrusted-key", "slow-clients", "flood"):
+                high = ATTACK_S[s.action][1]
+                assert s.duration > 0 and s.at + s.duration <= ACTIVE_S + 0.2, (seed, s)
+                if s.action == "untrusted-key":
+                    assert s.duration <= high + 0.1, (seed, s)
+            if s.action in ("slow-clients", "flood"):
+                assert s.scope in ATTACK_TARGETS, (seed, s)
+            if s.action == "agent-stop":
+                assert s.restart_after is not None and s.restart_after > 0, (seed, s)
+
+
+def test_a_forgery_targets_a_long_fault_with_another_node_s_credential() -> None:
+    seen = set()
+    for seed in SEEDS:
+        schedule = generate(seed)
+        for s in schedule.steps:
+            if s.action != "forge-status":
+                continue
+            seen.add(s.scope)
+            assert s.scope in FORGE_KINDS and s.by in NODES and s.by != s.node, (seed, s)
+            inc = next(i for i in schedule.incidents() if i.node == s.node and i.start == s.at)
+            assert inc.dead and inc.end - inc.start >= 150.0, (seed, s, inc)
+    assert seen == set(FORGE_KINDS)
+
+
+def test_a_lone_stopped_agent_keeps_clear_of_api_outages() -> None:
+    """A stopped agent answers no peer: during an outage it would count as a third silent
+    agent (see the module docstring), a schedule we do not mean to test."""
+    for seed in SEEDS:
+        schedule = generate(seed)
+        faulted = {i.node for i in schedule.incidents()}
+        outages = [s for s in schedule.steps if s.action == "api-outage"]
+        for s in schedule.steps:
+            if s.action == "agent-stop" and s.node not in faulted:
+                end = s.at + (s.restart_after or 0.0)
+                assert all(not (o.at < end + OUTAGE_CLEARANCE_S - 0.2 and s.at - OUTAGE_CLEARANCE_S + 0.2 < o.at + o.duration)
+                           for o in outages), (seed, s)
+
+
+def test_slow_clients_on_the_agents_cover_an_api_outage_when_there_is_one() -> None:
+    covered = 0
+    for seed in SEEDS:
+        schedule = generate(seed)
+        outages = [s for s in schedule.steps if s.action == "api-outage"]
+        for s in schedule.steps:
+            if s.action == "slow-clients" and s.scope == "agents" and outages:
+                assert any(s.at <= o.at and o.at + o.duration <= s.at + s.duration + 0.2 for o in outages), (seed, s)
+                covered += 1
+    assert covered >= 10
+
+
+def test_every_attack_kind_is_generated_and_survives_its_file(tmp_path: Path) -> None:
+    kinds = {s.action for seed in SEEDS for s in generate(seed).steps}
+    assert kinds >= set(ATTACKS)
+    seed = next(s for s in SEEDS if {"forge-status", "untrusted-key"} <= {x.action for x in generate(s).steps})
+    generate(seed).save(tmp_path / "s.json")
+    assert Schedule.load(tmp_path / "s.json").to_json() == generate(seed).to_json()
+
+
+def test_the_simulator_s_missing_kinds_are_refused_in_a_file() -> None:
+    for action in TODO_ACTIONS:
+        with pytest.raises(ValueError, match="waits for the simulator"):
+            Schedule.from_json({"seed": None, "steps": [{"at": 1.0, "action": action}]})
+
+
+def test_attack_steps_print_as_commands() -> None:
+    assert Step(5.0, "forge-status", "node-2", scope="agent-report", by="node-4").describe().endswith(
+        "forge-status node-2 --kind agent-report --as node-4")
+    assert Step(5.0, "slow-clients", scope="agents", duration=60.0).describe().endswith(
+        "slow-clients --at agents --duration 60")
+    assert Step(5.0, "untrusted-key", duration=200.0).describe().endswith("untrusted-key --duration 200")

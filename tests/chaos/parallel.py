@@ -1,0 +1,222 @@
+"""Run many chaos seeds, several worlds at once, each in its own pytest process.
+
+    .venv/bin/python -m tests.chaos.parallel --seeds 1-40
+    .venv/bin/python -m tests.chaos.parallel --seeds 101-300 --chaos-workers 2 --out results/chaos-101
+    .venv/bin/python -m tests.chaos.parallel --seeds 7,12,40 --no-attacks
+
+One world is about 20 processes (7 agents, the webhook's workers, two controllers, the
+simulator's threads), so the default is one world per two cores (`os.cpu_count() // 2`,
+at least 1); `--chaos-workers` overrides it. Every world runs under `nice -n 10`.
+
+Beside each result the runner prints the 1-minute load average when the seed started,
+the highest seen while it ran (sampled every 2 s) and the number of cores: a timing
+finding from a run whose load was far above the cores is to be run again on a quiet
+machine before it is trusted (the chaos test says so in its failure too). Results go to
+`<out>/results.jsonl`, one line per seed, and each world's logs to `<out>/seed-<n>/`.
+
+A world that did not start (the webhook or the agents not ready within the harness's
+start-up wait, which an overloaded machine misses) ran no schedule and found nothing: it
+is started again, up to WORLD_START_TRIES times, and reported as such if it never starts.
+Stopping the runner (Ctrl-C or SIGTERM) interrupts every running seed with SIGINT, so
+that each world stops its agents and servers, then kills what is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FINDING = re.compile(r"^\s+- (.+)$")
+SEED_TIMEOUT_S = 1800.0
+WORLD_START_TRIES = 3
+NOT_STARTED = re.compile(r"not ready within|waiting for agents published|timed out after [\d.]+s waiting for "
+                         r"(a leader|web pods running)|waiting for db-")
+_running: set[subprocess.Popen[str]] = set()
+_running_lock = threading.Lock()
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"1-40", "7,12,40" or a mix ("1-3,9")."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            lo, hi = (int(x) for x in part.split("-", 1))
+            if hi < lo:
+                raise ValueError(f"empty range {part!r}")
+            seeds += range(lo, hi + 1)
+        else:
+            seeds.append(int(part))
+    if not seeds:
+        raise ValueError("no seeds")
+    return seeds
+
+
+def default_workers(cores: int | None = None) -> int:
+    return max(1, (cores if cores is not None else (os.cpu_count() or 1)) // 2)
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    passed: bool
+    seconds: float
+    load_start: float
+    load_peak: float
+    cores: int
+    findings: list[str]
+    out: str
+
+    def line(self) -> str:
+        verdict = "pass" if self.passed else "FAIL"
+        head = (f"seed {self.seed:5d} {verdict}  {self.seconds:6.0f}s  load {self.load_start:5.1f} -> peak "
+                f"{self.load_peak:5.1f} on {self.cores} cores")
+        return "\n".join([head] + [f"      - {f}" for f in self.findings])
+
+
+def findings_of(output: str) -> list[str]:
+    """The findings a failing chaos test prints (after "chaos ... failed:")."""
+    found, inside = [], False
+    for line in output.splitlines():
+        if re.search(r"chaos (seed-\d+|schedule) failed:", line):
+            inside = True
+            continue
+        if inside:
+            match = FINDING.match(line)
+            if not match:
+                break
+            found.append(match.group(1))
+    return found
+
+
+def world_not_started(output: str) -> bool:
+    """The seed's world failed before its schedule started (no finding was possible)."""
+    return "chaos seed-" not in output and "executed (cluster seconds" not in output and bool(
+        NOT_STARTED.search(output))
+
+
+def _run(cmd: list[str]) -> tuple[str, bool]:
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    with _running_lock:
+        _running.add(proc)
+    try:
+        output, _ = proc.communicate(timeout=SEED_TIMEOUT_S)
+        return output, proc.returncode == 0
+    except subprocess.TimeoutExpired:
+        _interrupt(proc)
+        return f"timed out after {SEED_TIMEOUT_S:.0f}s\n", False
+    finally:
+        with _running_lock:
+            _running.discard(proc)
+
+
+def _interrupt(proc: subprocess.Popen[str]) -> None:
+    """SIGINT (the world's context managers stop its processes), then SIGKILL."""
+    try:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def run_seed(seed: int, out: Path, attacks: bool, python: str = sys.executable) -> SeedResult:
+    out.mkdir(parents=True, exist_ok=True)
+    start, load_start = time.time(), os.getloadavg()[0]
+    peak = [load_start]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(2.0):
+            peak.append(os.getloadavg()[0])
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    notes: list[str] = []
+    try:
+        for attempt in range(1, WORLD_START_TRIES + 1):
+            cmd = ["nice", "-n", "10", python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                   "tests/chaos/test_chaos.py", "--chaos-seeds=1", f"--chaos-first-seed={seed}",
+                   "--chaos-attacks" if attacks else "--chaos-no-attacks", f"--basetemp={out / f'try-{attempt}'}"]
+            output, passed = _run(cmd)
+            (out / f"pytest-{attempt}.log").write_text(output)
+            if passed or not world_not_started(output):
+                break
+            notes.append(f"try {attempt}: the world did not start")
+    finally:
+        done.set()
+        sampler.join()
+    findings = findings_of(output)
+    if not passed and not findings:
+        tail = [line for line in output.splitlines() if line.strip()][-3:]
+        what = "the world never started" if world_not_started(output) else "the run did not finish"
+        findings = [f"{what}: " + " | ".join(tail)[:500]]
+    return SeedResult(seed, passed, time.time() - start, load_start, max(peak), os.cpu_count() or 1,
+                      notes + findings if not passed else findings, str(out))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", required=True, help='"1-40", "7,12,40" or a mix')
+    parser.add_argument("--chaos-workers", type=int, default=None,
+                        help=f"worlds at once (default: cores // 2 = {default_workers()})")
+    parser.add_argument("--no-attacks", action="store_true", help="benign faults only (no adversaries, no mistakes)")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "chaos")
+    args = parser.parse_args(argv)
+    seeds = parse_seeds(args.seeds)
+    workers = args.chaos_workers or default_workers()
+    if workers < 1:
+        parser.error("--chaos-workers must be at least 1")
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"{len(seeds)} seed(s), {workers} world(s) at once on {os.cpu_count()} cores, "
+          f"attacks {'off' if args.no_attacks else 'on'}; logs under {args.out}", flush=True)
+    results: list[SeedResult] = []
+    lock = threading.Lock()
+
+    def one(seed: int) -> None:
+        result = run_seed(seed, args.out / f"seed-{seed}", not args.no_attacks)
+        with lock:
+            results.append(result)
+            with (args.out / "results.jsonl").open("a") as f:
+                f.write(json.dumps(asdict(result)) + "\n")
+            print(result.line(), flush=True)
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        list(pool.map(one, seeds))
+    except KeyboardInterrupt:
+        print("stopping: interrupting the running seeds", flush=True)
+        pool.shutdown(wait=False, cancel_futures=True)
+        with _running_lock:
+            running = list(_running)
+        for proc in running:
+            _interrupt(proc)
+        return 130
+    pool.shutdown()
+    failed = sorted(r.seed for r in results if not r.passed)
+    print(f"\n{len(results) - len(failed)} of {len(results)} passed; failed: {failed or 'none'}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
