@@ -36,7 +36,7 @@ import yaml
 from core import timing
 from core.clock import parse_rfc3339
 from core.settings import parse_duration
-from harness.chain import EVALUATION_INTERVAL_S, GROUP_WAIT_S, RULES, SCRAPE_INTERVAL_S, alert_chain
+from harness.chain import EVALUATION_INTERVAL_S, RULES, SCRAPE_INTERVAL_S, alert_chain
 from harness.prometheus import http_json
 from harness.waits import OOS, add_taint, ready, running_on, wait_running
 from harness.world import AGENT_WATCHDOG_S, controller_env, nodewarden_world, policy
@@ -55,6 +55,7 @@ SETTINGS_SETS = {
     "resource-deletion": ("ResourceDeletion", SCRAPE_INTERVAL_S, EVALUATION_INTERVAL_S),
     "prometheus-30s": ("OutOfServiceTaint", 30.0, 30.0),
 }
+GROUP_WAIT_S = 0.0  # the chart's Alertmanager route
 SETS = [name.strip() for name in os.environ.get("BENCH_RECOVERY_SETS", "default").split(",") if name.strip()]
 
 
@@ -185,7 +186,8 @@ def nodewarden_trial(tmp: Path, trial: int, set_name: str = "default") -> dict[s
     with (nodewarden_world(tmp / f"nw-{set_name}-{trial}", nodes=5, time_scale=SCALE, workloads=["db=statefulset:3"],
                            remediation_policy=policy(strategy=strategy)) as w,
           alert_chain(w, tmp / f"chain-{set_name}-{trial}", list(w.controller_metrics.values()),
-                      scrape_interval_s=scrape_s, evaluation_interval_s=evaluation_s) as chain):
+                      scrape_interval_s=scrape_s, evaluation_interval_s=evaluation_s,
+                      group_wait_s=GROUP_WAIT_S) as chain):
         c = w.cluster
         inputs = world_inputs(yaml.safe_load((w.tmp / "agent.yaml").read_text()), strategy, scrape_s, evaluation_s)
         prediction = timing.predict(inputs)

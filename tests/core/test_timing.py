@@ -93,8 +93,19 @@ def test_the_timeline_is_ordered_and_bracketed() -> None:
         assert p.earliest.at_s[m] <= p.expected.at_s[m] <= p.latest.at_s[m]
 
 
+FAST = timing.with_overrides(TimingInputs(), {"node_lease_stale_enabled": "true"})
+
+
 def test_the_timeline_with_the_defaults() -> None:
     e = timing.predict(TimingInputs()).expected.at_s
+    # NodeNotReady: half a scrape and half an evaluation after the node turned not Ready,
+    # then its `for: 30s`, two 15 s evaluations.
+    assert e["alert_firing"] == -5 + 50 + 2.5 + 7.5 + 7.5 + 30
+    assert e["replacement_running"] == 92.5 + 2 + 2 + 10 + 6
+
+
+def test_the_timeline_with_the_lease_rule() -> None:
+    e = timing.predict(FAST).expected.at_s
     # The kubelet renewed 5 s before the power-off (half its 10 s period); Unknown after the
     # 50 s grace, half a 5 s monitor period later.
     assert e["node_not_ready"] == -5 + 50 + 2.5
@@ -110,17 +121,19 @@ def test_the_timeline_with_the_defaults() -> None:
 
 
 def test_levers_move_the_timeline() -> None:
-    base = timing.predict(TimingInputs()).expected.at_s
-    deletion = timing.predict(TimingInputs(strategy="ResourceDeletion")).expected.at_s
+    base = timing.predict(FAST).expected.at_s
+    deletion = timing.predict(timing.with_overrides(FAST, {"strategy": "ResourceDeletion"})).expected.at_s
     assert deletion["pod_force_deleted"] == deletion["taint_added"]
     assert base["replacement_running"] - deletion["replacement_running"] == 10
-    no_fast = timing.with_overrides(TimingInputs(), {"node_lease_stale_enabled": "false"})
-    # NodeNotReady's `for: 30s` is two 15 s evaluations.
-    assert timing.predict(no_fast).expected.at_s["alert_firing"] == base["alert_firing"] + 30
-    common = timing.with_overrides(TimingInputs(), {"kube_state_metrics_scrape_interval_s": "30s",
-                                                    "rule_evaluation_interval_s": "30s"})
+    # Without the lease rule, NodeNotReady's `for: 30s` is two 15 s evaluations more.
+    assert timing.predict(TimingInputs()).expected.at_s["alert_firing"] == base["alert_firing"] + 30
+    common = timing.with_overrides(FAST, {"kube_state_metrics_scrape_interval_s": "30s",
+                                          "rule_evaluation_interval_s": "30s"})
     assert timing.predict(common).expected.at_s["alert_firing"] == base["alert_firing"] + 15
-    slow_dog = timing.with_overrides(TimingInputs(), {"watchdog_timeout_s": "60s"})
+    # NodeNotReady at 30 s evaluations: `for: 30s` is one evaluation, not two.
+    slow = timing.with_overrides(TimingInputs(), {"rule_evaluation_interval_s": "30s"})
+    assert timing.predict(slow).expected.at_s["alert_firing"] == 47.5 + 7.5 + 15 + 30
+    slow_dog = timing.with_overrides(FAST, {"watchdog_timeout_s": "60s"})
     line = timing.predict(slow_dog).expected
     assert line.fence_waited_for == "deadline"
     assert line.at_s["fence_proven"] == -2.5 + 34 + 120 + 3
