@@ -14,7 +14,7 @@ Every nodewarden trial prints the timing model's prediction (core.timing, fed wi
 world's own settings: the agents' config, the controller's, the simulator's Kubernetes
 timings, the chain's Prometheus and Alertmanager) beside what it measured, milestone by
 milestone. Trials can run with several settings sets in one run
-(`BENCH_RECOVERY_SETS`, e.g. "default,resource-deletion,prometheus-30s"): the levers
+(`BENCH_RECOVERY_SETS`, e.g. "default:10,resource-deletion:5,prometheus-30s:5"): the levers
 are measured side by side.
 
 Target: nodewarden at least 4x faster than the medik8s emulation, with zero violations.
@@ -22,6 +22,7 @@ Target: nodewarden at least 4x faster than the medik8s emulation, with zero viol
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import tempfile
@@ -56,7 +57,9 @@ SETTINGS_SETS = {
     "prometheus-30s": ("OutOfServiceTaint", 30.0, 30.0),
 }
 GROUP_WAIT_S = 0.0  # the chart's Alertmanager route
-SETS = [name.strip() for name in os.environ.get("BENCH_RECOVERY_SETS", "default").split(",") if name.strip()]
+# "NAME" or "NAME:TRIALS" (TRIALS defaults to BENCH_RECOVERY_TRIALS), comma-separated.
+SETS = {name.strip(): int(count or TRIALS) for name, _, count in
+        (item.partition(":") for item in os.environ.get("BENCH_RECOVERY_SETS", "default").split(",")) if name.strip()}
 
 
 def _victim_recovery(cluster: Cluster, victim: str, pod: str, t0: float, limit_s: float,
@@ -101,6 +104,10 @@ def world_inputs(agent_config: dict[str, Any], strategy: str, scrape_s: float, e
                                                            "api_check_timeout_s", "isolation_timeout_s",
                                                            "peer_request_timeout_s", "peer_api_timeout_s",
                                                            "loop_tick_s")}
+    # The agents publish their watchdog timeout in whole seconds, rounded up, and the
+    # evidence rules use what they publish: at a scale where W x F is fractional the
+    # world's fence deadline is longer than the settings alone say.
+    agent["watchdog_timeout_s"] = math.ceil(float(agent_config["watchdog_timeout_s"])) / SCALE
     env = controller_env(SCALE, Path(), Path(), Path(), Path(), "", "probe")
     controller = {f: float(env[f"NODEWARDEN_CONTROLLER_{f.upper()}"]) / SCALE
                   for f in ("safety_margin_s", "max_clock_skew_s", "silence_settle_s", "peer_timeout_s")}
@@ -285,10 +292,10 @@ def _by_set(trials: list[dict[str, Any]]) -> dict[str, Any]:
 def run() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-recovery-") as tmp:
         base = Path(tmp)
-        trials = [nodewarden_trial(base, i, name) for name in SETS for i in range(TRIALS)]
+        trials = [nodewarden_trial(base, i, name) for name, count in SETS.items() for i in range(count)]
         alone = kubernetes_alone(base)
         medik8s = medik8s_emulated(base)
-    default = [t for t in trials if t["settings"] == SETS[0]]
+    default = [t for t in trials if t["settings"] == next(iter(SETS))]
     times = [t["recovered_s"] for t in default if t["recovered_s"] is not None]
     nodewarden_s = statistics.median(times) if times and len(times) == len(default) else None
     violations = sum(len(t["violations"]) for t in trials)

@@ -1,5 +1,6 @@
 """`python -m core.timing what-if [--SETTING=VALUE ...]`: the bounds and the expected
 recovery timeline the given settings give (everything else at the shipped defaults).
+`python -m core.timing docs`: the tables docs/fencing-protocol.md embeds.
 
 SETTING is a setting's name as in its own configuration (`watchdog_timeout_s`,
 `safety_margin_s`, `pod_gc_period_s`, `rule_evaluation_interval_s`, ...), prefixed with
@@ -14,13 +15,16 @@ import sys
 
 from core.settings import SettingsError
 from core.timing.inputs import TimingInputs, with_overrides
-from core.timing.report import render
+from core.timing.report import markdown, render
 
-USAGE = "usage: python -m core.timing what-if [--SETTING=VALUE ...]"
+USAGE = "usage: python -m core.timing what-if [--SETTING=VALUE ...] | docs"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["docs"]:
+        print(markdown())
+        return 0
     if not args or args[0] != "what-if":
         print(USAGE, file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
 """The `what-if` report: the bounds and the expected recovery timeline as plain text, one
-line per figure, so an operator can compare settings sets side by side (and a test can
-compare the docs' tables with it)."""
+line per figure; and the docs' tables (`markdown`), which docs/fencing-protocol.md embeds
+between markers and a test keeps identical to what the model computes."""
 
 from __future__ import annotations
 
@@ -49,3 +49,33 @@ def render(inputs: TimingInputs, changed: dict[str, str] | None = None) -> str:
     lines.append(f"  (expected: the fence waited for the {p.expected.fence_waited_for}; the "
                  f"{AGENT_HEARTBEAT_STALE} deadline falls at {p.expected.fence_deadline_s:.1f} s)")
     return "\n".join(lines)
+
+
+# The settings sets the docs compare: the chart's defaults, then one lever at a time.
+DOC_SETS: dict[str, dict[str, str]] = {
+    "chart defaults": {},
+    "+ NodeLeaseStale": {"node_lease_stale_enabled": "true"},
+    "+ NodeLeaseStale + ResourceDeletion": {"node_lease_stale_enabled": "true", "strategy": "ResourceDeletion"},
+    "Prometheus at 30 s / 30 s": {"kube_state_metrics_scrape_interval_s": "30s", "rule_evaluation_interval_s": "30s"},
+    "+ NodeLeaseStale, Prometheus at 30 s / 30 s": {"node_lease_stale_enabled": "true",
+                                                    "kube_state_metrics_scrape_interval_s": "30s",
+                                                    "rule_evaluation_interval_s": "30s"},
+}
+BEGIN, END = "<!-- timing model: begin (python -m core.timing docs) -->", "<!-- timing model: end -->"
+
+
+def markdown() -> str:
+    """The bounds with the shipped defaults, and the expected recovery timeline of each of
+    DOC_SETS (earliest-latest in brackets), as Markdown tables."""
+    from core.timing.inputs import with_overrides
+
+    base = TimingInputs()
+    rows = ["| bound | seconds |", "|---|---|"]
+    rows += [f"| {name} | {value:g} |" for name, value in bounds(base).items()]
+    sets = {name: predict(with_overrides(base, changes)) for name, changes in DOC_SETS.items()}
+    rows += ["", "| milestone (s after the power-off) | " + " | ".join(sets) + " |",
+             "|---|" + "---|" * len(sets)]
+    for m in MILESTONES:
+        rows.append(f"| {m} | " + " | ".join(
+            f"{p.expected.at_s[m]:g} ({p.earliest.at_s[m]:g}-{p.latest.at_s[m]:g})" for p in sets.values()) + " |")
+    return "\n".join([BEGIN, *rows, END])
