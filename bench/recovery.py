@@ -164,7 +164,12 @@ def _milestones(cluster: Cluster, rem: dict[str, Any], victim: str, pod: str, t0
                       if "Ready=True" not in e.detail), None)
     received = phases.get("created")  # the webhook creates it as the alert arrives
     taint = next((e for e in tl.events(since=t0, kind="taint-added", node=victim) if e.data.get("key") == OOS["key"]), None)
-    deleted = tl.first("pod-force-deleted", obj=f"default/{pod}", since=t0)
+    # By pod GC (out-of-service taint), or by the controller itself (ResourceDeletion: the
+    # remediation reaches AwaitingNodeReady once the pods and VolumeAttachments are deleted).
+    gc = tl.first("pod-force-deleted", obj=f"default/{pod}", since=t0)
+    deleted_at = gc.at if gc else None
+    if deleted_at is None and (status.get("recovery") or {}).get("strategy") == "ResourceDeletion":
+        deleted_at = phases.get("AwaitingNodeReady")
     started = tl.first("pod-started", obj=f"default/{pod}", since=t0)
 
     def after(at: float | None) -> float | None:
@@ -176,7 +181,7 @@ def _milestones(cluster: Cluster, rem: dict[str, Any], victim: str, pod: str, t0
             "fence_ordered": after(parse_rfc3339(fence.get("issuedAt"))),
             "fence_proven": after(parse_rfc3339((fence.get("evidence") or {}).get("satisfiedAt"))),
             "taint_added": after(taint.at if taint else None),
-            "pod_force_deleted": after(deleted.at if deleted else None),
+            "pod_force_deleted": after(deleted_at),
             "replacement_running": after(started.at if started else None)}
 
 
@@ -268,6 +273,20 @@ def medik8s_emulated(tmp: Path) -> dict[str, Any]:
         cluster.stop()
 
 
+def _trial_with_retry(base: Path, trial: int, set_name: str, attempts: int = 3) -> dict[str, Any]:
+    """A trial whose world could not start (a process not ready in time on a loaded
+    machine) is started again; the failure is recorded, never hidden."""
+    failures = []
+    for attempt in range(attempts):
+        try:
+            result = nodewarden_trial(base / f"attempt-{attempt}", trial, set_name)
+            return {**result, "world_start_failures": failures}
+        except AssertionError as exc:
+            failures.append(str(exc).splitlines()[0][:200])
+            print(f"-- {set_name} trial {trial}: the world did not start ({failures[-1]}); again", flush=True)
+    raise RuntimeError(f"{set_name} trial {trial}: the world did not start {attempts} times: {failures}")
+
+
 def _by_set(trials: list[dict[str, Any]]) -> dict[str, Any]:
     """Per settings set: the measured median of each milestone beside the prediction."""
     out: dict[str, Any] = {}
@@ -292,7 +311,11 @@ def _by_set(trials: list[dict[str, Any]]) -> dict[str, Any]:
 def run() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-recovery-") as tmp:
         base = Path(tmp)
-        trials = [nodewarden_trial(base, i, name) for name, count in SETS.items() for i in range(count)]
+        trials = []
+        for name, count in SETS.items():
+            for i in range(count):
+                trials.append(_trial_with_retry(base, i, name))
+                write_result("recovery", {"time_scale": SCALE, "incomplete": True, "trials": trials})
         alone = kubernetes_alone(base)
         medik8s = medik8s_emulated(base)
     default = [t for t in trials if t["settings"] == next(iter(SETS))]
