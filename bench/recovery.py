@@ -281,7 +281,7 @@ def _trial_with_retry(base: Path, trial: int, set_name: str, attempts: int = 3) 
         try:
             result = nodewarden_trial(base / f"attempt-{attempt}", trial, set_name)
             return {**result, "world_start_failures": failures}
-        except AssertionError as exc:
+        except (AssertionError, TimeoutError) as exc:
             failures.append(str(exc).splitlines()[0][:200])
             print(f"-- {set_name} trial {trial}: the world did not start ({failures[-1]}); again", flush=True)
     raise RuntimeError(f"{set_name} trial {trial}: the world did not start {attempts} times: {failures}")

@@ -121,7 +121,11 @@ class World:
     def kill_controller(self, identity: str, sig: int = signal.SIGKILL) -> None:
         proc = self.controllers.pop(identity)
         proc.send_signal(sig)
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a starved machine: do not leave it running
+            proc.kill()
+            proc.wait(timeout=10)
 
     def leader(self) -> str:
         lease = self.cluster.get("leases", "nodewarden-controller", "nodewarden", "coordination.k8s.io")
