@@ -18,7 +18,7 @@ from controller.kube import ControllerKube
 from controller.leader import LeaderElector, LeaderTiming
 from controller.loop import Controller
 from controller.metrics import ControllerMetrics, serve_health_and_metrics
-from controller.settings import settings_from_env, unsafe_timings, worst_case_fence_s
+from controller.settings import agent_timings, settings_from_env, unsafe_timings, worst_case_summary
 from core import names
 from core.clock import RealClock
 from core.events import EventRecorder
@@ -39,15 +39,21 @@ def main() -> int:
         print(f"nodewarden controller: bad setting {exc}", file=sys.stderr)
         return 2
     logging.getLogger().setLevel(settings.log_level.upper())
-    problems = unsafe_timings(settings)
+    try:
+        agent, agent_source = agent_timings(settings)
+    except SettingsError as exc:
+        print(f"nodewarden controller: bad setting {exc}", file=sys.stderr)
+        return 2
+    worst = worst_case_summary(settings, agent)
+    problems = unsafe_timings(settings, agent)
     if problems:
         print("nodewarden controller: refusing to start, these settings could make fencing unsafe:",
               file=sys.stderr)
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
+        print(f"  with {agent_source}: {worst}", file=sys.stderr)
         return 2
-    log.info("worst case without an acknowledgement, for an agent with the default bound (97 s) and "
-             "watchdog (60 s): %.0f s after its last heartbeat", worst_case_fence_s(settings, 97.0, 60.0))
+    log.info("fence deadlines, with %s: %s", agent_source, worst)
     try:
         key = load_private_key(settings.signing_key_file)
         secret = read_secret_file(settings.peer_secret_file, "peer_secret_file").encode()

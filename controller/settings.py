@@ -1,18 +1,27 @@
 """The controller's settings, read once from `NODEWARDEN_CONTROLLER_*` variables, and the
 start-up check that refuses timings under which fencing could be unsafe.
 
+The check and the worst case it states come from the shared timing model (core.timing),
+fed with the controller's own settings and the agents' (`agent_config_file`, the agents'
+config file that the chart mounts; without it, the agents' defaults). The agents publish
+their own bound on their Node and the evidence rules use that, so a node whose agent runs
+other settings is still judged by its own figures; the start-up check catches the
+settings the controller must agree with (`silence_settle_s` against the agents'
+`peer_api_timeout_s`, the order lifetime against their worst case).
+
 Every timing below is a cluster duration; tests scale them all down together.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from core import names
-from core.settings import SettingsError, load_settings
+from core import names, timing
+from core.settings import SettingsError, load_settings, read_config_file
 
 ENV_PREFIX = "NODEWARDEN_CONTROLLER_"
 
@@ -60,6 +69,8 @@ class ControllerSettings:
     kubelet_restart_wait_s: float = 60.0
     recover_timeout_s: float = 120.0
     node_not_back_after_s: float = 1800.0  # AwaitingNodeReady longer than this: event + metric
+    # The agents' config file (YAML, as the agents read it): their timings, for the start-up check.
+    agent_config_file: str | None = None
     # Serving metrics.
     metrics_bind: str = "0.0.0.0:9103"
     log_level: str = "INFO"
@@ -69,13 +80,52 @@ class ControllerSettings:
         return self.identity or f"{socket.gethostname()}-{os.getpid()}"
 
 
-def unsafe_timings(s: ControllerSettings) -> list[str]:
-    """Why these settings could make fencing unsafe (empty when they are sound)."""
+def agent_timings(s: ControllerSettings) -> tuple[timing.AgentTimings, str]:
+    """The agents' timings from `agent_config_file` (other keys ignored), and where they
+    came from; the agents' defaults without one."""
+    if not s.agent_config_file:
+        return timing.AgentTimings(), "the agents' default settings (agent_config_file not set)"
+    known = {f.name for f in dataclasses.fields(timing.AgentTimings)}
+    values = {k: v for k, v in ((str(k).replace("-", "_"), v) for k, v in read_config_file(s.agent_config_file).items())
+              if k in known}
+    try:
+        return load_settings(timing.AgentTimings, values), f"the agents' settings in {s.agent_config_file}"
+    except SettingsError as exc:
+        raise SettingsError("agent_config_file", f"{s.agent_config_file}: {exc}") from None
+
+
+def controller_timings(s: ControllerSettings) -> timing.ControllerTimings:
+    return timing.from_object(timing.ControllerTimings, s)
+
+
+def worst_case_summary(s: ControllerSettings, agent: timing.AgentTimings) -> str:
+    """The fence deadlines these settings give, as the start-up log and refusals state them."""
+    c = controller_timings(s)
+    d = timing.isolation_detect_s(agent)
+    return (f"an unacknowledged fence is proven {timing.fence_deadline_s(timing.AGENT_HEARTBEAT_STALE, agent, c):g} s "
+            f"after the agent's last heartbeat (D={d:g} + 2 x W={agent.watchdog_timeout_s:g} + "
+            f"margin={c.safety_margin_s:g} + skew={c.max_clock_skew_s:g}); an acknowledged one "
+            f"{timing.fence_deadline_s(timing.ACKNOWLEDGED_WATCHDOG, agent, c):g} s after the last feed; "
+            f"an isolated node is reset within {timing.isolation_to_reset_s(agent):g} s of its last heartbeat")
+
+
+def unsafe_timings(s: ControllerSettings, agent: timing.AgentTimings | None = None) -> list[str]:
+    """Why these settings could make fencing unsafe (empty when they are sound), judged
+    with the agents' timings `agent` (default: the agents' defaults)."""
+    agent = agent or timing.AgentTimings()
+    worst = timing.worst_case_fence_s(agent, controller_timings(s))
     problems = []
-    if s.safety_margin_s < 0:
-        problems.append(f"safety_margin_s must not be negative (got {s.safety_margin_s:g})")
-    if s.max_clock_skew_s < 0:
-        problems.append(f"max_clock_skew_s must not be negative (got {s.max_clock_skew_s:g})")
+    if s.safety_margin_s <= 0:
+        problems.append(f"safety_margin_s must be above 0 (got {s.safety_margin_s:g}): it absorbs a "
+                        "watchdog that fires late and the time between our observations")
+    if s.max_clock_skew_s <= 0:
+        problems.append(f"max_clock_skew_s must be above 0 (got {s.max_clock_skew_s:g}): no two clocks "
+                        "agree exactly, and every agent-side time is compared with ours")
+    if s.silence_settle_s <= agent.peer_api_timeout_s:
+        problems.append(
+            f"silence_settle_s={s.silence_settle_s:g}s must exceed the agents' peer_api_timeout_s="
+            f"{agent.peer_api_timeout_s:g}s: a peer's live read that began before the order was stored "
+            "may still end in \"no order for you\" that long after, and peer silence would count it out")
     if not s.retry_period_s < s.renew_deadline_s < s.lease_duration_s:
         problems.append(
             "leader election needs retry_period_s < renew_deadline_s < lease_duration_s "
@@ -91,13 +141,11 @@ def unsafe_timings(s: ControllerSettings) -> list[str]:
             f"order_ttl_s={s.order_ttl_s:g}s must exceed fence_timeout_s={s.fence_timeout_s:g}s: an "
             "order that expires while its fence deadline is still being awaited could leave a cut-off "
             "agent that never learned it running while the controller counts on it having fenced")
+    if s.order_ttl_s <= worst:
+        problems.append(
+            f"order_ttl_s={s.order_ttl_s:g}s must exceed the worst-case fence deadline, {worst:g}s: a "
+            "cut-off agent may need the order that long after it was stored")
     return problems
-
-
-def worst_case_fence_s(s: ControllerSettings, isolation_detect_s: float, watchdog_timeout_s: float) -> float:
-    """Seconds from an agent's last heartbeat to the moment it counts as fenced without an
-    acknowledgement (the AgentHeartbeatStale rule)."""
-    return isolation_detect_s + 2 * watchdog_timeout_s + s.safety_margin_s + s.max_clock_skew_s
 
 
 def settings_from_env(env: Mapping[str, str] | None = None) -> ControllerSettings:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from core import timing
 from core.names import DEFAULT_NAMESPACE
 from core.settings import SettingsError, load_settings
 
@@ -159,14 +160,9 @@ class AgentSettings:
     def isolation_detect_s(self) -> float:
         """Worst case from the agent's last Lease renewal (or the moment a fence order
         was stored in the API, whichever is later) to its last watchdog feed, when it is
-        cut off. Published on the Node; see docs/node-agent.md for the derivation."""
-        period = max(self.api_check_interval_s, self.check_duration_max_s)
-        return (
-            self.api_failure_threshold * period
-            + self.check_duration_max_s
-            + self.isolation_timeout_s
-            + self.feed_grant_s
-        )
+        cut off. Published on the Node; computed by the shared timing model
+        (core.timing), derived in docs/node-agent.md."""
+        return timing.isolation_detect_s(timing.from_object(timing.AgentTimings, self))
 
 
 def parse_host_port(value: str, field_name: str) -> tuple[str, int]:

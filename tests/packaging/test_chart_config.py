@@ -17,8 +17,8 @@ import pytest
 import yaml
 from cryptography import x509
 
+from controller.settings import agent_timings, unsafe_timings
 from controller.settings import settings_from_env as controller_settings
-from controller.settings import unsafe_timings
 from core.fence_order import (
     Action,
     load_private_key,
@@ -96,7 +96,9 @@ def test_the_controller_accepts_its_settings_and_key(value_set: str, tmp_path: P
     env, argv = materialize(render(VALUE_SETS[value_set]), "Deployment", "controller", tmp_path)
     assert argv == ["python", "-m", "controller"]
     settings = controller_settings(env)
-    assert unsafe_timings(settings) == []
+    agent, source = agent_timings(settings)  # the agents' ConfigMap, mounted as the agents have it
+    assert settings.agent_config_file and settings.agent_config_file in source
+    assert unsafe_timings(settings, agent) == []
     assert settings.namespace == NAMESPACE and settings.identity == "nodewarden-webhook-abc12"
     assert settings.metrics_bind == "0.0.0.0:9103"
     load_private_key(settings.signing_key_file)

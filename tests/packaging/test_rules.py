@@ -126,3 +126,18 @@ def test_promtool_accepts_the_rendered_prometheus_rule(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(rule["spec"]))
     result = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_trigger_groups_carry_the_evaluation_interval_the_figures_assume() -> None:
+    """The rules file and the chart evaluate the trigger groups every 15 s whatever
+    Prometheus' global interval; the chart's value changes it, and only for them."""
+    groups = {g["name"]: g for g in yaml.safe_load(RULES.read_text())["groups"]}
+    assert groups["nodewarden-triggers"]["interval"] == groups["nodewarden-fast-detection"]["interval"] == "15s"
+    assert "interval" not in groups["nodewarden"]
+    on = VALUE_SETS["prometheus-operator-on"]
+    rendered = {g["name"]: g for g in find(render(on), "PrometheusRule")["spec"]["groups"]}
+    assert rendered["nodewarden-triggers"]["interval"] == "15s" and "interval" not in rendered["nodewarden"]
+    slower = {**on, "monitoring": {**on["monitoring"], "rules": {**on["monitoring"].get("rules", {}),
+                                                                 "triggerEvaluationInterval": "30s"}}}
+    rendered = {g["name"]: g for g in find(render(slower), "PrometheusRule")["spec"]["groups"]}
+    assert rendered["nodewarden-triggers"]["interval"] == "30s" and "interval" not in rendered["nodewarden"]
