@@ -503,8 +503,9 @@ class Runner:
         every leader kill in the window."""
         base = sum(self.bound().values()) * self.scale
         takeover = leader_takeover_s(self.scale) * self.scale
-        outages = [(self.step_at[s], self.step_at[s] + s.duration * self.scale)
-                   for s in self.schedule.steps if s.action == "api-outage" and s in self.step_at]
+        api_outages = [(self.step_at[s], self.step_at[s] + s.duration * self.scale)
+                       for s in self.schedule.steps if s.action == "api-outage" and s in self.step_at]
+        outages = list(api_outages)
         if attacks:
             outages += [(a, b) for a, b, _ in self.attack_windows(node)]
         kills = [self.step_at[s] for s in self.schedule.steps if s.action == "leader-kill" and s in self.step_at]
@@ -517,7 +518,8 @@ class Runner:
         for _ in range(50):  # a fixed point: both only grow
             new_start = max([start] + [b for a, b in outages if a < deadline and b > start])
             kills_in = sum(1 for k in kills if new_start - takeover <= k <= deadline)
-            new_deadline = new_start + base + takeover * kills_in + (cm_restart if new_start > died_at else 0.0)
+            restarted = any(a < deadline and b > died_at for a, b in api_outages)  # attacks restart nothing
+            new_deadline = new_start + base + takeover * kills_in + (cm_restart if restarted else 0.0)
             if (new_start, new_deadline) == (start, deadline):
                 break
             start, deadline = new_start, new_deadline
