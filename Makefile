@@ -9,7 +9,7 @@ PYTHON      ?= python3
 VENV        := .venv
 BIN         := $(VENV)/bin
 STAMP       := $(VENV)/.installed
-DEB_PACKAGES := prometheus prometheus-alertmanager curl
+DEB_PACKAGES := prometheus prometheus-alertmanager curl fence-agents ipmitool
 PYTEST_ARGS ?=
 SEEDS       ?= 20
 
