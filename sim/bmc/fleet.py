@@ -7,9 +7,10 @@
     fleet.redfish["node-1"].address   # for fence_redfish --ip/--ipport (CA: fleet.ca_file)
     fleet.set_reachable("node-1", False)   # the BMC's network is down
 
-A machine can be given a power-restore delay: after an off through its BMC it powers on
-again by itself that much later (a "power on after AC loss" policy, or a person pressing
-the button), which is how tests show that a fence that did not stay off is not trusted.
+A machine can be made to power itself on again (a "power on after AC loss" policy, a
+person pressing the button): `fleet.powers_on_again.add("node-1")` powers it on right
+after its BMC has once reported it Off following an off through the BMC. That is how
+tests show that a power-off that did not hold is not trusted.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ class BmcFleet:
         self.options = options
         self.workdir = workdir
         self.call_later = call_later
-        self.restore_after_off_s: dict[str, float] = {}
-        self.power = MachinePower(is_on=power.is_on, off=self._off(power), on=power.on, reset=power.reset)
+        self.powers_on_again: set[str] = set()
+        self._off_by_bmc: set[str] = set()
+        self.power = MachinePower(is_on=self._is_on(power), off=self._off(power), on=power.on, reset=power.reset)
         self.ipmi: dict[str, IpmiBmc] = {}
         self.redfish: dict[str, RedfishBmc] = {}
         self.ca_file = workdir / "ca.crt"
@@ -65,11 +67,20 @@ class BmcFleet:
     def _off(self, power: MachinePower) -> Callable[[str, str], None]:
         def off(machine: str, reason: str) -> None:
             power.off(machine, reason)
-            delay = self.restore_after_off_s.get(machine)
-            if delay is not None:
-                self.call_later(delay, lambda: power.on(machine))
+            if machine in self.powers_on_again:
+                self._off_by_bmc.add(machine)
 
         return off
+
+    def _is_on(self, power: MachinePower) -> Callable[[str], bool]:
+        def is_on(machine: str) -> bool:
+            on = power.is_on(machine)
+            if not on and machine in self._off_by_bmc:
+                self._off_by_bmc.discard(machine)
+                self.call_later(0.0, lambda: power.on(machine))
+            return on
+
+        return is_on
 
     def start(self, machines: list[str]) -> BmcFleet:
         from .ipmi import IpmiBmc

@@ -31,7 +31,7 @@ import flask
 from sushy_tools import error as sushy_error
 from sushy_tools.emulator import main as sushy_main
 from sushy_tools.emulator.resources.systems.base import AbstractSystemsDriver
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .power import MachinePower
 
@@ -134,6 +134,11 @@ def _application() -> Any:
     return app
 
 
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
 def hash_users(users: dict[str, str]) -> str:
     """An htpasswd file body with bcrypt hashes, the only kind sushy-tools accepts."""
     return "".join(f"{user}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=4)).decode()}\n"
@@ -184,7 +189,7 @@ class RedfishBmc:
         if self._server is not None:
             return self
         self._server = make_server(self.host, self.port, self._application, threaded=True,
-                                   ssl_context=self.ssl_context)
+                                   request_handler=_QuietHandler, ssl_context=self.ssl_context)
         self.port = self._server.server_port
         threading.Thread(target=self._server.serve_forever, name=f"sim-redfish-{self.machine}", daemon=True).start()
         return self
