@@ -173,8 +173,8 @@ class FenceAgents:
         stdin = device.agent_input(node, action, username, password) + "verbose=1\nverbose_level=2\n"
         env = {"REQUESTS_CA_BUNDLE": device.ca_bundle} if device.ca_bundle else {}
         raw = run_agent_safely(self.run, [device.agent], stdin, device.timeout_s, env)
-        raw = RawRun(raw.exit_code, _tidy(redact(raw.output, [password, username] if password else [])))
-        return classify(action, raw), raw
+        outcome = classify(action, raw)  # on the whole output; what is kept is trimmed
+        return outcome, RawRun(raw.exit_code, _tidy(redact(raw.output, [password, username] if password else [])))
 
     def fence(self, device: FenceDevice, node: str) -> AgentResult:
         """Run the device's action with retries; confirm an `off` with `status`."""
