@@ -58,6 +58,9 @@ class FenceDeviceChecks:
         leading = self.leading()
         if leading and not self._was_leading:
             self._due.clear()  # newly leading: check everything now
+        if not leading and self._was_leading:
+            self.last.clear()  # a standby reports nothing: the alert takes the max over replicas
+            self._publish()
         self._was_leading = leading
         if not leading:
             return

@@ -211,6 +211,8 @@ def _device(raw: Any, where: str) -> FenceDevice:
     if not address and not addresses:
         raise InventoryError(f"{where}.address", "set address (a template with {node}) or addresses (a map)")
     action = m.get("action", "off")
+    if action is False:  # YAML 1.1 reads an unquoted `off` as false
+        action = "off"
     if action not in ACTIONS:
         raise InventoryError(f"{where}.action", f"expected one of {', '.join(ACTIONS)}, got {action!r}")
     retries = m.get("retries", 5)

@@ -76,3 +76,11 @@ def test_a_line_break_cannot_smuggle_an_option() -> None:
 def test_redact() -> None:
     out = redact("ipmitool -P 'hunter2' ... password=hunter2 passwd: other [set]", ["hunter2"])
     assert "hunter2" not in out and "other" not in out
+
+
+def test_an_unquoted_off_in_yaml_is_the_off_action() -> None:
+    import yaml
+
+    doc = yaml.safe_load("devices: [{name: a, agent: fence_ipmilan, address: x, action: off, "
+                         "credentials: {secretName: s}}]")
+    assert parse_inventory(doc).devices[0].action == "off"
