@@ -60,11 +60,25 @@ def test_unreachable_and_refused_bmcs_raise_the_metric_and_clear_it(make_cluster
     assert gauge(metrics, "Unreachable") == 0 and gauge(metrics, "CredentialsRefused") == 2
 
     (tmp_path / "creds" / "bmc" / "password").write_text("rotated-bmc-pw\n")
-    leading[0] = False
     now[0] += 300
     checks.check_due()
-    assert gauge(metrics, "CredentialsRefused") == 2  # a standby does not log in
+    assert gauge(metrics, "CredentialsRefused") == 0
+    assert reports[-2:] == [("node-1", "On", True), ("node-2", "On", True)]  # passing again is news
+    cluster.bmcs.ipmi["node-1"].authdata = {"admin": "rotated-again"}
+    now[0] += 300
+    checks.check_due()
+    assert gauge(metrics, "CredentialsRefused") == 1
+    leading[0] = False
+    now[0] += 300
+    before = metrics.registry.get_sample_value("nodewarden_controller_fence_agent_checks_total",
+                                               {"result": "CredentialsRefused"})
+    checks.check_due()
+    assert metrics.registry.get_sample_value("nodewarden_controller_fence_agent_checks_total",
+                                             {"result": "CredentialsRefused"}) == before  # a standby logs in nowhere
+    assert gauge(metrics, "CredentialsRefused") == 0  # and reports nothing: the alert takes the max
+    cluster.bmcs.ipmi["node-1"].authdata = {"admin": "rotated-bmc-pw"}
     leading[0] = True
     checks.check_due()  # newly leading: everything is checked at once
     assert gauge(metrics, "CredentialsRefused") == 0
-    assert reports[-2:] == [("node-1", "On", True), ("node-2", "On", True)]
+    assert checks.last == {"node-1": "On", "node-2": "On"}
+    assert len([r for r in reports if r[2]]) == 2  # a passing first check is not news
