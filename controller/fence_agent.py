@@ -169,12 +169,12 @@ class FenceAgents:
 
     def _once(self, device: FenceDevice, node: str, action: str,
               credentials: tuple[str, str]) -> tuple[Outcome, RawRun]:
-        username, password = credentials
+        username, password = credentials  # the username is no secret; the password is
         stdin = device.agent_input(node, action, username, password) + "verbose=1\nverbose_level=2\n"
         env = {"REQUESTS_CA_BUNDLE": device.ca_bundle} if device.ca_bundle else {}
         raw = run_agent_safely(self.run, [device.agent], stdin, device.timeout_s, env)
         outcome = classify(action, raw)  # on the whole output; what is kept is trimmed
-        return outcome, RawRun(raw.exit_code, _tidy(redact(raw.output, [password, username] if password else [])))
+        return outcome, RawRun(raw.exit_code, _tidy(redact(raw.output, [password])))
 
     def fence(self, device: FenceDevice, node: str) -> AgentResult:
         """Run the device's action with retries; confirm an `off` with `status`."""
