@@ -30,6 +30,11 @@ ENV PATH=/opt/nodewarden/bin:$PATH \
     HOME=/tmp
 # The account the webhook and the controller run as (the chart runs the agent as root: it
 # needs the watchdog device).
+# ClusterLabs' fence agents (fence_ipmilan with ipmitool, fence_redfish, ...), which the
+# controller runs to power nodes off through their BMCs. They run on Debian's python3.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends fence-agents ipmitool \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 65532 nodewarden \
  && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
             --shell /usr/sbin/nologin nodewarden

@@ -18,6 +18,7 @@ BENCHMARKS = {
     "agent": "Node agent process: steady-state RSS and CPU at default intervals",
     "controller": "Remediation controller: fence-to-taint latencies and 50 failures in parallel",
     "recovery": "Time to recovery against Kubernetes alone and medik8s' defaults",
+    "bmc": "Power-off to replacement Running: BMC fence (real fence_ipmilan) vs the watchdog path",
     "webhook": "Webhook: repeated-alert throughput against bare Flask, a 1,000-alert storm, latency at 200/s",
 }
 

@@ -14,6 +14,7 @@ import sys
 import threading
 
 from controller.act import Actor
+from controller.fence_agent import FenceAgents
 from controller.kube import ControllerKube
 from controller.leader import LeaderElector, LeaderTiming
 from controller.loop import Controller
@@ -22,6 +23,7 @@ from controller.settings import agent_timings, settings_from_env, unsafe_timings
 from core import names
 from core.clock import RealClock
 from core.events import EventRecorder
+from core.fence_inventory import InventoryError, load_inventory
 from core.fence_order import load_private_key
 from core.kube import load_kube
 from core.peer_client import PeerClient
@@ -58,6 +60,11 @@ def main() -> int:
         key = load_private_key(settings.signing_key_file)
         secret = read_secret_file(settings.peer_secret_file, "peer_secret_file").encode()
         kube = load_kube(settings.kubeconfig, settings.kube_request_timeout_s)
+        inventory = load_inventory(settings.fence_inventory_file) if settings.fence_inventory_file else None
+    except InventoryError as exc:
+        print(f"nodewarden controller: bad fence inventory in {settings.fence_inventory_file}: {exc}",
+              file=sys.stderr)
+        return 2
     except (OSError, ValueError, SettingsError) as exc:
         print(f"nodewarden controller: cannot start: {exc}", file=sys.stderr)
         return 2
@@ -78,7 +85,11 @@ def main() -> int:
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="peers")
     actor = Actor(ckube, peers, key, order_ttl_s=settings.order_ttl_s, peer_timeout_s=settings.peer_timeout_s,
                   fence_agent_command=settings.fence_agent_command,
-                  fence_agent_timeout_s=settings.fence_agent_timeout_s, metrics=metrics, pool=pool)
+                  fence_agent_timeout_s=settings.fence_agent_timeout_s, metrics=metrics, pool=pool,
+                  fence_agents=FenceAgents(inventory) if inventory and inventory.devices else None)
+    if inventory is not None:
+        log.info("fence inventory: %d device(s): %s", len(inventory.devices),
+                 ", ".join(f"{d.name} ({d.agent}, {d.action})" for d in inventory.devices) or "none")
     controller = Controller(settings, ckube, actor, elector, clock, metrics, events, pool)
     host, _, port = settings.metrics_bind.rpartition(":")
     serve_health_and_metrics(host or "0.0.0.0", int(port), metrics.registry, controller)

@@ -3,8 +3,9 @@ that record its result. The loop records every intent before calling these.
 
 - orders: signed with the remediator's Ed25519 key (`core.fence_order`), delivered to the
   node's agent directly and through up to N peers (which relay it), in parallel;
-- the fence agent: a configured command (e.g. ClusterLabs' fence_ipmilan), with a
-  timeout, success by exit code;
+- the fence agent: the node's BMC from the fence inventory (`controller.fence_agent`:
+  a confirmed power-off, credentials never recorded), or else a configured command,
+  with a timeout, success by exit code;
 - recovery: the out-of-service taint, or force deletion of the node's pods and
   VolumeAttachments; and removing the taint once the node is back.
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from controller.fence_agent import FenceAgents
 from controller.kube import ControllerKube
 from controller.metrics import ControllerMetrics
 from controller.model import NodeObs, RemediationView, format_time
@@ -33,7 +35,7 @@ class Actor:
     def __init__(self, kube: ControllerKube, peers: PeerClient, key: Ed25519PrivateKey, *,
                  order_ttl_s: float, peer_timeout_s: float, fence_agent_command: str,
                  fence_agent_timeout_s: float, metrics: ControllerMetrics,
-                 pool: concurrent.futures.Executor) -> None:
+                 pool: concurrent.futures.Executor, fence_agents: FenceAgents | None = None) -> None:
         self.kube = kube
         self.peers = peers
         self.key = key
@@ -43,6 +45,7 @@ class Actor:
         self.fence_agent_timeout_s = fence_agent_timeout_s
         self.metrics = metrics
         self.pool = pool
+        self.fence_agents = fence_agents
 
     # -- orders --------------------------------------------------------------------------
 
@@ -137,6 +140,9 @@ class Actor:
     # -- escalation ----------------------------------------------------------------------
 
     def run_fence_agent(self, rem: RemediationView, attempt: int, now_fn: Any) -> dict[str, Any]:
+        device_name = str(rem.escalation_state.get("device") or "")
+        if device_name:
+            return self._run_inventory_agent(rem, attempt, device_name, now_fn)
         command = shlex.split(self.fence_agent_command.format(node=rem.node))
         log.warning("running the fence agent for %s (attempt %d): %s", rem.node, attempt, command[0])
         try:
@@ -150,6 +156,28 @@ class Actor:
         self.metrics.fence_agent_runs.labels("success" if code == 0 else "failure").inc()
         return {"escalation": {"finishedAttempt": attempt, "lastExitCode": code,
                                "finishedAt": format_time(now_fn()), "output": output}}
+
+    def _run_inventory_agent(self, rem: RemediationView, attempt: int, device_name: str,
+                             now_fn: Any) -> dict[str, Any]:
+        agents = self.fence_agents
+        device = next((d for d in agents.inventory.devices if d.name == device_name), None) if agents else None
+        if agents is None or device is None:
+            log.error("fence device %s of %s is no longer in the inventory", device_name, rem.node)
+            self.metrics.fence_agent_runs.labels("failure").inc()
+            return {"escalation": {"finishedAttempt": attempt, "lastExitCode": -3, "outcome": "Failed",
+                                   "finishedAt": format_time(now_fn()),
+                                   "summary": f"fence device {device_name} is not in the inventory"}}
+        log.warning("powering %s off through its BMC: %s (device %s, action %s)", rem.node, device.agent,
+                    device.name, device.action)
+        result = agents.fence(device, rem.node)
+        self.metrics.fence_agent_runs.labels("success" if result.fenced else "failure").inc()
+        out: dict[str, Any] = {"finishedAttempt": attempt, "lastExitCode": 0 if result.fenced else
+                               (result.exit_code or 1), "finishedAt": format_time(now_fn()),
+                               "outcome": str(result.outcome), "agent": result.agent, "action": result.action,
+                               "runs": list(result.runs), "summary": result.describe(), "output": result.output}
+        if result.power_confirmed_at is not None:
+            out["powerOffConfirmedAt"] = format_time(result.power_confirmed_at)
+        return {"escalation": out}
 
     # -- recovery ------------------------------------------------------------------------
 

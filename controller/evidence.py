@@ -173,3 +173,30 @@ def order_lifetime_ok(agent: AgentInfo, issued_at: float, expires_at: float, t: 
         return True  # no self-fencing will be assumed anyway
     needed = agent.isolation_detect_s + 2 * agent.watchdog_timeout_s + t.safety_margin_s + t.max_clock_skew_s
     return expires_at - issued_at > needed
+
+
+# -- a BMC's confirmed power-off (the fence inventory) ------------------------------------
+
+POWER_OFF_OUTCOMES = ("PoweredOff", "Rebooted")
+
+
+def confirmed_power_off(escalation: dict[str, Any]) -> Evidence | None:
+    """BmcPowerOffConfirmed: a fence agent of the inventory switched the node's power off
+    and a `status` run then read Off (`PoweredOff`), or completed a `reboot`, which
+    powers on only after it has seen Off (`Rebooted`). A machine without power runs
+    nothing, so there is no safe-time wait: the node is dead from the confirmation on.
+    Any other outcome (refused, unreachable, timed out, On again) is no evidence."""
+    outcome = escalation.get("outcome")
+    confirmed = parse_time(escalation.get("powerOffConfirmedAt") or escalation.get("finishedAt"))
+    if outcome not in POWER_OFF_OUTCOMES or confirmed is None or escalation.get("lastExitCode") != 0:
+        return None
+    at = format_time(confirmed)
+    inputs = {"agent": escalation.get("agent", ""), "device": escalation.get("device", ""),
+              "action": escalation.get("action", ""), "outcome": outcome, "runs": escalation.get("runs", []),
+              "powerOffConfirmedAt": at, "deadBy": at,
+              "formula": "agent action exited 0 and a status run read Off (reboot: Off seen before On)"}
+    what = "powered the node off and a status check read Off" if outcome == "PoweredOff" else \
+        "power-cycled the node (Off was seen before it powered on)"
+    return Evidence(Verdict.SATISFIED, Reason.FENCE_PROVEN,
+                    f"{escalation.get('agent', 'the fence agent')} {what} at {at}",
+                    EvidenceRule.BMC_POWER_OFF_CONFIRMED, confirmed, inputs)

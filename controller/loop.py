@@ -18,6 +18,8 @@ from typing import Any
 
 from controller.act import Actor
 from controller.evidence import FenceTiming
+from controller.fence_agent import AgentResult
+from controller.fence_checks import FenceDeviceChecks
 from controller.informer import Informer
 from controller.kube import ControllerKube, Kind
 from controller.leader import LeaderElector
@@ -83,6 +85,9 @@ class Controller:
         self._outage = False
         self._oos_supported = True
         self.peer_pool = peer_pool
+        self.fence_agents = actor.fence_agents
+        self.fence_checks = None if self.fence_agents is None else FenceDeviceChecks(
+            self.fence_agents, self._node_labels, self.elector.is_leader, metrics, self._report_fence_check)
 
     # -- wiring ----------------------------------------------------------------------------
 
@@ -110,6 +115,9 @@ class Controller:
             informer.start()
         self._spawn("leader", lambda: self.elector.run(self._stop))
         self._spawn("tick", self._tick)
+        if self.fence_checks is not None:
+            checks = self.fence_checks
+            self._spawn("fence-checks", lambda: checks.run(self._stop))
         for i in range(self.s.workers):
             self._spawn(f"worker-{i}", self._work)
 
@@ -242,8 +250,11 @@ class Controller:
         if rem.phase is Phase.CONFIRMING and obs.exists and obs.ready != "True" and not rem.dry_run:
             chosen = pick_peers(rem.node, self.informers[Kind.NODES].items(), self.s.peers_to_ask)
             peers = ask_peers(self.actor.peers, rem.node, chosen, self.s.peer_timeout_s, self.peer_pool)
+        labels = ((node or {}).get("metadata") or {}).get("labels") or {}
+        device = self.fence_agents.device_for(rem.node, labels) if self.fence_agents else None
         return Observations(now=self.clock.now(), node=obs, peers=peers, outage_suspected=self._outage,
-                            paused=paused, oos_taint_supported=self._oos_supported)
+                            paused=paused, oos_taint_supported=self._oos_supported,
+                            fence_device=device.name if device else "")
 
     def _write(self, rem: RemediationView, patch: dict[str, Any]) -> RemediationView:
         obj = self.kube.patch_remediation_status(rem.name, patch, rem.resource_version)
@@ -333,6 +344,18 @@ class Controller:
         if kind is ActionKind.DELETE_RESOURCES:
             return self.actor.delete_resources(rem.node)
         return {}
+
+    def _node_labels(self) -> list[tuple[str, dict[str, str]]]:
+        return [(str(n["metadata"]["name"]), dict((n.get("metadata") or {}).get("labels") or {}))
+                for n in self.informers[Kind.NODES].items()]
+
+    def _report_fence_check(self, node: str, result: AgentResult, usable: bool) -> None:
+        obj = self.informers[Kind.NODES].get(node) or {}
+        self.events.record(NodeEvent(
+            node=node, node_uid=str((obj.get("metadata") or {}).get("uid") or ""),
+            type="Normal" if usable else "Warning",
+            reason="FenceAgentCheckPassed" if usable else f"FenceAgentCheck{result.outcome}",
+            action="CheckFenceDevice", note=result.describe()))
 
     # -- what people see -------------------------------------------------------------------
 

@@ -15,7 +15,14 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.evidence import Evidence, FenceTiming, Verdict, evaluate, order_lifetime_ok
+from controller.evidence import (
+    Evidence,
+    FenceTiming,
+    Verdict,
+    confirmed_power_off,
+    evaluate,
+    order_lifetime_ok,
+)
 from controller.model import (
     Escalation,
     EvidenceRule,
@@ -242,6 +249,13 @@ def _escalate(rem: RemediationView, obs: Observations, cfg: MachineConfig, reaso
         return Decision(Phase.SUCCEEDED, Reason.DRY_RUN_COMPLETE,
                         f"dry run: {message}; would escalate ({rem.escalation})")
     state: dict[str, Any] = {"cause": str(reason), "causeMessage": message[:1000], "startedAt": format_time(now)}
+    if obs.fence_device and (rem.escalation is Escalation.FENCE_AGENT or reason in _NO_SELF_FENCE):
+        # The node's BMC in the fence inventory: the rung after self-fencing, and the
+        # fencing of its own for a node without a watchdog-capable agent.
+        state.update({"kind": str(Escalation.FENCE_AGENT), "attempts": 1, "device": obs.fence_device})
+        return _stay(rem, Reason.ESCALATED_TO_FENCE_AGENT,
+                     f"{message}; powering the node off through its BMC (device {obs.fence_device})",
+                     {"escalation": state}, (*deliver, Action(ActionKind.RUN_FENCE_AGENT, {"attempt": 1})))
     if rem.escalation is Escalation.FENCE_AGENT and cfg.fence_agent_configured:
         state.update({"kind": str(Escalation.FENCE_AGENT), "attempts": 1})
         return _stay(rem, Reason.ESCALATED_TO_FENCE_AGENT, f"{message}; running the fence agent",
@@ -267,6 +281,11 @@ def _escalation(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> 
         if evidence.verdict is Verdict.SATISFIED:
             return _fenced_by(evidence, now)
     if state.get("kind") == str(Escalation.FENCE_AGENT):
+        if state.get("device"):  # the fence inventory's BMC: one run (its retries inside), then a verdict
+            if int(state.get("finishedAttempt") or 0) < int(state.get("attempts") or 1):
+                return _stay(rem, Reason.ESCALATED_TO_FENCE_AGENT, "powering the node off through its BMC",
+                             actions=(Action(ActionKind.RUN_FENCE_AGENT, {"attempt": state.get("attempts") or 1}),))
+            return _bmc_fence_result(rem, obs, state)
         if state.get("lastExitCode") == 0 and state.get("finishedAt"):
             finished = parse_time(state["finishedAt"]) or now
             evidence = Evidence(Verdict.SATISFIED, Reason.FENCE_PROVEN,
@@ -292,6 +311,26 @@ def _escalation(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> 
                         f"no confirmation that the node is off within {cfg.escalation_timeout_s:g}s")
     return _stay(rem, Reason.AWAITING_OPERATOR_CONFIRMATION, "waiting for a person to confirm the node is off",
                  requeue_s=30.0)
+
+
+_NO_SELF_FENCE = (Reason.NO_AGENT, Reason.AGENT_NOT_SELF_FENCE_CAPABLE)
+_BMC_FAILURES = {"CredentialsRefused": Reason.FENCE_AGENT_REFUSED, "Unreachable": Reason.FENCE_AGENT_UNREACHABLE,
+                 "TimedOut": Reason.FENCE_AGENT_TIMED_OUT, "PoweredOnAgain": Reason.FENCE_AGENT_POWERED_ON_AGAIN}
+
+
+def _bmc_fence_result(rem: RemediationView, obs: Observations, state: dict[str, Any]) -> Decision:
+    """An inventory fence agent has run: a confirmed power-off is proof; anything else
+    ends in a person's confirmation (no taint meanwhile), with the cause named."""
+    evidence = confirmed_power_off(state)
+    if evidence is not None:
+        return _fenced_by(evidence, obs.now)
+    reason = _BMC_FAILURES.get(str(state.get("outcome")), Reason.FENCE_AGENT_FAILED)
+    message = (f"{state.get('summary') or 'the fence agent did not confirm a power-off'}: the node is NOT "
+               "known to be off and no taint is applied; a person must confirm it is powered off "
+               f"(POST /api/v1/remediations/{rem.node}/approve)")
+    escalation = {"kind": str(Escalation.OPERATOR_APPROVAL), "cause": str(reason), "causeMessage": message[:1000],
+                  "startedAt": format_time(obs.now)}
+    return Decision(Phase.AWAITING_APPROVAL, reason, message, {"escalation": escalation})
 
 
 def _awaiting_operator_confirmation(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:

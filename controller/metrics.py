@@ -43,6 +43,12 @@ class ControllerMetrics:
                                    ["kind", "cause"], registry=r)
         self.fence_agent_runs = Counter(P + "fence_agent_runs_total", "Fence agent command runs, by result.",
                                         ["result"], registry=r)
+        self.fence_agent_checks = Counter(P + "fence_agent_checks_total",
+                                          "Status checks of the fence inventory's BMCs, by outcome.",
+                                          ["result"], registry=r)
+        self.fence_agent_unusable = Gauge(P + "fence_agent_unusable_nodes",
+                                          "Nodes whose BMC failed its last status check, by outcome.",
+                                          ["result"], registry=r)
         self.fence_not_observed = Counter(P + "fence_not_observed_total",
                                           "Nodes seen alive after they must have been fenced.", registry=r)
         self.unacknowledged = Gauge(P + "fence_not_observed_unacknowledged",

@@ -44,6 +44,10 @@ class Reason(enum.StrEnum):
     ORDER_EXPIRES_TOO_SOON = "OrderExpiresTooSoon"
     ESCALATED_TO_FENCE_AGENT = "EscalatedToFenceAgent"
     FENCE_AGENT_FAILED = "FenceAgentFailed"
+    FENCE_AGENT_REFUSED = "FenceAgentCredentialsRefused"  # the BMC refused the login
+    FENCE_AGENT_UNREACHABLE = "FenceAgentBmcUnreachable"
+    FENCE_AGENT_TIMED_OUT = "FenceAgentTimedOut"
+    FENCE_AGENT_POWERED_ON_AGAIN = "FenceAgentPowerOffDidNotHold"  # Off, then On again at once
     AWAITING_OPERATOR_CONFIRMATION = "AwaitingOperatorConfirmation"
     ESCALATION_TIMEOUT = "EscalationTimeout"
     FENCE_NOT_PROVEN = "FenceNotProven"
@@ -68,6 +72,7 @@ class EvidenceRule(enum.StrEnum):
     ACKNOWLEDGED_WATCHDOG = "AcknowledgedWatchdog"
     AGENT_HEARTBEAT_STALE = "AgentHeartbeatStale"
     FENCE_AGENT = "FenceAgent"
+    BMC_POWER_OFF_CONFIRMED = "BmcPowerOffConfirmed"  # an inventory fence agent: off, then status Off
     OPERATOR_CONFIRMED_OFF = "OperatorConfirmedOff"
     NODE_REBOOTED = "NodeRebooted"
 
@@ -243,3 +248,4 @@ class Observations:
     outage_suspected: bool = False  # more than half of the agents' heartbeats are stale
     paused: bool = False  # the operators' pause switch: no new fencing starts
     oos_taint_supported: bool = True  # server version >= 1.28
+    fence_device: str = ""  # the fence inventory's device for this node ("" = none)

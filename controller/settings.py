@@ -58,6 +58,7 @@ class ControllerSettings:
     ack_timeout_s: float = 60.0  # an agent that reaches the API must acknowledge within this
     fence_timeout_s: float = 900.0  # give up on self-fencing evidence after this: escalate
     # Escalation.
+    fence_inventory_file: str = ""  # the policy file whose `fenceAgents` names each node's BMC
     fence_agent_command: str = ""  # e.g. "fence_ipmilan --ip {node}-bmc ... --action off"
     fence_agent_timeout_s: float = 60.0
     fence_agent_attempts: int = 3

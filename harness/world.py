@@ -25,7 +25,9 @@ import requests
 import yaml
 
 from core.fence_order import generate_private_key, private_key_pem, public_key_pem
+from harness.bmc import InventoryFn
 from harness.prometheus import free_port
+from sim.bmc.fleet import BmcOptions
 from sim.world.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,8 +74,10 @@ def controller_env(scale: float, tmp: Path, kubeconfig: Path, key: Path, secret:
     }
     values.update(overrides)
     env.update({f"NODEWARDEN_CONTROLLER_{k}": str(v) for k, v in values.items()})
+    # The emulated BMCs (127.78.0.0/16) are on the management network: not through the peer proxy.
+    no_proxy = "127.0.0.1,localhost,127.78.0.0/16"
     env.update(HTTP_PROXY=proxy, HTTPS_PROXY=proxy, http_proxy=proxy, https_proxy=proxy,
-               NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+               NO_PROXY=no_proxy, no_proxy=no_proxy)
     return env
 
 
@@ -195,7 +199,8 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
                      agent_nodes: list[str] | None = None, controllers: int = 1, webhook: bool = True,
                      remediation_policy: dict[str, Any] | None = None,
                      controller_overrides: dict[str, Any] | None = None,
-                     timings: Any = None, webhooks: int = 1) -> Iterator[World]:
+                     timings: Any = None, webhooks: int = 1, bmcs: BmcOptions | None = None,
+                     fence_inventory: InventoryFn | None = None) -> Iterator[World]:
     tmp.mkdir(parents=True, exist_ok=True)
     key = generate_private_key()
     (tmp / "signing.pem").write_bytes(private_key_pem(key))
@@ -206,7 +211,7 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
 
         timings = Timings(watchdog_timeout_s=AGENT_WATCHDOG_S)
     cluster = Cluster(nodes=nodes, time_scale=time_scale, workdir=tmp / "sim", workloads=list(workloads),
-                      timings=timings, agent_nodes=agent_nodes, node_age_s=86400.0,
+                      timings=timings, agent_nodes=agent_nodes, node_age_s=86400.0, bmcs=bmcs,
                       agent_cmd=(f"{sys.executable} -m node_agent --node-name {{node}} --service-account-dir {{service_account}} "
                                  f"--watchdog {{watchdog}} --listen {{address}} --config {tmp / 'agent.yaml'}"))
     (tmp / "agent.yaml").write_text(yaml.safe_dump(agent_config(
@@ -218,8 +223,12 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
     webhook_procs: list[subprocess.Popen[bytes]] = []
     try:
         cluster.start()
+        doc = dict(remediation_policy or policy())
+        if fence_inventory is not None:  # the BMCs' addresses are known once the cluster runs
+            doc["fenceAgents"] = fence_inventory(cluster, tmp)
+            world._controller_env.setdefault("FENCE_INVENTORY_FILE", str(tmp / "policy.yaml"))
+        (tmp / "policy.yaml").write_text(yaml.safe_dump(doc))
         if webhook:
-            (tmp / "policy.yaml").write_text(yaml.safe_dump(remediation_policy or policy()))
             (tmp / "op-token").write_text(OPERATOR_TOKEN)
             (tmp / "am-token").write_text(ALERTMANAGER_TOKEN)
             for replica in range(webhooks):
@@ -259,8 +268,9 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
         cluster.stop()
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90.0) -> None:
-    # Generous: gunicorn alone takes 25 s to listen on a loaded shared 2-core machine.
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120.0) -> None:
+    """Until `url` answers 200 (a gunicorn start imports the Kubernetes client: slow on a
+    loaded machine), or the process exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -25,6 +25,8 @@ from ..apiserver.errors import ApiError
 from ..apiserver.resources import ResourceType
 from ..apiserver.server import ADMIN, WEBHOOK, ApiServer, agent_identity, node_object
 from ..apiserver.store import Entry
+from ..bmc.fleet import BmcFleet, BmcOptions
+from ..bmc.power import MachinePower
 from . import faults as faults_mod
 from .attachdetach import AttachDetachController
 from .control_routes import SimRoutes
@@ -81,7 +83,7 @@ class Cluster:
                  agent_nodes: list[str] | None = None,
                  watchdogs: bool | None = None, control_plane_nodes: int = 0,
                  partition_mode: str = "drop", use_tls: bool = True, node_age_s: float = 0.0,
-                 zones: int = 0,
+                 zones: int = 0, bmcs: BmcOptions | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.timings = (timings or Timings()).scaled(time_scale)
         self.clock = clock
@@ -109,6 +111,10 @@ class Cluster:
         self.agent_values = dict(agent_values or {})
         self.agent_env = dict(agent_env or {})
         use_watchdogs = bool(agent_cmd) if watchdogs is None else watchdogs
+        self.bmcs: BmcFleet | None = None if bmcs is None else BmcFleet(
+            MachinePower(is_on=lambda n: self.nodes[n].power is not Power.OFF, off=self.power_off,
+                         on=self.power_on, reset=self.reboot),
+            self.workdir / "bmc", bmcs, self.ticker.call_later)
 
         self.registry.admission.append(default_tolerations)
         self.registry.admission.append(statefulset_defaults)
@@ -177,6 +183,8 @@ class Cluster:
         for name, node in self.nodes.items():
             self.kubelets[name].start(node.epoch)
         self.ticker.start()
+        if self.bmcs is not None:
+            self.bmcs.start(list(self.nodes))
         if self.agent_cmd:
             for name in self.nodes:
                 if self.runs_agent(name):
@@ -191,6 +199,8 @@ class Cluster:
         for proc in self.processes.values():
             proc.terminate()
         self.ticker.stop()
+        if self.bmcs is not None:
+            self.bmcs.stop()
         self.network.stop()
         for device in self.watchdogs.values():
             device.stop()

@@ -155,3 +155,21 @@ def test_the_policy_configmap_is_the_shipped_policy_by_default() -> None:
     custom = "stormProtection: {maxUnhealthy: 2}\n"
     assert yaml.safe_load(find(render({"policy": custom}), "ConfigMap", "nodewarden-policy")["data"]["remediation.yaml"]) == {
         "stormProtection": {"maxUnhealthy": 2}}
+
+
+def test_bmc_credentials_are_mounted_into_the_controller_only() -> None:
+    from tests.packaging.chart import container, find, render
+
+    docs = render({"controller": {"fenceCredentialSecrets": ["bmc-rack-a"]}})
+    controller = container(docs, "Deployment", "controller")
+    webhook = container(docs, "Deployment", "webhook")
+    env = {e["name"]: e.get("value") for e in controller["env"]}
+    assert env["NODEWARDEN_CONTROLLER_FENCE_INVENTORY_FILE"] == "/etc/nodewarden/policy/remediation.yaml"
+    mounts = {m["mountPath"]: m for m in controller["volumeMounts"]}
+    mount = mounts["/etc/nodewarden/fence-credentials/bmc-rack-a"]
+    assert mount["readOnly"] is True
+    assert "/etc/nodewarden/policy" in mounts  # the inventory lives in the policy
+    assert not any("fence-credentials" in m["mountPath"] for m in webhook["volumeMounts"])
+    volumes = {v["name"]: v for v in find(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes[mount["name"]]["secret"]["secretName"] == "bmc-rack-a"
+    assert "fence-cred-bmc-rack-a" not in str(render({}))

@@ -20,6 +20,7 @@ from tests.packaging.chart import ROOT, VALUE_SETS, render
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 PRODUCT = ("core", "webhook", "controller", "node_agent")
+FENCE_DEBS = {"fence-agents", "ipmitool"}
 BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|clang|cc|make|build-essential|python3?-dev|libc6-dev|cargo|rustc)\b")
 
 
@@ -99,7 +100,10 @@ def test_the_final_stage_has_no_build_tools_and_runs_as_non_root() -> None:
     final = stages[-1]
     for keyword, rest in final.instructions:
         if keyword == "RUN":
-            assert "apt-get install" not in rest and "pip install" not in rest, rest
+            # Only the fence agents (run by the controller) come from Debian, and nothing else.
+            debs = re.findall(r"apt-get install (?:-\S+ )*([\w.+\- ]+?)(?: &&|$)", rest)
+            assert all(set(d.split()) <= FENCE_DEBS for d in debs), rest
+            assert "pip install" not in rest, rest
             assert not BUILD_TOOLS.search(rest.replace("compileall", "")), rest
         if keyword == "COPY" and rest.startswith("--from="):
             assert rest.split()[1] == "/opt/nodewarden", "only the virtualenv comes from the build stage"
@@ -210,3 +214,10 @@ def test_python_files_are_compiled_at_build_time_for_the_read_only_filesystem() 
     index = {kw + " " + rest: i for i, (kw, rest) in enumerate(stages[-1].instructions)}
     compile_at = next(i for text, i in index.items() if "compileall" in text)
     assert all(i < compile_at for text, i in index.items() if text.startswith("COPY")), "compile after every COPY"
+
+
+def test_the_image_ships_the_fence_agents_the_controller_runs() -> None:
+    _, stages = parse()
+    runs = " ".join(rest for keyword, rest in stages[-1].instructions if keyword == "RUN")
+    assert re.search(r"apt-get install .*\bfence-agents\b", runs) and "ipmitool" in runs
+    assert "rm -rf /var/lib/apt/lists" in runs, "no package lists left in the image"

@@ -121,3 +121,13 @@ def test_unreadable_or_invalid_yaml(tmp_path: Path) -> None:
         load_policy(tmp_path / "bad.yaml")
     (tmp_path / "empty.yaml").write_text("")
     assert load_policy(tmp_path / "empty.yaml") == parse_policy({})
+
+
+def test_the_fence_inventory_is_validated_with_the_policy() -> None:
+    device = {"name": "rack-a", "agent": "fence_ipmilan", "address": "{node}-bmc",
+              "credentials": {"secretName": "bmc-rack-a"}}
+    parse_policy({"fenceAgents": {"devices": [device]}})
+    with pytest.raises(PolicyError) as err:
+        parse_policy({"fenceAgents": {"devices": [{**device, "options": {"password": "in-the-policy"}}]}})
+    assert err.value.field == "fenceAgents.devices[0].options.password"
+    assert "in-the-policy" not in str(err.value)

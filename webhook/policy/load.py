@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from core.fence_inventory import InventoryError, parse_inventory
 from core.settings import SettingsError, parse_duration
 from webhook.policy.model import (
     DEFAULT_GROUP_NAME,
@@ -84,8 +85,13 @@ def parse_policy(data: object) -> Policy:
             "dryRun",
             "defaults",
             "groups",
+            "fenceAgents",  # the fence inventory: validated here, used by the controller
         },
     )
+    try:
+        parse_inventory(doc.get("fenceAgents"))
+    except InventoryError as exc:
+        raise PolicyError(f"fenceAgents.{exc.field}".rstrip("."), exc.message) from None
     if "apiVersion" in doc and doc["apiVersion"] != API_VERSION:
         raise PolicyError("apiVersion", f"must be {API_VERSION!r}, got {doc['apiVersion']!r}")
     if "kind" in doc and doc["kind"] != KIND:

@@ -150,6 +150,7 @@ agentConfig: /etc/nodewarden/agent/agent.yaml
 tls: /etc/nodewarden/tls
 metricsDir: /var/run/nodewarden/metrics
 agentState: /var/lib/nodewarden
+fenceCredentials: /etc/nodewarden/fence-credentials
 {{- end }}
 
 {{/* The webhook's base URL inside the cluster. */}}
