@@ -1,0 +1,85 @@
+"""Which inputs of a fence's proof the controller trusts (controller.proof): each forgery
+of a status field is tried, and each is refused with a named reason."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from controller.machine import decide
+from controller.model import Acknowledgement, Reason, RemediationView, format_time
+from controller.proof import Refusal, refusals, trusted_fence, trusted_report, verified_order
+from tests.controller.builders import (
+    BOOT,
+    CFG,
+    NEW_BOOT,
+    T0,
+    agent,
+    fence_status,
+    node,
+    observe,
+    order_token,
+    remediation,
+    seen,
+)
+
+REPORT = {"lastFeedAt": format_time(T0 + 2), "watchdogTimeoutSeconds": 60, "bootId": BOOT}
+TRUSTED = {"agent_reports_refused": ""}  # agents' writes admission-restricted
+
+
+def with_report(report: dict[str, object], phase: str = "Fencing") -> RemediationView:
+    return remediation(phase, fence=fence_status(), agentReport=report)
+
+
+def check_report(report: dict[str, object], **obs: Any) -> Acknowledgement | Refusal | None:
+    rem = with_report(report)
+    fence = trusted_fence(rem, observe(T0), CFG.order_key)
+    assert not isinstance(fence, Refusal)
+    return trusted_report(rem, observe(T0, **obs), fence)
+
+
+def test_an_agent_report_counts_only_while_agents_writes_are_restricted() -> None:
+    refused = check_report(REPORT)
+    assert isinstance(refused, Refusal) and refused.reason is Reason.AGENT_WRITES_UNRESTRICTED
+    ack = check_report(REPORT, **TRUSTED)
+    assert isinstance(ack, Acknowledgement) and ack.via == "agentReport"
+
+
+def test_a_report_without_a_boot_never_defaults_to_the_orders_boot() -> None:
+    no_boot = {k: v for k, v in REPORT.items() if k != "bootId"}
+    refused = check_report(no_boot, **TRUSTED)
+    assert isinstance(refused, Refusal) and refused.reason is Reason.AGENT_REPORT_WITHOUT_BOOT
+    other = check_report({**REPORT, "bootId": NEW_BOOT}, **TRUSTED)
+    assert isinstance(other, Refusal) and other.reason is Reason.AGENT_REPORT_WITHOUT_BOOT
+
+
+def test_a_forged_report_proves_nothing_and_is_reported_while_agents_writes_are_unrestricted() -> None:
+    # Another node's agent writes an acknowledgement for a node whose agent is alive.
+    rem = with_report(REPORT)
+    obs = observe(T0 + 200, node(agent_info=agent(heartbeat=T0 + 190)))
+    d = decide(rem, obs, CFG)
+    assert str(d.phase) != "Fenced"
+    assert [r.reason for r in refusals(rem, obs, CFG.order_key)] == [Reason.AGENT_WRITES_UNRESTRICTED]
+    trusted = decide(rem, replace(obs, agent_reports_refused=""), CFG)
+    assert str(trusted.phase) == "Fenced"  # the same report, when only the node's own agent can write it
+
+
+def test_the_order_must_verify_with_this_controllers_key_for_this_remediation() -> None:
+    assert not isinstance(verified_order(remediation("Fencing", fence=fence_status()), CFG.order_key), Refusal)
+    other_key = Ed25519PrivateKey.from_private_bytes(bytes(range(2, 34)))
+    for token in (order_token(key=other_key), order_token(uid="uid-other"), order_token(node="node-2"),
+                  "nwf1.garbage.sig", ""):
+        fence = fence_status()
+        fence["order"] = token
+        result = verified_order(remediation("Fencing", fence=fence), CFG.order_key)
+        assert isinstance(result, Refusal) and result.reason is Reason.ORDER_NOT_OURS, token
+
+
+def test_the_witness_of_another_order_is_not_this_orders() -> None:
+    rem = remediation("Fencing", fence=fence_status())
+    ack = {"at": format_time(T0 + 1), "lastFeedAt": format_time(T0 + 1), "watchdogTimeoutSeconds": 60}
+    old = seen(fence_status(issued_at=T0 - 5000), ack=ack)
+    fence = trusted_fence(rem, observe(T0, witness=old), CFG.order_key)
+    assert not isinstance(fence, Refusal) and fence.ack is None
