@@ -415,7 +415,7 @@ class Controller:
     def _report_refusals(self, rem: RemediationView, obs: Observations) -> None:
         """Evidence offered and not trusted: a Warning Event, a log line and a metric, once
         per remediation and reason."""
-        for refusal in refusals(rem, obs, self.cfg.order_key):
+        for refusal in refusals(rem, obs, self.cfg.order_key, self.cfg.timing.max_clock_skew_s):
             key = (rem.uid, str(refusal.reason))
             if key in self._refusals_reported:
                 continue

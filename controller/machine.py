@@ -12,7 +12,7 @@ outcome is listed in docs/fencing-protocol.md.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from controller.evidence import Evidence, FenceTiming, Verdict, evaluate, order_lifetime_ok
@@ -28,7 +28,15 @@ from controller.model import (
     format_time,
     parse_time,
 )
-from controller.proof import Refusal, operator_confirmed, trusted_fence, trusted_report, witness_for
+from controller.proof import (
+    Refusal,
+    clock_skew,
+    key_distrusted,
+    operator_confirmed,
+    trusted_fence,
+    trusted_report,
+    witness_for,
+)
 from core.fence_order import OrderKey
 
 
@@ -203,11 +211,26 @@ def _fenced_by(evidence: Evidence, now: float) -> Decision:
 
 def _agent_evidence(rem: RemediationView, obs: Observations, cfg: MachineConfig,
                     fence: FenceRecord) -> Evidence:
-    """The self-fencing rules, on trusted inputs only (see controller.proof)."""
+    """The self-fencing rules, on trusted inputs only (see controller.proof), once the
+    agent-side assumptions are checked. A failed assumption escalates, but only once this
+    controller has sent the order: the agent's own refusal then names what went wrong."""
     report = trusted_report(rem, obs, fence)
+    timing = cfg.timing
+    delivered = witness_for(obs.witness, rem).delivery_attempted
+    if obs.node.agent.present and not (fence.refusal_reason and fence.ack is None):
+        # An agent that acknowledged took the order: it trusts the key, whatever it published.
+        distrust = None if fence.ack is not None else key_distrusted(obs.node.agent, cfg.order_key)
+        skew = clock_skew(obs.node.agent, timing.max_clock_skew_s)
+        problem = distrust or (skew if isinstance(skew, Refusal) else None)
+        if problem is not None:
+            if not delivered:
+                return Evidence(Verdict.WAITING, Reason.FENCE_ORDERED, f"{problem.message}; sending the order first")
+            return Evidence(Verdict.ESCALATE, problem.reason, problem.message)
+        if not isinstance(skew, Refusal):
+            timing = replace(timing, max_clock_skew_s=skew)
     return evaluate(obs.node.agent, obs.node.boot_id or fence.boot_id, fence,
-                    None if isinstance(report, Refusal) else report, cfg.timing, obs.now,
-                    obs.outage_suspected, witness_for(obs.witness, rem).delivery_attempted)
+                    None if isinstance(report, Refusal) else report, timing, obs.now,
+                    obs.outage_suspected, delivered)
 
 
 def _fencing(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:

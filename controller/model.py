@@ -222,6 +222,11 @@ class AgentInfo:
     peer_endpoint: str = ""
     heartbeat_renewed_at: float | None = None  # the agent's Lease renewTime (agent clock)
     heartbeat_duration_s: float | None = None
+    # Published on the heartbeat Lease: the order keys it trusts (None: never published) and
+    # its clock's offset against the API server's Date, with the half-width of that measure.
+    key_fingerprints: tuple[str, ...] | None = None
+    clock_offset_s: float | None = None
+    clock_offset_error_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,12 @@ proof is derived, and derived again at the moment of tainting, only from:
   their own node (`Observations.agent_reports_refused` is empty), and only with a `bootId`
   equal to the order's (a missing one never defaults to the order's boot);
 - an operator's approval (the webhook's field, written on an authenticated operator call)
-  given after the order was issued.
+  given after the order was issued;
+- the assumptions the self-fencing rules make about the agent, checked from what it
+  publishes on its heartbeat Lease (`key_distrusted`, `clock_skew`): it trusts this controller's key, and
+  its clock's offset against the API server is measured and within the bound (the
+  measured worst case, if larger than the bound but not provably beyond it, is what the
+  deadlines count).
 
 `refusals` lists every input that was offered and not trusted, for the loop to report
 (Warning Event, log line, metric) once per remediation and reason.
@@ -28,6 +33,7 @@ from dataclasses import dataclass, replace
 
 from controller.model import (
     Acknowledgement,
+    AgentInfo,
     FenceRecord,
     Observations,
     Reason,
@@ -111,18 +117,52 @@ def trusted_report(rem: RemediationView, obs: Observations, fence: FenceRecord) 
     return Acknowledgement(at=obs.now, via="agentReport", last_feed_at=last_feed, watchdog_timeout_s=timeout)
 
 
+def key_distrusted(agent: AgentInfo, key: OrderKey | None) -> Refusal | None:
+    """Why the agent would refuse this controller's orders, if it does not trust its key."""
+    mine = key.fingerprint() if key is not None else ""
+    if agent.key_fingerprints is not None and mine and mine in agent.key_fingerprints:
+        return None
+    published = ", ".join(agent.key_fingerprints or ()) or "none published"
+    return Refusal(Reason.AGENT_DISTRUSTS_KEY,
+                   f"the node's agent does not trust the key this controller signs orders with ({mine or '?'}; "
+                   f"it trusts: {published}): it would refuse the order")
+
+
+def clock_skew(agent: AgentInfo, max_skew_s: float) -> Refusal | float:
+    """The skew to count in deadlines (the bound, or the measured worst case if larger),
+    or why the agent's clock cannot be trusted: unmeasured, or measured beyond the bound."""
+    if agent.clock_offset_s is None:
+        return Refusal(Reason.CLOCK_SKEW_UNMEASURED,
+                       "the node's agent has not published its clock offset against the API server: the "
+                       "deadlines, on its clock, cannot be trusted")
+    error = max(0.0, agent.clock_offset_error_s or 0.0)
+    offset = abs(agent.clock_offset_s)
+    if offset - error > max_skew_s:
+        return Refusal(Reason.CLOCK_SKEW_TOO_LARGE,
+                       f"the node's agent's clock is {agent.clock_offset_s:+.3f}s (±{error:.3f}s) off the API "
+                       f"server's, beyond the bound of {max_skew_s:g}s: its times cannot be trusted")
+    return max(max_skew_s, offset + error)
+
+
 def operator_confirmed(rem: RemediationView, fence: FenceRecord) -> bool:
     """An operator confirmed the node off, after the (signed) order was issued."""
     return (rem.escalation_state.get("kind") == str(Escalation.OPERATOR_APPROVAL)
             and rem.approved_at is not None and rem.approved_at >= fence.issued_at)
 
 
-def refusals(rem: RemediationView, obs: Observations, key: OrderKey | None) -> list[Refusal]:
+def refusals(rem: RemediationView, obs: Observations, key: OrderKey | None, max_skew_s: float) -> list[Refusal]:
     """Every input offered as evidence and not trusted (for Events, logs and metrics)."""
     if rem.fence is None:
         return []
     fence = trusted_fence(rem, obs, key)
     if isinstance(fence, Refusal):
         return [fence]
+    out = []
+    if obs.node.agent.present:
+        distrust = key_distrusted(obs.node.agent, key) if fence.ack is None else None
+        skew = clock_skew(obs.node.agent, max_skew_s)
+        out += [r for r in (distrust, skew) if isinstance(r, Refusal)]
     report = trusted_report(rem, obs, fence)
-    return [report] if isinstance(report, Refusal) else []
+    if isinstance(report, Refusal):
+        out.append(report)
+    return out

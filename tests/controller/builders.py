@@ -61,10 +61,15 @@ def fence_status(issued_at: float = T0, boot: str = BOOT, ack: dict[str, Any] | 
 
 
 def agent(heartbeat: float | None = T0 - 60, *, capable: bool = True, watchdog: float | None = 60.0,
-          detect: float | None = 97.0, boot: str = BOOT, duration: float = 40.0) -> AgentInfo:
+          detect: float | None = 97.0, boot: str = BOOT, duration: float = 40.0,
+          keys: tuple[str, ...] | None = (OrderKey.of(KEY.public_key()).fingerprint(),),
+          offset: float | None = 0.0, offset_error: float | None = 0.01) -> AgentInfo:
+    """An agent as published: by default it trusts the controller's key, and its clock is
+    measured on time."""
     return AgentInfo(present=True, self_fence_capable=capable, watchdog_timeout_s=watchdog,
                      isolation_detect_s=detect, boot_id=boot, peer_endpoint="http://127.77.0.2:9471",
-                     heartbeat_renewed_at=heartbeat, heartbeat_duration_s=duration)
+                     heartbeat_renewed_at=heartbeat, heartbeat_duration_s=duration, key_fingerprints=keys,
+                     clock_offset_s=offset, clock_offset_error_s=offset_error)
 
 
 def node(ready: str = "Unknown", *, lease: float | None = T0 - 60, boot: str = BOOT, exists: bool = True,

@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.machine import decide
-from controller.model import Acknowledgement, Reason, RemediationView, format_time
+from controller.model import Acknowledgement, Reason, RemediationView, format_time, parse_time
 from controller.proof import Refusal, refusals, trusted_fence, trusted_report, verified_order
 from tests.controller.builders import (
     BOOT,
@@ -61,7 +62,7 @@ def test_a_forged_report_proves_nothing_and_is_reported_while_agents_writes_are_
     obs = observe(T0 + 200, node(agent_info=agent(heartbeat=T0 + 190)))
     d = decide(rem, obs, CFG)
     assert str(d.phase) != "Fenced"
-    assert [r.reason for r in refusals(rem, obs, CFG.order_key)] == [Reason.AGENT_WRITES_UNRESTRICTED]
+    assert [r.reason for r in refusals(rem, obs, CFG.order_key, 5.0)] == [Reason.AGENT_WRITES_UNRESTRICTED]
     trusted = decide(rem, replace(obs, agent_reports_refused=""), CFG)
     assert str(trusted.phase) == "Fenced"  # the same report, when only the node's own agent can write it
 
@@ -83,3 +84,53 @@ def test_the_witness_of_another_order_is_not_this_orders() -> None:
     old = seen(fence_status(issued_at=T0 - 5000), ack=ack)
     fence = trusted_fence(rem, observe(T0, witness=old), CFG.order_key)
     assert not isinstance(fence, Refusal) and fence.ack is None
+
+
+# -- the agent-side assumptions, checked ------------------------------------------------------
+
+def stale_agent(**kw: Any) -> Any:
+    return node(agent_info=agent(heartbeat=T0 - 3600, **kw))
+
+
+@pytest.mark.parametrize(("published", "reason"), [
+    ({"keys": ("0123456789abcdef",)}, "AgentDistrustsKey"),  # the key-rotation mistake
+    ({"keys": None}, "AgentDistrustsKey"),  # an agent that publishes nothing
+    ({"offset": None}, "ClockSkewUnmeasured"),
+    ({"offset": -60.0, "offset_error": 0.5}, "ClockSkewTooLarge"),  # its clock 60 s behind
+    ({"offset": 7.0, "offset_error": 1.0}, "ClockSkewTooLarge"),
+])
+def test_an_agent_whose_assumptions_fail_is_not_counted_on(published: dict[str, Any], reason: str) -> None:
+    rem = remediation("Fencing", fence=fence_status())
+    # Long past every deadline, its heartbeat stale: without the checks this would be a fence.
+    d = decide(rem, observe(T0 + 500, stale_agent(**published)), CFG)
+    assert (str(d.phase), d.status["escalation"]["cause"]) == ("AwaitingApproval", reason), d.message
+    assert reason in [str(r.reason) for r in refusals(rem, observe(T0, stale_agent(**published)), CFG.order_key, 5.0)]
+    # Before this controller has sent the order, it waits (the agent's refusal will name the problem).
+    waiting = decide(rem, observe(T0 + 500, stale_agent(**published), witness=seen(delivered=False)), CFG)
+    assert (str(waiting.phase), str(waiting.reason)) == ("Fencing", "FenceOrdered")
+
+
+def test_a_refusal_takes_precedence_and_names_the_agents_reason() -> None:
+    rem = remediation("Fencing", fence=fence_status())
+    obs = observe(T0 + 10, stale_agent(keys=("0123456789abcdef",)), witness=seen(refusal="Rejected/BadSignature"))
+    d = decide(rem, obs, CFG)
+    assert d.status["escalation"]["cause"] == "OrderRefused" and "BadSignature" in d.status["escalation"]["causeMessage"]
+
+
+def test_a_measured_skew_within_the_bound_counts_its_worst_case_in_the_deadline() -> None:
+    # Bound 5 s; the agent measured +4 s ± 3 s: not provably beyond, so 7 s are counted.
+    rem = remediation("Fencing", fence=fence_status())
+    base = decide(rem, observe(T0 + 1, stale_agent()), CFG).status["fence"]["evidence"]
+    wide = decide(rem, observe(T0 + 1, stale_agent(offset=4.0, offset_error=3.0)), CFG).status["fence"]["evidence"]
+    assert wide["inputs"]["maxClockSkewSeconds"] == 7.0
+    assert parse_time(wide["deadline"]) == pytest.approx(parse_time(base["deadline"]) + 2.0)  # type: ignore[operator]
+
+
+def test_an_acknowledging_agent_trusts_the_key_but_its_clock_is_still_checked() -> None:
+    ack = {"at": format_time(T0 + 1), "via": "direct", "lastFeedAt": format_time(T0 + 0.5),
+           "watchdogTimeoutSeconds": 60}
+    rem = remediation("Fencing", fence=fence_status())
+    ok = decide(rem, observe(T0 + 200, stale_agent(keys=None), witness=seen(ack=ack)), CFG)
+    assert str(ok.phase) == "Fenced"
+    behind = decide(rem, observe(T0 + 200, stale_agent(offset=-60.0), witness=seen(ack=ack)), CFG)
+    assert behind.status["escalation"]["cause"] == "ClockSkewTooLarge"
