@@ -34,13 +34,14 @@ from controller.model import (
     parse_time,
 )
 from controller.observe import (
+    agent_info,
     all_published,
     ask_peers,
     node_obs,
     outage_suspected,
     pick_peers,
 )
-from controller.proof import refusals, witness_for
+from controller.proof import Refusal, clock_skew, key_distrusted, refusals, witness_for
 from controller.settings import AGENT_WRITES_POLICY, ControllerSettings
 from controller.status import decision_patch, merge
 from core import names
@@ -108,6 +109,7 @@ class Controller:
         self.cfg = machine_config(settings, OrderKey.of(actor.key.public_key()))
         self._witness: dict[str, Witness] = {}  # by remediation uid: what this process saw itself
         self._refusals_reported: set[tuple[str, str]] = set()
+        self._agent_problems: dict[str, str] = {}  # node -> why its agent is not counted on
         self.agent_reports_refused = (
             "" if settings.trust_agent_writes == "unverified" else str(Reason.AGENT_WRITES_UNRESTRICTED))
         self.informers = {kind: Informer(kube, kind, self._changed(kind)) for kind in Kind}
@@ -254,6 +256,7 @@ class Controller:
             leading = self.elector.is_leader()
             self.metrics.is_leader.set(1 if leading else 0)
             nodes = self.informers[Kind.NODES].items()
+            self._check_agents(nodes)
             self._outage = outage_suspected(nodes, self._agent_lease, self.clock.now(), self.s.max_clock_skew_s)
             self.metrics.outage_suspected.set(1 if self._outage else 0)
             counts: dict[str, int] = dict.fromkeys((str(p) for p in Phase), 0)
@@ -293,6 +296,32 @@ class Controller:
     def _trust_loop(self) -> None:
         while not self._stop.wait(self.s.trust_check_interval_s):
             self.check_agent_writes()
+
+    def _check_agents(self, nodes: list[dict[str, Any]]) -> None:
+        """At start and whenever an agent republishes: which agents do not trust this
+        controller's key, or whose clock is unmeasured or off beyond the bound. Logged once
+        per change, counted in a gauge; their nodes' fences are not counted on."""
+        failing: dict[str, str] = {}
+        for node in nodes:
+            name = str((node.get("metadata") or {}).get("name") or "")
+            info = agent_info(node, self._agent_lease(name))
+            if not info.present:
+                continue
+            problem = key_distrusted(info, self.cfg.order_key)
+            if problem is None:
+                skew = clock_skew(info, self.s.max_clock_skew_s)
+                problem = skew if isinstance(skew, Refusal) else None
+            if problem is not None:
+                failing[name] = str(problem.reason)
+                if self._agent_problems.get(name) != failing[name]:
+                    log.warning("the agent of %s cannot be counted on to fence itself (%s): %s", name,
+                                problem.reason, problem.message)
+        for name in set(self._agent_problems) - set(failing):
+            log.info("the agent of %s trusts this controller's key and its clock is within the bound again", name)
+        self._agent_problems = failing
+        for reason in (Reason.AGENT_DISTRUSTS_KEY, Reason.CLOCK_SKEW_UNMEASURED, Reason.CLOCK_SKEW_TOO_LARGE):
+            self.metrics.agents_not_counted_on.labels(str(reason)).set(
+                sum(1 for r in failing.values() if r == reason))
 
     def _agent_lease(self, node: str) -> dict[str, Any] | None:
         return self.informers[Kind.AGENT_LEASES].get(names.agent_lease_name(node))

@@ -61,6 +61,10 @@ class ControllerMetrics:
         self.agent_reports_trusted = Gauge(P + "agent_reports_trusted",
                                            "1 while agents' own reports count as fence evidence "
                                            "(trust_agent_writes).", registry=r)
+        self.agents_not_counted_on = Gauge(P + "agents_not_counted_on",
+                                           "Agents whose self-fencing is not counted on: they do not trust "
+                                           "this controller's key, or their clock is unmeasured or off, by reason.",
+                                           ["reason"], registry=r)
         self.outage_suspected = Gauge(P + "control_plane_outage_suspected",
                                       "1 while more than half of the agents' heartbeats are stale.", registry=r)
 
