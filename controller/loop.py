@@ -371,8 +371,10 @@ class Controller:
         if obj is None:
             return None
         rem = RemediationView.parse(obj)
-        if rem.phase.terminal and not rem.recovery.get("taintAppliedAt"):
-            return None
+        if rem.phase.terminal:
+            self._witness.pop(rem.uid, None)  # nothing left to prove
+            if not rem.recovery.get("taintAppliedAt"):
+                return None
         if not self.informers[Kind.NODES].synced.is_set() or not self.informers[Kind.NODE_LEASES].synced.is_set():
             return 1.0  # never decide on a view we cannot trust
         obs = self._observe(rem)
