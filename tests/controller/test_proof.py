@@ -134,3 +134,17 @@ def test_an_acknowledging_agent_trusts_the_key_but_its_clock_is_still_checked() 
     assert str(ok.phase) == "Fenced"
     behind = decide(rem, observe(T0 + 200, stale_agent(offset=-60.0), witness=seen(ack=ack)), CFG)
     assert behind.status["escalation"]["cause"] == "ClockSkewTooLarge"
+
+
+def test_an_approval_counts_only_after_the_signed_order() -> None:
+    """The webhook's field: an operator's "the node is off" must postdate the order it
+    answers; one copied from before (or forged with an old date) proves nothing."""
+    def fenced_by_operator(approved_at: float) -> RemediationView:
+        return remediation("Fenced", phase_since=T0 + 60, fence=fence_status(),
+                           escalation={"kind": "OperatorApproval", "startedAt": format_time(T0 + 5)},
+                           approval={"approvedBy": "alice", "approvedAt": format_time(approved_at)},
+                           recovery={"strategy": "OutOfServiceTaint"})
+    alive = observe(T0 + 61, node(agent_info=agent(heartbeat=T0 + 60)))  # no self-fencing proof
+    assert str(decide(fenced_by_operator(T0 + 30), alive, CFG).phase) == "Recovering"
+    refused = decide(fenced_by_operator(T0 - 30), alive, CFG)
+    assert (str(refused.phase), str(refused.reason)) == ("Fencing", "ProofNotRederived")
