@@ -301,6 +301,8 @@ class Controller:
         """At start and whenever an agent republishes: which agents do not trust this
         controller's key, or whose clock is unmeasured or off beyond the bound. Logged once
         per change, counted in a gauge; their nodes' fences are not counted on."""
+        if not self.informers[Kind.AGENT_LEASES].synced.is_set():
+            return  # not seen yet is not "not published"
         failing: dict[str, str] = {}
         for node in nodes:
             name = str((node.get("metadata") or {}).get("name") or "")

@@ -213,7 +213,8 @@ def _agent_evidence(rem: RemediationView, obs: Observations, cfg: MachineConfig,
                     fence: FenceRecord) -> Evidence:
     """The self-fencing rules, on trusted inputs only (see controller.proof), once the
     agent-side assumptions are checked. A failed assumption escalates, but only once this
-    controller has sent the order: the agent's own refusal then names what went wrong."""
+    controller has sent the order and waited `ack_timeout_s` for an answer: the agent's own
+    refusal, if it comes, is what the escalation names."""
     report = trusted_report(rem, obs, fence)
     timing = cfg.timing
     delivered = witness_for(obs.witness, rem).delivery_attempted
@@ -223,8 +224,9 @@ def _agent_evidence(rem: RemediationView, obs: Observations, cfg: MachineConfig,
         skew = clock_skew(obs.node.agent, timing.max_clock_skew_s)
         problem = distrust or (skew if isinstance(skew, Refusal) else None)
         if problem is not None:
-            if not delivered:
-                return Evidence(Verdict.WAITING, Reason.FENCE_ORDERED, f"{problem.message}; sending the order first")
+            if not delivered or obs.now - fence.issued_at <= timing.ack_timeout_s:
+                return Evidence(Verdict.WAITING, Reason.FENCE_ORDERED,
+                                f"{problem.message}; waiting up to {timing.ack_timeout_s:g}s for its answer to the order")
             return Evidence(Verdict.ESCALATE, problem.reason, problem.message)
         if not isinstance(skew, Refusal):
             timing = replace(timing, max_clock_skew_s=skew)

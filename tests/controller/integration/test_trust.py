@@ -80,7 +80,7 @@ def test_agents_distrusting_the_key_escalate_with_the_refused_order(tmp_path: Pa
         w.start_controller("controller-0")
         c = w.cluster
         victim = wait_running(c, ["db-0", "db-1", "db-2"], timeout=30)["db-0"]
-        c.wait_for(lambda: w.leader() in w.controllers, 30, message="a leader")
+        c.wait_for(lambda: w.leader() in w.controllers, 90, message="a leader")
         c.fault("partition", victim, from_="api")
         unknown(w, victim)
         assert w.alert(victim).status_code == 200
@@ -99,7 +99,7 @@ def test_an_agent_clock_60s_behind_escalates_without_a_taint(tmp_path: Path) -> 
     with nodewarden_world(tmp_path, nodes=5, time_scale=SCALE, agent_clock_offsets={victim: -60.0}) as w:
         c = w.cluster
         wait_running(c, ["db-0", "db-1", "db-2"], timeout=30)
-        c.wait_for(lambda: w.leader() in w.controllers, 30, message="a leader")
+        c.wait_for(lambda: w.leader() in w.controllers, 90, message="a leader")
         c.fault("partition", victim, from_="api")
         unknown(w, victim)
         assert w.alert(victim).status_code == 200
@@ -119,7 +119,7 @@ def nodes_without_agent(victim: str) -> list[str]:
 
 def escalated_node_without_agent(w: World, victim: str) -> None:
     c = w.cluster
-    c.wait_for(lambda: w.leader() in w.controllers, 30, message="a leader")
+    c.wait_for(lambda: w.leader() in w.controllers, 90, message="a leader")
     c.fault("kubelet-stop", victim)  # its containers keep running: the danger
     unknown(w, victim)
     assert w.alert(victim).status_code == 200
