@@ -304,6 +304,13 @@ def _escalation(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> 
     state, now = rem.escalation_state, obs.now
     started = parse_time(state.get("startedAt")) or now
     trusted = trusted_fence(rem, obs, cfg.order_key) if rem.fence is not None else None
+    if (isinstance(trusted, FenceRecord) and trusted.refusal_reason and trusted.ack is None
+            and state.get("cause") != Reason.ORDER_REFUSED):
+        # The agent's refusal came after the escalation began: it is the better reason.
+        refused = evaluate(obs.node.agent, obs.node.boot_id, trusted, None, cfg.timing, now, False, True)
+        return _stay(rem, rem.reason, str(rem.raw_status.get("message", "")),
+                     {"escalation": {"cause": str(refused.reason), "causeMessage": refused.message[:1000]}},
+                     requeue_s=1.0)
     if isinstance(trusted, FenceRecord) and (trusted.ack is not None or rem.agent_report.get("lastFeedAt")):
         # The agent acknowledged after all: its watchdog is proof enough, once due.
         evidence = _agent_evidence(rem, obs, cfg, trusted)

@@ -158,6 +158,9 @@ def refusals(rem: RemediationView, obs: Observations, key: OrderKey | None, max_
     if isinstance(fence, Refusal):
         return [fence]
     out = []
+    if fence.refusal_reason and fence.ack is None:
+        out.append(Refusal(Reason.ORDER_REFUSED, f"the agent refused the fence order ({fence.refusal_reason}): "
+                                                 "a refused order is not a fence"))
     if obs.node.agent.present:
         distrust = key_distrusted(obs.node.agent, key) if fence.ack is None else None
         skew = clock_skew(obs.node.agent, max_skew_s)

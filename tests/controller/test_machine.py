@@ -182,9 +182,21 @@ def test_a_refused_order_escalates_naming_the_agents_reason() -> None:
     assert "BadSignature" in d.status["escalation"]["causeMessage"]
     # and never proven later by the agent's silence
     later = remediation("AwaitingApproval", phase_since=T0 + 5, fence=fence_status(),
-                        escalation={"kind": "OperatorApproval", "startedAt": format_time(T0 + 5)})
+                        escalation={"kind": "OperatorApproval", "startedAt": format_time(T0 + 5),
+                                    "cause": "OrderRefused"})
     check(decide(later, observe(T0 + 5000, witness=seen(refusal="Rejected/BadSignature")), CFG),
           "Failed", "EscalationTimeout", [])
+
+
+def test_a_refusal_heard_after_the_escalation_becomes_its_cause() -> None:
+    rem = remediation("AwaitingApproval", phase_since=T0 + 5, reason="AwaitingOperatorConfirmation",
+                      fence=fence_status(),
+                      escalation={"kind": "OperatorApproval", "startedAt": format_time(T0 + 5),
+                                  "cause": "AgentDistrustsKey"})
+    d = decide(rem, observe(T0 + 10, witness=seen(refusal="Rejected/BadSignature")), CFG)
+    check(d, "AwaitingApproval", "AwaitingOperatorConfirmation", [])
+    assert d.status["escalation"]["cause"] == "OrderRefused"
+    assert "BadSignature" in d.status["escalation"]["causeMessage"]
 
 
 def test_a_refusal_recorded_in_the_status_also_counts() -> None:

@@ -63,7 +63,16 @@ def still_no_taint(w: World, node: str, seconds: float = PAST_EVERY_DEADLINE_S) 
 
 
 def escalated_on_refusal(w: World, node: str, agent_reason: str) -> dict[str, Any]:
-    rem = w.wait_phase(node, "AwaitingApproval", "Failed", timeout=60)
+    w.wait_phase(node, "AwaitingApproval", "Failed", timeout=60)
+
+    def refused() -> dict[str, Any] | None:
+        rem = w.remediation(node) or {}
+        return rem if ((rem.get("status") or {}).get("escalation") or {}).get("cause") == "OrderRefused" else None
+
+    try:
+        rem = w.cluster.wait_for(refused, 30, message="the escalation naming the refused order")
+    except TimeoutError:
+        raise AssertionError(f"{(w.remediation(node) or {}).get('status')}\n{w.logs()}") from None
     status = rem["status"]
     escalation = status.get("escalation") or {}
     assert escalation.get("cause") == "OrderRefused", status
