@@ -29,6 +29,11 @@ from core.fence_order import new_order, sign_order
 from core.peer_client import OrderAnswer, OrderOutcome, PeerClient, PeerError
 
 log = logging.getLogger("nodewarden.controller.act")
+# Answers in which the agent did not take the order. "Already rebooted" is not one: the
+# node has been reset since the order's boot. Nor is "not ready" (the agent cannot tell
+# yet which boot it is on: only the simulator's `node-status` boot source, on an agent
+# started after a reboot, while the API is out of its reach): it is an answer to come.
+REFUSALS = frozenset({OrderOutcome.REJECTED, OrderOutcome.CANNOT_FENCE})
 
 
 class Actor:
@@ -92,10 +97,9 @@ class Actor:
 
     def _record(self, rem: RemediationView, action: str, answers: list[tuple[str, OrderAnswer]],
                 now: float) -> dict[str, Any]:
-        best_via, best = answers[0]
-        for via, answer in answers:  # prefer an acknowledgement, then a direct answer
-            if answer.acknowledgement is not None and best.acknowledgement is None:
-                best_via, best = via, answer
+        # Prefer an acknowledgement, then a refusal (the agent's own word), then the first.
+        best_via, best = min(answers, key=lambda item: (item[1].acknowledgement is None,
+                                                        item[1].outcome not in REFUSALS))
         last = {"at": format_time(now), "via": best_via, "outcome": str(best.outcome),
                 "reason": best.reason or "", "detail": best.detail[:1000]}
         if action != str(OrderAction.FENCE):
@@ -109,9 +113,12 @@ class Actor:
                                         "lastFeedAt": format_time(ack.last_feed_at),
                                         "watchdogTimeoutSeconds": ack.watchdog_timeout_s}
             self.metrics.fence_orders.labels(action, "acknowledged").inc()
-        elif best.outcome is OrderOutcome.REJECTED:
+        elif best.outcome in REFUSALS:
             self.metrics.fence_orders.labels(action, "rejected").inc()
-            log.warning("the agent of %s REJECTED the fence order: %s %s", rem.node, best.reason, best.detail)
+            fence["refusal"] = {"reason": f"{best.outcome}/{best.reason or ''}", "at": format_time(now),
+                                "via": best_via}
+            log.warning("the agent of %s REFUSED the fence order: %s %s %s", rem.node, best.outcome, best.reason,
+                        best.detail)
         return {"fence": fence}
 
     def check_peer_silence(self, rem: RemediationView, peers: list[tuple[str, str]], now: float) -> dict[str, Any]:

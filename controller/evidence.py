@@ -14,6 +14,8 @@ agent's clock, so each deadline adds the allowed clock skew once.
   fences only once a peer can relay an order); the watchdog then fires within one timeout.
   Deadline = max(T, order stored) + detection + 2 x watchdog timeout + margin + skew.
   Often already past when the alert arrives: that is where we beat fixed safe-time waits.
+- Never: a refused order (any answer but an acknowledgement or "already rebooted"): the
+  agent did not take it, so its silence proves nothing; escalate (OrderRefused).
 - Never assumed: no agent, an agent not self-fence capable, an agent that has not
   published since the node's current boot, an agent whose heartbeat is fresh but which
   does not acknowledge, or a suspected control-plane outage (agents then deliberately do
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.model import (
+    Acknowledgement,
     AgentInfo,
     EvidenceRule,
     FenceRecord,
@@ -86,20 +89,25 @@ def _acknowledged(last_feed_at: float, watchdog_timeout_s: float, via: str, t: F
                     EvidenceRule.ACKNOWLEDGED_WATCHDOG, deadline, inputs)
 
 
-def evaluate(agent: AgentInfo, node_boot_id: str, fence: FenceRecord, agent_report: dict[str, Any],
-             t: FenceTiming, now: float, outage_suspected: bool) -> Evidence:
-    """Is the node fenced? One verdict with its reason; inputs recorded for the status."""
+def evaluate(agent: AgentInfo, node_boot_id: str, fence: FenceRecord, report: Acknowledgement | None,
+             t: FenceTiming, now: float, outage_suspected: bool, delivered: bool = False) -> Evidence:
+    """Is the node fenced? One verdict with its reason; inputs recorded for the status.
+
+    `fence` must be the trusted record (`controller.proof.trusted_fence`): the signed
+    order's times and boot, and only the acknowledgement, refusal and peer silence this
+    controller saw itself; `report` the agent's own report, already checked to be
+    trustworthy; `delivered`: this controller process has tried to deliver the order."""
+    # 0. A refused order is not a fence: whatever the heartbeat says, the agent did not
+    #    take this order, so its going silent proves nothing about it.
+    if fence.refusal_reason and fence.ack is None:
+        return Evidence(Verdict.ESCALATE, Reason.ORDER_REFUSED,
+                        f"the agent refused the fence order ({fence.refusal_reason}): a refused order is not "
+                        "a fence, and the agent's silence proves nothing")
     # 1. An acknowledgement (delivered answer, or the agent's own report in the API).
-    if fence.ack is not None:
-        timeout = max(fence.ack.watchdog_timeout_s, agent.watchdog_timeout_s or 0.0)
-        return _acknowledged(fence.ack.last_feed_at, timeout, fence.ack.via, t, now)
-    report_feed = agent_report.get("lastFeedAt")
-    report_timeout = agent_report.get("watchdogTimeoutSeconds")
-    if report_feed and report_timeout is not None and agent_report.get("bootId", fence.boot_id) == fence.boot_id:
-        last_feed = parse_time(report_feed)
-        if last_feed is not None:
-            timeout = max(float(report_timeout), agent.watchdog_timeout_s or 0.0)
-            return _acknowledged(last_feed, timeout, "agentReport", t, now)
+    ack = fence.ack or report
+    if ack is not None:
+        timeout = max(ack.watchdog_timeout_s, agent.watchdog_timeout_s or 0.0)
+        return _acknowledged(ack.last_feed_at, timeout, ack.via, t, now)
     # 2. Without an acknowledgement, only a capable agent's silence can prove anything.
     if not agent.present:
         return Evidence(Verdict.ESCALATE, Reason.NO_AGENT,
@@ -119,6 +127,10 @@ def evaluate(agent: AgentInfo, node_boot_id: str, fence: FenceRecord, agent_repo
         return Evidence(Verdict.WAITING, Reason.CONTROL_PLANE_OUTAGE,
                         "more than half of the agents' heartbeats are stale: a control-plane outage is "
                         "suspected, in which agents deliberately do not fence; not counting on self-fencing")
+    if not delivered:
+        return Evidence(Verdict.WAITING, Reason.FENCE_ORDERED,
+                        "the order has not been sent by this controller yet: an agent's refusal would "
+                        "not be known, so its silence is not counted")
     last_contact = agent.heartbeat_renewed_at
     lease_s = agent.heartbeat_duration_s or 0.0
     if now <= last_contact + lease_s + t.max_clock_skew_s and last_contact >= fence.issued_at - t.max_clock_skew_s:

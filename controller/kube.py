@@ -5,7 +5,8 @@ NodeRemediations, the kubelets' Leases (`kube-node-lease`) and nodewarden's own 
 (agents' heartbeats), plus the pause-switch ConfigMap. Writes: the remediation's
 `/status` (merge patch guarded by resourceVersion), the out-of-service taint
 (read-modify-write, see `core.kube.ensure_node_taint`), force deletion of a node's pods
-and VolumeAttachments, Events, and the leader Lease.
+and VolumeAttachments, Events, and the leader Lease. Reads: whether the admission policy
+that restricts agents' writes (and its binding) exists.
 """
 
 from __future__ import annotations
@@ -124,6 +125,16 @@ class ControllerKube:
         info: Any = call(self.kube.version.get_code, _request_timeout=self.kube.timeout)
         minor = "".join(ch for ch in str(info.minor) if ch.isdigit()) or "0"
         return int(str(info.major)), int(minor)
+
+    def admission_policy_present(self, name: str) -> bool:
+        """Both the ValidatingAdmissionPolicy `name` and its binding of the same name exist."""
+        api = client.AdmissionregistrationV1Api(self.kube.api_client)
+        try:
+            call(api.read_validating_admission_policy, name, _request_timeout=self.kube.timeout)
+            call(api.read_validating_admission_policy_binding, name, _request_timeout=self.kube.timeout)
+        except NotFound:
+            return False
+        return True
 
     def create_event(self, namespace: str, body: JSON) -> None:
         call(self.kube.events.create_namespaced_event, namespace, body, _request_timeout=self.kube.timeout)

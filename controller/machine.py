@@ -12,7 +12,7 @@ outcome is listed in docs/fencing-protocol.md.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from controller.evidence import (
@@ -26,6 +26,7 @@ from controller.evidence import (
 from controller.model import (
     Escalation,
     EvidenceRule,
+    FenceRecord,
     Observations,
     Phase,
     Reason,
@@ -34,6 +35,16 @@ from controller.model import (
     format_time,
     parse_time,
 )
+from controller.proof import (
+    Refusal,
+    clock_skew,
+    key_distrusted,
+    operator_confirmed,
+    trusted_fence,
+    trusted_report,
+    witness_for,
+)
+from core.fence_order import OrderKey
 
 
 class ActionKind(enum.StrEnum):
@@ -78,6 +89,7 @@ class MachineConfig:
     node_not_back_after_s: float = 1800.0
     alive_grace_s: float = 30.0  # a node seen alive after its fence: how long to wait for its new boot
     silence_settle_s: float = 2.0  # after the order is stored, before peers' "healthy" answers are final
+    order_key: OrderKey | None = None  # this controller's public key: stored orders must verify with it
 
 
 def _stay(rem: RemediationView, reason: str, message: str, status: dict[str, Any] | None = None,
@@ -204,11 +216,43 @@ def _fenced_by(evidence: Evidence, now: float) -> Decision:
                     {"fence": {"evidence": evidence.record(now)}})
 
 
+def _agent_evidence(rem: RemediationView, obs: Observations, cfg: MachineConfig,
+                    fence: FenceRecord) -> Evidence:
+    """The self-fencing rules, on trusted inputs only (see controller.proof), once the
+    agent-side assumptions are checked. A failed assumption escalates, but only once this
+    controller has sent the order and waited `ack_timeout_s` for an answer: the agent's own
+    refusal, if it comes, is what the escalation names."""
+    report = trusted_report(rem, obs, fence)
+    timing = cfg.timing
+    delivered = witness_for(obs.witness, rem).delivery_attempted
+    if obs.node.agent.present and not (fence.refusal_reason and fence.ack is None):
+        # An agent that acknowledged took the order: it trusts the key, whatever it published.
+        distrust = None if fence.ack is not None else key_distrusted(obs.node.agent, cfg.order_key)
+        skew = clock_skew(obs.node.agent, timing.max_clock_skew_s)
+        problem = distrust or (skew if isinstance(skew, Refusal) else None)
+        if problem is not None:
+            if not delivered or obs.now - fence.issued_at <= timing.ack_timeout_s:
+                return Evidence(Verdict.WAITING, Reason.FENCE_ORDERED,
+                                f"{problem.message}; waiting up to {timing.ack_timeout_s:g}s for its answer to the order")
+            return Evidence(Verdict.ESCALATE, problem.reason, problem.message)
+        if not isinstance(skew, Refusal):
+            timing = replace(timing, max_clock_skew_s=skew)
+    return evaluate(obs.node.agent, obs.node.boot_id or fence.boot_id, fence,
+                    None if isinstance(report, Refusal) else report, timing, obs.now,
+                    obs.outage_suspected, delivered)
+
+
 def _fencing(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
-    now, fence = obs.now, rem.fence
-    if fence is None:  # entered Fencing and stopped before the order was recorded
+    now = obs.now
+    if rem.fence is None:  # entered Fencing and stopped before the order was recorded
         return _stay(rem, Reason.FENCE_ORDERED, "issuing the fence order",
                      actions=(Action(ActionKind.ISSUE_ORDER, {"action": "fence"}),), requeue_s=1.0)
+    trusted = trusted_fence(rem, obs, cfg.order_key)
+    if isinstance(trusted, Refusal):  # not our order: no agent can be counted on to act on it
+        if rem.escalation_state.get("kind"):
+            return _escalation(rem, obs, cfg)
+        return _escalate(rem, obs, cfg, trusted.reason, trusted.message, ())
+    fence = trusted
     if _rebooted(rem, obs):
         evidence = Evidence(Verdict.SATISFIED, Reason.NODE_REBOOTED,
                             f"the node is Ready again with a new boot ({obs.node.boot_id[:8]}): it was reset",
@@ -218,8 +262,7 @@ def _fencing(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Dec
                         {"fence": {"evidence": evidence.record(now)}})
     if rem.escalation_state.get("kind"):
         return _escalation(rem, obs, cfg)
-    evidence = evaluate(obs.node.agent, obs.node.boot_id or fence.boot_id, fence, rem.agent_report,
-                        cfg.timing, now, obs.outage_suspected)
+    evidence = _agent_evidence(rem, obs, cfg, fence)
     if evidence.rule is EvidenceRule.AGENT_HEARTBEAT_STALE and not order_lifetime_ok(
             obs.node.agent, fence.issued_at, fence.expires_at, cfg.timing):
         evidence = Evidence(Verdict.ESCALATE, Reason.ORDER_EXPIRES_TOO_SOON,
@@ -274,20 +317,41 @@ def _escalate(rem: RemediationView, obs: Observations, cfg: MachineConfig, reaso
 def _escalation(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
     state, now = rem.escalation_state, obs.now
     started = parse_time(state.get("startedAt")) or now
-    if rem.fence is not None and (rem.fence.ack is not None or rem.agent_report.get("lastFeedAt")):
+    trusted = trusted_fence(rem, obs, cfg.order_key) if rem.fence is not None else None
+    if (isinstance(trusted, FenceRecord) and trusted.refusal_reason and trusted.ack is None
+            and state.get("cause") != Reason.ORDER_REFUSED):
+        # The agent's refusal came after the escalation began: it is the better reason.
+        refused = evaluate(obs.node.agent, obs.node.boot_id, trusted, None, cfg.timing, now, False, True)
+        return _stay(rem, rem.reason, str(rem.raw_status.get("message", "")),
+                     {"escalation": {"cause": str(refused.reason), "causeMessage": refused.message[:1000]}},
+                     requeue_s=1.0)
+    if isinstance(trusted, FenceRecord) and (trusted.ack is not None or rem.agent_report.get("lastFeedAt")):
         # The agent acknowledged after all: its watchdog is proof enough, once due.
-        evidence = evaluate(obs.node.agent, obs.node.boot_id or rem.fence.boot_id, rem.fence,
-                            rem.agent_report, cfg.timing, now, obs.outage_suspected)
-        if evidence.verdict is Verdict.SATISFIED:
+        evidence = _agent_evidence(rem, obs, cfg, trusted)
+        if evidence.verdict is Verdict.SATISFIED and evidence.rule is EvidenceRule.ACKNOWLEDGED_WATCHDOG:
             return _fenced_by(evidence, now)
     if state.get("kind") == str(Escalation.FENCE_AGENT):
+        succeeded_at = witness_for(obs.witness, rem).fence_agent_succeeded_at
         if state.get("device"):  # the fence inventory's BMC: one run (its retries inside), then a verdict
-            if int(state.get("finishedAttempt") or 0) < int(state.get("attempts") or 1):
-                return _stay(rem, Reason.ESCALATED_TO_FENCE_AGENT, "powering the node off through its BMC",
-                             actions=(Action(ActionKind.RUN_FENCE_AGENT, {"attempt": state.get("attempts") or 1}),))
+            attempts = int(state.get("attempts") or 1)
+            # A confirmation this process did not see (written before a restart, or by someone
+            # else) is not trusted: powering off again is harmless, trusting the record is not.
+            unseen = state.get("lastExitCode") == 0 and succeeded_at is None
+            if int(state.get("finishedAttempt") or 0) < attempts or unseen:
+                doing = ("powering the node off through its BMC again: its recorded confirmation was not seen "
+                         "by this controller" if unseen else "powering the node off through its BMC")
+                return _stay(rem, Reason.ESCALATED_TO_FENCE_AGENT, doing,
+                             actions=(Action(ActionKind.RUN_FENCE_AGENT, {"attempt": attempts}),))
             return _bmc_fence_result(rem, obs, state)
-        if state.get("lastExitCode") == 0 and state.get("finishedAt"):
-            finished = parse_time(state["finishedAt"]) or now
+        if state.get("lastExitCode") == 0 and state.get("finishedAt") and succeeded_at is None:
+            # A success this process did not see (written before a restart, or by someone
+            # else): powering off again is harmless, trusting the record is not.
+            attempts = int(state.get("attempts") or 1)
+            return _stay(rem, Reason.ESCALATED_TO_FENCE_AGENT,
+                         f"running the fence agent again: its recorded success (attempt {attempts}) was not "
+                         "seen by this controller", actions=(Action(ActionKind.RUN_FENCE_AGENT, {"attempt": attempts}),))
+        if state.get("lastExitCode") == 0 and succeeded_at is not None:
+            finished = succeeded_at
             evidence = Evidence(Verdict.SATISFIED, Reason.FENCE_PROVEN,
                                 f"the fence agent powered the node off (attempt {state.get('attempts')})",
                                 EvidenceRule.FENCE_AGENT, finished,
@@ -412,19 +476,34 @@ def _node_alive_check(rem: RemediationView, obs: Observations, cfg: MachineConfi
                  "new boot before deciding; no taint meanwhile", requeue_s=2.0)
 
 
-def _unproven(rem: RemediationView) -> Decision | None:
-    """Recovery needs recorded proof; a status that claims more (hand-edited, or written by
-    something else) is refused."""
-    evidence = (rem.fence.evidence if rem.fence else None) or {}
-    if evidence.get("rule") and evidence.get("satisfiedAt"):
+def _unproven(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision | None:
+    """Recovery acts only on a proof derived again, at that moment, from inputs the
+    controller can trust (controller.proof). The stored phase and `fence.evidence` are a
+    record, so a status that claims a fence (hand-written, or written by something else)
+    is refused: back to fencing, where the real evidence is gathered, or Failed when no
+    order of ours is recorded."""
+    fence = trusted_fence(rem, obs, cfg.order_key) if rem.fence is not None else None
+    if not isinstance(fence, FenceRecord):
+        why = fence.message if isinstance(fence, Refusal) else "no fence order is recorded"
+        return Decision(Phase.FAILED, Reason.FENCE_NOT_PROVEN,
+                        f"the stored status says {rem.phase}, but {why}: refusing to recover; "
+                        "no taint is applied")
+    kind = rem.escalation_state.get("kind")
+    if kind == str(Escalation.FENCE_AGENT) and witness_for(obs.witness, rem).fence_agent_succeeded_at is not None:
         return None
-    return Decision(Phase.FAILED, Reason.FENCE_NOT_PROVEN,
-                    f"the stored status says {rem.phase} but records no satisfied fence evidence: "
-                    "refusing to recover; no taint is applied")
+    if operator_confirmed(rem, fence):
+        return None
+    evidence = _agent_evidence(rem, obs, cfg, fence)
+    if evidence.verdict is Verdict.SATISFIED:
+        return None
+    return Decision(Phase.FENCING, Reason.PROOF_NOT_REDERIVED,
+                    f"the stored status says {rem.phase}, but the fence cannot be proven again from what this "
+                    f"controller observed and can authenticate ({evidence.reason}: {evidence.message}); "
+                    "no taint is applied")
 
 
 def _fenced(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
-    refused = _unproven(rem)
+    refused = None if rem.dry_run else _unproven(rem, obs, cfg)
     if refused is not None:
         return refused
     alive = _node_alive_check(rem, obs, cfg)
@@ -445,9 +524,6 @@ def _fenced(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Deci
 
 def _recovering(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
     rec = rem.recovery
-    refused = _unproven(rem)
-    if refused is not None:
-        return refused
     if not obs.node.exists:
         return Decision(Phase.SUCCEEDED, Reason.NODE_GONE, "the Node object is gone")
     if rem.dry_run:
@@ -473,6 +549,9 @@ def _recovering(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> 
     alive = _node_alive_check(rem, obs, cfg)
     if alive is not None:
         return alive
+    refused = _unproven(rem, obs, cfg)  # the moment of tainting (or deleting)
+    if refused is not None:
+        return refused
     return _stay(rem, Reason.RECOVERY_STARTED, f"recovering with {strategy}", actions=(action,), requeue_s=1.0)
 
 

@@ -65,6 +65,16 @@ class ControllerMetrics:
         self.errors = Counter(P + "reconcile_errors_total", "Reconcile failures, by kind.", ["kind"], registry=r)
         self.taint_changes = Counter(P + "taint_changes_total", "Out-of-service taint changes made.",
                                      ["change"], registry=r)
+        self.evidence_refusals = Counter(P + "evidence_refusals_total",
+                                         "Fence evidence refused (a refused order, a forged or unauthenticated "
+                                         "input, an unchecked assumption), by reason.", ["reason"], registry=r)
+        self.agent_reports_trusted = Gauge(P + "agent_reports_trusted",
+                                           "1 while agents' own reports count as fence evidence "
+                                           "(trust_agent_writes).", registry=r)
+        self.agents_not_counted_on = Gauge(P + "agents_not_counted_on",
+                                           "Agents whose self-fencing is not counted on: they do not trust "
+                                           "this controller's key, or their clock is unmeasured or off, by reason.",
+                                           ["reason"], registry=r)
         self.outage_suspected = Gauge(P + "control_plane_outage_suspected",
                                       "1 while more than half of the agents' heartbeats are stale.", registry=r)
 

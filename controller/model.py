@@ -53,6 +53,15 @@ class Reason(enum.StrEnum):
     FENCE_NOT_PROVEN = "FenceNotProven"
     FENCE_TIMEOUT = "FenceTimeout"
     NODE_REBOOTED = "NodeRebooted"
+    ORDER_REFUSED = "OrderRefused"  # the agent refused the order (reason in the message)
+    # Evidence refused: an input to the proof is not one the controller can trust
+    ORDER_NOT_OURS = "OrderNotOurs"  # the stored order is not one this controller's key signed
+    PROOF_NOT_REDERIVED = "ProofNotRederived"  # the status claims a fence the controller cannot re-derive
+    AGENT_REPORT_WITHOUT_BOOT = "AgentReportWithoutBoot"
+    AGENT_WRITES_UNRESTRICTED = "AgentWritesUnrestricted"
+    AGENT_DISTRUSTS_KEY = "AgentDistrustsKey"
+    CLOCK_SKEW_TOO_LARGE = "ClockSkewTooLarge"
+    CLOCK_SKEW_UNMEASURED = "ClockSkewUnmeasured"
     # Fenced / recovering
     FENCE_PROVEN = "FenceProven"
     RECOVERY_STARTED = "RecoveryStarted"
@@ -121,6 +130,7 @@ class FenceRecord:
     ack: Acknowledgement | None = None
     evidence: dict[str, Any] | None = None
     peer_silence: dict[str, Any] = field(default_factory=dict)
+    refusal_reason: str = ""  # the agent refused this order, with this reason
 
 
 @dataclass(frozen=True)
@@ -167,7 +177,8 @@ class RemediationView:
                 issued_at=parse_time(f["issuedAt"]) or 0.0,
                 expires_at=parse_time(f.get("expiresAt")) or 0.0,
                 boot_id=str(f.get("bootId", "")), delivered_via=tuple(f.get("deliveredVia") or ()),
-                ack=ack, evidence=f.get("evidence"), peer_silence=dict(f.get("peerSilence") or {}))
+                ack=ack, evidence=f.get("evidence"), peer_silence=dict(f.get("peerSilence") or {}),
+                refusal_reason=str(_get(f, "refusal", "reason") or ""))
         try:
             strategy = Strategy(spec.get("strategy", Strategy.OUT_OF_SERVICE_TAINT))
         except ValueError:
@@ -216,6 +227,11 @@ class AgentInfo:
     peer_endpoint: str = ""
     heartbeat_renewed_at: float | None = None  # the agent's Lease renewTime (agent clock)
     heartbeat_duration_s: float | None = None
+    # Published on the heartbeat Lease: the order keys it trusts (None: never published) and
+    # its clock's offset against the API server's Date, with the half-width of that measure.
+    key_fingerprints: tuple[str, ...] | None = None
+    clock_offset_s: float | None = None
+    clock_offset_error_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -241,6 +257,22 @@ class PeerObs:
 
 
 @dataclass(frozen=True)
+class Witness:
+    """What this controller process itself saw of one order: the answers it received and
+    the commands it ran. Kept in memory, never read back from the status (which anyone
+    allowed to write `noderemediations/status` could have edited), so after a restart it
+    is empty and the proof is gathered again."""
+
+    order: str = ""  # the token these facts are about
+    delivery_attempted: bool = False  # this process sent the order at least once
+    ack: Acknowledgement | None = None
+    refusal_reason: str = ""  # the agent's reason, when it refused the order
+    refusal_at: float | None = None
+    peer_silence: dict[str, Any] = field(default_factory=dict)
+    fence_agent_succeeded_at: float | None = None
+
+
+@dataclass(frozen=True)
 class Observations:
     now: float
     node: NodeObs
@@ -249,3 +281,7 @@ class Observations:
     paused: bool = False  # the operators' pause switch: no new fencing starts
     oos_taint_supported: bool = True  # server version >= 1.28
     fence_device: str = ""  # the fence inventory's device for this node ("" = none)
+    witness: Witness = Witness()  # what this process saw of the recorded order
+    # `status.agentReport` counts as evidence only while agents can write nothing but their
+    # own node's report (trust_agent_writes); otherwise this says why not.
+    agent_reports_refused: str = Reason.AGENT_WRITES_UNRESTRICTED

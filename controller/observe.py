@@ -34,6 +34,8 @@ def agent_info(node: dict[str, Any], agent_lease: dict[str, Any] | None) -> Agen
     ann = (node.get("metadata") or {}).get("annotations") or {}
     present = names.ANN_SELF_FENCE_CAPABLE in ann or names.ANN_PEER_ENDPOINT in ann
     spec = (agent_lease or {}).get("spec") or {}
+    lease_ann = ((agent_lease or {}).get("metadata") or {}).get("annotations") or {}
+    fingerprints = lease_ann.get(names.ANN_ORDER_KEY_FINGERPRINTS)
     return AgentInfo(
         present=present,
         self_fence_capable=str(ann.get(names.ANN_SELF_FENCE_CAPABLE, "")).lower() == "true",
@@ -43,6 +45,9 @@ def agent_info(node: dict[str, Any], agent_lease: dict[str, Any] | None) -> Agen
         peer_endpoint=str(ann.get(names.ANN_PEER_ENDPOINT, "")),
         heartbeat_renewed_at=parse_time(spec.get("renewTime")) if agent_lease else None,
         heartbeat_duration_s=_float(spec.get("leaseDurationSeconds")),
+        key_fingerprints=None if fingerprints is None else tuple(f for f in str(fingerprints).split(",") if f),
+        clock_offset_s=_float(lease_ann.get(names.ANN_CLOCK_OFFSET_S)),
+        clock_offset_error_s=_float(lease_ann.get(names.ANN_CLOCK_OFFSET_ERROR_S)),
     )
 
 

@@ -24,6 +24,8 @@ from core import names, timing
 from core.settings import SettingsError, load_settings, read_config_file
 
 ENV_PREFIX = "NODEWARDEN_CONTROLLER_"
+TRUST_AGENT_WRITES = ("policy", "unverified", "never")
+AGENT_WRITES_POLICY = "nodewarden-agent-writes"  # the ValidatingAdmissionPolicy and its binding
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,12 @@ class ControllerSettings:
     order_ttl_s: float = 1800.0  # fence orders expire after this
     ack_timeout_s: float = 60.0  # an agent that reaches the API must acknowledge within this
     fence_timeout_s: float = 900.0  # give up on self-fencing evidence after this: escalate
+    # Whether agents' own reports (status.agentReport) may count as evidence: "policy" (only
+    # while the ValidatingAdmissionPolicy and binding nodewarden-agent-writes exist, checked
+    # at start and every trust_check_interval_s), "unverified" (trusted without a check:
+    # only where agents' writes are restricted some other way), "never".
+    trust_agent_writes: str = "policy"
+    trust_check_interval_s: float = 60.0
     # Escalation.
     fence_inventory_file: str = ""  # the policy file whose `fenceAgents` names each node's BMC
     fence_agent_command: str = ""  # e.g. "fence_ipmilan --ip {node}-bmc ... --action off"
@@ -156,6 +164,9 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ControllerSetting
         raise SettingsError("workers", "must be at least 1")
     if settings.fence_agent_attempts < 1:
         raise SettingsError("fence_agent_attempts", "must be at least 1")
+    if settings.trust_agent_writes not in TRUST_AGENT_WRITES:
+        raise SettingsError("trust_agent_writes", f"expected one of {', '.join(TRUST_AGENT_WRITES)}, "
+                            f"got {settings.trust_agent_writes!r}")
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError("log_level", f"expected DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
     return settings

@@ -247,6 +247,13 @@ class OrderKey:
         if len(self.raw) != 32:
             raise ValueError(f"an Ed25519 public key is 32 bytes, not {len(self.raw)}")
 
+    def fingerprint(self) -> str:
+        """The first 16 hex digits of the key's SHA-256: how agents publish which keys
+        they trust, and how the controller finds its own among them."""
+        import hashlib
+
+        return hashlib.sha256(self.raw).hexdigest()[:16]
+
     @classmethod
     def of(cls, key: Ed25519PublicKey) -> OrderKey:
         return cls(key.public_bytes_raw())

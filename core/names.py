@@ -26,6 +26,11 @@ ANN_ISOLATION_DETECT_S = ANNOTATION_PREFIX + "isolation-detect-seconds"  # worst
 ANN_AGENT_VERSION = ANNOTATION_PREFIX + "agent-version"
 ANN_PEER_ENDPOINT = ANNOTATION_PREFIX + "peer-endpoint"  # "https://host:port" or "http://..."
 ANN_AGENT_BOOT_ID = ANNOTATION_PREFIX + "agent-boot-id"  # bootID the agent last published under
+# On the agent's heartbeat Lease (renewed with it): the assumptions of the evidence rules,
+# measured by the agent and checked by the controller.
+ANN_ORDER_KEY_FINGERPRINTS = ANNOTATION_PREFIX + "order-key-fingerprints"  # comma-separated
+ANN_CLOCK_OFFSET_S = ANNOTATION_PREFIX + "clock-offset-seconds"  # API server's Date - agent clock
+ANN_CLOCK_OFFSET_ERROR_S = ANNOTATION_PREFIX + "clock-offset-error-seconds"  # half-width of that
 
 # Labels operators put on Nodes.
 LABEL_OPT_OUT = ANNOTATION_PREFIX + "remediation"  # value "disabled" opts a node out

@@ -10,6 +10,7 @@ gunicorn, and one or more real controller processes, every timing scaled togethe
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -200,7 +201,10 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
                      remediation_policy: dict[str, Any] | None = None,
                      controller_overrides: dict[str, Any] | None = None,
                      timings: Any = None, webhooks: int = 1, bmcs: BmcOptions | None = None,
-                     fence_inventory: InventoryFn | None = None) -> Iterator[World]:
+                     fence_inventory: InventoryFn | None = None,
+                     agent_clock_offsets: dict[str, float] | None = None) -> Iterator[World]:
+    """`agent_clock_offsets`: {node: seconds} by which that node's agent's wall clock is
+    off (negative: behind), a fault played by harness.agent_clock."""
     tmp.mkdir(parents=True, exist_ok=True)
     key = generate_private_key()
     (tmp / "signing.pem").write_bytes(private_key_pem(key))
@@ -210,9 +214,13 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
         from sim.world.timings import Timings
 
         timings = Timings(watchdog_timeout_s=AGENT_WATCHDOG_S)
+    agent_module = "node_agent"
+    if agent_clock_offsets:
+        (tmp / "clock-offsets.json").write_text(json.dumps(agent_clock_offsets))
+        agent_module = f"harness.agent_clock {tmp / 'clock-offsets.json'} {{node}} --"
     cluster = Cluster(nodes=nodes, time_scale=time_scale, workdir=tmp / "sim", workloads=list(workloads),
                       timings=timings, agent_nodes=agent_nodes, node_age_s=86400.0, bmcs=bmcs,
-                      agent_cmd=(f"{sys.executable} -m node_agent --node-name {{node}} --service-account-dir {{service_account}} "
+                      agent_cmd=(f"{sys.executable} -m {agent_module} --node-name {{node}} --service-account-dir {{service_account}} "
                                  f"--watchdog {{watchdog}} --listen {{address}} --config {tmp / 'agent.yaml'}"))
     (tmp / "agent.yaml").write_text(yaml.safe_dump(agent_config(
         time_scale, cluster.timings.watchdog_timeout_s, tmp / "peer-secret", tmp / "order-keys.pem",

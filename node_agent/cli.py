@@ -99,7 +99,7 @@ def build(settings: AgentSettings) -> Runtime:
     verify: bool | str = settings.peer_ca_file or True
     seams = Seams(
         clock=clock,
-        api=KubeAgentApi(api_configuration),
+        api=KubeAgentApi(api_configuration, clock, tuple(key.fingerprint() for key in keys)),
         opener=watchdog_opener(settings, settings.reboot_fallback_enabled),
         peer_client=PeerClient(
             secret, timeout_s=settings.peer_request_timeout_s, clock=clock, verify=verify

@@ -10,6 +10,9 @@ Terms:
   proves nothing about its network); `question_open_s` is how long it has been open;
 - an answer is *fresh* if it is younger than the isolation timeout; only fresh answers
   count, so the verdict slides with time and a peer's word expires;
+- an answer that relays a fence order this agent refused (`PeerAnswer.refused_order`) is
+  no word that all is well: it counts neither in row 13 nor in row 14, and at the time-up
+  the agent fences with `RefusedOrderRelayed` (row 16a);
 - *support* is the evidence the last Run on peers' words rested on (rows 13-14): its age
   is that of the answer whose expiry would have ended that Run. The time is up (rows
   15-16) only once the question has been open for the isolation timeout *and* the
@@ -61,6 +64,7 @@ class Reason(enum.StrEnum):
     CONTROL_PLANE_OUTAGE = "ControlPlaneOutage"
     ISOLATED = "Isolated"
     NO_QUORUM = "NoQuorum"
+    REFUSED_ORDER_RELAYED = "RefusedOrderRelayed"
     ASKING_PEERS = "AskingPeers"
 
 
@@ -80,6 +84,10 @@ class PeerAnswer:
     peer: str
     api_reachable: bool | None  # None: the peer could not tell
     age_s: float  # how long ago the answer arrived
+    # The answer relayed a fence order for this node that this agent refused (a bad
+    # signature, a clock behind, no way to fence): the peer reaches the API, but the API
+    # does not say "all is well" (see row 13).
+    refused_order: bool = False
 
 
 @dataclass(frozen=True)
@@ -171,8 +179,14 @@ def decide(obs: Observation, policy: Policy) -> Decision:
             return Decision(Verdict.FENCE, Reason.TOO_FEW_PEERS_ISOLATED, f"API unreachable for {open_s:.1f}s")
         return Decision(Verdict.RUN, Reason.TOO_FEW_PEERS_STAY_UP, "configured to stay up")
 
-    # 13. A peer reaches the API and holds no order for us.
-    reaching = sorted((a for a in fresh if a.api_reachable is True), key=lambda a: a.age_s)
+    # 13. A peer reaches the API and holds no order for us. An answer that relays an order
+    #     this agent refused is no such word: the remediator wants this node fenced and the
+    #     agent cannot tell that the order is genuine and current. Believing neither the order
+    #     nor "all is well", the agent treats the answer as no support at all (it counts
+    #     neither here nor in row 14), so a cut-off agent fences within the bound it
+    #     publishes, as if no peer had answered (row 16a).
+    reaching = sorted((a for a in fresh if a.api_reachable is True and not a.refused_order),
+                      key=lambda a: a.age_s)
     if reaching:
         return Decision(Verdict.RUN, Reason.PEER_REACHES_API, f"{reaching[0].peer} reaches the API",
                         support_age_s=reaching[0].age_s)
@@ -194,6 +208,14 @@ def decide(obs: Observation, policy: Policy) -> Decision:
     if open_s >= iso and not supported:
         if not fresh:
             return Decision(Verdict.FENCE, Reason.ISOLATED, f"no peer answered for {open_s:.1f}s")
+        refused = [a.peer for a in fresh if a.refused_order]
+        if refused:
+            return Decision(
+                Verdict.FENCE,
+                Reason.REFUSED_ORDER_RELAYED,
+                f"API unreachable for {open_s:.1f}s; {', '.join(sorted(refused)[:3])} relayed a fence order "
+                "this agent refused: no peer's word that all is well",
+            )
         return Decision(
             Verdict.FENCE,
             Reason.NO_QUORUM,

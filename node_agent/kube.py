@@ -11,6 +11,11 @@ The agent reads and writes only these objects (its RBAC follows from this list):
 | `annotate_node`       | nodes/<node> (metadata.annotations only)                  | patch (merge)|
 | `list_peers`          | nodes (from the API server's cache: resourceVersion=0)    | list         |
 
+The heartbeat Lease also carries, as annotations, the fingerprints of the order keys the
+agent trusts and its clock offset against the API server, measured from the `Date` header
+of every answer (`node_agent.skew`): the controller checks both before it counts on the
+agent (docs/fencing-protocol.md).
+
 Failures are `core.kube_errors.KubeError`s. Edge cases: a missing NodeRemediation (404) means
 "no order"; a missing Lease is created (and a create that loses a race patches again).
 `AgentApi` is the protocol; `tests.node_agent.fake_kube.FakeAgentApi` is its fake.
@@ -41,9 +46,10 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.client.rest import RESTClientObject
 
 from core import names
-from core.clock import parse_rfc3339, rfc3339_micro
+from core.clock import Clock, RealClock, parse_rfc3339, rfc3339_micro
 from core.kube_errors import AlreadyExists, NotFound, Unavailable, call
 from node_agent.settings import POD_SERVICE_ACCOUNT_DIR
+from node_agent.skew import OffsetEstimator, parse_http_date
 
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -123,9 +129,22 @@ USER_AGENT = f"{names.AGENT_COMPONENT}/python"
 class KubeAgentApi:
     """`AgentApi` over the official client's REST layer."""
 
-    def __init__(self, configuration: Configuration) -> None:
+    def __init__(self, configuration: Configuration, clock: Clock | None = None,
+                 key_fingerprints: tuple[str, ...] = ()) -> None:
         self._configuration = configuration
         self._rest = RESTClientObject(configuration)
+        self._clock = clock or RealClock()
+        self._fingerprints = key_fingerprints
+        self.offset = OffsetEstimator()  # from every answer's Date header
+
+    def lease_annotations(self) -> dict[str, str]:
+        """What the heartbeat Lease publishes about the evidence rules' assumptions."""
+        out = {names.ANN_ORDER_KEY_FINGERPRINTS: ",".join(self._fingerprints)}
+        measured = self.offset.estimate()
+        if measured is not None:
+            out[names.ANN_CLOCK_OFFSET_S] = f"{measured[0]:.3f}"
+            out[names.ANN_CLOCK_OFFSET_ERROR_S] = f"{measured[1]:.3f}"
+        return out
 
     def close(self) -> None:
         self._rest.pool_manager.clear()
@@ -160,10 +179,14 @@ class KubeAgentApi:
             url += "?" + urlencode(query)
 
         def send() -> Any:
+            sent = self._clock.now()
             response = self._rest.request(
                 method, url, headers=self._headers(content_type), body=body,
                 _request_timeout=_timeout(timeout_s),
             )
+            date = parse_http_date(response.getheader("Date"))
+            if date is not None:
+                self.offset.sample(sent, self._clock.now(), date)
             data = response.read()
             if not 200 <= response.status < 300:
                 raise ApiException(http_resp=response)
@@ -201,8 +224,10 @@ class KubeAgentApi:
             "renewTime": rfc3339_micro(now),
         }
         where = {"namespace": namespace, "name": name}
+        annotations = self.lease_annotations()
+        patch = {"metadata": {"annotations": annotations}, "spec": spec}
         try:
-            self._request("PATCH", _LEASE, where, timeout_s, body={"spec": spec}, content_type=MERGE_PATCH)
+            self._request("PATCH", _LEASE, where, timeout_s, body=patch, content_type=MERGE_PATCH)
             return
         except NotFound:
             pass
@@ -213,6 +238,7 @@ class KubeAgentApi:
                 "name": name,
                 "namespace": namespace,
                 "labels": {"app.kubernetes.io/component": "agent", "app.kubernetes.io/name": "nodewarden"},
+                "annotations": annotations,
             },
             "spec": {**spec, "acquireTime": rfc3339_micro(now)},
         }
@@ -222,7 +248,7 @@ class KubeAgentApi:
                 content_type="application/json",
             )
         except AlreadyExists:
-            self._request("PATCH", _LEASE, where, timeout_s, body={"spec": spec}, content_type=MERGE_PATCH)
+            self._request("PATCH", _LEASE, where, timeout_s, body=patch, content_type=MERGE_PATCH)
 
     def read_node(self, node: str, timeout_s: float) -> NodeFacts:
         return node_facts(self._request("GET", _NODE, {"name": node}, timeout_s))

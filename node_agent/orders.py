@@ -186,6 +186,21 @@ class OrderDesk:
         return answer
 
 
+# Rejections that say nothing against this node's running: the order is void (expired) or
+# was for an earlier boot. Any other rejection of a relayed fence order, and "cannot fence",
+# is a refusal (isolation row 13).
+_NOT_REFUSALS = frozenset({str(RejectReason.EXPIRED), str(RejectReason.STALE_BOOT)})
+
+
+def refused(answer: OrderAnswer | None) -> bool:
+    """Did this agent refuse a fence order (not take it, though it is current)?"""
+    if answer is None:
+        return False
+    if answer.outcome is OrderOutcome.CANNOT_FENCE:
+        return True
+    return answer.outcome is OrderOutcome.REJECTED and answer.reason not in _NOT_REFUSALS and answer.reason != "Fencing"
+
+
 def _action_of(token: str) -> str:
     decoded = decode_order(token)
     return str(decoded.action) if isinstance(decoded, FenceOrder) else "unknown"

@@ -99,7 +99,7 @@ class PeerPoll:
         metrics: AgentMetrics,
         executor: Executor,
         request_timeout_s: float,
-        on_order: Callable[[str], None],
+        on_order: Callable[[str], bool],
         collect_s: float | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -117,7 +117,8 @@ class PeerPoll:
         self._batches: list[list[Peer]] = []
         self._cursor = 0
         self._lock = threading.Lock()
-        self._answers: dict[str, tuple[bool | None, float]] = {}  # guarded by _lock
+        # peer -> (api reachable, arrival, relayed an order this agent refused); guarded by _lock
+        self._answers: dict[str, tuple[bool | None, float, bool]] = {}
         self._in_flight: set[str] = set()  # peers with a request running; guarded by _lock
         self._question = 0  # bumped at open and close: a late answer to an old question is dropped
         self.last_ask_at: float | None = None
@@ -155,7 +156,8 @@ class PeerPoll:
         now = self._clock.monotonic()
         with self._lock:
             answers = list(self._answers.items())
-        return tuple(PeerAnswer(peer, reachable, now - at) for peer, (reachable, at) in answers)
+        return tuple(PeerAnswer(peer, reachable, now - at, refused)
+                     for peer, (reachable, at, refused) in answers)
 
     def in_flight(self) -> set[str]:
         with self._lock:
@@ -225,10 +227,11 @@ class PeerPoll:
             with self._lock:
                 self._in_flight.discard(peer.name)
         self._metrics.peer_requests.labels(endpoint="nodes", result="Answered").inc()
+        # An order is an order, whichever question asked; one this agent refuses makes the
+        # answer no word that all is well (isolation row 13).
+        refused = self._on_order(view.order) if view.order else False
         with self._lock:
             current = question == self._question
             if current:
-                self._answers[peer.name] = (view.api_reachable, self._clock.monotonic())
-        if view.order:
-            self._on_order(view.order)  # an order is an order, whichever question asked
+                self._answers[peer.name] = (view.api_reachable, self._clock.monotonic(), refused)
         return current

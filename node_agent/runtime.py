@@ -33,7 +33,7 @@ from node_agent.fencing import FallbackSettings, Fencer
 from node_agent.isolation import OrderSource
 from node_agent.kube import AgentApi, NodeFacts
 from node_agent.metrics import AgentMetrics
-from node_agent.orders import OrderDesk
+from node_agent.orders import OrderDesk, refused
 from node_agent.peer_cache import PeerCache
 from node_agent.peers import NodeViewClient, PeerDirectory, PeerPoll
 from node_agent.publisher import Publisher
@@ -207,8 +207,9 @@ class Runtime:
         self._threads: list[threading.Thread] = []
         self._feeder: FeederThread | None = None
 
-    def _relayed_order(self, token: str) -> None:
-        self.desk.submit(token, OrderSource.PEER)
+    def _relayed_order(self, token: str) -> bool:
+        """Submit an order a peer relayed; True if this agent refused it."""
+        return refused(self.desk.submit(token, OrderSource.PEER))
 
     def advertise_url(self, facts: NodeFacts | None) -> str | None:
         if self.settings.advertise_url:

@@ -255,7 +255,7 @@ class Handler(BaseHTTPRequestHandler):
         head = [f"HTTP/1.1 {resp.code} {self.responses.get(resp.code, ('',))[0]}",
                 f"Content-Type: {resp.content_type}",
                 f"Content-Length: {len(resp.body)}",
-                "Cache-Control: no-cache, private"]
+                "Cache-Control: no-cache, private", f"Date: {self.date_time_string()}"]
         head += [f"{k}: {v}" for k, v in resp.headers]
         if self.close_connection:
             head.append("Connection: close")

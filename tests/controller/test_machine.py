@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,11 +17,14 @@ from tests.controller.builders import (
     CFG,
     NEW_BOOT,
     T0,
+    TIMING,
     agent,
     fence_status,
     node,
     observe,
+    order_token,
     remediation,
+    seen,
 )
 
 ACK = {"at": format_time(T0 + 1), "via": "direct", "lastFeedAt": format_time(T0 + 0.5),
@@ -153,12 +157,70 @@ def test_a_recorded_order_is_never_issued_again_but_delivered() -> None:
 
 
 def test_acknowledged_fence_waits_for_the_deadline_then_is_proven() -> None:
-    d = decide(fencing(ack=ACK), observe(T0 + 100), CFG)
+    d = decide(fencing(ack=ACK), observe(T0 + 100, witness=seen(ack=ACK)), CFG)
     check(d, "Fencing", "AwaitingFenceDeadline", [])
-    done = decide(fencing(ack=ACK), observe(T0 + 136), CFG)
+    done = decide(fencing(ack=ACK), observe(T0 + 136, witness=seen(ack=ACK)), CFG)
     check(done, "Fenced", "FenceProven", [])
     assert done.status["fence"]["evidence"]["rule"] == "AcknowledgedWatchdog"
     assert done.status["fence"]["evidence"]["satisfiedAt"]
+
+
+def test_an_acknowledgement_only_in_the_status_proves_nothing() -> None:
+    # Anyone allowed to write the status could have written it: only the answer this
+    # controller received counts (here the agent's heartbeat is fresh: it must answer).
+    obs = observe(T0 + 136, node(agent_info=agent(heartbeat=T0 + 130)))
+    d = decide(fencing(ack=ACK), obs, CFG)
+    check(d, "AwaitingApproval", "AwaitingOperatorConfirmation", ["DeliverOrder"])
+    assert d.status["escalation"]["cause"] == "AgentAliveNotAcknowledging"
+
+
+def test_a_refused_order_escalates_naming_the_agents_reason() -> None:
+    obs = observe(T0 + 5, witness=seen(refusal="Rejected/BadSignature"))
+    d = decide(fencing(), obs, CFG)
+    check(d, "AwaitingApproval", "AwaitingOperatorConfirmation", ["DeliverOrder"])
+    assert d.status["escalation"]["cause"] == "OrderRefused"
+    assert "BadSignature" in d.status["escalation"]["causeMessage"]
+    # and never proven later by the agent's silence
+    later = remediation("AwaitingApproval", phase_since=T0 + 5, fence=fence_status(),
+                        escalation={"kind": "OperatorApproval", "startedAt": format_time(T0 + 5),
+                                    "cause": "OrderRefused"})
+    check(decide(later, observe(T0 + 5000, witness=seen(refusal="Rejected/BadSignature")), CFG),
+          "Failed", "EscalationTimeout", [])
+
+
+def test_a_refusal_heard_after_the_escalation_becomes_its_cause() -> None:
+    rem = remediation("AwaitingApproval", phase_since=T0 + 5, reason="AwaitingOperatorConfirmation",
+                      fence=fence_status(),
+                      escalation={"kind": "OperatorApproval", "startedAt": format_time(T0 + 5),
+                                  "cause": "AgentDistrustsKey"})
+    d = decide(rem, observe(T0 + 10, witness=seen(refusal="Rejected/BadSignature")), CFG)
+    check(d, "AwaitingApproval", "AwaitingOperatorConfirmation", [])
+    assert d.status["escalation"]["cause"] == "OrderRefused"
+    assert "BadSignature" in d.status["escalation"]["causeMessage"]
+
+
+def test_a_refusal_recorded_in_the_status_also_counts() -> None:
+    rem = fencing(refusal={"reason": "Rejected/NotYetValid", "at": format_time(T0 + 1)})
+    d = decide(rem, observe(T0 + 5000), CFG)
+    assert d.status["escalation"]["cause"] == "OrderRefused"
+
+
+def test_an_order_this_controller_did_not_sign_escalates() -> None:
+    other = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+    fence = fence_status()
+    fence["order"] = order_token(key=other)
+    d = decide(remediation("Fencing", fence=fence), observe(T0 + 5000, witness=seen(fence)), CFG)
+    check(d, "AwaitingApproval", "AwaitingOperatorConfirmation", [])
+    assert d.status["escalation"]["cause"] == "OrderNotOurs"
+
+
+def test_the_signed_order_times_count_not_the_status_fields() -> None:
+    # issuedAt rewritten an hour earlier in the status: the deadline still counts from the signed time.
+    forged = fence_status()
+    forged["issuedAt"] = format_time(T0 - 3600)
+    d = decide(remediation("Fencing", fence=forged), observe(T0 + 5), CFG)
+    check(d, "Fencing", "AwaitingFenceDeadline")
+    assert d.status["fence"]["evidence"]["inputs"]["orderStoredAt"] == format_time(T0)
 
 
 def test_stale_heartbeat_proves_the_fence_at_its_deadline() -> None:
@@ -173,7 +235,8 @@ def test_a_node_back_with_a_new_boot_while_fencing_succeeds_without_taint() -> N
 
 
 def test_an_order_too_short_lived_for_the_agent_escalates() -> None:
-    check(decide(fencing(ttl=200.0), observe(T0 + 5), CFG), "AwaitingApproval", "AwaitingOperatorConfirmation",
+    obs = observe(T0 + 5, witness=seen(fence_status(ttl=200.0)))
+    check(decide(fencing(ttl=200.0), obs, CFG), "AwaitingApproval", "AwaitingOperatorConfirmation",
           ["DeliverOrder"])
 
 
@@ -239,9 +302,16 @@ def fence_agent_state(**state: Any) -> Any:
 
 def test_fence_agent_success_proves_the_fence() -> None:
     rem = fence_agent_state(attempts=1, finishedAttempt=1, lastExitCode=0, finishedAt=format_time(T0 + 9))
-    d = decide(rem, no_agent_obs(T0 + 10), CFG)
+    obs = replace(no_agent_obs(T0 + 10), witness=seen(fence_agent_ok_at=T0 + 9))
+    d = decide(rem, obs, CFG)
     check(d, "Fenced", "FenceProven", [])
     assert d.status["fence"]["evidence"]["rule"] == "FenceAgent"
+
+
+def test_a_fence_agent_success_only_in_the_status_runs_the_fence_agent_again() -> None:
+    rem = fence_agent_state(attempts=1, finishedAttempt=1, lastExitCode=0, finishedAt=format_time(T0 + 9))
+    d = decide(rem, no_agent_obs(T0 + 10), CFG)
+    check(d, "Fencing", "EscalatedToFenceAgent", ["RunFenceAgent"])
 
 
 def test_an_interrupted_fence_agent_run_is_run_again() -> None:
@@ -278,7 +348,8 @@ def test_operator_confirmation_times_out() -> None:
 def test_a_late_acknowledgement_ends_the_escalation_once_due() -> None:
     rem = remediation("AwaitingApproval", phase_since=T0 + 5, fence=fence_status(ack=ACK),
                       escalation={"kind": "OperatorApproval", "startedAt": format_time(T0 + 5)})
-    check(decide(rem, no_agent_obs(T0 + 200), CFG), "Fenced", "FenceProven", [])
+    check(decide(rem, replace(no_agent_obs(T0 + 200), witness=seen(ack=ACK)), CFG), "Fenced", "FenceProven", [])
+    check(decide(rem, no_agent_obs(T0 + 200), CFG), "AwaitingApproval", "AwaitingOperatorConfirmation", [])
 
 
 # -- Fenced and Recovering -----------------------------------------------------------------
@@ -306,11 +377,37 @@ def test_dry_run_recovery_acts_on_nothing() -> None:
     check(decide(rem, observe(T0 + 233), CFG), "Recovering", "RecoveryStarted", [])
 
 
-def test_a_status_claiming_fenced_without_evidence_is_refused() -> None:
+FORGED_EVIDENCE = {"rule": "AcknowledgedWatchdog", "inputs": {"deadBy": format_time(T0 + 100)},
+                   "satisfiedAt": format_time(T0 + 150)}
+
+
+def test_a_status_claiming_fenced_is_refused_unless_the_proof_is_derived_again() -> None:
     for phase in ("Fenced", "Recovering"):
-        rem = remediation(phase, fence=fence_status())
-        d = decide(rem, observe(T0 + 233), CFG)
+        # No order at all: nothing to derive a proof from.
+        check(decide(remediation(phase, phase_since=T0 + 230), observe(T0 + 233), CFG), "Failed",
+              "FenceNotProven", [])
+        # Hand-written evidence, but the agent's heartbeat is fresh and it never acknowledged.
+        rem = remediation(phase, phase_since=T0 + 230, fence=fence_status(ack=ACK, evidence=FORGED_EVIDENCE),
+                          recovery={"strategy": "OutOfServiceTaint"})
+        alive = observe(T0 + 233, node(agent_info=agent(heartbeat=T0 + 230)))
+        check(decide(rem, alive, CFG), "Fencing", "ProofNotRederived", [])
+        # This controller never sent the order (a forged status, or a restart): not yet.
+        check(decide(rem, observe(T0 + 233, witness=seen(delivered=False)), CFG), "Fencing",
+              "ProofNotRederived", [])
+        # The order was not signed with this controller's key.
+        other = fence_status(evidence=FORGED_EVIDENCE)
+        other["order"] = order_token(key=Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33))))
+        d = decide(remediation(phase, phase_since=T0 + 230, fence=other, recovery={"strategy": "OutOfServiceTaint"}),
+                   observe(T0 + 233, witness=seen(other)), CFG)
         check(d, "Failed", "FenceNotProven", [])
+        assert "does not verify" in d.message
+
+
+def test_a_proof_derived_again_from_observations_recovers() -> None:
+    # The same Fenced status, with the heartbeat stale past its deadline and the order sent by
+    # this controller: the fence is proven from observations, whatever the record says.
+    rem = remediation("Fenced", fence=fence_status())
+    check(decide(rem, observe(T0 + 233), CFG), "Recovering", "RecoveryStarted", ["ApplyTaint"])
 
 
 def test_a_node_alive_after_its_fence_gets_no_taint_and_fails_loudly() -> None:
@@ -472,9 +569,13 @@ def test_safety_properties(phase: str, has_order: bool, has_ack: bool, since: fl
     # 1. Exactly one fence: once an order is recorded, no second one is ever issued.
     if has_order:
         assert not any(a.kind is ActionKind.ISSUE_ORDER and a.detail.get("action") == "fence" for a in d.actions)
-    # 2. Recovery only after proof: a taint or deletion only from Fenced/Recovering with evidence recorded.
+    # 2. Recovery only after proof derived again from observations: the witness here holds no
+    #    acknowledgement, so only a capable agent's stale heartbeat, outside an outage, proves it
+    #    (whatever the status claims: ack, evidence).
     if "ApplyTaint" in acts or "DeleteResources" in acts:
-        assert phase in ("Fenced", "Recovering") and has_order and evidence
+        assert phase in ("Fenced", "Recovering") and has_order
+        assert capable and heartbeat is not None and not outage
+        assert T0 + now >= max(T0 + heartbeat, T0) + 97 + 2 * 60 + TIMING.safety_margin_s + TIMING.max_clock_skew_s
         assert not dry_run
     # 3. Dry run never acts on the cluster.
     if dry_run:
@@ -496,4 +597,7 @@ def test_peer_silence_is_checked_once_the_order_has_settled() -> None:
     settled = decide(fencing(), observe(T0 + 3), CFG)
     assert kinds(settled) == ["DeliverOrder", "CheckPeerSilence"]
     done = remediation("Fencing", fence=fence_status(peerSilence={"complete": True}))
-    assert "CheckPeerSilence" not in kinds(decide(done, observe(T0 + 3), CFG))
+    assert "CheckPeerSilence" not in kinds(decide(done, observe(T0 + 3, witness=seen(silence={"complete": True})),
+                                                  CFG))
+    # A completeness only claimed in the status is not this controller's: it asks again.
+    assert "CheckPeerSilence" in kinds(decide(done, observe(T0 + 3), CFG))

@@ -4,17 +4,22 @@ power-off is evidence; every other outcome waits for a person, never taints."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from controller.machine import decide
 from controller.model import AgentInfo, format_time
-from tests.controller.builders import CFG, T0, agent, fence_status, node, observe, remediation
+from tests.controller.builders import CFG, T0, agent, fence_status, node, observe, remediation, seen
 
 
-def no_agent_obs(now: float, device: str = "rack-a") -> Any:
-    return observe(now, node(agent_info=AgentInfo()), fence_device=device)
+def no_agent_obs(now: float, device: str = "rack-a", bmc_succeeded_at: float | None = None) -> Any:
+    """`bmc_succeeded_at`: when this controller process itself saw the BMC run succeed."""
+    witness = seen()
+    if bmc_succeeded_at is not None:
+        witness = replace(witness, fence_agent_succeeded_at=bmc_succeeded_at)
+    return observe(now, node(agent_info=AgentInfo()), fence_device=device, witness=witness)
 
 
 def kinds(d: Any) -> list[str]:
@@ -53,7 +58,7 @@ def test_a_confirmed_power_off_is_proof_at_once() -> None:
     rem = bmc_state(finishedAttempt=1, lastExitCode=0, outcome="PoweredOff", agent="fence_ipmilan",
                     finishedAt=format_time(T0 + 9), powerOffConfirmedAt=format_time(T0 + 8.5),
                     runs=["PoweredOff", "status:Off"])
-    d = decide(rem, no_agent_obs(T0 + 9.1), CFG)
+    d = decide(rem, no_agent_obs(T0 + 9.1, bmc_succeeded_at=T0 + 9), CFG)
     assert (str(d.phase), str(d.reason)) == ("Fenced", "FenceProven")
     evidence = d.status["fence"]["evidence"]
     assert evidence["rule"] == "BmcPowerOffConfirmed"
@@ -63,8 +68,18 @@ def test_a_confirmed_power_off_is_proof_at_once() -> None:
 
 def test_a_completed_reboot_is_proof() -> None:
     rem = bmc_state(finishedAttempt=1, lastExitCode=0, outcome="Rebooted", finishedAt=format_time(T0 + 9))
-    d = decide(rem, no_agent_obs(T0 + 10), CFG)
+    d = decide(rem, no_agent_obs(T0 + 10, bmc_succeeded_at=T0 + 9), CFG)
     assert str(d.phase) == "Fenced" and d.status["fence"]["evidence"]["rule"] == "BmcPowerOffConfirmed"
+
+
+def test_a_recorded_power_off_this_controller_did_not_see_is_run_again_never_trusted() -> None:
+    """Status is a record: anyone who may write noderemediations/status could have written
+    this confirmation (or it predates a restart). Powering off again is harmless."""
+    rem = bmc_state(finishedAttempt=1, lastExitCode=0, outcome="PoweredOff", agent="fence_ipmilan",
+                    finishedAt=format_time(T0 + 9), powerOffConfirmedAt=format_time(T0 + 8.5))
+    d = decide(rem, no_agent_obs(T0 + 9.1), CFG)
+    assert (str(d.phase), kinds(d)) == ("Fencing", ["RunFenceAgent"])
+    assert "not seen by this controller" in d.message and "fence" not in d.status
 
 
 @pytest.mark.parametrize(("outcome", "reason"), [

@@ -141,6 +141,22 @@ def test_row_13_any_peer_that_reaches_the_api_keeps_the_node_up() -> None:
     check(obs, Verdict.RUN, Reason.PEER_REACHES_API)
 
 
+def test_row_13_an_answer_relaying_an_order_this_agent_refused_keeps_nobody_up() -> None:
+    """Issue 13: peers reach the API and relay an order this agent refused (a key it does
+    not trust, a clock behind). Such an answer is no word that all is well: the agent keeps
+    asking, and once the time is up it fences as if nobody had answered (row 16a)."""
+    relaying = tuple(replace(a, refused_order=True) for a in answers(True, True, True))
+    check(replace(CUT_OFF, answers=relaying, question_open_s=5.0), Verdict.SUSPECT, Reason.ASKING_PEERS)
+    check(replace(CUT_OFF, answers=relaying, question_open_s=30.0), Verdict.FENCE, Reason.REFUSED_ORDER_RELAYED)
+    # One peer that reaches the API without relaying a refused order is still support.
+    mixed = (*relaying, PeerAnswer("p9", True, 1.0))
+    check(replace(CUT_OFF, answers=mixed, question_open_s=30.0), Verdict.RUN, Reason.PEER_REACHES_API)
+    # And relayed refusals count for no outage either.
+    down = (*answers(False, False, False), *relaying[:1])
+    check(replace(CUT_OFF, known_peers=6, answers=down, question_open_s=30.0), Verdict.FENCE,
+          Reason.REFUSED_ORDER_RELAYED)
+
+
 def test_row_13_a_stale_reachable_answer_does_not_count() -> None:
     obs = replace(CUT_OFF, answers=answers(True, age_s=30.0), question_open_s=100.0)
     check(obs, Verdict.FENCE, Reason.ISOLATED)
@@ -208,7 +224,7 @@ def test_every_reason_has_a_row_test() -> None:
         Reason.TOO_FEW_PEERS, Reason.TOO_FEW_PEERS_ISOLATED, Reason.TOO_FEW_PEERS_STAY_UP,
         Reason.TOO_FEW_PEERS_NOT_COMMITTED,
         Reason.PEER_REACHES_API, Reason.CONTROL_PLANE_OUTAGE, Reason.ISOLATED,
-        Reason.NO_QUORUM, Reason.ASKING_PEERS,
+        Reason.NO_QUORUM, Reason.ASKING_PEERS, Reason.REFUSED_ORDER_RELAYED,
     }  # fmt: skip
     assert tested == set(Reason)
 

@@ -56,6 +56,30 @@ def test_lease_is_created_then_renewed(agent_api: KubeAgentApi, admin: Any) -> N
     assert lease.spec.renew_time.timestamp() == pytest.approx(1_700_000_010.5)
 
 
+def test_the_heartbeat_lease_publishes_trusted_keys_and_the_measured_clock_offset(
+    api_server: Any, admin: Any, tmp_path: Path,
+) -> None:
+    """The controller checks the evidence rules' assumptions from these (issue 13): the
+    agent trusts its key, and its clock's offset against the API server's Date is known."""
+    from core.clock import RealClock
+
+    class Behind(RealClock):
+        def now(self) -> float:
+            return super().now() - 60.0
+
+    path = tmp_path / "kubeconfig"
+    api_server.write_kubeconfig(path, sim_server.agent_identity("node-3"))
+    api = KubeAgentApi(connect(str(path)), Behind(), ("aaaa", "bbbb"))
+    for _ in range(3):
+        api.renew_lease(names.DEFAULT_NAMESPACE, "node-3", Behind().now(), 45, 5)
+    lease = admin.coordination.read_namespaced_lease(names.agent_lease_name("node-3"), names.DEFAULT_NAMESPACE)
+    ann = lease.metadata.annotations
+    assert ann[names.ANN_ORDER_KEY_FINGERPRINTS] == "aaaa,bbbb"
+    offset, error = float(ann[names.ANN_CLOCK_OFFSET_S]), float(ann[names.ANN_CLOCK_OFFSET_ERROR_S])
+    assert 0 <= error <= 0.5 + 1e-3  # a Date header has whole seconds: at most half of one
+    assert offset - error <= 60.0 <= offset + error + 0.1  # the server is 60 s ahead of this agent
+
+
 def test_node_facts_annotations_and_peers(agent_api: KubeAgentApi) -> None:
     facts = agent_api.read_node("node-1", 5)
     assert facts.name == "node-1" and facts.boot_id

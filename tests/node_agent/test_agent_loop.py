@@ -296,3 +296,29 @@ def test_one_log_line_per_decision_change(
         for r in Reason
     )
     assert total == len(lines)
+
+
+def test_peers_relaying_an_order_signed_with_an_untrusted_key_do_not_keep_the_node_up(
+    world_factory: Callable[..., AgentWorld],
+) -> None:
+    """Issue 13: the controller signs with a key this agent does not trust; the node is cut
+    off from the API only. Its peers reach the API and relay the order: the agent refuses it
+    (BadSignature) and, with no word that all is well, fences within its published bound."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from core.fence_order import Action, new_order, sign_order
+
+    world = world_factory()
+    healthy(world)
+    world.api.cut_off()
+    order = new_order(node="worker-1", remediation_uid="uid-1", action=Action.FENCE,
+                      issued_at=world.clock.now(), ttl_s=1800.0, boot_id="boot-aaaa")
+    token = sign_order(order, Ed25519PrivateKey.generate())  # a key the agent does not trust
+    world.peers.set_all(world.peer_urls, reachable=True, order=token)
+    s = world.runtime.settings
+    decisions = run_for(world, s.isolation_detect_s + 0.5)
+    assert all(d.reason is not Reason.PEER_REACHES_API for d in decisions), decisions
+    assert decisions[-1].reason is Reason.REFUSED_ORDER_RELAYED, decisions
+    assert world.runtime.fencer.record is not None
+    assert world.metric("nodewarden_agent_orders_total", action="fence", source="peer", outcome="Rejected") >= 1
+
