@@ -259,7 +259,7 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
         cluster.stop()
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
