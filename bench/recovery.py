@@ -273,7 +273,7 @@ def medik8s_emulated(tmp: Path) -> dict[str, Any]:
         cluster.stop()
 
 
-def _trial_with_retry(base: Path, trial: int, set_name: str, attempts: int = 3) -> dict[str, Any]:
+def _trial_with_retry(base: Path, trial: int, set_name: str, attempts: int = 5) -> dict[str, Any]:
     """A trial whose world could not start (a process not ready in time on a loaded
     machine) is started again; the failure is recorded, never hidden."""
     failures = []

@@ -114,8 +114,10 @@ class ControllerKube:
             if va.spec.node_name != node:
                 continue
             try:
+                # Not deserialized: an attachment deleted at once (no finalizer) is answered
+                # with a Status, which the client cannot read as a VolumeAttachment.
                 call(self.kube.storage.delete_volume_attachment, va.metadata.name,
-                     _request_timeout=self.kube.timeout)
+                     _preload_content=False, _request_timeout=self.kube.timeout)
                 deleted += 1
             except NotFound:
                 pass

@@ -38,3 +38,27 @@ def test_power_off_recovery_and_return(tmp_path: Path) -> None:
         report = c.invariants()
         assert report["violations"] == [], report
         print(f"recovery took {(moved_at - t0) / SCALE:.0f} cluster seconds")
+
+
+def test_resource_deletion_moves_the_pod_and_its_volume_without_the_taint(tmp_path: Path) -> None:
+    """The ResourceDeletion strategy: once the fence is proven, the controller itself
+    force-deletes the node's pods and VolumeAttachments (the deletion of an attachment is
+    answered with a Status, which the client must not try to read as the object)."""
+    from harness.world import policy
+
+    with nodewarden_world(tmp_path, nodes=5, time_scale=SCALE,
+                          remediation_policy=policy(strategy="ResourceDeletion")) as w:
+        c = w.cluster
+        victim = wait_running(c, ["db-0", "db-1", "db-2"], timeout=20)["db-0"]
+        c.fault("power-off", victim)
+        c.wait_for(lambda: c.get("nodes", victim)["status"]["conditions"][-1]["status"] == "Unknown", 10)
+        assert w.alert(victim).status_code == 200
+        rem = w.wait_phase(victim, "AwaitingNodeReady", timeout=60)
+        recovery = rem["status"]["recovery"]
+        assert recovery["strategy"] == "ResourceDeletion"
+        assert recovery["podsDeleted"] >= 1 and recovery["volumeAttachmentsDeleted"] >= 1, recovery
+        assert not w.has_taint(victim)
+        c.wait_for(lambda: running_on(c, "db-0") not in (None, victim), 20, message="db-0 moved")
+        assert "reconcile of" not in w.logs(tail=400)
+        report = c.invariants()
+        assert report["violations"] == [], report
