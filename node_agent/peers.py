@@ -85,7 +85,7 @@ def _by_name(entries: list[PeerEntry]) -> dict[str, Peer]:
 
 
 class NodeViewClient(Protocol):
-    def node_view(self, base_url: str, node: str, *, timeout_s: float | None = None) -> NodeView: ...
+    def node_view(self, base_url: str, node: str, *, receiver: str, timeout_s: float | None = None) -> NodeView: ...
 
 
 class PeerPoll:
@@ -212,7 +212,7 @@ class PeerPoll:
     def _ask(self, peer: Peer, budget: float, question: int) -> bool:
         """One request (on an executor thread): records the answer; True if there was one."""
         try:
-            view = self._client.node_view(peer.url, self._node, timeout_s=budget)
+            view = self._client.node_view(peer.url, self._node, receiver=peer.name, timeout_s=budget)
         except PeerError as exc:
             self._metrics.peer_requests.labels(endpoint="nodes", result=str(exc.kind)).inc()
             log.debug("peer %s: %s", peer.name, exc)
