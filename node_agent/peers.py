@@ -29,6 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from core.clock import Clock
 from core.peer_client import NodeView, PeerError
@@ -73,6 +74,11 @@ class PeerDirectory:
         with self._lock:
             merged = {**self._from_api, **self._static}
         return sorted((p for n, p in merged.items() if n != self._self), key=lambda p: p.name)
+
+    def hosts(self) -> set[str]:
+        """The hosts of the peers' endpoints (addresses, as published): the peer endpoint
+        keeps connections for them apart from strangers'."""
+        return {host for p in self.peers() if (host := urlsplit(p.url).hostname)}
 
     def url_of(self, node: str) -> str | None:
         with self._lock:

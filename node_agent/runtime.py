@@ -173,6 +173,7 @@ class Runtime:
             metrics=metrics,
             registry=seams.registry if s.metrics_listen is None else None,
             tls=_server_tls(s),
+            known_clients=self.directory.hosts,
         )
         state_dir = Path(s.peer_cache_file).parent if s.peer_cache_file else None
         self.commitment = Commitment(state_dir, lambda: seams.boot.boot_id)

@@ -11,12 +11,18 @@ Rules, for every connection and request:
 - one deadline (`read_timeout_s`) for the whole request, request line, headers and
   body together, and again for the next request on a kept-alive connection; a client
   that misses it is closed (`TooSlow`);
-- at most `max_connections` connections in all and `max_connections_per_client` from
-  one address. A new connection over either bound first closes the oldest connection
-  that has not yet shown a valid signature (still sending, or idle between requests);
-  one is refused only when every connection is an authenticated request in progress.
-  A peer's request arrives in one packet and is authenticated within milliseconds, so
-  no number of slow or idle unauthenticated connections keeps it out;
+- at most `max_connections_per_client` connections from one address, and at most
+  `max_connections` in all from addresses that are not known peers. A new connection
+  over a bound first closes the oldest connection of the same class (that client; all
+  strangers) that has not yet shown a valid signature; it is refused only when every
+  such connection is an authenticated request in progress. Known peers are the hosts of
+  the peer directory's endpoints and loopback (the kubelet's probes of a host-network
+  pod, and the simulator's peer network): no number of strangers, from however many
+  addresses, takes a connection from them, so an agent's answers to its peers never
+  wait on an attack. A stranger holding a valid signature (the remediator) competes
+  with the other strangers, oldest evicted first: its request, sent in one packet, is
+  read within milliseconds; orders also reach the node through its peers;
+- a connection is kept alive between requests for known peers only;
 - `GET /healthz` (liveness) is answered on the loop itself and `GET /metrics` on a
   thread of its own (at most 2 scrapes at once), never in the request pool, so both
   answer while the pool is full; neither needs credentials;
@@ -42,6 +48,7 @@ import socket
 import ssl
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -76,11 +83,12 @@ class ServerSettings:
 
 
 class _Conn:
-    __slots__ = ("authenticated", "cid", "client", "writer")
+    __slots__ = ("authenticated", "cid", "client", "known", "writer")
 
-    def __init__(self, cid: int, client: str, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, cid: int, client: str, known: bool, writer: asyncio.StreamWriter) -> None:
         self.cid = cid
         self.client = client
+        self.known = known  # from a known peer's address: not counted with the strangers
         self.writer = writer
         self.authenticated = False  # an authenticated request is in progress: never evicted
 
@@ -95,8 +103,11 @@ class PeerServer:
         metrics: AgentMetrics,
         registry: CollectorRegistry | None = None,
         tls: ssl.SSLContext | None = None,
+        known_clients: Callable[[], set[str]] | None = None,
     ) -> None:
+        """`known_clients`: the addresses of known peers (read about once a second)."""
         self.service = service
+        self._known_source = known_clients or set
         self.settings = settings
         self.clock = clock
         self.metrics = metrics
@@ -120,6 +131,8 @@ class PeerServer:
         self._scrapes = 0
         self._conns: OrderedDict[int, _Conn] = OrderedDict()  # oldest first (loop thread only)
         self._per_client: dict[str, int] = {}
+        self._strangers = 0
+        self._known: frozenset[str] = _LOOPBACK
         self._ids = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None  # set to stop (loop thread)
@@ -133,6 +146,10 @@ class PeerServer:
     def connections(self) -> int:
         return len(self._conns)
 
+    def strangers(self) -> int:
+        """Open connections from addresses that are not known peers'."""
+        return self._strangers
+
     # Lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> threading.Thread:
@@ -143,9 +160,15 @@ class PeerServer:
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
         self._loop = loop
         try:
             loop.run_until_complete(self._serve())
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         finally:
             loop.close()
 
@@ -184,38 +207,51 @@ class PeerServer:
 
     async def _flush_refusals(self) -> None:
         while True:
+            self._refresh_known()
             await asyncio.sleep(1.0)
             self.refusals.flush()
+
+    def _refresh_known(self) -> None:
+        try:
+            self._known = _LOOPBACK | frozenset(self._known_source())
+        except Exception:  # the directory is read under its own lock; never stop serving
+            log.exception("could not read the known peers' addresses")
 
     # Connections -------------------------------------------------------------------------
 
     def _admit(self, client: str, writer: asyncio.StreamWriter) -> _Conn | None:
-        """Register a connection, closing the oldest unauthenticated ones over the bounds."""
+        """Register a connection, closing the oldest unauthenticated ones of its class over
+        the bounds; None when there is no room even so."""
         s = self.settings
-        while len(self._conns) >= s.max_connections and self._evict(None):
-            pass
-        while self._per_client.get(client, 0) >= s.max_connections_per_client and self._evict(client):
-            pass
-        if len(self._conns) >= s.max_connections or self._per_client.get(client, 0) >= s.max_connections_per_client:
+        known = client in self._known
+        if self._per_client.get(client, 0) >= s.max_connections_per_client:
+            self._evict(lambda c: c.client == client)
+        if not known and self._strangers >= s.max_connections:
+            self._evict(lambda c: not c.known)
+        if self._per_client.get(client, 0) >= s.max_connections_per_client or (
+            not known and self._strangers >= s.max_connections
+        ):
             return None
-        conn = _Conn(next(self._ids), client, writer)
+        conn = _Conn(next(self._ids), client, known, writer)
         self._conns[conn.cid] = conn
         self._per_client[client] = self._per_client.get(client, 0) + 1
+        self._strangers += 0 if known else 1
         self.metrics.peer_connections.set(len(self._conns))
         return conn
 
-    def _evict(self, client: str | None) -> bool:
+    def _evict(self, which: Callable[[_Conn], bool]) -> None:
+        """Close the oldest unauthenticated connection that `which` selects, if any."""
         for conn in self._conns.values():
-            if not conn.authenticated and (client is None or conn.client == client):
+            if not conn.authenticated and which(conn):
                 self._forget(conn)
                 conn.writer.transport.abort()
                 self.refusals.refused(Refusal.CONNECTION_LIMIT, conn.client, "a connection")
-                return True
-        return False
+                return
 
     def _forget(self, conn: _Conn) -> None:
         if self._conns.pop(conn.cid, None) is None:
             return
+        self._strangers -= 0 if conn.known else 1
         left = self._per_client.get(conn.client, 1) - 1
         if left:
             self._per_client[conn.client] = left
@@ -274,7 +310,7 @@ class PeerServer:
             await self._refuse(writer, conn, refusal_reply(400, Refusal.BAD_REQUEST, "not an HTTP/1.x request"))
             return False
         method, target, version, headers = parsed
-        keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+        keep = conn.known and version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
         path = urlsplit(target).path
         if method == "GET" and path == "/healthz":
             await self._write(writer, Reply(200, b"ok\n", "healthz", content_type="text/plain; charset=utf-8"), keep)
@@ -352,6 +388,7 @@ class PeerServer:
                 await writer.drain()
 
 
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 408: "Request Timeout",
             413: "Content Too Large", 422: "Unprocessable Content", 431: "Request Header Fields Too Large",
             502: "Bad Gateway", 503: "Service Unavailable"}
