@@ -13,16 +13,22 @@ Rules, for every connection and request:
   that misses it is closed (`TooSlow`);
 - at most `max_connections_per_client` connections from one address, and at most
   `max_connections` in all from addresses that are not known peers. A new connection
-  over a bound first closes the oldest connection of the same class (that client; all
+  over a bound first parks the oldest connection of the same class (that client; all
   strangers) that has not yet shown a valid signature; it is refused only when every
-  such connection is an authenticated request in progress. Known peers are the hosts of
+  such connection is an authenticated request in progress. A parked connection is no
+  longer read and is closed at its own deadline, not at once: closing it at once would
+  have its client connect again at once, and each new connection park another, a churn
+  that keeps the loop accepting instead of answering. At most `max_parked_connections`
+  are parked; past that the oldest parked one is closed. Known peers are the hosts of
   the peer directory's endpoints and loopback (the kubelet's probes of a host-network
   pod, and the simulator's peer network): no number of strangers, from however many
   addresses, takes a connection from them, so an agent's answers to its peers never
   wait on an attack. A stranger holding a valid signature (the remediator) competes
   with the other strangers, oldest evicted first: its request, sent in one packet, is
   read within milliseconds; orders also reach the node through its peers;
-- a connection is kept alive between requests for known peers only;
+- one request per connection, answered with `Connection: close`: no idle connection
+  is ever kept, so none is evicted or timed out just as its client reuses it (the
+  race a kept-alive connection has; a peer's question costs a connection setup);
 - `GET /healthz` (liveness) is answered on the loop itself and `GET /metrics` on a
   thread of its own (at most 2 scrapes at once), never in the request pool, so both
   answer while the pool is full; neither needs credentials;
@@ -79,11 +85,12 @@ class ServerSettings:
     node: str = ""
     max_connections: int = 256
     max_connections_per_client: int = 32
+    max_parked_connections: int = 1024
     replay_file: str | None = None
 
 
 class _Conn:
-    __slots__ = ("authenticated", "cid", "client", "known", "writer")
+    __slots__ = ("authenticated", "cid", "client", "known", "parked", "writer")
 
     def __init__(self, cid: int, client: str, known: bool, writer: asyncio.StreamWriter) -> None:
         self.cid = cid
@@ -91,6 +98,7 @@ class _Conn:
         self.known = known  # from a known peer's address: not counted with the strangers
         self.writer = writer
         self.authenticated = False  # an authenticated request is in progress: never evicted
+        self.parked = False  # evicted: no longer read, closed at its deadline
 
 
 class PeerServer:
@@ -114,7 +122,10 @@ class PeerServer:
         self.registry = registry
         self._tls = tls
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self._sock = socket.create_server(address, family=family, backlog=256)
+        # The kernel's accept queue is shared by every client: when a burst of strangers'
+        # connections fills it, a peer's SYN is dropped and retried a second later, past
+        # the peer timeout. The loop accepts as fast as they come; the queue holds the rest.
+        self._sock = socket.create_server(address, family=family, backlog=socket.SOMAXCONN)
         self._sock.setblocking(False)
         self.replays = ReplayGuard(settings.max_clock_skew_s, clock, settings.replay_file)
         self.refusals = RefusalLog(metrics, clock)
@@ -132,6 +143,7 @@ class PeerServer:
         self._conns: OrderedDict[int, _Conn] = OrderedDict()  # oldest first (loop thread only)
         self._per_client: dict[str, int] = {}
         self._strangers = 0
+        self._parked: OrderedDict[int, _Conn] = OrderedDict()  # oldest first (loop thread only)
         self._known: frozenset[str] = _LOOPBACK
         self._ids = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -147,8 +159,11 @@ class PeerServer:
         return len(self._conns)
 
     def strangers(self) -> int:
-        """Open connections from addresses that are not known peers'."""
+        """Open connections from addresses that are not known peers' (parked ones aside)."""
         return self._strangers
+
+    def parked(self) -> int:
+        return len(self._parked)
 
     # Lifecycle ---------------------------------------------------------------------------
 
@@ -175,7 +190,7 @@ class PeerServer:
     async def _serve(self) -> None:
         self._stopped = asyncio.Event()
         server = await asyncio.start_server(
-            self._connection, sock=self._sock, ssl=self._tls, limit=MAX_HEAD_BYTES,
+            self._connection, sock=self._sock, ssl=self._tls, limit=MAX_HEAD_BYTES, backlog=socket.SOMAXCONN,
             ssl_handshake_timeout=self.settings.read_timeout_s if self._tls else None,
         )
         flusher = asyncio.get_running_loop().create_task(self._flush_refusals())
@@ -240,15 +255,24 @@ class PeerServer:
         return conn
 
     def _evict(self, which: Callable[[_Conn], bool]) -> None:
-        """Close the oldest unauthenticated connection that `which` selects, if any."""
+        """Park the oldest unauthenticated connection that `which` selects, if any."""
         for conn in self._conns.values():
             if not conn.authenticated and which(conn):
                 self._forget(conn)
-                conn.writer.transport.abort()
+                self._park(conn)
                 self.refusals.refused(Refusal.CONNECTION_LIMIT, conn.client, "a connection")
                 return
 
+    def _park(self, conn: _Conn) -> None:
+        if len(self._parked) >= self.settings.max_parked_connections:
+            _, oldest = self._parked.popitem(last=False)
+            oldest.writer.transport.abort()
+        conn.parked = True
+        conn.writer.transport.pause_reading()
+        self._parked[conn.cid] = conn
+
     def _forget(self, conn: _Conn) -> None:
+        self._parked.pop(conn.cid, None)
         if self._conns.pop(conn.cid, None) is None:
             return
         self._strangers -= 0 if conn.known else 1
@@ -268,13 +292,9 @@ class PeerServer:
             writer.transport.abort()
             return
         try:
-            first = True
-            while await self._one_request(conn, reader, writer, first):
-                first = False
-                conn.authenticated = False
-                self._conns.move_to_end(conn.cid)  # idle again: evictable, newest last
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, OSError):
-            pass
+            await self._one_request(conn, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, OSError, asyncio.CancelledError):
+            pass  # closed by the client, evicted, or the server stopping
         except Exception:  # a bug must cost this connection only, never the server
             log.exception("peer connection from %s failed", client)
         finally:
@@ -282,49 +302,42 @@ class PeerServer:
             writer.close()
 
     async def _one_request(
-        self, conn: _Conn, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: bool
-    ) -> bool:
-        """Serve one request within the request deadline; True to keep the connection.
-        On a kept-alive connection the wait for the next request counts in its deadline;
-        one that ends before a byte of it arrived is closed without a word."""
+        self, conn: _Conn, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Serve one request within the request deadline, the wait for its first byte included."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.read_timeout_s
-        started = False
         try:
             async with asyncio.timeout_at(deadline):
-                start = await reader.readexactly(1)
-                started = True
-                head = start + await reader.readuntil(b"\r\n\r\n")
+                head = await reader.readuntil(b"\r\n\r\n")
         except TimeoutError:
-            if not started and not first:
-                return False
-            await self._refuse(writer, conn, refusal_reply(408, Refusal.TOO_SLOW, "request not complete in time"))
-            return False
+            if not conn.parked:
+                await self._refuse(writer, conn, refusal_reply(408, Refusal.TOO_SLOW, "request not complete in time"))
+            return
         except asyncio.LimitOverrunError:
             await self._refuse(writer, conn, refusal_reply(431, Refusal.TOO_LARGE, "headers too large"))
-            return False
+            return
         except asyncio.IncompleteReadError:
-            return False
+            return
         parsed = _parse_head(head)
         if parsed is None:
             await self._refuse(writer, conn, refusal_reply(400, Refusal.BAD_REQUEST, "not an HTTP/1.x request"))
-            return False
-        method, target, version, headers = parsed
-        keep = conn.known and version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+            return
+        method, target, _version, headers = parsed
         path = urlsplit(target).path
         if method == "GET" and path == "/healthz":
-            await self._write(writer, Reply(200, b"ok\n", "healthz", content_type="text/plain; charset=utf-8"), keep)
-            return keep
+            await self._write(writer, Reply(200, b"ok\n", "healthz", content_type="text/plain; charset=utf-8"))
+            return
         if method == "GET" and path == "/metrics" and self.registry is not None:
-            await self._write(writer, await self._scrape(), keep)
-            return keep
+            await self._write(writer, await self._scrape())
+            return
         if not self.settings.serve_peer_api:
             await self._refuse(writer, conn, refusal_reply(404, Refusal.NOT_FOUND, f"no such endpoint: {path[:100]}"))
-            return False
+            return
         refused = self.routes.check_head(method, target, headers)
         if refused is not None:
             await self._refuse(writer, conn, refused, f"{method} {path[:100]}")
-            return False
+            return
         conn.authenticated = True
         length = int(headers.get("content-length", "0"))
         try:
@@ -332,11 +345,11 @@ class PeerServer:
                 body = await reader.readexactly(length) if length else b""
         except TimeoutError:
             await self._refuse(writer, conn, refusal_reply(408, Refusal.TOO_SLOW, "body not complete in time"))
-            return False
+            return
         if self._in_pool >= self.settings.max_concurrent_requests:
             busy = refusal_reply(503, Refusal.BUSY, "too many requests in flight")
             await self._refuse(writer, conn, busy, f"{method} {path[:100]}")
-            return False
+            return
         self._in_pool += 1
         try:
             future: Future[Reply] = self._pool.submit(self.routes.answer, method, target, headers, body)
@@ -349,8 +362,7 @@ class PeerServer:
             self._in_pool -= 1
         if reply.refusal is not None:
             self.refusals.refused(reply.refusal, conn.client, f"{method} {path[:100]}")
-        await self._write(writer, reply, keep)
-        return keep
+        await self._write(writer, reply)
 
     async def _scrape(self) -> Reply:
         if self._scrapes >= _METRICS_SCRAPES:
@@ -369,9 +381,9 @@ class PeerServer:
     async def _refuse(self, writer: asyncio.StreamWriter, conn: _Conn, reply: Reply, what: str = "a request") -> None:
         if reply.refusal is not None:
             self.refusals.refused(reply.refusal, conn.client, what)
-        await self._write(writer, reply, keep=False)
+        await self._write(writer, reply)
 
-    async def _write(self, writer: asyncio.StreamWriter, reply: Reply, keep: bool) -> None:
+    async def _write(self, writer: asyncio.StreamWriter, reply: Reply) -> None:
         self.metrics.peer_requests_served.labels(endpoint=reply.endpoint, code=str(reply.status)).inc()
         lines = [
             f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Error')}",
@@ -379,9 +391,8 @@ class PeerServer:
             f"Content-Type: {reply.content_type}",
             f"Content-Length: {len(reply.body)}",
             *(f"{name}: {value}" for name, value in reply.headers),
+            "Connection: close",
         ]
-        if not keep:
-            lines.append("Connection: close")
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + reply.body)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_WRITE_TIMEOUT_S):
