@@ -268,7 +268,9 @@ class PeerServer:
             _, oldest = self._parked.popitem(last=False)
             oldest.writer.transport.abort()
         conn.parked = True
-        conn.writer.transport.pause_reading()
+        transport = conn.writer.transport
+        if isinstance(transport, asyncio.ReadTransport):
+            transport.pause_reading()
         self._parked[conn.cid] = conn
 
     def _forget(self, conn: _Conn) -> None:
