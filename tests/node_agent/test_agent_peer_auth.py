@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 from agent_testkit import SECRET, AgentWorld
-from test_agent_loop import healthy, run_for
+from test_agent_loop import healthy
 
 from core.clock import FakeClock
 from core.peer_auth import ANSWER_HEADER, SIGNATURE_HEADER, sign_answer
 from core.peer_client import NodeView, PeerClient
-from node_agent.isolation import Reason
+from node_agent.isolation import Decision, Reason
 from node_agent.kube import PeerEntry
 
 
@@ -47,6 +48,24 @@ def fake_peer(secret: bytes | None) -> ThreadingHTTPServer:
             pass
 
     return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+
+def run_for(world: AgentWorld, seconds: float, dt: float = 0.05) -> list[Decision]:
+    """Step the loop every `dt` of fake time; the fake clock waits for the real requests
+    in flight, so a loaded machine's slow answers do not age in fake time."""
+    seen: list[Decision] = []
+    elapsed = 0.0
+    while elapsed < seconds:
+        decision = world.step()
+        world.runtime.keeper.feed_once()
+        if not seen or seen[-1].key != decision.key:
+            seen.append(decision)
+        deadline = time.monotonic() + 10.0
+        while world.runtime.poll.in_flight() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        world.clock.advance(dt)
+        elapsed += dt
+    return seen
 
 
 @pytest.fixture
