@@ -156,7 +156,7 @@ def _rss_after_first_order(cluster: Any, key: Any, node: str, pid: int) -> float
     proxy = cluster.peer_proxy("external")
     session.proxies = {"http": proxy, "https": proxy}
     client = PeerClient(PEER_SECRET.encode(), timeout_s=5.0, session=session)
-    answer = client.deliver_order(f"http://{cluster.nodes[node].address}", sign_order(order, key))
+    answer = client.deliver_order(f"http://{cluster.nodes[node].address}", sign_order(order, key), receiver=node)
     assert answer.outcome is OrderOutcome.ALREADY_REBOOTED, answer
     time.sleep(3.0)
     return rss_mib(pid)

@@ -77,7 +77,8 @@ class Actor:
         if not targets:
             self.metrics.fence_orders.labels(action, "no-route").inc()
             return {}
-        futures = {self.pool.submit(self.peers.deliver_order, endpoint, token, timeout_s=self.peer_timeout_s): via
+        futures = {self.pool.submit(self.peers.deliver_order, endpoint, token, timeout_s=self.peer_timeout_s,
+                                    receiver=rem.node if via == "direct" else via.removeprefix("peer:")): via
                    for via, endpoint in targets}
         answers: list[tuple[str, OrderAnswer]] = []
         try:
@@ -123,7 +124,7 @@ class Actor:
 
     def check_peer_silence(self, rem: RemediationView, peers: list[tuple[str, str]], now: float) -> dict[str, Any]:
         """Ask every other agent (as an observer) when it last told this node "healthy"."""
-        futures = {self.pool.submit(self.peers.node_view, endpoint, rem.node, timeout_s=self.peer_timeout_s,
+        futures = {self.pool.submit(self.peers.node_view, endpoint, rem.node, receiver=name, timeout_s=self.peer_timeout_s,
                                     observer=True): name for name, endpoint in peers}
         answered, latest = 0, None
         try:

@@ -90,7 +90,7 @@ def ask_peers(client: PeerClient, node: str, peers: list[tuple[str, str]], timeo
     """Ask each (peer name, endpoint) whether it reaches `node`'s agent, in parallel."""
     if not peers:
         return PeerObs()
-    futures = {pool.submit(client.reach, endpoint, node, timeout_s=timeout_s): peer for peer, endpoint in peers}
+    futures = {pool.submit(client.reach, endpoint, node, receiver=peer, timeout_s=timeout_s): peer for peer, endpoint in peers}
     reachable = unreachable = errors = 0
     try:
         for future in concurrent.futures.as_completed(futures, timeout=timeout_s + 2):

@@ -25,6 +25,9 @@ here (RFC 8410 fixes the encoding: one 12-byte prefix, then the key). `cryptogra
 imported only by the functions that sign, make keys or check a signature, so a node
 agent that has verified no order yet does not carry it (about 7 MiB of its memory);
 `VERIFIER_SELF_TEST` lets a process check at start, in a child, that it will load.
+
+Every part of a token is untrusted: a non-ASCII or deeply nested part is `MALFORMED`,
+never an exception.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from core.jsonlimit import loads_bounded
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -98,6 +103,9 @@ def _b64e(data: bytes) -> str:
 
 
 def _b64d(text: str) -> bytes:
+    """Decode base64url; anything else (non-ASCII included) is a binascii.Error."""
+    if not text.isascii():
+        raise binascii.Error("not ASCII")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
@@ -138,8 +146,8 @@ def decode_order(token: str) -> FenceOrder | Rejection:
     if len(parts) != 3 or parts[0] != PREFIX:
         return Rejection(RejectReason.MALFORMED, f"expected {PREFIX}.<payload>.<signature>")
     try:
-        payload = json.loads(_b64d(parts[1]))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+        payload = loads_bounded(_b64d(parts[1]))
+    except (binascii.Error, ValueError):
         return Rejection(RejectReason.MALFORMED, "payload is not base64url JSON")
     return _order_from_payload(payload)
 

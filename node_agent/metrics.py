@@ -68,6 +68,15 @@ class AgentMetrics:
             ["endpoint", "code"],
             registry=r,
         )
+        self.peer_requests_refused = Counter(
+            P + "peer_requests_refused_total",
+            "Requests to the peer endpoint refused before any action, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.peer_connections = Gauge(
+            P + "peer_connections", "Open connections to the peer endpoint.", registry=r
+        )
         self.known_peers = Gauge(P + "known_peers", "Peers with a published endpoint.", registry=r)
         # Decisions and actions.
         self.decisions = Counter(

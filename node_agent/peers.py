@@ -29,6 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from core.clock import Clock
 from core.peer_client import NodeView, PeerError
@@ -74,6 +75,11 @@ class PeerDirectory:
             merged = {**self._from_api, **self._static}
         return sorted((p for n, p in merged.items() if n != self._self), key=lambda p: p.name)
 
+    def hosts(self) -> set[str]:
+        """The hosts of the peers' endpoints (addresses, as published): the peer endpoint
+        keeps connections for them apart from strangers'."""
+        return {host for p in self.peers() if (host := urlsplit(p.url).hostname)}
+
     def url_of(self, node: str) -> str | None:
         with self._lock:
             peer = self._static.get(node) or self._from_api.get(node)
@@ -85,7 +91,7 @@ def _by_name(entries: list[PeerEntry]) -> dict[str, Peer]:
 
 
 class NodeViewClient(Protocol):
-    def node_view(self, base_url: str, node: str, *, timeout_s: float | None = None) -> NodeView: ...
+    def node_view(self, base_url: str, node: str, *, receiver: str, timeout_s: float | None = None) -> NodeView: ...
 
 
 class PeerPoll:
@@ -214,7 +220,7 @@ class PeerPoll:
     def _ask(self, peer: Peer, budget: float, question: int) -> bool:
         """One request (on an executor thread): records the answer; True if there was one."""
         try:
-            view = self._client.node_view(peer.url, self._node, timeout_s=budget)
+            view = self._client.node_view(peer.url, self._node, receiver=peer.name, timeout_s=budget)
         except PeerError as exc:
             self._metrics.peer_requests.labels(endpoint="nodes", result=str(exc.kind)).inc()
             log.debug("peer %s: %s", peer.name, exc)

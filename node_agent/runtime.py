@@ -166,11 +166,14 @@ class Runtime:
                 max_concurrent_requests=s.max_concurrent_requests,
                 read_timeout_s=s.request_read_timeout_s,
                 serve_peer_api=True,
+                node=s.node_name,
+                replay_file=str(Path(s.peer_cache_file).parent / "peer-replay.json") if s.peer_cache_file else None,
             ),
             clock=clock,
             metrics=metrics,
             registry=seams.registry if s.metrics_listen is None else None,
             tls=_server_tls(s),
+            known_clients=self.directory.hosts,
         )
         state_dir = Path(s.peer_cache_file).parent if s.peer_cache_file else None
         self.commitment = Commitment(state_dir, lambda: seams.boot.boot_id)
@@ -303,6 +306,9 @@ def _metrics_server(rt: Runtime) -> PeerServer:
             max_concurrent_requests=4,
             read_timeout_s=rt.settings.request_read_timeout_s,
             serve_peer_api=False,
+            node=rt.settings.node_name,
+            max_connections=16,
+            max_connections_per_client=4,
         ),
         clock=rt.seams.clock,
         metrics=rt.metrics,

@@ -1,46 +1,77 @@
-"""The agent's HTTP(S) endpoint: a small threaded stdlib server in front of `PeerService`.
+"""The agent's HTTP(S) endpoint: one asyncio event loop in front of `PeerRoutes`.
 
-Rules applied to every `/peer/v1/*` request, before anything else happens:
-- at most `max_concurrent_requests` in flight (503 beyond), a socket read timeout, and a
-  body of at most `max_request_bytes` (413 beyond; GET requests carry no body);
-- a valid `core.peer_auth` signature within the allowed clock skew, and for POST a
-  signature not seen before (a replay): otherwise 401, and nothing is done.
+Why an event loop and not a thread per connection: a connection that is still sending
+its request costs a socket and a small buffer here, never a thread or a request slot.
+With a thread per connection (the stdlib server this replaces), 32 clients sending one
+byte every 2 s held every slot, health and probes answered 503, and during an API outage
+every agent fenced for want of peers' answers; 500 such clients took 369 threads. Bounded
+threads with per-read timeouts still let each client hold a thread for the whole deadline.
 
-Unauthenticated, for probes and scraping: `GET /healthz` ("ok") and, unless metrics are
-served on their own port, `GET /metrics`.
+Rules, for every connection and request:
+- one deadline (`read_timeout_s`) for the whole request, request line, headers and
+  body together, and again for the next request on a kept-alive connection; a client
+  that misses it is closed (`TooSlow`);
+- at most `max_connections_per_client` connections from one address, and at most
+  `max_connections` in all from addresses that are not known peers. A new connection
+  over a bound first parks the oldest connection of the same class (that client; all
+  strangers) that has not yet shown a valid signature; it is refused only when every
+  such connection is an authenticated request in progress. A parked connection is no
+  longer read and is closed at its own deadline, not at once: closing it at once would
+  have its client connect again at once, and each new connection park another, a churn
+  that keeps the loop accepting instead of answering. At most `max_parked_connections`
+  are parked; past that the oldest parked one is closed. Known peers are the hosts of
+  the peer directory's endpoints and loopback (the kubelet's probes of a host-network
+  pod, and the simulator's peer network): no number of strangers, from however many
+  addresses, takes a connection from them, so an agent's answers to its peers never
+  wait on an attack. A stranger holding a valid signature (the remediator) competes
+  with the other strangers, oldest evicted first: its request, sent in one packet, is
+  read within milliseconds; orders also reach the node through its peers;
+- one request per connection, answered with `Connection: close`: no idle connection
+  is ever kept, so none is evicted or timed out just as its client reuses it (the
+  race a kept-alive connection has; a peer's question costs a connection setup);
+- `GET /healthz` (liveness) is answered on the loop itself and `GET /metrics` on a
+  thread of its own (at most 2 scrapes at once), never in the request pool, so both
+  answer while the pool is full; neither needs credentials;
+- everything else is authenticated from the headers before any body is read
+  (`PeerRoutes.check_head`); only then is the body read and the request handed to a
+  pool of `max_concurrent_requests` threads (503 Busy beyond, signed);
+- a refusal is a JSON answer with a 4xx status and an enumerated reason, counted and
+  logged at a bounded rate (`refusals.py`); nothing a client sends drops a connection
+  without an answer, except a client too slow to finish its request.
+
+The agent's own isolation decision runs on its own thread and never waits on this
+server; see docs/node-agent.md ("The peer endpoint under attack") for why a peer's
+failure to answer still counts as no answer.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import contextlib
+import itertools
 import logging
-import re
+import socket
 import ssl
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from core.clock import Clock
-from core.peer_auth import DATE_HEADER, SIGNATURE_HEADER, check_request
-from core.peer_client import (
-    HEALTH_PATH,
-    NODES_PATH,
-    ORDERS_PATH,
-    REACH_PATH,
-    error_body,
-    order_http_status,
-)
 from node_agent.metrics import AgentMetrics
+from node_agent.peer_routes import PeerRoutes, Reply, RouteSettings, refusal_reply
+from node_agent.refusals import Refusal, RefusalLog
+from node_agent.replay import ReplayGuard
 from node_agent.service import PeerService
 
 log = logging.getLogger(__name__)
-NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_REPLAY_LIMIT = 10000
+MAX_HEAD_BYTES = 8192
+_METRICS_SCRAPES = 2
+_WRITE_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -51,36 +82,26 @@ class ServerSettings:
     max_concurrent_requests: int
     read_timeout_s: float
     serve_peer_api: bool = True
+    node: str = ""
+    max_connections: int = 256
+    max_connections_per_client: int = 32
+    max_parked_connections: int = 1024
+    replay_file: str | None = None
 
 
-class ReplayGuard:
-    """Remembers signatures of POST requests for the skew window; a second sight is a replay."""
+class _Conn:
+    __slots__ = ("authenticated", "cid", "client", "known", "parked", "writer")
 
-    def __init__(self, window_s: float, clock: Clock) -> None:
-        self._window_s = window_s
-        self._clock = clock
-        self._seen: OrderedDict[str, float] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def first_sight(self, signature: str) -> bool:
-        now = self._clock.monotonic()
-        with self._lock:
-            while self._seen and (
-                next(iter(self._seen.values())) < now - 2 * self._window_s
-                or len(self._seen) > _REPLAY_LIMIT
-            ):
-                self._seen.popitem(last=False)
-            if signature in self._seen:
-                return False
-            self._seen[signature] = now
-            return True
+    def __init__(self, cid: int, client: str, known: bool, writer: asyncio.StreamWriter) -> None:
+        self.cid = cid
+        self.client = client
+        self.known = known  # from a known peer's address: not counted with the strangers
+        self.writer = writer
+        self.authenticated = False  # an authenticated request is in progress: never evicted
+        self.parked = False  # evicted: no longer read, closed at its deadline
 
 
-class PeerServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
+class PeerServer:
     def __init__(
         self,
         address: tuple[str, int],
@@ -90,173 +111,321 @@ class PeerServer(ThreadingHTTPServer):
         metrics: AgentMetrics,
         registry: CollectorRegistry | None = None,
         tls: ssl.SSLContext | None = None,
+        known_clients: Callable[[], set[str]] | None = None,
     ) -> None:
-        handler = type("BoundHandler", (PeerHandler,), {"timeout": settings.read_timeout_s})
-        super().__init__(address, handler)
+        """`known_clients`: the addresses of known peers (read about once a second)."""
         self.service = service
+        self._known_source = known_clients or set
         self.settings = settings
         self.clock = clock
         self.metrics = metrics
         self.registry = registry
-        self.slots = threading.BoundedSemaphore(settings.max_concurrent_requests)
-        self.replays = ReplayGuard(settings.max_clock_skew_s, clock)
-        if tls is not None:
-            self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+        self._tls = tls
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        # The kernel's accept queue is shared by every client: when a burst of strangers'
+        # connections fills it, a peer's SYN is dropped and retried a second later, past
+        # the peer timeout. The loop accepts as fast as they come; the queue holds the rest.
+        self._sock = socket.create_server(address, family=family, backlog=socket.SOMAXCONN)
+        self._sock.setblocking(False)
+        self.replays = ReplayGuard(settings.max_clock_skew_s, clock, settings.replay_file)
+        self.refusals = RefusalLog(metrics, clock)
+        self.routes = PeerRoutes(
+            service,
+            RouteSettings(settings.secret, settings.node or service.node, settings.max_clock_skew_s,
+                          settings.max_request_bytes),
+            clock,
+            self.replays,
+        )
+        self._pool = ThreadPoolExecutor(settings.max_concurrent_requests, thread_name_prefix="peer-request")
+        self._metrics_pool = ThreadPoolExecutor(1, thread_name_prefix="peer-metrics")
+        self._in_pool = 0  # requests handed to the pool and not yet answered (loop thread only)
+        self._scrapes = 0
+        self._conns: OrderedDict[int, _Conn] = OrderedDict()  # oldest first (loop thread only)
+        self._per_client: dict[str, int] = {}
+        self._strangers = 0
+        self._parked: OrderedDict[int, _Conn] = OrderedDict()  # oldest first (loop thread only)
+        self._known: frozenset[str] = _LOOPBACK
+        self._ids = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped: asyncio.Event | None = None  # set to stop (loop thread)
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
 
     @property
     def port(self) -> int:
-        return int(self.server_address[1])
+        return int(self._sock.getsockname()[1])
+
+    def connections(self) -> int:
+        return len(self._conns)
+
+    def strangers(self) -> int:
+        """Open connections from addresses that are not known peers' (parked ones aside)."""
+        return self._strangers
+
+    def parked(self) -> int:
+        return len(self._parked)
+
+    # Lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> threading.Thread:
-        thread = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.1}, name="peer-server", daemon=True
+        self._thread = threading.Thread(target=self._run, name="peer-server", daemon=True)
+        self._thread.start()
+        self._ready.wait(10.0)
+        return self._thread
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        finally:
+            loop.close()
+
+    async def _serve(self) -> None:
+        self._stopped = asyncio.Event()
+        server = await asyncio.start_server(
+            self._connection, sock=self._sock, ssl=self._tls, limit=MAX_HEAD_BYTES, backlog=socket.SOMAXCONN,
+            ssl_handshake_timeout=self.settings.read_timeout_s if self._tls else None,
         )
-        thread.start()
-        return thread
+        flusher = asyncio.get_running_loop().create_task(self._flush_refusals())
+        self._ready.set()
+        async with server:
+            await self._stopped.wait()
+            flusher.cancel()
+            for conn in list(self._conns.values()):
+                conn.writer.transport.abort()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._metrics_pool.shutdown(wait=False, cancel_futures=True)
 
     def stop(self) -> None:
-        self.shutdown()
+        loop, stopped = self._loop, self._stopped
+        if loop is not None and stopped is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stopped.set)
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
         self.server_close()
 
+    shutdown = stop
 
-class PeerHandler(BaseHTTPRequestHandler):
-    server: PeerServer
-    protocol_version = "HTTP/1.1"
-    server_version = "nodewarden-agent"
-    sys_version = ""
+    def server_close(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._sock.close()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._metrics_pool.shutdown(wait=False, cancel_futures=True)
 
-    def setup(self) -> None:
-        super().setup()
-        if isinstance(self.request, ssl.SSLSocket):
-            self.request.do_handshake()
+    async def _flush_refusals(self) -> None:
+        while True:
+            self._refresh_known()
+            await asyncio.sleep(1.0)
+            self.refusals.flush()
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.client_address[0], *args)
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def _handle(self, method: str) -> None:
-        if not self.server.slots.acquire(blocking=False):
-            self._json(503, error_body(503, "Busy", "too many requests in flight"), "busy")
-            self.close_connection = True
-            return
+    def _refresh_known(self) -> None:
         try:
-            self._route(method)
-        except (TimeoutError, ConnectionError) as exc:
-            log.debug("peer request from %s aborted: %s", self.client_address[0], exc)
-            self.close_connection = True
-        finally:
-            self.server.slots.release()
+            self._known = _LOOPBACK | frozenset(self._known_source())
+        except Exception:  # the directory is read under its own lock; never stop serving
+            log.exception("could not read the known peers' addresses")
 
-    def _route(self, method: str) -> None:
-        path = urlsplit(self.path).path
-        if method == "GET" and path == "/healthz":
-            self._send(200, b"ok\n", "text/plain; charset=utf-8", "healthz")
-            return
-        if method == "GET" and path == "/metrics" and self.server.registry is not None:
-            body = generate_latest(self.server.registry)
-            self._send(200, body, CONTENT_TYPE_LATEST, "metrics")
-            return
-        endpoint = _endpoint(method, path) if self.server.settings.serve_peer_api else None
-        if endpoint is None:
-            self._json(404, error_body(404, "NotFound", f"no such endpoint: {method} {path}"), "other")
-            return
-        request_body = self._read_body(method, endpoint)
-        if request_body is None:
-            return
-        if not self._authenticated(method, request_body, endpoint):
-            return
-        self._dispatch(endpoint, path, request_body)
+    # Connections -------------------------------------------------------------------------
 
-    def _read_body(self, method: str, endpoint: str) -> bytes | None:
-        length_header = self.headers.get("Content-Length")
-        try:
-            length = int(length_header) if length_header is not None else 0
-        except ValueError:
-            length = -1
-        if length < 0 or self.headers.get("Transfer-Encoding"):
-            self._json(400, error_body(400, "BadRequest", "a body needs a Content-Length"), endpoint)
-            self.close_connection = True
+    def _admit(self, client: str, writer: asyncio.StreamWriter) -> _Conn | None:
+        """Register a connection, closing the oldest unauthenticated ones of its class over
+        the bounds; None when there is no room even so."""
+        s = self.settings
+        known = client in self._known
+        if self._per_client.get(client, 0) >= s.max_connections_per_client:
+            self._evict(lambda c: c.client == client)
+        if not known and self._strangers >= s.max_connections:
+            self._evict(lambda c: not c.known)
+        if self._per_client.get(client, 0) >= s.max_connections_per_client or (
+            not known and self._strangers >= s.max_connections
+        ):
             return None
-        limit = self.server.settings.max_request_bytes if method == "POST" else 0
-        if length > limit:
-            self._json(413, error_body(413, "TooLarge", f"body over {limit} bytes"), endpoint)
-            self.close_connection = True
-            return None
-        return self.rfile.read(length) if length else b""
+        conn = _Conn(next(self._ids), client, known, writer)
+        self._conns[conn.cid] = conn
+        self._per_client[client] = self._per_client.get(client, 0) + 1
+        self._strangers += 0 if known else 1
+        self.metrics.peer_connections.set(len(self._conns))
+        return conn
 
-    def _authenticated(self, method: str, body: bytes, endpoint: str) -> bool:
-        s = self.server.settings
-        # The message's lookup is case-insensitive; check_request's mapping may not be.
-        headers = {h: v for h in (DATE_HEADER, SIGNATURE_HEADER) if (v := self.headers.get(h))}
-        failure = check_request(
-            s.secret, method, self.path, body, headers, self.server.clock.now(), s.max_clock_skew_s
-        )
-        reason = str(failure) if failure is not None else None
-        if reason is None and method == "POST":
-            signature = self.headers.get(SIGNATURE_HEADER, "")
-            if not self.server.replays.first_sight(signature):
-                reason = "Replay"
-        if reason is None:
-            return True
-        log.warning(
-            "rejected unauthenticated %s %s from %s: %s", method, self.path, self.client_address[0], reason
-        )
-        self._json(401, error_body(401, "Unauthorized", reason), endpoint)
-        return False
-
-    def _dispatch(self, endpoint: str, path: str, body: bytes) -> None:
-        service = self.server.service
-        if endpoint == "health":
-            self._json(200, service.health().to_json(), endpoint)
-            return
-        if endpoint in ("nodes", "reach"):
-            prefix = NODES_PATH if endpoint == "nodes" else REACH_PATH
-            target = unquote(path[len(prefix) :])
-            if not NODE_NAME.match(target):
-                self._json(400, error_body(400, "BadRequest", "not a node name"), endpoint)
+    def _evict(self, which: Callable[[_Conn], bool]) -> None:
+        """Park the oldest unauthenticated connection that `which` selects, if any."""
+        for conn in self._conns.values():
+            if not conn.authenticated and which(conn):
+                self._forget(conn)
+                self._park(conn)
+                self.refusals.refused(Refusal.CONNECTION_LIMIT, conn.client, "a connection")
                 return
-            observer = "observer=1" in (urlsplit(self.path).query or "").split("&")
-            result = service.node_view(target, observer) if endpoint == "nodes" else service.reach(target)
-            self._json(200, result.to_json(), endpoint)
+
+    def _park(self, conn: _Conn) -> None:
+        if len(self._parked) >= self.settings.max_parked_connections:
+            _, oldest = self._parked.popitem(last=False)
+            oldest.writer.transport.abort()
+        conn.parked = True
+        transport = conn.writer.transport
+        if isinstance(transport, asyncio.ReadTransport):
+            transport.pause_reading()
+        self._parked[conn.cid] = conn
+
+    def _forget(self, conn: _Conn) -> None:
+        self._parked.pop(conn.cid, None)
+        if self._conns.pop(conn.cid, None) is None:
+            return
+        self._strangers -= 0 if conn.known else 1
+        left = self._per_client.get(conn.client, 1) - 1
+        if left:
+            self._per_client[conn.client] = left
+        else:
+            self._per_client.pop(conn.client, None)
+        self.metrics.peer_connections.set(len(self._conns))
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        client = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        conn = self._admit(client, writer)
+        if conn is None:
+            self.refusals.refused(Refusal.CONNECTION_LIMIT, client, "a connection")
+            writer.transport.abort()
             return
         try:
-            data = json.loads(body)
-            token = data["order"]
-            hops = data.get("relayHops", 0)
-            if not isinstance(token, str) or not isinstance(hops, int) or isinstance(hops, bool):
-                raise TypeError("order must be a string, relayHops an integer")
-        except (ValueError, KeyError, TypeError) as exc:
-            self._json(400, error_body(400, "BadRequest", f"expected {{order}}: {exc}"), endpoint)
+            await self._one_request(conn, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, OSError, asyncio.CancelledError):
+            pass  # closed by the client, evicted, or the server stopping
+        except Exception:  # a bug must cost this connection only, never the server
+            log.exception("peer connection from %s failed", client)
+        finally:
+            self._forget(conn)
+            writer.close()
+
+    async def _one_request(
+        self, conn: _Conn, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Serve one request within the request deadline, the wait for its first byte included."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.read_timeout_s
+        try:
+            async with asyncio.timeout_at(deadline):
+                head = await reader.readuntil(b"\r\n\r\n")
+        except TimeoutError:
+            if not conn.parked:
+                await self._refuse(writer, conn, refusal_reply(408, Refusal.TOO_SLOW, "request not complete in time"))
             return
-        answer = service.deliver(token, hops)
-        self._json(order_http_status(answer.outcome), answer.to_json(), endpoint)
+        except asyncio.LimitOverrunError:
+            await self._refuse(writer, conn, refusal_reply(431, Refusal.TOO_LARGE, "headers too large"))
+            return
+        except asyncio.IncompleteReadError:
+            return
+        parsed = _parse_head(head)
+        if parsed is None:
+            await self._refuse(writer, conn, refusal_reply(400, Refusal.BAD_REQUEST, "not an HTTP/1.x request"))
+            return
+        method, target, _version, headers = parsed
+        path = urlsplit(target).path
+        if method == "GET" and path == "/healthz":
+            await self._write(writer, Reply(200, b"ok\n", "healthz", content_type="text/plain; charset=utf-8"))
+            return
+        if method == "GET" and path == "/metrics" and self.registry is not None:
+            await self._write(writer, await self._scrape())
+            return
+        if not self.settings.serve_peer_api:
+            await self._refuse(writer, conn, refusal_reply(404, Refusal.NOT_FOUND, f"no such endpoint: {path[:100]}"))
+            return
+        refused = self.routes.check_head(method, target, headers)
+        if refused is not None:
+            await self._refuse(writer, conn, refused, f"{method} {path[:100]}")
+            return
+        conn.authenticated = True
+        length = int(headers.get("content-length", "0"))
+        try:
+            async with asyncio.timeout_at(deadline):
+                body = await reader.readexactly(length) if length else b""
+        except TimeoutError:
+            await self._refuse(writer, conn, refusal_reply(408, Refusal.TOO_SLOW, "body not complete in time"))
+            return
+        if self._in_pool >= self.settings.max_concurrent_requests:
+            busy = refusal_reply(503, Refusal.BUSY, "too many requests in flight")
+            await self._refuse(writer, conn, busy, f"{method} {path[:100]}")
+            return
+        self._in_pool += 1
+        try:
+            future: Future[Reply] = self._pool.submit(self.routes.answer, method, target, headers, body)
+            reply = await asyncio.wrap_future(future)
+        except Exception:
+            log.exception("peer request %s %s failed", method, path[:100])
+            reply = Reply(500, b'{"code": 500, "name": "InternalError", "description": "see the agent log"}',
+                          "other")
+        finally:
+            self._in_pool -= 1
+        if reply.refusal is not None:
+            self.refusals.refused(reply.refusal, conn.client, f"{method} {path[:100]}")
+        await self._write(writer, reply)
 
-    def _json(self, code: int, data: dict[str, Any], endpoint: str) -> None:
-        self._send(code, json.dumps(data).encode(), "application/json", endpoint)
+    async def _scrape(self) -> Reply:
+        if self._scrapes >= _METRICS_SCRAPES:
+            return refusal_reply(503, Refusal.BUSY, "too many scrapes at once", "metrics")
+        self._scrapes += 1
+        try:
+            registry = self.registry
+            assert registry is not None
+            body = await asyncio.get_running_loop().run_in_executor(
+                self._metrics_pool, generate_latest, registry
+            )
+        finally:
+            self._scrapes -= 1
+        return Reply(200, body, "metrics", content_type=CONTENT_TYPE_LATEST)
 
-    def _send(self, code: int, body: bytes, content_type: str, endpoint: str) -> None:
-        self.server.metrics.peer_requests_served.labels(endpoint=endpoint, code=str(code)).inc()
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
+    async def _refuse(self, writer: asyncio.StreamWriter, conn: _Conn, reply: Reply, what: str = "a request") -> None:
+        if reply.refusal is not None:
+            self.refusals.refused(reply.refusal, conn.client, what)
+        await self._write(writer, reply)
+
+    async def _write(self, writer: asyncio.StreamWriter, reply: Reply) -> None:
+        self.metrics.peer_requests_served.labels(endpoint=reply.endpoint, code=str(reply.status)).inc()
+        lines = [
+            f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Error')}",
+            "Server: nodewarden-agent",
+            f"Content-Type: {reply.content_type}",
+            f"Content-Length: {len(reply.body)}",
+            *(f"{name}: {value}" for name, value in reply.headers),
+            "Connection: close",
+        ]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + reply.body)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_WRITE_TIMEOUT_S):
+                await writer.drain()
 
 
-def _endpoint(method: str, path: str) -> str | None:
-    if method == "GET" and path == HEALTH_PATH:
-        return "health"
-    if method == "GET" and path.startswith(NODES_PATH):
-        return "nodes"
-    if method == "GET" and path.startswith(REACH_PATH):
-        return "reach"
-    if method == "POST" and path == ORDERS_PATH:
-        return "orders"
-    return None
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 408: "Request Timeout",
+            413: "Content Too Large", 422: "Unprocessable Content", 431: "Request Header Fields Too Large",
+            502: "Bad Gateway", 503: "Service Unavailable"}
+
+
+def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]] | None:
+    """(method, target, version, headers with lower-case names), or None if malformed.
+    A header given twice is malformed: which copy was signed would be ambiguous."""
+    try:
+        text = head.decode("latin-1")
+    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
+        return None
+    lines = text.split("\r\n")
+    request = lines[0].split(" ")
+    if len(request) != 3 or request[2] not in ("HTTP/1.0", "HTTP/1.1") or not request[1].startswith("/"):
+        return None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        name = name.strip().lower()
+        if not sep or not name or name != name.strip() or " " in name or name in headers:
+            return None
+        headers[name] = value.strip()
+    return request[0], request[1], request[2], headers
+

@@ -40,10 +40,10 @@ _HEALTHY_LIMIT = 4096
 
 
 class PeerCalls(Protocol):
-    def health(self, base_url: str, *, timeout_s: float | None = None) -> Health: ...
+    def health(self, base_url: str, *, receiver: str, timeout_s: float | None = None) -> Health: ...
 
     def deliver_order(
-        self, base_url: str, token: str, *, timeout_s: float | None = None, relay_hops: int = 0
+        self, base_url: str, token: str, *, receiver: str, timeout_s: float | None = None, relay_hops: int = 0
     ) -> OrderAnswer: ...
 
 
@@ -139,7 +139,7 @@ class PeerService:
             return Reach(target, self._s.node, False, None, "no known endpoint for that node")
         started = time.monotonic()
         try:
-            self._client.health(url, timeout_s=self._s.peer_request_timeout_s)
+            self._client.health(url, receiver=target, timeout_s=self._s.peer_request_timeout_s)
         except PeerError as exc:
             return Reach(target, self._s.node, False, None, str(exc))
         return Reach(target, self._s.node, True, time.monotonic() - started, None)
@@ -183,7 +183,8 @@ class PeerService:
             return self._relay_failed(order.node, "no known endpoint for that node; kept for it to fetch")
         try:
             answer = self._client.deliver_order(
-                url, token, timeout_s=self._s.peer_request_timeout_s, relay_hops=relay_hops + 1
+                url, token, receiver=order.node, timeout_s=self._s.peer_request_timeout_s,
+                relay_hops=relay_hops + 1,
             )
         except PeerError as exc:
             return self._relay_failed(order.node, f"{exc}; kept for it to fetch")

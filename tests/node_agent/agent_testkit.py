@@ -50,7 +50,7 @@ class ScriptedPeers:
         self.silent: set[str] = set()  # these never answer until `release` is set (dropped packets)
         self.release = threading.Event()
 
-    def node_view(self, base_url: str, node: str, *, timeout_s: float | None = None) -> NodeView:
+    def node_view(self, base_url: str, node: str, *, receiver: str, timeout_s: float | None = None) -> NodeView:
         self.asked.append(base_url)
         if base_url in self.silent:
             self.release.wait(60.0)

@@ -16,6 +16,7 @@ from core.peer_client import PeerClient
 from node_agent.boot import BootIdentity
 from node_agent.commands import FakeRunner
 from node_agent.kube import NodeFacts, PeerEntry
+from node_agent.peers import NodeViewClient
 from node_agent.runtime import Runtime, Seams
 from node_agent.settings import AgentSettings
 from node_agent.watchdog import FakeWatchdog
@@ -68,6 +69,7 @@ def world_factory(
         watchdog: bool = True,
         control_plane: bool = False,
         boot: BootIdentity | None = None,
+        poll_client: NodeViewClient | None = None,
     ) -> AgentWorld:
         s = settings or scaled_settings()
         api = FakeAgentApi()
@@ -88,7 +90,7 @@ def world_factory(
             public_keys=[OrderKey.of(private_key.public_key())],
             secret=SECRET,
             registry=registry,
-            poll_client=scripted,
+            poll_client=poll_client or scripted,
         )
         runtime = Runtime(s, seams)
         built.append(runtime)

@@ -34,8 +34,9 @@ def client(clock: FakeClock) -> PeerClient:
 
 
 def raw(world: AgentWorld, method: str, path: str, body: bytes = b"", secret: bytes = SECRET,
-        at: float | None = None, headers: dict[str, str] | None = None) -> requests.Response:
-    signed = sign_request(secret, method, path, body, world.clock.now() if at is None else at)
+        at: float | None = None, headers: dict[str, str] | None = None,
+        receiver: str = "worker-1") -> requests.Response:
+    signed = sign_request(secret, method, path, body, world.clock.now() if at is None else at, receiver)
     session = requests.Session()
     session.trust_env = False
     return session.request(method, world.url + path, data=body, headers={**signed, **(headers or {})}, timeout=5)
@@ -43,7 +44,7 @@ def raw(world: AgentWorld, method: str, path: str, body: bytes = b"", secret: by
 
 def test_health_round_trip(world: AgentWorld, client: PeerClient) -> None:
     world.step()
-    health = client.health(world.url)
+    health = client.health(world.url, receiver="worker-1")
     assert (health.node, health.api_reachable, health.fencing) == ("worker-1", True, False)
     assert world.metric("nodewarden_agent_peer_requests_served_total", endpoint="health", code="200") == 1
 
@@ -54,9 +55,9 @@ def test_node_view_reads_the_order_from_the_api_while_reachable(
     world.step()
     token = make_token(node="worker-7")
     world.api.orders["worker-7"] = token
-    view = client.node_view(world.url, "worker-7")
+    view = client.node_view(world.url, "worker-7", receiver="worker-1")
     assert (view.api_reachable, view.order, view.order_source, view.answered_by) == (True, token, "api", "worker-1")
-    assert client.node_view(world.url, "worker-8").order is None
+    assert client.node_view(world.url, "worker-8", receiver="worker-1").order is None
 
 
 def test_order_for_another_node_is_kept_and_relayed_when_the_api_is_gone(
@@ -65,9 +66,9 @@ def test_order_for_another_node_is_kept_and_relayed_when_the_api_is_gone(
     world.api.cut_off()
     world.step()
     token = make_token(node="worker-7")
-    answer = client.deliver_order(world.url, token)
+    answer = client.deliver_order(world.url, token, receiver="worker-1")
     assert answer.outcome is OrderOutcome.RELAY_FAILED  # worker-7 has no known endpoint
-    view = client.node_view(world.url, "worker-7")
+    view = client.node_view(world.url, "worker-7", receiver="worker-1")
     assert (view.api_reachable, view.order, view.order_source) == (False, token, "relay")
     assert world.runtime.fencer.record is None
 
@@ -78,19 +79,19 @@ def test_forged_order_for_another_node_is_not_kept(
     world.api.cut_off()
     world.step()
     forged = make_token(node="worker-7", key=Ed25519PrivateKey.generate())
-    answer = client.deliver_order(world.url, forged)
+    answer = client.deliver_order(world.url, forged, receiver="worker-1")
     assert (answer.outcome, answer.reason) == (OrderOutcome.REJECTED, "BadSignature")
-    assert client.node_view(world.url, "worker-7").order is None
+    assert client.node_view(world.url, "worker-7", receiver="worker-1").order is None
 
 
 def test_direct_fence_order_is_acknowledged(world: AgentWorld, client: PeerClient, make_token: Callable[..., str]) -> None:
     world.step()
-    answer = client.deliver_order(world.url, make_token())
+    answer = client.deliver_order(world.url, make_token(), receiver="worker-1")
     assert answer.outcome is OrderOutcome.FENCING
     assert answer.acknowledgement is not None
     assert answer.acknowledgement.watchdog_timeout_s == 3.0
     assert world.runtime.fencer.record is not None
-    assert client.health(world.url).fencing is True
+    assert client.health(world.url, receiver="worker-1").fencing is True
 
 
 def test_order_relayed_through_a_second_agent(
@@ -102,13 +103,13 @@ def test_order_relayed_through_a_second_agent(
     relay.runtime.server.start()
     try:
         target.step()
-        answer = client.deliver_order(relay.url, make_token())
+        answer = client.deliver_order(relay.url, make_token(), receiver="worker-2")
         assert answer.outcome is OrderOutcome.FENCING
         assert answer.relayed_via == "worker-2"
         assert target.runtime.fencer.record is not None
-        reach = client.reach(relay.url, "worker-1")
+        reach = client.reach(relay.url, "worker-1", receiver="worker-2")
         assert reach.reachable is True and reach.answered_by == "worker-2"
-        assert client.reach(relay.url, "worker-9").reachable is False
+        assert client.reach(relay.url, "worker-9", receiver="worker-2").reachable is False
     finally:
         target.runtime.server.shutdown()
         relay.runtime.server.shutdown()
@@ -142,7 +143,7 @@ def test_request_without_credentials_is_401(world: AgentWorld) -> None:
 
 def test_replayed_order_request_is_refused(world: AgentWorld, make_token: Callable[..., str]) -> None:
     body = order_request_body(make_token(action=Action.RESTART_KUBELET))
-    signed = sign_request(SECRET, "POST", "/peer/v1/orders", body, world.clock.now())
+    signed = sign_request(SECRET, "POST", "/peer/v1/orders", body, world.clock.now(), "worker-1")
     session = requests.Session()
     session.trust_env = False
     first = session.post(world.url + "/peer/v1/orders", data=body, headers=signed, timeout=5)

@@ -38,7 +38,7 @@ def test_order_relayed_by_a_peer_fences_once_and_an_earlier_boots_order_is_alrea
     peers = ac.peer_client()
 
     delivered_at = cluster.clock()
-    answer = peers.deliver_order(ac.url(RELAY), token)
+    answer = peers.deliver_order(ac.url(RELAY), token, receiver=RELAY)
     assert (answer.outcome, answer.answered_by, answer.relayed_via) == (OrderOutcome.FENCING, VICTIM, RELAY)
     ack = answer.acknowledgement
     assert ack is not None and ack.last_feed_at is not None
@@ -59,8 +59,8 @@ def test_order_relayed_by_a_peer_fences_once_and_an_earlier_boots_order_is_alrea
     ac.wait_back(VICTIM, old_boot)
     boots = cluster.node_state(VICTIM)["boots"]
     asked_again_at = cluster.clock()
-    for via in (ac.url(RELAY), ac.url(VICTIM)):
-        again = peers.deliver_order(via, token)
+    for via in (RELAY, VICTIM):
+        again = peers.deliver_order(ac.url(via), token, receiver=via)
         assert (again.outcome, again.reason, again.acknowledgement) == (OrderOutcome.ALREADY_REBOOTED, "StaleBoot", None)
     cluster.wait_for(
         lambda: ac.metric(VICTIM, "nodewarden_agent_watchdog_last_feed_timestamp_seconds")
@@ -85,7 +85,7 @@ def test_unauthenticated_and_wrongly_signed_requests_do_nothing(agent_cluster: C
 
     unsigned = session.post(orders_url, data=body, headers={"Content-Type": "application/json"}, timeout=5)
     assert (unsigned.status_code, unsigned.json()["description"]) == (401, "MissingCredentials")
-    wrong_secret = sign_request(b"not-the-cluster-secret", "POST", ORDERS_PATH, body, cluster.clock())
+    wrong_secret = sign_request(b"not-the-cluster-secret", "POST", ORDERS_PATH, body, cluster.clock(), target)
     forged = session.post(orders_url, data=body, headers=wrong_secret, timeout=5)
     assert (forged.status_code, forged.json()["description"]) == (401, "BadSignature")
     for path in ("/peer/v1/health", f"/peer/v1/nodes/{target}", f"/peer/v1/reach/{target}"):
@@ -95,12 +95,12 @@ def test_unauthenticated_and_wrongly_signed_requests_do_nothing(agent_cluster: C
     # rejected directly and by a relaying peer; a replay of the request is refused.
     foreign = ac.order(target, key=Ed25519PrivateKey.generate())
     replayable = order_request_body(foreign)
-    headers = sign_request(b"integration-peer-secret", "POST", ORDERS_PATH, replayable, cluster.clock())
+    headers = sign_request(b"integration-peer-secret", "POST", ORDERS_PATH, replayable, cluster.clock(), target)
     direct = session.post(orders_url, data=replayable, headers=headers, timeout=5)
     assert direct.status_code == 422 and json.loads(direct.content)["reason"] == "BadSignature"
     replay = session.post(orders_url, data=replayable, headers=headers, timeout=5)
     assert (replay.status_code, replay.json()["description"]) == (401, "Replay")
-    relayed = ac.peer_client().deliver_order(ac.url("node-1"), foreign)
+    relayed = ac.peer_client().deliver_order(ac.url("node-1"), foreign, receiver="node-1")
     assert (relayed.outcome, relayed.reason) == (OrderOutcome.REJECTED, "BadSignature")
 
     # The node keeps running: still fed a whole watchdog timeout after the requests.
@@ -109,7 +109,7 @@ def test_unauthenticated_and_wrongly_signed_requests_do_nothing(agent_cluster: C
         lambda: ac.metric(target, "nodewarden_agent_watchdog_last_feed_timestamp_seconds")
         > done_at + ac.watchdog_timeout_s, 2 * ac.watchdog_timeout_s + 2,
         message="feeding goes on past a watchdog timeout")
-    health = ac.peer_client().health(ac.url(target))
+    health = ac.peer_client().health(ac.url(target), receiver=target)
     assert (health.fencing, health.api_reachable) == (False, True)
     assert ac.metric(target, "nodewarden_agent_fence_started_timestamp_seconds") == 0
     assert ac.metric(target, "nodewarden_agent_peer_requests_served_total", endpoint="orders", code="401") == 3

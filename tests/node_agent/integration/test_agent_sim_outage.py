@@ -46,7 +46,7 @@ def test_api_outage_for_every_node_fences_nobody(agent_cluster: Callable[..., Ag
     assert cluster.node_state(REBOOTED)["boots"] == 2  # the reboot we asked for, no reset after it
     peers = ac.peer_client()
     for node in cluster.nodes:
-        health = peers.health(ac.url(node))
+        health = peers.health(ac.url(node), receiver=node)
         assert (health.api_reachable, health.fencing, health.self_fence_capable) == (True, False, True)
         assert ac.metric(node, "nodewarden_agent_fence_started_timestamp_seconds") == 0
     ac.assert_no_violations()
