@@ -25,6 +25,7 @@ import requests
 import yaml
 
 from core.fence_order import generate_private_key, private_key_pem, public_key_pem
+from harness.chart import apply_security
 from harness.prometheus import free_port
 from sim.world.cluster import Cluster
 
@@ -210,6 +211,8 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
         tmp / "agent-state")))
     cluster.apply_file(CRD)
     cluster.apply_manifest("apiVersion: v1\nkind: Namespace\nmetadata: {name: nodewarden}\n")
+    # Every product identity runs with exactly what the chart grants it, enforced.
+    apply_security(cluster.api, remediation_policy or policy())
     world = World(cluster, tmp, time_scale, _controller_env=dict(controller_overrides or {}))
     webhook_procs: list[subprocess.Popen[bytes]] = []
     try:

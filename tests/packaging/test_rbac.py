@@ -144,7 +144,8 @@ def audited(world: Any) -> list[ApiCall]:
             continue
         account = record.user[len(prefix):]
         identity = "webhook" if account == "nodewarden-webhook" else "agent"
-        assert account == "nodewarden-webhook" or account.startswith("nodewarden-agent:"), record
+        assert account in ("nodewarden-webhook", "nodewarden-agent"), record
+        assert record.code != 403, f"the simulator refused a request the code makes: {record}"
         resource, _, group = record.resource.partition(".")
         out.append(ApiCall(identity, record.verb, group, resource, record.subresource, record.namespace or None,
                            record.name or None, f"audit {record.code}"))
