@@ -17,6 +17,13 @@ plugin/policy/validating and the API's documented semantics:
   an expression that fails to compile or evaluate denies unless `failurePolicy: Ignore`;
 - only the `Deny` validation action acts (`Warn`/`Audit` are not emitted).
 
+cel-python is the CEL implementation. It has no optional syntax (`a.?b`), no heterogeneous
+equality with null (`obj != null` is an error: test `request.operation` instead), and
+none of Kubernetes' CEL libraries (lists, regex, quantity, authz, `lowerAscii`). Its
+interpreter evaluates both sides of `||`/`&&`; `_ShortCircuit` skips the right side when
+the left decides, and results are memoized on the inputs an expression can read, so an
+agent's frequent Lease renewal costs about as much as a real server's evaluation.
+
 The denial reads as the real one: `ValidatingAdmissionPolicy '<policy>' with binding
 '<binding>' denied request: <message>`. In-process writes of the simulated cluster's own
 components (kubelets, controllers) are not admission-checked: they carry no user.
@@ -24,9 +31,13 @@ components (kubelets, controllers) are not admission-checked: they carry no user
 
 from __future__ import annotations
 
+import collections
 import copy
+import json
+import re
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,15 +88,59 @@ class CelError(Exception):
     pass
 
 
-class _Programs:
-    """Compiled CEL programs, one per expression text."""
+class _ShortCircuit(celpy.evaluation.Evaluator):
+    """celpy's interpreter evaluates both sides of `||` and `&&`, then combines them by
+    CEL's error-absorbing rules. Same results, without evaluating the right side when the
+    left decides (`true || x`, `false && x`), as cel-go does."""
 
-    def __init__(self) -> None:
-        self._env = celpy.Environment()
+    def _logic(self, tree: Any, decided: bool, name: str, fallback: Any) -> Any:
+        if len(tree.children) != 2:
+            return fallback(tree)
+        left = self.visit(tree.children[0])
+        if isinstance(left, (bool, celpy.celtypes.BoolType)) and bool(left) is decided:
+            return celpy.celtypes.BoolType(decided)
+        right = self.visit(tree.children[1])
+        try:
+            return self.activation.resolve_function(name)(left, right)
+        except TypeError as exc:
+            return celpy.CELEvalError(f"found no matching overload for {name} applied to "
+                                      f"'({type(left)}, {type(right)})'", exc.__class__, exc.args, tree=tree)
+
+    def conditionalor(self, tree: Any) -> Any:
+        return self._logic(tree, True, "_||_", super().conditionalor)
+
+    def conditionaland(self, tree: Any) -> Any:
+        return self._logic(tree, False, "_&&_", super().conditionaland)
+
+
+class _Runner(celpy.InterpretedRunner):
+    def evaluate(self, context: Any) -> Any:
+        return _ShortCircuit(ast=self.ast, activation=self.new_activation()).evaluate(context)
+
+
+ROOTS = ("object", "oldObject", "request", "params", "namespaceObject")
+_PATH = re.compile(r"(?<![\w.'\"])(object|oldObject|request|params|namespaceObject|variables)((?:\.[A-Za-z_]\w*)*)")
+_MISSING = object()
+
+
+class _Programs:
+    """CEL programs, one per expression text, run by celpy's interpreter (it follows the
+    spec's error-absorbing && and ||; its transpiler does not). The interpreter is slow,
+    so results are memoized on what an expression can read: the values at the longest
+    static paths it names (`object.spec`, `request.userInfo.extra`, ...) and the inputs of
+    the variables it uses. Sound because CEL is pure and every access to the request's
+    data goes through such a path (a macro's iteration variable ranges over a value
+    reached by one)."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._env = celpy.Environment(runner_class=_Runner)
         self._cache: dict[str, Any] = {}
+        self._paths: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+        self._memo: collections.OrderedDict[tuple[Any, ...], Any] = collections.OrderedDict()
+        self._limit = limit
         self._lock = threading.Lock()
 
-    def evaluate(self, expression: str, activation: dict[str, Any]) -> Any:
+    def _program(self, expression: str) -> Any:
         with self._lock:
             program = self._cache.get(expression)
             if program is None:
@@ -94,13 +149,105 @@ class _Programs:
                 except Exception as exc:  # celpy raises its own parse errors
                     raise CelError(f"compilation failed: {exc}") from None
                 self._cache[expression] = program
+                self._paths[expression] = [(root, tuple(p for p in rest.split(".") if p))
+                                           for root, rest in _PATH.findall(expression)]
+            return program
+
+    def key(self, expression: str, data: dict[str, Any], variables: dict[str, str],
+            seen: frozenset[str] = frozenset()) -> tuple[Any, ...]:
+        """What the expression's value depends on, as a hashable tuple."""
+        self._program(expression)
+        parts: list[Any] = [expression]
+        for root, path in self._paths[expression]:
+            if root == "variables":
+                name = path[0] if path else ""
+                if name in variables and name not in seen:
+                    parts.append(("var", name, self.key(variables[name], data, variables, seen | {name})))
+                continue
+            value: Any = data.get(root)
+            for part in path:
+                value = value.get(part, _MISSING) if isinstance(value, dict) else _MISSING
+                if value is _MISSING:
+                    break
+            parts.append((root, path, "<missing>" if value is _MISSING
+                          else json.dumps(value, sort_keys=True, separators=(",", ":"))))
+        return tuple(parts)
+
+    def evaluate(self, expression: str, activation: Callable[[], dict[str, Any]],
+                 key: tuple[Any, ...] | None = None) -> Any:
+        if key is not None:
+            with self._lock:
+                if key in self._memo:
+                    self._memo.move_to_end(key)
+                    outcome = self._memo[key]
+                    if isinstance(outcome, CelError):
+                        raise outcome
+                    return outcome
+        program = self._program(expression)
         try:
-            value = program.evaluate(activation)
+            value = program.evaluate(activation())
+            if isinstance(value, celpy.CELEvalError):
+                raise CelError(str(value))
+        except CelError as exc:
+            self._remember(key, exc)
+            raise
         except Exception as exc:
-            raise CelError(str(exc)) from None
-        if isinstance(value, celpy.CELEvalError):
-            raise CelError(str(value))
+            error = CelError(str(exc))
+            self._remember(key, error)
+            raise error from None
+        self._remember(key, value)
         return value
+
+    def _remember(self, key: tuple[Any, ...] | None, outcome: Any) -> None:
+        if key is None:
+            return
+        with self._lock:
+            self._memo[key] = outcome
+            if len(self._memo) > self._limit:
+                self._memo.popitem(last=False)
+
+
+class _Evaluation:
+    """One request's evaluation context: the CEL activation and the memo keys."""
+
+    def __init__(self, programs: _Programs, data: dict[str, Any], variables: dict[str, str]) -> None:
+        self.programs = programs
+        self.data = data
+        self.variables = variables
+        self._activation: dict[str, Any] | None = None
+
+    @property
+    def activation(self) -> dict[str, Any]:
+        """The CEL values, converted only when an expression is not in the memo."""
+        if self._activation is None:
+            self._activation = {k: celpy.json_to_cel(v) for k, v in self.data.items()}
+            self._activation["variables"] = _LazyVariables(self)
+        return self._activation
+
+    def __call__(self, expression: str) -> Any:
+        key = self.programs.key(expression, self.data, self.variables)
+        return self.programs.evaluate(expression, lambda: self.activation, key)
+
+
+class _LazyVariables(celpy.celtypes.MapType):
+    """`variables`: each evaluated on first use, as the real plugin's lazy composition
+    does (a variable that cannot be evaluated fails only the expressions that use it)."""
+
+    def __init__(self, evaluation: _Evaluation) -> None:
+        super().__init__()
+        self._evaluation = evaluation
+
+    def __contains__(self, key: object) -> bool:
+        return str(key) in self._evaluation.variables
+
+    def __getitem__(self, key: Any) -> Any:
+        name = str(key)
+        if name not in self._evaluation.variables:
+            raise KeyError(key)
+        if not super().__contains__(name):
+            value = self._evaluation(self._evaluation.variables[name])
+            super().__setitem__(celpy.celtypes.StringType(name), value)
+        return super().__getitem__(name)
 
 
 def _rule_matches(rule: dict[str, Any], req: Request) -> bool:
@@ -146,12 +293,20 @@ class PolicyAdmission:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.programs = _Programs()
+        self._snapshot: tuple[tuple[int, int], list[dict[str, Any]], dict[str, dict[str, Any]]] | None = None
+
+    def _objects(self) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        stamp = (self.store.last_change(BINDINGS), self.store.last_change(POLICIES))
+        if self._snapshot is None or self._snapshot[0] != stamp:
+            bindings = [e.obj() for _k, e in self.store.items(BINDINGS)]
+            policies = {e.obj()["metadata"]["name"]: e.obj() for _k, e in self.store.items(POLICIES)}
+            self._snapshot = (stamp, bindings, policies)
+        return self._snapshot[1], self._snapshot[2]
 
     def __call__(self, req: Request) -> None:
-        bindings = [e.obj() for _k, e in self.store.items(BINDINGS)]
+        bindings, policies = self._objects()
         if not bindings:
             return
-        policies = {e.obj()["metadata"]["name"]: e.obj() for _k, e in self.store.items(POLICIES)}
         for binding in sorted(bindings, key=lambda b: b["metadata"]["name"]):
             spec = binding.get("spec") or {}
             policy = policies.get(spec.get("policyName", ""))
@@ -168,17 +323,11 @@ class PolicyAdmission:
         ignore = spec.get("failurePolicy") == "Ignore"
         data = {"object": copy.deepcopy(req.obj), "oldObject": copy.deepcopy(req.old),
                 "request": req.as_cel_input(), "params": None, "namespaceObject": None}
-        activation: dict[str, Any] = {k: celpy.json_to_cel(v) for k, v in data.items()}
-        variables: dict[Any, Any] = {}
-        activation["variables"] = celpy.celtypes.MapType(variables)
+        evaluate = _Evaluation(self.programs, data, {v["name"]: v["expression"] for v in spec.get("variables") or []})
         try:
             for cond in spec.get("matchConditions") or []:
-                if not bool(self.programs.evaluate(cond["expression"], activation)):
+                if not bool(evaluate(cond["expression"])):
                     return  # the policy does not apply to this request
-            for var in spec.get("variables") or []:
-                variables[celpy.celtypes.StringType(var["name"])] = self.programs.evaluate(
-                    var["expression"], activation)
-                activation["variables"] = celpy.celtypes.MapType(variables)
         except CelError as exc:
             if not ignore:
                 self._deny(policy, binding, req, f"expression could not be evaluated: {exc}", "Invalid")
@@ -186,7 +335,7 @@ class PolicyAdmission:
         for validation in spec.get("validations") or []:
             expression = validation["expression"]
             try:
-                ok = bool(self.programs.evaluate(expression, activation))
+                ok = bool(evaluate(expression))
             except CelError as exc:
                 if ignore:
                     continue
@@ -197,7 +346,7 @@ class PolicyAdmission:
             message = validation.get("message") or f"failed expression: {expression}"
             if validation.get("messageExpression"):
                 try:
-                    message = str(self.programs.evaluate(validation["messageExpression"], activation))
+                    message = str(evaluate(validation["messageExpression"]))
                 except CelError:
                     pass
             self._deny(policy, binding, req, message, validation.get("reason") or "Invalid")

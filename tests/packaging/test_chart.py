@@ -67,6 +67,8 @@ def test_every_manifest_is_valid_for_kubernetes_1_28_to_1_32(value_set: str) -> 
         if group == PROMETHEUS_OPERATOR_GROUP:
             continue  # not Kubernetes' own: checked against the operator's fields below
         for version in KUBE_VERSIONS:
+            if doc["apiVersion"] == "admissionregistration.k8s.io/v1" and version < "1.30":
+                continue  # ValidatingAdmissionPolicy is GA in 1.30 (agent.admissionPolicy.enabled=false before)
             kubernetes_validate.validate(doc, version, strict=True)
             checked += 1
     assert checked >= 5 * 18
@@ -485,7 +487,8 @@ def test_every_object_is_labelled_and_namespaced() -> None:
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "nodewarden", doc["metadata"]["name"]
         assert labels["app.kubernetes.io/instance"] == "nodewarden"
-        if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+        if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy",
+                               "ValidatingAdmissionPolicyBinding"):
             assert doc["metadata"].get("namespace"), f"{doc['kind']} {doc['metadata']['name']} has no namespace"
 
 
