@@ -118,7 +118,6 @@ class _Runner(celpy.InterpretedRunner):
         return _ShortCircuit(ast=self.ast, activation=self.new_activation()).evaluate(context)
 
 
-ROOTS = ("object", "oldObject", "request", "params", "namespaceObject")
 _PATH = re.compile(r"(?<![\w.'\"])(object|oldObject|request|params|namespaceObject|variables)((?:\.[A-Za-z_]\w*)*)")
 _MISSING = object()
 
