@@ -153,15 +153,19 @@ class _Programs:
             return program
 
     def key(self, expression: str, data: dict[str, Any], variables: dict[str, str],
-            seen: frozenset[str] = frozenset()) -> tuple[Any, ...]:
-        """What the expression's value depends on, as a hashable tuple."""
+            seen: frozenset[str] = frozenset(), known: dict[str, tuple[Any, ...]] | None = None) -> tuple[Any, ...]:
+        """What the expression's value depends on, as a hashable tuple (`known`: the
+        variables' keys already computed for this request)."""
         self._program(expression)
+        known = {} if known is None else known
         parts: list[Any] = [expression]
         for root, path in self._paths[expression]:
             if root == "variables":
                 name = path[0] if path else ""
                 if name in variables and name not in seen:
-                    parts.append(("var", name, self.key(variables[name], data, variables, seen | {name})))
+                    if name not in known:
+                        known[name] = self.key(variables[name], data, variables, seen | {name}, known)
+                    parts.append(("var", name, known[name]))
                 continue
             value: Any = data.get(root)
             for part in path:
@@ -214,6 +218,7 @@ class _Evaluation:
         self.data = data
         self.variables = variables
         self._activation: dict[str, Any] | None = None
+        self._keys: dict[str, tuple[Any, ...]] = {}
 
     @property
     def activation(self) -> dict[str, Any]:
@@ -224,7 +229,7 @@ class _Evaluation:
         return self._activation
 
     def __call__(self, expression: str) -> Any:
-        key = self.programs.key(expression, self.data, self.variables)
+        key = self.programs.key(expression, self.data, self.variables, known=self._keys)
         return self.programs.evaluate(expression, lambda: self.activation, key)
 
 
