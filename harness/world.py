@@ -27,7 +27,9 @@ import yaml
 
 from core.fence_order import generate_private_key, private_key_pem, public_key_pem
 from harness.bmc import InventoryFn
+from harness.chart import apply_security
 from harness.prometheus import free_port
+from sim.apiserver.server import CONTROLLER
 from sim.bmc.fleet import BmcOptions
 from sim.world.cluster import Cluster
 
@@ -112,7 +114,7 @@ class World:
     # -- the product's processes ------------------------------------------------------
 
     def start_controller(self, identity: str, **overrides: str) -> subprocess.Popen[bytes]:
-        env = controller_env(self.scale, self.tmp, self.cluster.kubeconfig("webhook"), self.tmp / "signing.pem",
+        env = controller_env(self.scale, self.tmp, self.controller_kubeconfig(), self.tmp / "signing.pem",
                              self.tmp / "peer-secret", self.cluster.peer_proxy("external"), identity,
                              **{**self._controller_env, **overrides})
         self.controller_metrics[identity] = env["NODEWARDEN_CONTROLLER_METRICS_BIND"]
@@ -122,6 +124,14 @@ class World:
         log.close()
         self.controllers[identity] = proc
         return proc
+
+    def controller_kubeconfig(self) -> Path:
+        """The controller's own credential (service account nodewarden-controller): the
+        webhook's cannot taint nodes or delete pods."""
+        path = self.tmp / "controller.kubeconfig"
+        if not path.exists():
+            self.cluster.api.write_kubeconfig(path, CONTROLLER)
+        return path
 
     def kill_controller(self, identity: str, sig: int = signal.SIGKILL) -> None:
         proc = self.controllers.pop(identity)
@@ -227,6 +237,8 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
         tmp / "agent-state")))
     cluster.apply_file(CRD)
     cluster.apply_manifest("apiVersion: v1\nkind: Namespace\nmetadata: {name: nodewarden}\n")
+    # Every product identity runs with exactly what the chart grants it, enforced.
+    apply_security(cluster.api, remediation_policy or policy())
     world = World(cluster, tmp, time_scale, _controller_env=dict(controller_overrides or {}))
     webhook_procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -258,7 +270,7 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
                 webhook_procs.append(proc)
                 url = f"http://127.0.0.1:{port}"
                 world.webhook_urls.append(url)
-                _wait_http(url + "/readyz", proc, tmp / name)
+                _wait_http(url + "/readyz", proc, tmp / name, timeout=90.0)  # a loaded machine imports slowly
             world.webhook_url = world.webhook_urls[0]
         for i in range(controllers):
             world.start_controller(f"controller-{i}")

@@ -45,7 +45,8 @@ def api_group(types: ResourceRegistry, group: str) -> dict[str, Any] | None:
 
 def _resource_entry(rt: ResourceType) -> list[dict[str, Any]]:
     main: dict[str, Any] = {"name": rt.plural, "singularName": rt.singular or rt.kind.lower(),
-                            "namespaced": rt.namespaced, "kind": rt.kind, "verbs": VERBS}
+                            "namespaced": rt.namespaced, "kind": rt.kind,
+                            "verbs": ["create"] if rt.virtual else VERBS}
     if rt.short_names:
         main["shortNames"] = list(rt.short_names)
     if rt.categories:

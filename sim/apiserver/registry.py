@@ -27,6 +27,7 @@ from typing import Any
 from ..timefmt import rfc3339
 from . import crd as crds
 from . import errors, events, strategies
+from .admission import Request as AdmissionRequest
 from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .resources import ResourceRegistry, ResourceType
 from .selectors import field_value
@@ -47,6 +48,7 @@ class WriteOptions:
     dry_run: bool = False
     field_validation: str = "Warn"  # Strict | Warn | Ignore
     validate: bool = True  # in-process cluster components skip schema validation
+    user: Any = None  # the caller's Identity: a client's write goes through validating admission
 
 
 @dataclass
@@ -68,6 +70,8 @@ class Registry:
         self.clock = clock
         self.validator = BuiltinValidator()
         self.admission: list[Admission] = []
+        # Validating admission (ValidatingAdmissionPolicy) for writes that carry a user.
+        self.validating: list[Callable[[AdmissionRequest], None]] = []
         self.delete_hooks: list[Callable[[ResourceType, dict[str, Any]], None]] = []
         # Called after every write, under the store lock: (type, new object or None when
         # deleted, previous entry or None when created). Must be quick.
@@ -186,6 +190,14 @@ class Registry:
             raise errors.bad_request("metadata must be an object")
         return obj
 
+    def _admit(self, operation: str, rt: ResourceType, subresource: str, ns: str, name: str,
+               obj: dict[str, Any] | None, old: dict[str, Any] | None, opts: WriteOptions) -> None:
+        if opts.user is None or not self.validating:
+            return
+        request = AdmissionRequest(operation, rt, subresource, ns, name, obj, old, opts.user, opts.dry_run)
+        for hook in self.validating:
+            hook(request)
+
     # -- create -----------------------------------------------------------------------
 
     def create(self, rt: ResourceType, namespace: str, obj: Any,
@@ -235,6 +247,7 @@ class Registry:
             obj, warnings = self._validate(rt, obj, opts)
             if self.store.get(self.table(rt), ns, name) is not None:
                 raise errors.already_exists(rt.plural, rt.group, name)
+            self._admit("CREATE", rt, "", ns, name, obj, None, opts)
             if opts.dry_run:
                 return Result(Entry(dumps(obj), self.store.resource_version, {}, {}), obj,
                               warnings=warnings)
@@ -307,6 +320,7 @@ class Registry:
         for hook in self.admission:
             hook("UPDATE", rt, new, old)
         new, warnings = self._validate(rt, new, opts)
+        self._admit("UPDATE", rt, subresource or "", ns, name, new, old, opts)
         if opts.dry_run:
             return Result(Entry(dumps(new), self.store.resource_version, {}, {}), new,
                           warnings=warnings)

@@ -31,6 +31,8 @@ class ResourceType:
     graceful_delete: bool = False
     # Storage key shared by several served versions (events in core/v1 and events.k8s.io).
     storage: str = ""
+    # A review (SubjectAccessReview, TokenReview, ...): create only, answered, never stored.
+    virtual: bool = False
 
     @property
     def api_version(self) -> str:
@@ -93,15 +95,39 @@ def _builtin() -> list[ResourceType]:
                      ("all",), status_subresource=True),
         ResourceType("apps", "v1", "statefulsets", "StatefulSet", True, "statefulset", ("sts",),
                      ("all",), status_subresource=True),
+        *_security(),
         ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions",
                      "CustomResourceDefinition", False, "customresourcedefinition",
                      ("crd", "crds"), status_subresource=True),
     ]
 
 
+def _security() -> list[ResourceType]:
+    """RBAC, admission policies, and the reviews that answer "who am I" and "may I"."""
+    rbac, adm = "rbac.authorization.k8s.io", "admissionregistration.k8s.io"
+    authz, authn = "authorization.k8s.io", "authentication.k8s.io"
+    return [
+        ResourceType(rbac, "v1", "roles", "Role", True, "role"),
+        ResourceType(rbac, "v1", "rolebindings", "RoleBinding", True, "rolebinding"),
+        ResourceType(rbac, "v1", "clusterroles", "ClusterRole", False, "clusterrole"),
+        ResourceType(rbac, "v1", "clusterrolebindings", "ClusterRoleBinding", False, "clusterrolebinding"),
+        ResourceType(adm, "v1", "validatingadmissionpolicies", "ValidatingAdmissionPolicy", False,
+                     "validatingadmissionpolicy", status_subresource=True),
+        ResourceType(adm, "v1", "validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding",
+                     False, "validatingadmissionpolicybinding"),
+        ResourceType(authz, "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False, virtual=True),
+        ResourceType(authz, "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", False, virtual=True),
+        ResourceType(authz, "v1", "subjectaccessreviews", "SubjectAccessReview", False, virtual=True),
+        ResourceType(authz, "v1", "localsubjectaccessreviews", "LocalSubjectAccessReview", True, virtual=True),
+        ResourceType(authn, "v1", "tokenreviews", "TokenReview", False, virtual=True),
+        ResourceType(authn, "v1", "selfsubjectreviews", "SelfSubjectReview", False, virtual=True),
+    ]
+
+
 # Preferred order of groups in discovery (core first, then as a real server lists them).
-GROUP_ORDER = ["", "apps", "events.k8s.io", "coordination.k8s.io", "storage.k8s.io",
-               "apiextensions.k8s.io"]
+GROUP_ORDER = ["", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io",
+               "coordination.k8s.io", "rbac.authorization.k8s.io", "storage.k8s.io",
+               "admissionregistration.k8s.io", "apiextensions.k8s.io"]
 
 
 class ResourceRegistry:

@@ -9,11 +9,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import discovery, errors, events, openapi, tables
-from .auth import AuditLog, AuditRecord
+from . import discovery, errors, events, openapi, protobuf, rbac, tables
+from .auth import SA_PREFIX, AuditLog, AuditRecord, Identity, service_account
 from .http import Request, Response, json_response
 from .registry import Registry, Result, WriteOptions
 from .resources import ResourceType
+from .reviews import Reviews
 from .selectors import (
     SelectorError,
     labels_match,
@@ -36,6 +37,9 @@ class ApiRoutes:
         self.clock = clock
         self.extra: list[Callable[[Request], Response | None]] = []
         self.ready: Callable[[], bool] = lambda: True
+        # RBAC (None: AlwaysAllow, as `--authorization-mode=AlwaysAllow`) and the reviews.
+        self.authorizer: rbac.Authorizer | None = None
+        self.reviews: Reviews | None = None
 
     # -- entry ------------------------------------------------------------------------
 
@@ -52,7 +56,13 @@ class ApiRoutes:
                 return resp
         if req.identity is None:
             raise errors.unauthorized()
+        if req.headers.get("Impersonate-User"):
+            req.identity = self._impersonate(req)
         parts = [p for p in path.split("/") if p]
+        resource_request = (parts[:1] == ["api"] and len(parts) > 2) or (parts[:1] == ["apis"] and len(parts) > 3)
+        if not resource_request:
+            self._authorize(req, rbac.Attributes.of(req.identity, verb=req.method.lower(),
+                                                    resource_request=False, path=path))
         if not parts:
             return json_response(200, {"paths": ["/api", "/api/v1", "/apis", "/healthz",
                                                  "/livez", "/readyz", "/version"]})
@@ -95,17 +105,25 @@ class ApiRoutes:
             namespace, rest = rest[1], rest[2:]
         if not rest or len(rest) > 3:
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+        name = rest[1] if len(rest) >= 2 else ""
+        sub = rest[2] if len(rest) == 3 else None
+        if req.query.get("watch") in ("true", "1"):
+            watch = True
+        self._authorize_resource(req, group, rest, namespace, name, sub or "", watch)  # before 404, as RBAC is
         rt = self.registry.types.lookup(group, version, rest[0])
         if rt is None:
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
         if namespace and not rt.namespaced:
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
-        name = rest[1] if len(rest) >= 2 else ""
-        sub = rest[2] if len(rest) == 3 else None
         if sub not in (None, "status") or (sub == "status" and not rt.status_subresource):
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
-        if req.query.get("watch") in ("true", "1"):
-            watch = True
+        if rt.virtual:
+            if req.method != "POST" or name or self.reviews is None or req.identity is None:
+                raise errors.method_not_allowed()
+            ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip()
+            body = protobuf.decode(req.body, rt.kind) if ctype == protobuf.PROTOBUF else req.json()
+            code, body = self.reviews.create(rt, namespace, body, req.identity)
+            return json_response(code, body)
         verb = MUTATING.get(req.method)
         if verb is None:
             if req.method not in ("GET", "HEAD"):
@@ -126,6 +144,49 @@ class ApiRoutes:
             raise
         self._audit(req, rt, namespace, name or _created_name(resp), sub, verb, resp.code, "")
         return resp
+
+    # -- authorization ----------------------------------------------------------------
+
+    def _authorize(self, req: Request, attrs: rbac.Attributes) -> None:
+        if self.authorizer is None:
+            return
+        allowed, _reason = self.authorizer.authorize(attrs)
+        if not allowed:
+            raise rbac.forbidden(attrs)
+
+    def _impersonate(self, req: Request) -> Identity:
+        """`kubectl --as`: the caller must be allowed to impersonate the user (or service
+        account) and each group; the request then runs as that user, as the
+        impersonation filter (endpoints/filters/impersonation.go) does."""
+        assert req.identity is not None
+        user = req.headers["Impersonate-User"]
+        groups = tuple(req.headers.get_all("Impersonate-Group") or ())
+        if user.startswith(SA_PREFIX) and user.count(":") == 3:
+            ns, name = user.split(":")[2:]
+            self._authorize(req, rbac.Attributes.of(req.identity, verb="impersonate", resource="serviceaccounts",
+                                                    namespace=ns, name=name))
+            target = service_account(user, groups=groups)
+        else:
+            self._authorize(req, rbac.Attributes.of(req.identity, verb="impersonate", resource="users", name=user))
+            target = Identity(user, tuple(dict.fromkeys((*groups, "system:authenticated"))), handle=user)
+        for group in groups:
+            self._authorize(req, rbac.Attributes.of(req.identity, verb="impersonate", resource="groups", name=group))
+        return target
+
+    def _authorize_resource(self, req: Request, group: str, rest: list[str], namespace: str,
+                            name: str, sub: str, watch: bool) -> None:
+        """The request's attributes as RequestInfo derives them from the URL: the verb
+        from the method (list/watch/deletecollection for a collection); a list or watch
+        names the object its fieldSelector requires; a namespace's name is its namespace."""
+        if self.authorizer is None or req.identity is None:
+            return
+        verb = rbac.request_verb(req.method, name, watch)
+        if verb in ("list", "watch") and not name:
+            name = rbac.selected_name(req.query.get("fieldSelector"))
+        if rest[0] == "namespaces" and name and not namespace:
+            namespace = name
+        self._authorize(req, rbac.Attributes.of(req.identity, verb=verb, api_group=group, resource=rest[0],
+                                                subresource=sub, namespace=namespace, name=name))
 
     # -- reads ------------------------------------------------------------------------
 
@@ -289,7 +350,8 @@ class ApiRoutes:
         validation = req.query.get("fieldValidation") or "Warn"
         if validation not in ("Strict", "Warn", "Ignore"):
             raise errors.bad_request(f"fieldValidation parameter unsupported: {validation}")
-        return WriteOptions(dry_run=req.query.get("dryRun") == "All", field_validation=validation)
+        return WriteOptions(dry_run=req.query.get("dryRun") == "All", field_validation=validation,
+                            user=req.identity)
 
     def _mutate(self, req: Request, rt: ResourceType, namespace: str, name: str,
                 sub: str | None, verb: str) -> Response:
@@ -371,7 +433,8 @@ class ApiRoutes:
         user = req.identity.name if req.identity else "system:anonymous"
         resource = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
         self.audit.record(AuditRecord(self.clock(), user, verb, resource, namespace, name,
-                                      sub or "", code, detail[:300]))
+                                      sub or "", code, detail[:300],
+                                      credential=req.identity.handle if req.identity else ""))
 
 
 def _created_name(resp: Response) -> str:

@@ -12,11 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import kubeconfig, tls
-from .auth import AuditLog, Identities, Identity
+from . import kubeconfig, rbac, tls
+from .admission import PolicyAdmission
+from .auth import AuditLog, Identities, Identity, service_account
 from .http import App, Gate, HTTPServerThread
 from .registry import Registry
 from .resources import ResourceRegistry
+from .reviews import Reviews
 from .routes import ApiRoutes
 from .store import Store
 
@@ -24,19 +26,28 @@ log = logging.getLogger("sim.server")
 
 ADMIN = "admin"
 WEBHOOK = "system:serviceaccount:nodewarden:nodewarden-webhook"
+CONTROLLER = "system:serviceaccount:nodewarden:nodewarden-controller"
+AUTHORIZATION_MODES = ("AlwaysAllow", "RBAC")
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 def agent_identity(node: str) -> str:
+    """The handle of node `node`'s agent token: the DaemonSet's one service account
+    (system:serviceaccount:nodewarden:nodewarden-agent), bound to the pod on that node."""
     return f"system:serviceaccount:nodewarden:nodewarden-agent:{node}"
 
 
 class ApiServer:
-    """An emulated kube-apiserver on loopback. Use `start()`/`stop()` or `with`."""
+    """An emulated kube-apiserver on loopback. Use `start()`/`stop()` or `with`.
+
+    `authorization`: "AlwaysAllow" (every authenticated caller may do anything) or "RBAC"
+    (the Roles and bindings in the store decide; `enable_rbac()` switches later).
+    ValidatingAdmissionPolicies in the store always apply to clients' writes."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, use_tls: bool = True,
                  workdir: str | Path | None = None, clock: Callable[[], float] = time.time,
-                 watch_history: int = 5000, gate: Gate | None = None) -> None:
+                 watch_history: int = 5000, gate: Gate | None = None,
+                 authorization: str = "AlwaysAllow") -> None:
         self._tmp = None
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="nodewarden-sim-")
@@ -55,11 +66,22 @@ class ApiServer:
         self.app = App(self.identities, self.audit, self.routes, gate)
         ctx = self.tls.context(self.workdir / "pki") if self.tls else None
         self.http = HTTPServerThread(self.app, host, port, ctx)
-        self.identities.add(Identity(ADMIN, ("system:masters",)))
-        self.identities.add(Identity(WEBHOOK, ("system:serviceaccounts",)))
+        self.identities.add(Identity(ADMIN, ("system:masters", "system:authenticated")))
+        self.identities.add(service_account(WEBHOOK))
+        self.identities.add(service_account(CONTROLLER))
+        self.authorizer = rbac.Authorizer(self.store)
+        self.routes.reviews = Reviews(self.identities, lambda: self.routes.authorizer)
+        self.registry.validating.append(PolicyAdmission(self.store))
         for ns in SYSTEM_NAMESPACES:
             self.registry.create(self.types.lookup("", "v1", "namespaces"), "",  # type: ignore[arg-type]
                                  {"metadata": {"name": ns}})
+        for obj in rbac.bootstrap():
+            plural = obj["kind"].lower() + "s"
+            self.registry.create(self.resource(plural, rbac.GROUP), "", obj)
+        if authorization not in AUTHORIZATION_MODES:
+            raise ValueError(f"authorization mode {authorization!r} is not one of {AUTHORIZATION_MODES}")
+        if authorization == "RBAC":
+            self.enable_rbac()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -91,10 +113,20 @@ class ApiServer:
     def set_gate(self, gate: Gate) -> None:
         self.app.gate = gate
 
+    def enable_rbac(self, enabled: bool = True) -> None:
+        """Authorize every request by RBAC (True) or allow every authenticated one."""
+        self.routes.authorizer = self.authorizer if enabled else None
+
+    @property
+    def rbac_enabled(self) -> bool:
+        return self.routes.authorizer is not None
+
     # -- identities -------------------------------------------------------------------
 
     def add_identity(self, name: str, node: str = "", groups: tuple[str, ...] = ()) -> str:
-        return self.identities.add(Identity(name, groups, node))
+        """A token for `name`: a username, or a service account's handle; a service
+        account with a node is a pod's bound token there (its extra names the node)."""
+        return self.identities.add(service_account(name, node, groups))
 
     def write_kubeconfig(self, path: str | Path, identity: str = ADMIN) -> Path:
         token = self.identities.token_for(identity)

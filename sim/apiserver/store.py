@@ -85,6 +85,11 @@ class Store:
             entries = [(k, e) for k, e in entries if k[0] == namespace]
         return entries
 
+    def last_change(self, table: str) -> int:
+        """The resourceVersion of the newest change to `table` (0: none yet)."""
+        log = self._logs.get(table)
+        return log[-1].rv if log else 0
+
     def count(self, table: str) -> int:
         return len(self._tables[table])
 

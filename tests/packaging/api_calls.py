@@ -37,7 +37,7 @@ from core.kube import Kube
 ROOT = Path(__file__).resolve().parents[2]
 API_MODULES = {  # file -> the identities that run it (core/kube.py: see importers())
     "webhook/kube.py": ("webhook",),
-    "controller/kube.py": ("webhook",),
+    "controller/kube.py": ("controller",),
     "node_agent/kube.py": ("agent",),
 }
 SHARED = "core/kube.py"
@@ -74,7 +74,7 @@ NAMES = {
 
 @dataclass(frozen=True, order=True)
 class ApiCall:
-    identity: str  # "webhook" (webhook and controller share the pod's account) or "agent"
+    identity: str  # "webhook", "controller" or "agent": each runs as its own service account
     verb: str
     group: str  # "" for the core group
     resource: str
@@ -260,7 +260,7 @@ def _request_calls(file: str, identity: str, module: Any, function: str, request
 def importers(function: str) -> tuple[str, ...]:
     """The identities whose code imports `function` from core.kube."""
     out = set()
-    for side, identity in (("webhook", "webhook"), ("controller", "webhook"), ("node_agent", "agent")):
+    for side, identity in (("webhook", "webhook"), ("controller", "controller"), ("node_agent", "agent")):
         for path in (ROOT / side).rglob("*.py"):
             tree = ast.parse(path.read_text())
             for node in ast.walk(tree):

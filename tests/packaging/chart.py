@@ -119,6 +119,7 @@ def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict
 
 
 def container(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    workload = find(docs, kind)
-    (found,) = [c for c in workload["spec"]["template"]["spec"]["containers"] if c["name"] == name]
+    """The one container called `name` among every workload of `kind`."""
+    (found,) = [c for d in docs if d["kind"] == kind
+                for c in d["spec"]["template"]["spec"]["containers"] if c["name"] == name]
     return dict(found)

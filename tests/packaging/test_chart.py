@@ -37,7 +37,7 @@ from tests.packaging.chart import (
 )
 from tests.packaging.operator_schemas import OPERATOR_SCHEMAS
 
-WEBHOOK, AGENT = "nodewarden-webhook", "nodewarden-agent"
+WEBHOOK, CONTROLLER, AGENT = "nodewarden-webhook", "nodewarden-controller", "nodewarden-agent"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -67,6 +67,8 @@ def test_every_manifest_is_valid_for_kubernetes_1_28_to_1_32(value_set: str) -> 
         if group == PROMETHEUS_OPERATOR_GROUP:
             continue  # not Kubernetes' own: checked against the operator's fields below
         for version in KUBE_VERSIONS:
+            if doc["apiVersion"] == "admissionregistration.k8s.io/v1" and version < "1.30":
+                continue  # ValidatingAdmissionPolicy is GA in 1.30 (agent.admissionPolicy.enabled=false before)
             kubernetes_validate.validate(doc, version, strict=True)
             checked += 1
     assert checked >= 5 * 18
@@ -87,7 +89,7 @@ def test_prometheus_operator_objects_only_when_asked() -> None:
     assert kinds(render(VALUE_SETS["prometheus-operator-off"])) == []
     assert kinds(render(VALUE_SETS["monitoring-disabled"])) == []
     assert kinds(render(VALUE_SETS["prometheus-operator-on"])) == [
-        "AlertmanagerConfig", "PodMonitor", "PrometheusRule", "ServiceMonitor"]
+        "AlertmanagerConfig", "PodMonitor", "PrometheusRule", "ServiceMonitor", "ServiceMonitor"]
     assert not [d for d in render({"monitoring": {"enabled": False, "prometheusOperator": {"enabled": True}}})
                 if d["apiVersion"].startswith(PROMETHEUS_OPERATOR_GROUP) or (d["kind"] == "ConfigMap"
                 and "dashboard" in d["metadata"]["name"])]
@@ -222,18 +224,26 @@ def test_values_the_chart_refuses(values: dict[str, Any], message: str) -> None:
 # -- the webhook Deployment ---------------------------------------------------------------
 
 
-def test_the_webhook_pods_run_the_webhook_and_the_controller() -> None:
+def test_the_webhook_and_the_controller_run_in_their_own_pods_as_their_own_accounts() -> None:
+    """The network-facing webhook does not share a pod, and so a token, with the controller,
+    the one identity that may taint nodes and delete pods."""
     docs = render({})
     deployment = find(docs, "Deployment", WEBHOOK)
     pod = deployment["spec"]["template"]["spec"]
     assert deployment["spec"]["replicas"] == 2
-    assert [c["name"] for c in pod["containers"]] == ["webhook", "controller"]
-    webhook, controller = pod["containers"]
+    (webhook,) = pod["containers"]
+    controller_deployment = find(docs, "Deployment", CONTROLLER)
+    controller_pod = controller_deployment["spec"]["template"]["spec"]
+    assert controller_deployment["spec"]["replicas"] == 2
+    (controller,) = controller_pod["containers"]
+    assert (webhook["name"], controller["name"]) == ("webhook", "controller")
+    assert pod["serviceAccountName"] == WEBHOOK and controller_pod["serviceAccountName"] == CONTROLLER
+    assert {d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"} == {WEBHOOK, CONTROLLER, AGENT}
     assert webhook["command"] == ["gunicorn", "-c", "webhook/gunicorn.conf.py", "webhook.wsgi:app"]
     assert controller["command"] == ["python", "-m", "controller"]
     assert webhook["image"] == controller["image"] == "ghcr.io/nodewarden/nodewarden:0.1.0"
     assert webhook["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
-    assert controller["ports"][0]["containerPort"] == 9103
+    assert controller["ports"] == [{"name": "controller-http", "containerPort": 9103, "protocol": "TCP"}]
     assert webhook["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert webhook["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert controller["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "controller-http"}
@@ -245,26 +255,33 @@ def test_the_webhook_pods_run_the_webhook_and_the_controller() -> None:
     mounts = {m["mountPath"]: m["name"] for m in webhook["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes[mounts[env["PROMETHEUS_MULTIPROC_DIR"]]]
-    assert pod["serviceAccountName"] == WEBHOOK
-    assert pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+    for p, component in ((pod, "webhook"), (controller_pod, "controller")):
+        spread = p["topologySpreadConstraints"][0]
+        assert spread["topologyKey"] == "kubernetes.io/hostname"
+        assert spread["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == component
     for c in (webhook, controller):
         assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+    # The controllers' metrics have their own Service; the webhook's serves the webhook only.
+    assert [p["name"] for p in find(docs, "Service", WEBHOOK)["spec"]["ports"]] == ["http"]
+    assert find(docs, "Service", CONTROLLER)["spec"]["selector"]["app.kubernetes.io/component"] == "controller"
 
 
-def test_the_webhook_pods_are_non_root_with_a_read_only_root_filesystem() -> None:
-    pod = find(render({}), "Deployment", WEBHOOK)["spec"]["template"]["spec"]
-    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
-    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    for c in pod["containers"]:
-        assert c["securityContext"]["readOnlyRootFilesystem"] is True
-        assert c["securityContext"]["allowPrivilegeEscalation"] is False
-        assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-        assert "/tmp" in {m["mountPath"] for m in c["volumeMounts"]}
+def test_the_webhook_and_controller_pods_are_non_root_with_a_read_only_root_filesystem() -> None:
+    for name in (WEBHOOK, CONTROLLER):
+        pod = find(render({}), "Deployment", name)["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for c in pod["containers"]:
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False
+            assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+            assert "/tmp" in {m["mountPath"] for m in c["volumeMounts"]}
 
 
 def test_secrets_go_only_where_they_are_needed() -> None:
     docs = render({})
     pod = find(docs, "Deployment", WEBHOOK)["spec"]["template"]["spec"]
+    controller_pod = find(docs, "Deployment", CONTROLLER)["spec"]["template"]["spec"]
     agent_pod = find(docs, "DaemonSet", AGENT)["spec"]["template"]["spec"]
 
     def mounted(pod: dict[str, Any], container_name: str) -> set[str]:
@@ -273,7 +290,8 @@ def test_secrets_go_only_where_they_are_needed() -> None:
         return {secrets[m["name"]] for m in c["volumeMounts"] if m["name"] in secrets}
 
     assert mounted(pod, "webhook") == {"nodewarden-alertmanager", "nodewarden-operator-tokens"}
-    assert mounted(pod, "controller") == {"nodewarden-fence-order-signing-key", "nodewarden-peer-secret"}
+    assert not [v for v in pod["volumes"] if "secret" in v and "signing" in v["secret"]["secretName"]]
+    assert mounted(controller_pod, "controller") == {"nodewarden-fence-order-signing-key", "nodewarden-peer-secret"}
     assert mounted(agent_pod, "agent") == {"nodewarden-fence-order-public-keys", "nodewarden-peer-secret"}
     verify = find(docs, "Secret", "nodewarden-fence-order-public-keys")
     assert set(verify["data"]) == {"public.pem"}
@@ -391,7 +409,9 @@ def test_existing_secrets_replace_the_charts() -> None:
     assert not [d for d in docs if d["kind"] == "Secret"]
     pod = find(docs, "Deployment", WEBHOOK)["spec"]["template"]["spec"]
     assert {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v} == {
-        "am-token", "op-tokens", "signing", "peer", "webhook-tls"}
+        "am-token", "op-tokens", "webhook-tls"}
+    controller_pod = find(docs, "Deployment", CONTROLLER)["spec"]["template"]["spec"]
+    assert {v["secret"]["secretName"] for v in controller_pod["volumes"] if "secret" in v} == {"signing", "peer"}
     with pytest.raises(helm_python.HelmError, match="existingPublicKeySecret"):
         render({"fenceOrderKeys": {"existingSecret": "signing"}})
     with pytest.raises(helm_python.HelmError, match="matching private key"):
@@ -406,7 +426,7 @@ def test_tls_serves_https_everywhere_it_is_called() -> None:
     assert webhook["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
     tls = find(docs, "Secret", "nodewarden-webhook-tls")
     assert tls["type"] == "kubernetes.io/tls" and set(tls["data"]) == {"tls.crt", "tls.key", "ca.crt"}
-    monitor = find(docs, "ServiceMonitor")
+    monitor = find(docs, "ServiceMonitor", WEBHOOK)
     assert monitor["spec"]["endpoints"][0]["scheme"] == "https"
     receiver = find(docs, "AlertmanagerConfig")["spec"]["receivers"][0]["webhookConfigs"][0]
     assert receiver["url"] == "https://nodewarden-webhook.nodewarden.svc:8080/api/v1/alerts"
@@ -420,11 +440,15 @@ def test_tls_serves_https_everywhere_it_is_called() -> None:
 
 def test_monitors_set_the_job_labels_the_rules_expect() -> None:
     docs = render(VALUE_SETS["prometheus-operator-on"])
-    endpoints = find(docs, "ServiceMonitor")["spec"]["endpoints"]
-    jobs = {e["port"]: [r["replacement"] for r in e["relabelings"] if r["targetLabel"] == "job"] for e in endpoints}
+    jobs = {}
+    for name in (WEBHOOK, CONTROLLER):
+        monitor = find(docs, "ServiceMonitor", name)
+        assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == name.split("-")[1]
+        for e in monitor["spec"]["endpoints"]:
+            jobs[e["port"]] = [r["replacement"] for r in e["relabelings"] if r["targetLabel"] == "job"]
     assert jobs == {"http": ["nodewarden-webhook"], "controller-http": ["nodewarden-controller"]}
-    service = find(docs, "Service", WEBHOOK)
-    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {"http": 8080, "controller-http": 9103}
+    assert {p["name"]: p["port"] for p in find(docs, "Service", WEBHOOK)["spec"]["ports"]} == {"http": 8080}
+    assert {p["name"]: p["port"] for p in find(docs, "Service", CONTROLLER)["spec"]["ports"]} == {"controller-http": 9103}
     (endpoint,) = find(docs, "PodMonitor")["spec"]["podMetricsEndpoints"]
     assert endpoint["port"] == "peer" and endpoint["path"] == "/metrics"
     labels = {r["targetLabel"]: r for r in endpoint["relabelings"]}
@@ -470,13 +494,16 @@ def test_network_policies_admit_the_configured_peers_only() -> None:
     clients, scrapers = webhook["ingress"]
     assert clients["ports"] == [{"port": 8080, "protocol": "TCP"}]
     assert clients["from"] == VALUE_SETS["network-policies"]["networkPolicy"]["webhookClients"]
-    assert {p["port"] for p in scrapers["ports"]} == {8080, 9103}
+    assert {p["port"] for p in scrapers["ports"]} == {8080}
+    (controller,) = find(docs, "NetworkPolicy", CONTROLLER)["spec"]["ingress"]
+    assert controller["ports"] == [{"port": 9103, "protocol": "TCP"}]
+    assert controller["from"] == VALUE_SETS["network-policies"]["networkPolicy"]["metricsScrapers"]
     (agent,) = find(docs, "NetworkPolicy", AGENT)["spec"]["ingress"]
     assert agent["ports"] == [{"port": 9471, "protocol": "TCP"}]
     sources = agent["from"]
     assert {"ipBlock": {"cidr": "10.0.0.0/16"}} in sources
-    assert any(s.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "webhook"
-               for s in sources)
+    components = {s.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") for s in sources}
+    assert "controller" in components and "webhook" not in components  # the controller delivers fence orders
     assert not [d for d in render({}) if d["kind"] == "NetworkPolicy"]
 
 
@@ -485,7 +512,8 @@ def test_every_object_is_labelled_and_namespaced() -> None:
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "nodewarden", doc["metadata"]["name"]
         assert labels["app.kubernetes.io/instance"] == "nodewarden"
-        if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+        if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy",
+                               "ValidatingAdmissionPolicyBinding"):
             assert doc["metadata"].get("namespace"), f"{doc['kind']} {doc['metadata']['name']} has no namespace"
 
 

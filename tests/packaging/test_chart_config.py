@@ -38,7 +38,8 @@ GENERATED = ("defaults", "keys-provided", "tls", "everything-on")
 def materialize(docs: list[dict[str, Any]], kind: str, container_name: str, root: Path) -> tuple[dict[str, str], list[str]]:
     """Write the container's ConfigMap and Secret volumes under `root`; return its
     environment and command line with every mounted path moved under `root`."""
-    pod = find(docs, kind)["spec"]["template"]["spec"]
+    (pod,) = [d["spec"]["template"]["spec"] for d in docs if d["kind"] == kind
+              and container_name in [c["name"] for c in d["spec"]["template"]["spec"]["containers"]]]
     (container,) = [c for c in pod["containers"] if c["name"] == container_name]
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts: list[str] = []

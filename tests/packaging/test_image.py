@@ -116,7 +116,7 @@ def test_the_final_stage_has_no_build_tools_and_runs_as_non_root() -> None:
 def find_webhook_uid() -> int:
     from tests.packaging.chart import find
 
-    return int(find(render({}), "Deployment")["spec"]["template"]["spec"]["securityContext"]["runAsUser"])
+    return int(find(render({}), "Deployment", "nodewarden-webhook")["spec"]["template"]["spec"]["securityContext"]["runAsUser"])
 
 
 def test_every_copied_path_exists_and_is_in_the_build_context() -> None:

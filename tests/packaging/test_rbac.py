@@ -34,7 +34,8 @@ from tests.packaging.chart import NAMESPACE, ROOT, render
 from tests.packaging.rbac import Rbac
 
 EVENT_NAMESPACE = "default"
-ACCOUNTS = {"webhook": f"{NAMESPACE}/nodewarden-webhook", "agent": f"{NAMESPACE}/nodewarden-agent"}
+ACCOUNTS = {"webhook": f"{NAMESPACE}/nodewarden-webhook", "controller": f"{NAMESPACE}/nodewarden-controller",
+            "agent": f"{NAMESPACE}/nodewarden-agent"}
 SCALE = 0.05
 WRITES = {"create", "update", "patch", "delete", "deletecollection"}
 
@@ -73,8 +74,11 @@ def test_the_analysis_finds_the_calls_the_docs_list() -> None:
         ("create", "coordination.k8s.io", "leases", ""), ("patch", "coordination.k8s.io", "leases", ""),
     }
     webhook = {(c.verb, c.resource) for c in static_calls() if c.identity == "webhook"}
-    assert {("watch", "nodes"), ("create", "noderemediations"), ("watch", "leases"), ("update", "leases"),
-            ("patch", "nodes"), ("delete", "pods"), ("create", "events")} <= webhook
+    assert {("watch", "nodes"), ("create", "noderemediations"), ("create", "events")} <= webhook
+    controller = {(c.verb, c.resource) for c in static_calls() if c.identity == "controller"}
+    assert {("watch", "nodes"), ("watch", "leases"), ("update", "leases"), ("patch", "nodes"), ("delete", "pods"),
+            ("create", "events")} <= controller
+    assert not {("patch", "nodes"), ("delete", "pods"), ("delete", "volumeattachments")} & webhook
 
 
 def test_every_request_the_code_can_make_is_granted() -> None:
@@ -114,9 +118,16 @@ def test_nobody_may_read_secrets_or_write_what_is_not_theirs() -> None:
     agent = ACCOUNTS["agent"]
     assert not rbac.allows(agent, "create", "nodewarden.io", "noderemediations", "", None, None)
     assert not rbac.allows(agent, "patch", "nodewarden.io", "noderemediations", "", None, "node-1")
+    controller = ACCOUNTS["controller"]
+    assert not rbac.allows(controller, "update", "coordination.k8s.io", "leases", "", NAMESPACE, "nodewarden-agent-node-1")
+    assert rbac.allows(controller, "update", "coordination.k8s.io", "leases", "", NAMESPACE, "nodewarden-controller")
+    assert not rbac.allows(controller, "list", "", "configmaps", "", NAMESPACE, None), "only the pause switch, by name"
+    # The network-facing webhook cannot taint a node, delete a pod or take the leader Lease.
     webhook = ACCOUNTS["webhook"]
-    assert not rbac.allows(webhook, "update", "coordination.k8s.io", "leases", "", NAMESPACE, "nodewarden-agent-node-1")
-    assert rbac.allows(webhook, "update", "coordination.k8s.io", "leases", "", NAMESPACE, "nodewarden-controller")
+    assert not rbac.allows(webhook, "patch", "", "nodes", "", None, "node-1")
+    assert not rbac.allows(webhook, "delete", "", "pods", "", "default", "db-0")
+    assert not rbac.allows(webhook, "delete", "storage.k8s.io", "volumeattachments", "", None, "va-1")
+    assert not rbac.allows(webhook, "update", "coordination.k8s.io", "leases", "", NAMESPACE, "nodewarden-controller")
     assert not rbac.allows(webhook, "list", "", "configmaps", "", NAMESPACE, None), "only the pause switch, by name"
 
 
@@ -143,8 +154,9 @@ def audited(world: Any) -> list[ApiCall]:
         if not record.user.startswith(prefix):
             continue
         account = record.user[len(prefix):]
-        identity = "webhook" if account == "nodewarden-webhook" else "agent"
-        assert account == "nodewarden-webhook" or account.startswith("nodewarden-agent:"), record
+        identity = {"nodewarden-webhook": "webhook", "nodewarden-controller": "controller",
+                    "nodewarden-agent": "agent"}[account]
+        assert record.code != 403, f"the simulator refused a request the code makes: {record}"
         resource, _, group = record.resource.partition(".")
         out.append(ApiCall(identity, record.verb, group, resource, record.subresource, record.namespace or None,
                            record.name or None, f"audit {record.code}"))

@@ -18,6 +18,7 @@
 {{- end }}
 
 {{- define "nodewarden.webhookName" -}}{{ include "nodewarden.fullname" . | trunc 55 | trimSuffix "-" }}-webhook{{- end }}
+{{- define "nodewarden.controllerName" -}}{{ include "nodewarden.fullname" . | trunc 52 | trimSuffix "-" }}-controller{{- end }}
 {{- define "nodewarden.agentName" -}}{{ include "nodewarden.fullname" . | trunc 57 | trimSuffix "-" }}-agent{{- end }}
 
 {{/* Names the code fixes (core/names.py, webhook/settings.py): the chart must use the same. */}}
@@ -45,6 +46,11 @@ app.kubernetes.io/part-of: nodewarden
 {{- define "nodewarden.webhookSelectorLabels" -}}
 {{ include "nodewarden.selectorLabels" . }}
 app.kubernetes.io/component: webhook
+{{- end }}
+
+{{- define "nodewarden.controllerSelectorLabels" -}}
+{{ include "nodewarden.selectorLabels" . }}
+app.kubernetes.io/component: controller
 {{- end }}
 
 {{- define "nodewarden.agentSelectorLabels" -}}
