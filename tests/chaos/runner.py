@@ -227,6 +227,7 @@ class Runner:
         self._lock = threading.Lock()
         self._timers: list[threading.Timer] = []
         self._stopping = False
+        self._rotating = 0  # controller rotations under way
 
     def ct(self, wall: float) -> float:
         """A wall time as cluster seconds since the schedule started."""
@@ -304,7 +305,10 @@ class Runner:
             if step.action == "leader-kill":
                 leader = w.leader()
                 if leader in w.controllers:
-                    w.kill_controller(leader)
+                    try:
+                        w.kill_controller(leader)
+                    except KeyError:  # a rotation killed it meanwhile
+                        pass
                     spare = self._start_controller("spare")
                     self.note(step, f"killed {leader} (SIGKILL), started {spare}")
                 else:
@@ -327,20 +331,58 @@ class Runner:
 
     # -- attacks and mistakes ------------------------------------------------------------
 
-    def _start_controller(self, prefix: str) -> str:
-        """Start one more controller, signing with the key of the moment."""
-        self._spares += 1
-        name = f"{prefix}-{self._spares}"
-        if time.time() < self.untrusted_until and self._untrusted_key is not None:
+    def _start_controller(self, prefix: str, untrusted: bool | None = None) -> str:
+        """Start one more controller, signing with the key of the moment (or as told)."""
+        with self._lock:
+            self._spares += 1
+            name = f"{prefix}-{self._spares}"
+        if untrusted is None:
+            untrusted = time.time() < self.untrusted_until
+        if untrusted and self._untrusted_key is not None:
             self.w.start_controller(name, SIGNING_KEY_FILE=str(self._untrusted_key))
         else:
             self.w.start_controller(name)
         return name
 
-    def _replace_controllers(self, prefix: str) -> list[str]:
-        for identity in list(self.w.controllers):
-            self.w.kill_controller(identity)
-        return [self._start_controller(prefix) for _ in range(2)]
+    def _controller_started(self, name: str) -> bool:
+        log = self.w.tmp / f"controller-{name}.log"
+        try:
+            return f"controller {name} started" in log.read_text(errors="replace")
+        except OSError:
+            return False
+
+    def _rotate(self, step: Step, untrusted: bool) -> None:
+        """Replace the controllers as a rolling update does: two new ones (signing with the
+        untrusted key, or the trusted one again) are started, and once both have started
+        (a controller takes tens of seconds to start on a loaded machine) the old ones
+        are killed. An untrusted window's duration counts from then."""
+        old = list(self.w.controllers)
+        new = [self._start_controller("untrusted" if untrusted else "trusted", untrusted) for _ in range(2)]
+        deadline = time.time() + START_WAIT_S
+        while not all(self._controller_started(n) for n in new) and time.time() < deadline and not self._stopping:
+            time.sleep(0.1)
+        for identity in old:
+            try:
+                self.w.kill_controller(identity)
+            except (KeyError, ProcessLookupError):  # killed meanwhile by a leader kill
+                pass
+        if untrusted:
+            self.untrusted_until = time.time() + step.duration * self.scale
+            timer = threading.Timer(step.duration * self.scale, self._trusted_again, args=(step,))
+            timer.daemon = True
+            self._timers.append(timer)
+            timer.start()
+        with self._lock:
+            self._rotating -= 1
+        what = "signing with a key no agent trusts" if untrusted else "signing with the trusted key again"
+        self.note(step, f"controllers {', '.join(old)} replaced by {', '.join(new)}, {what}")
+
+    def _start_rotation(self, step: Step, untrusted: bool) -> None:
+        with self._lock:
+            self._rotating += 1
+        thread = threading.Thread(target=self._rotate, args=(step, untrusted), daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
     def attack(self, step: Step) -> None:
         c, w, s = self.c, self.w, self.scale
@@ -356,14 +398,7 @@ class Runner:
             if self._untrusted_key is None:
                 self._untrusted_key = self.out / "untrusted-signing.pem"
                 self._untrusted_key.write_bytes(private_key_pem(generate_private_key()))
-            self.untrusted_until = time.time() + step.duration * s
-            started = self._replace_controllers("untrusted")
-            self.note(step, f"controllers replaced by {', '.join(started)}, signing with a key no agent trusts")
-            end = Step(step.at + step.duration, "untrusted-key")
-            timer = threading.Timer(step.duration * s, self._trusted_again, args=(end,))
-            timer.daemon = True
-            self._timers.append(timer)
-            timer.start()
+            self._start_rotation(step, untrusted=True)
         elif step.action == "agent-stop":
             proc = c.processes.get(step.node)
             if proc is None:
@@ -398,10 +433,8 @@ class Runner:
             self.note(step, f"{len(targets)} target(s)")
 
     def _trusted_again(self, step: Step) -> None:
-        if self._stopping:
-            return
-        started = self._replace_controllers("trusted")
-        self.note(step, f"key trusted again: controllers replaced by {', '.join(started)}")
+        if not self._stopping:
+            self._start_rotation(step, untrusted=False)
 
     def end_attacks(self, everything: bool = False) -> None:
         now = time.time()
@@ -454,7 +487,7 @@ class Runner:
         while True:
             self.end_attacks()
             why = self._not_settled()
-            if self._attacks or time.time() < self.untrusted_until:
+            if self._attacks or self._rotating or time.time() < self.untrusted_until:
                 why.append("an attack or mistake is still under way")
             if not why:
                 self.settled_at = time.time()
