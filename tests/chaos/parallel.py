@@ -124,11 +124,32 @@ def _run(cmd: list[str]) -> tuple[str, bool]:
             _running.discard(proc)
 
 
+def kill_leftovers(out: Path) -> int:
+    """SIGKILL what a seed's world left running (a world interrupted while it started or
+    stopped): the processes whose command line names the seed's own directory, which no
+    other run uses. Returns how many."""
+    mark, killed = str(out.resolve()) + os.sep, 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if mark in cmdline:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+    return killed
+
+
 def _interrupt(proc: subprocess.Popen[str]) -> None:
     """SIGINT (the world's context managers stop its processes), then SIGKILL."""
     try:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        proc.wait(timeout=120)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -155,6 +176,9 @@ def run_seed(seed: int, out: Path, attacks: bool, python: str = sys.executable) 
                    "tests/chaos/test_chaos.py", "--chaos-seeds=1", f"--chaos-first-seed={seed}",
                    "--chaos-attacks" if attacks else "--chaos-no-attacks", f"--basetemp={out / f'try-{attempt}'}"]
             output, passed = _run(cmd)
+            leftovers = kill_leftovers(out)
+            if leftovers:
+                output += f"\n{leftovers} process(es) of the world were left running: killed\n"
             (out / f"pytest-{attempt}.log").write_text(output)
             if passed or not world_not_started(output):
                 break
@@ -211,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             running = list(_running)
         for proc in running:
             _interrupt(proc)
+        kill_leftovers(args.out)
         return 130
     pool.shutdown()
     failed = sorted(r.seed for r in results if not r.passed)

@@ -38,6 +38,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import threading
 import time
 from collections import Counter
@@ -230,6 +231,8 @@ class Runner:
         self._lock = threading.Lock()
         self._timers: list[threading.Timer] = []
         self._stopping = False
+        self._rotating = 0  # controller rotations under way
+        self._frozen: list[str] = []  # untrusted controllers, started and stopped (SIGSTOP) until their window
 
     def ct(self, wall: float) -> float:
         """A wall time as cluster seconds since the schedule started."""
@@ -263,6 +266,8 @@ class Runner:
         wait_running(c, list(STATEFULSET_PODS), timeout=START_WAIT_S)
         c.wait_for(lambda: self._deployment_running() >= DEPLOYMENT_REPLICAS, START_WAIT_S, message="web pods running")
         c.wait_for(lambda: self.w.leader() in self.w.controllers, START_WAIT_S, message="a leader")
+        if any(st.action == "untrusted-key" for st in self.schedule.steps):
+            self._prepare_untrusted()
         c.registry.commit_hooks.append(self._on_commit)
         self.am.start()
         self.t0 = time.time()
@@ -307,7 +312,10 @@ class Runner:
             if step.action == "leader-kill":
                 leader = w.leader()
                 if leader in w.controllers:
-                    w.kill_controller(leader)
+                    try:
+                        w.kill_controller(leader)
+                    except KeyError:  # a rotation killed it meanwhile
+                        pass
                     spare = self._start_controller("spare")
                     self.note(step, f"killed {leader} (SIGKILL), started {spare}")
                 else:
@@ -330,20 +338,83 @@ class Runner:
 
     # -- attacks and mistakes ------------------------------------------------------------
 
-    def _start_controller(self, prefix: str) -> str:
-        """Start one more controller, signing with the key of the moment."""
-        self._spares += 1
-        name = f"{prefix}-{self._spares}"
-        if time.time() < self.untrusted_until and self._untrusted_key is not None:
+    def _start_controller(self, prefix: str, untrusted: bool | None = None) -> str:
+        """Start one more controller, signing with the key of the moment (or as told)."""
+        with self._lock:
+            self._spares += 1
+            name = f"{prefix}-{self._spares}"
+        if untrusted is None:
+            untrusted = time.time() < self.untrusted_until
+        if untrusted and self._untrusted_key is not None:
             self.w.start_controller(name, SIGNING_KEY_FILE=str(self._untrusted_key))
         else:
             self.w.start_controller(name)
         return name
 
-    def _replace_controllers(self, prefix: str) -> list[str]:
-        for identity in list(self.w.controllers):
-            self.w.kill_controller(identity)
-        return [self._start_controller(prefix) for _ in range(2)]
+    def _controller_started(self, name: str) -> bool:
+        log = self.w.tmp / f"controller-{name}.log"
+        try:
+            return f"controller {name} started" in log.read_text(errors="replace")
+        except OSError:
+            return False
+
+    def _rotate(self, step: Step) -> None:
+        """Back to the trusted key as a rolling update does: two new controllers are
+        started, and once both have started (a controller takes tens of seconds to start
+        on a loaded machine) the old ones are killed."""
+        old = list(self.w.controllers)
+        new = [self._start_controller("trusted", untrusted=False) for _ in range(2)]
+        deadline = time.time() + START_WAIT_S
+        while not all(self._controller_started(n) for n in new) and time.time() < deadline and not self._stopping:
+            time.sleep(0.1)
+        for identity in old:
+            try:
+                self.w.kill_controller(identity)
+            except (KeyError, ProcessLookupError):  # killed meanwhile by a leader kill
+                pass
+        with self._lock:
+            self._rotating -= 1
+        self.note(step, f"controllers {', '.join(old)} replaced by {', '.join(new)}, signing with the trusted key")
+
+    def _prepare_untrusted(self) -> None:
+        """Start the two controllers of the untrusted window before the schedule (on a
+        loaded machine a controller takes longer to start than the window lasts) and
+        freeze them (SIGSTOP) once started, so that they cannot take the Lease early."""
+        self._untrusted_key = self.out / "untrusted-signing.pem"
+        self._untrusted_key.write_bytes(private_key_pem(generate_private_key()))
+        names = [self._start_controller("untrusted", untrusted=True) for _ in range(2)]
+        self.c.wait_for(lambda: all(self._controller_started(n) for n in names), START_WAIT_S,
+                        interval=0.1, message="the untrusted controllers started")
+        for name in names:
+            self.w.controllers[name].send_signal(signal.SIGSTOP)
+        self._frozen = names
+
+    def _switch_to_untrusted(self, step: Step) -> None:
+        """Kill the trusted controllers and let the untrusted ones run: one takes the
+        Lease once it expires. The trusted key comes back by a rolling update."""
+        old = [n for n in self.w.controllers if n not in self._frozen]
+        for identity in old:
+            try:
+                self.w.kill_controller(identity)
+            except (KeyError, ProcessLookupError):
+                pass
+        for name in self._frozen:
+            self.w.controllers[name].send_signal(signal.SIGCONT)
+        self.untrusted_until = time.time() + step.duration * self.scale
+        timer = threading.Timer(step.duration * self.scale, self._trusted_again, args=(step,))
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+        self.note(step, f"controllers {', '.join(old)} killed; {', '.join(self._frozen)} sign with a key no "
+                        "agent trusts")
+        self._frozen = []
+
+    def _start_rotation(self, step: Step) -> None:
+        with self._lock:
+            self._rotating += 1
+        thread = threading.Thread(target=self._rotate, args=(step,), daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
     def attack(self, step: Step) -> None:
         c, w, s = self.c, self.w, self.scale
@@ -355,18 +426,8 @@ class Runner:
                 c, step.node, step.by, step.scope, until, w.remediation)), daemon=True)
             self._threads.append(thread)
             thread.start()
-        elif step.action == "untrusted-key":
-            if self._untrusted_key is None:
-                self._untrusted_key = self.out / "untrusted-signing.pem"
-                self._untrusted_key.write_bytes(private_key_pem(generate_private_key()))
-            self.untrusted_until = time.time() + step.duration * s
-            started = self._replace_controllers("untrusted")
-            self.note(step, f"controllers replaced by {', '.join(started)}, signing with a key no agent trusts")
-            end = Step(step.at + step.duration, "untrusted-key")
-            timer = threading.Timer(step.duration * s, self._trusted_again, args=(end,))
-            timer.daemon = True
-            self._timers.append(timer)
-            timer.start()
+        elif step.action == "untrusted-key":  # its controllers were started before the schedule
+            self._switch_to_untrusted(step)
         elif step.action == "agent-stop":
             proc = c.processes.get(step.node)
             if proc is None:
@@ -401,10 +462,8 @@ class Runner:
             self.note(step, f"{len(targets)} target(s)")
 
     def _trusted_again(self, step: Step) -> None:
-        if self._stopping:
-            return
-        started = self._replace_controllers("trusted")
-        self.note(step, f"key trusted again: controllers replaced by {', '.join(started)}")
+        if not self._stopping:
+            self._start_rotation(step)
 
     def end_attacks(self, everything: bool = False) -> None:
         now = time.time()
@@ -457,7 +516,7 @@ class Runner:
         while True:
             self.end_attacks()
             why = self._not_settled()
-            if self._attacks or time.time() < self.untrusted_until:
+            if self._attacks or self._rotating or time.time() < self.untrusted_until:
                 why.append("an attack or mistake is still under way")
             if not why:
                 self.settled_at = time.time()

@@ -30,6 +30,9 @@ from tests.chaos.runner import reproduce_command, run_schedule
 from tests.chaos.schedule import ATTACK_ACTIONS, Schedule
 
 
+# A schedule is about a minute of wall time; on a shared machine under heavy load a world
+# takes minutes to start, settle and stop, past the suite's default 300 s.
+@pytest.mark.timeout(900)
 def test_chaos_schedule(chaos_schedule: Schedule, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     name = f"seed-{chaos_schedule.seed}" if chaos_schedule.seed is not None else "schedule"
     out = tmp_path / name

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from tests.chaos.parallel import default_workers, findings_of, parse_seeds, world_not_started
+from tests.chaos.parallel import (
+    default_workers,
+    findings_of,
+    kill_leftovers,
+    parse_seeds,
+    world_not_started,
+)
 
 
 def test_seeds_are_ranges_lists_or_both() -> None:
@@ -38,3 +49,20 @@ def test_a_world_that_never_started_is_told_from_a_finding() -> None:
     ran = "chaos seed-4 failed:\n  - invariant unsafe-taint ...\nexecuted (cluster seconds since the start):"
     assert not world_not_started(ran + "\n" + setup)
     assert not world_not_started("1 failed: AssertionError: something else")
+
+
+def test_what_a_world_left_running_is_killed_by_its_directory(tmp_path: Path) -> None:
+    mine = tmp_path / "seed-1"
+    mine.mkdir()
+    other = tmp_path / "seed-10"
+    other.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(d / "x")])
+             for d in (mine, other)]
+    try:
+        assert kill_leftovers(mine) == 1
+        assert procs[0].wait(timeout=10) == -signal.SIGKILL
+        assert procs[1].poll() is None  # another seed's directory only shares a prefix
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
