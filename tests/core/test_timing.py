@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from controller.evidence import FenceTiming, evaluate, order_lifetime_ok
-from controller.model import AgentInfo, FenceRecord
+from controller.model import Acknowledgement, AgentInfo, FenceRecord
 from controller.settings import ControllerSettings
 from core import timing
 from core.settings import SettingsError
@@ -65,11 +65,11 @@ def test_the_evidence_rules_wait_exactly_the_models_deadline(rule: str) -> None:
                       heartbeat_renewed_at=1000.0, heartbeat_duration_s=15.0, boot_id="b")
     fence = FenceRecord(order="o", action="fence", issued_at=990.0, expires_at=1e9, boot_id="b")
     start = 1000.0 if rule == timing.AGENT_HEARTBEAT_STALE else 990.0
-    report = {} if rule == timing.AGENT_HEARTBEAT_STALE else {
-        "lastFeedAt": "1970-01-01T00:16:30Z", "watchdogTimeoutSeconds": 7, "bootId": "b"}
+    report = None if rule == timing.AGENT_HEARTBEAT_STALE else Acknowledgement(
+        at=990.0, via="report", last_feed_at=990.0, watchdog_timeout_s=7)
     deadline = start + timing.fence_deadline_s(rule, a, c)
-    before = evaluate(agent, "b", fence, report, t, deadline - 0.01, outage_suspected=False)
-    at = evaluate(agent, "b", fence, report, t, deadline, outage_suspected=False)
+    before = evaluate(agent, "b", fence, report, t, deadline - 0.01, outage_suspected=False, delivered=True)
+    at = evaluate(agent, "b", fence, report, t, deadline, outage_suspected=False, delivered=True)
     assert str(before.rule) == rule and before.verdict == "Waiting"
     assert at.verdict == "Satisfied" and at.deadline == deadline
 
