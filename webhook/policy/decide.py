@@ -35,7 +35,8 @@ from core import names
 from core.remediation import COOLDOWN_PHASES, TERMINAL_PHASES, Escalation, Phase, Strategy
 from webhook.policy.model import Policy
 
-_NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# Always used with fullmatch: `$` would let "node-1\n" pass.
+_NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 class Outcome(enum.StrEnum):
@@ -55,6 +56,7 @@ class Reason(enum.StrEnum):
     # duplicate
     ALREADY_ACTIVE = "AlreadyActive"
     # rejected
+    INVALID_ALERT = "InvalidAlert"
     ALERT_NOT_HANDLED = "AlertNotHandled"
     NO_NODE_LABEL = "NoNodeLabel"
     INVALID_NODE_NAME = "InvalidNodeName"
@@ -169,7 +171,7 @@ def _reject(reason: Reason, message: str) -> Verdict:
 
 
 def valid_node_name(name: str) -> bool:
-    return 0 < len(name) <= 253 and bool(_NODE_NAME.match(name))
+    return 0 < len(name) <= 253 and _NODE_NAME.fullmatch(name) is not None
 
 
 def alert_target(alert_name: str, labels: Mapping[str, str], policy: Policy) -> str | Verdict:
