@@ -1,27 +1,36 @@
 """gunicorn settings for the webhook: `gunicorn -c webhook/gunicorn.conf.py webhook.wsgi:app`.
 
-- Workers: `NODEWARDEN_WORKERS` (default 2) gthread workers with `NODEWARDEN_THREADS`
-  (default 4) threads each; `NODEWARDEN_BIND` (default 0.0.0.0:8080).
+- Workers: `NODEWARDEN_WORKERS` (default 2) gevent workers (`webhook.server.WebhookWorker`:
+  a slow client costs a greenlet, never a worker; read deadlines and the connection bound
+  are described there); `NODEWARDEN_BIND` (default 0.0.0.0:8080).
+- The master imports nothing of the webhook, the Kubernetes client or prometheus_client:
+  a worker monkey-patches the standard library for gevent when it starts, and a module
+  such as urllib3 imported before that (inherited through fork) keeps unpatched classes
+  (an `ssl.SSLContext` RecursionError). So the master validates the configuration in a
+  child process and drops a dead worker's live gauges itself.
 - Prometheus multiprocess mode: `PROMETHEUS_MULTIPROC_DIR` is created (a fresh temporary
   directory unless set) and emptied before workers start, set in the environment so the
   workers inherit it before they import prometheus_client, and a dead worker's live
   gauges are dropped (`child_exit`).
-- Settings, secrets and the policy file are validated once in the master (`on_starting`),
-  so a bad configuration stops the server with one line naming the field instead of
-  crash-looping workers.
+- Settings, secrets and the policy file are validated once before workers start
+  (`on_starting`, in a child process), so a bad configuration stops the server with one
+  line naming the field instead of crash-looping workers.
 - TLS / mTLS: pass gunicorn's own options, e.g.
   `GUNICORN_CMD_ARGS="--certfile=/tls/tls.crt --keyfile=/tls/tls.key --ca-certs=/tls/ca.crt --cert-reqs=2"`
   (docs/webhook.md).
 """
 
+import glob
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 bind = os.environ.get("NODEWARDEN_BIND", "0.0.0.0:8080")
 workers = int(os.environ.get("NODEWARDEN_WORKERS", "2"))
-threads = int(os.environ.get("NODEWARDEN_THREADS", "4"))
-worker_class = "gthread"
+worker_class = "webhook.server.WebhookWorker"
+worker_connections = int(os.environ.get("NODEWARDEN_WORKER_CONNECTIONS", "1000"))
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
@@ -37,15 +46,20 @@ if _created_dir:
 raw_env = [f"PROMETHEUS_MULTIPROC_DIR={_multiproc_dir}"]
 
 
-def on_starting(server):
-    # Imported only now: prometheus_client must first see PROMETHEUS_MULTIPROC_DIR.
-    from webhook.entry import validate
+_VALIDATE = "from webhook.entry import validate; validate()"
+_LIVE_GAUGES = ("liveall", "livesum", "livemax", "livemin", "livemostrecent")
 
-    try:
-        validate()
-    except BaseException:
+
+def on_starting(server):
+    # In a child process: see the module docstring. Its one line names what to fix.
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    check = subprocess.run(
+        [sys.executable, "-c", _VALIDATE], cwd=here, capture_output=True, text=True
+    )
+    if check.returncode != 0:
         on_exit(server)
-        raise
+        lines = (check.stderr or check.stdout).strip().splitlines()
+        raise SystemExit(lines[-1] if lines else "nodewarden-webhook: cannot start")
     os.makedirs(_multiproc_dir, exist_ok=True)
     for entry in os.listdir(_multiproc_dir):
         path = os.path.join(_multiproc_dir, entry)
@@ -56,9 +70,10 @@ def on_starting(server):
 
 
 def child_exit(server, worker):
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)
+    # prometheus_client.multiprocess.mark_process_dead, without importing it here.
+    for mode in _LIVE_GAUGES:
+        for path in glob.glob(os.path.join(_multiproc_dir, f"gauge_{mode}_{worker.pid}.db")):
+            os.remove(path)
 
 
 def on_exit(server):

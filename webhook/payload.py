@@ -124,11 +124,11 @@ def _checked_alert(index: int, data: object) -> Alert | InvalidAlert:
     except PayloadError as exc:
         status = name = ""
         if isinstance(data, dict):
-            status = data.get("status") if data.get("status") in STATUSES else ""
+            status = str(data["status"]) if data.get("status") in STATUSES else ""
             labels = data.get("labels")
             raw_name = labels.get("alertname") if isinstance(labels, dict) else None
             name = raw_name[:256] if isinstance(raw_name, str) and _is_text(raw_name) else ""
-        return InvalidAlert(index, exc.field, exc.message, str(status or ""), name)
+        return InvalidAlert(index, exc.field, exc.message, status, name)
 
 
 def _alert(data: object, where: str) -> Alert:
