@@ -96,6 +96,9 @@ def list_remediations() -> ResponseReturnValue:
     authenticate(Role.OPERATOR)
     svc = services()
     svc.require_synced()
+    unknown = sorted(set(request.args) - {"phase"})
+    if unknown:
+        raise ApiProblem(400, f"unknown query parameter {unknown[0][:64]!r}", field=unknown[0][:64])
     phase = request.args.get("phase")
     if phase is not None and phase not in PHASES:
         raise ApiProblem(400, f"phase must be one of {', '.join(PHASES)}", field="phase")
