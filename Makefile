@@ -3,6 +3,7 @@
 #   make test    the whole test suite (what CI runs)
 #   make bench   benchmarks; results under bench/results/
 #   make lint    ruff, mypy and the import-layer contracts
+#   make soak    opt-in: the webhook at 200 alerts/s with 64 slow clients (SOAK_S, default 600 s)
 
 SHELL       := /bin/bash
 PYTHON      ?= python3
@@ -13,7 +14,7 @@ DEB_PACKAGES := prometheus prometheus-alertmanager curl
 PYTEST_ARGS ?=
 SEEDS       ?= 20
 
-.PHONY: venv debs tools demo test bench lint chaos clean
+.PHONY: venv debs tools demo test bench soak lint chaos clean
 
 venv: $(STAMP)
 
@@ -36,6 +37,9 @@ test: tools
 
 bench: tools
 	$(BIN)/python -m bench
+
+soak: tools
+	$(BIN)/python -m bench.webhook_soak
 
 chaos: tools
 	$(BIN)/python -m pytest tests/chaos --chaos-seeds=$(SEEDS) $(PYTEST_ARGS)

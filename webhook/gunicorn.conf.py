@@ -3,29 +3,30 @@
 - Workers: `NODEWARDEN_WORKERS` (default 2) gevent workers (`webhook.server.WebhookWorker`:
   a slow client costs a greenlet, never a worker; read deadlines and the connection bound
   are described there); `NODEWARDEN_BIND` (default 0.0.0.0:8080).
-- The master imports nothing of the webhook, the Kubernetes client or prometheus_client:
-  a worker monkey-patches the standard library for gevent when it starts, and a module
-  such as urllib3 imported before that (inherited through fork) keeps unpatched classes
-  (an `ssl.SSLContext` RecursionError). So the master validates the configuration in a
-  child process and drops a dead worker's live gauges itself.
+- The standard library is monkey-patched for gevent here, first, in the master: the
+  master imports the webhook to validate it and the workers inherit those modules through
+  fork, and a module such as urllib3 imported before the patch would keep unpatched
+  classes (an `ssl.SSLContext` RecursionError in every API call).
 - Prometheus multiprocess mode: `PROMETHEUS_MULTIPROC_DIR` is created (a fresh temporary
   directory unless set) and emptied before workers start, set in the environment so the
   workers inherit it before they import prometheus_client, and a dead worker's live
   gauges are dropped (`child_exit`).
-- Settings, secrets and the policy file are validated once before workers start
-  (`on_starting`, in a child process), so a bad configuration stops the server with one
-  line naming the field instead of crash-looping workers.
+- Settings, secrets and the policy file are validated once in the master (`on_starting`),
+  so a bad configuration stops the server with one line naming the field instead of
+  crash-looping workers.
 - TLS / mTLS: pass gunicorn's own options, e.g.
   `GUNICORN_CMD_ARGS="--certfile=/tls/tls.crt --keyfile=/tls/tls.key --ca-certs=/tls/ca.crt --cert-reqs=2"`
   (docs/webhook.md).
 """
 
-import glob
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
+from gevent import monkey
+
+monkey.patch_all()  # before anything else is imported: see the module docstring
+
+import glob  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
 
 bind = os.environ.get("NODEWARDEN_BIND", "0.0.0.0:8080")
 workers = int(os.environ.get("NODEWARDEN_WORKERS", "2"))
@@ -46,20 +47,18 @@ if _created_dir:
 raw_env = [f"PROMETHEUS_MULTIPROC_DIR={_multiproc_dir}"]
 
 
-_VALIDATE = "from webhook.entry import validate; validate()"
 _LIVE_GAUGES = ("liveall", "livesum", "livemax", "livemin", "livemostrecent")
 
 
 def on_starting(server):
-    # In a child process: see the module docstring. Its one line names what to fix.
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    check = subprocess.run(
-        [sys.executable, "-c", _VALIDATE], cwd=here, capture_output=True, text=True
-    )
-    if check.returncode != 0:
+    # Imported only now: prometheus_client must first see PROMETHEUS_MULTIPROC_DIR.
+    from webhook.entry import validate
+
+    try:
+        validate()
+    except BaseException:
         on_exit(server)
-        lines = (check.stderr or check.stdout).strip().splitlines()
-        raise SystemExit(lines[-1] if lines else "nodewarden-webhook: cannot start")
+        raise
     os.makedirs(_multiproc_dir, exist_ok=True)
     for entry in os.listdir(_multiproc_dir):
         path = os.path.join(_multiproc_dir, entry)

@@ -46,16 +46,20 @@ class DeadlineBody:
     past it raises 408 (an HTTP error the app answers as JSON), however slowly the
     client drips its bytes."""
 
-    def __init__(self, body: Any, timeout_s: float) -> None:
-        self._body = body
+    def __init__(self, req: Any, timeout_s: float) -> None:
+        self._req = req
+        self._body = req.body
         self._deadline = gevent.get_hub().loop.now() + timeout_s
 
     def _call(self, method: str, *args: Any) -> Any:
         left = self._deadline - gevent.get_hub().loop.now()
         late = RequestTimeout(f"the request body did not arrive within {BODY_TIMEOUT_S:g}s")
-        late.headers = {"Connection": "close"}  # type: ignore[attr-defined]  # see app.py
-        with gevent.Timeout(max(left, 0.0), late):
-            return getattr(self._body, method)(*args)
+        try:
+            with gevent.Timeout(max(left, 0.0), late):
+                return getattr(self._body, method)(*args)
+        except RequestTimeout:
+            self._req.must_close = True  # the rest of the body is never read: close
+            raise
 
     def read(self, size: int | None = None) -> bytes:
         return bytes(self._call("read", size))
@@ -109,5 +113,5 @@ class WebhookWorker(GeventWorker):
         super(GeventWorker, self).handle(listener, client, addr)
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
-        req.body = DeadlineBody(req.body, BODY_TIMEOUT_S)
+        req.body = DeadlineBody(req, BODY_TIMEOUT_S)
         return super().handle_request(listener_name, req, sock, addr)

@@ -88,6 +88,8 @@ def simulated_cluster(tmp: Path, nodes: int = 3) -> Iterator[Cluster]:
         client.ApiextensionsV1Api(admin).create_custom_resource_definition(
             yaml.safe_load(CRD.read_text())
         )
+        # The release namespace, as the chart's install has it: the rate-limit ledger lives there.
+        client.CoreV1Api(admin).create_namespace({"metadata": {"name": "nodewarden"}})
         yield Cluster(server, admin, tmp)
     finally:
         admin.close()
