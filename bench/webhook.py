@@ -357,8 +357,12 @@ class Conn:
         self.sock.sendall(data)
 
     def read(self) -> int | None:
-        """The status once the answer is complete; None while incomplete; -1 on EOF."""
-        chunk = self.sock.recv(262144)
+        """The status once the answer is complete; None while incomplete; -1 on EOF or
+        a reset (counted as an error by the caller, never a crash of the generator)."""
+        try:
+            chunk = self.sock.recv(262144)
+        except OSError:
+            return -1
         if not chunk:
             return -1
         self.buf += chunk
@@ -483,10 +487,17 @@ def open_loop(port: int, requests: list[bytes], rate: float, warmup_s: float,
                     conn = candidate
                     break
                 candidate.close()
-            if conn is None:
-                conn = Conn(port, sel)
-                opened += 1
-            conn.send(requests[sent % len(requests)], due)
+            try:
+                if conn is None:
+                    conn = Conn(port, sel)
+                    opened += 1
+                conn.send(requests[sent % len(requests)], due)
+            except OSError:  # refused or reset: an error, and the post counts as sent
+                errors += 1
+                sent += 1
+                if conn is not None:
+                    conn.close()
+                continue
             late.append(conn.sent - due)
             index_of[conn] = sent
             busy.add(conn)
