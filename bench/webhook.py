@@ -246,7 +246,7 @@ def gunicorn(name: str, app: str, workdir: Path, kubeconfig: Path) -> Iterator[S
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
     server = Server(name, proc, port, log)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded shared machine can take minutes
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited: {log.read_text()[-2000:]}")
