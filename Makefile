@@ -4,6 +4,7 @@
 #   make bench   benchmarks; results under bench/results/
 #   make lint    ruff, mypy and the import-layer contracts
 #   make playground  the whole product on a simulated cluster, for you to drive
+#   make soak    opt-in: the webhook at 200 alerts/s with 64 slow clients (SOAK_S, default 600 s)
 
 SHELL       := /bin/bash
 PYTHON      ?= python3
@@ -16,7 +17,7 @@ SEEDS       ?= 20
 comma       := ,
 CHAOS_WORKERS ?=
 
-.PHONY: venv debs tools demo playground test bench lint chaos clean
+.PHONY: venv debs tools demo playground test bench soak lint chaos clean
 
 venv: $(STAMP)
 
@@ -42,6 +43,9 @@ test: tools
 
 bench: tools
 	$(BIN)/python -m bench
+
+soak: tools
+	$(BIN)/python -m bench.webhook_soak
 
 # make chaos SEEDS=20 (seeds 1..20), SEEDS=101-200 or SEEDS=7,12; CHAOS_WORKERS=2: seeded
 # worlds with attacks, several at once (tests/chaos/parallel.py); CHAOS_ARGS=--no-attacks

@@ -5,6 +5,9 @@ background thread creates it. Identical Events (same node, reason, action and no
 within `dedup_window_s` are sent once, the way client-go's event correlator keeps
 repeated deliveries from flooding the API; a full queue drops the Event. Every outcome
 is counted (`sent`, `deduplicated`, `dropped`, `failed`), so nothing disappears unseen.
+The memory of recent Events is bounded (`recent_limit` keys, O(1) per Event), and the
+warning about a full queue is written at most once per `dedup_window_s`, saying how many
+drops it folded.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Protocol
 from core import names
 from core.clock import Clock, rfc3339_micro
 from core.kube import JSON, KubeError
+from core.recent import RecentKeys
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,7 @@ class EventRecorder:
         dedup_window_s: float = 60.0,
         count: Callable[[str], None] | None = None,
         controller: str = names.WEBHOOK_COMPONENT,
+        recent_limit: int = 10_000,
     ) -> None:
         self.kube = kube
         self.controller = controller
@@ -87,8 +92,10 @@ class EventRecorder:
         self.dedup_window_s = dedup_window_s
         self._count = count or (lambda result: None)
         self._queue: queue.Queue[NodeEvent | None] = queue.Queue(maxsize=queue_size)
-        self._recent: dict[tuple[str, str, str, str], float] = {}
-        self._lock = threading.Lock()
+        self._recent: RecentKeys[tuple[str, str, str, str]] = RecentKeys(
+            dedup_window_s, recent_limit
+        )
+        self._drops: RecentKeys[str] = RecentKeys(dedup_window_s, 1)
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -107,25 +114,22 @@ class EventRecorder:
         """Queue `event` unless an identical one was queued within the window."""
         key = (event.node, event.reason, event.action, event.note)
         now = self.clock.monotonic()
-        with self._lock:
-            last = self._recent.get(key)
-            if last is not None and now - last < self.dedup_window_s:
-                self._count("deduplicated")
-                return
-            if len(self._recent) > 10_000:
-                horizon = now - self.dedup_window_s
-                self._recent = {k: t for k, t in self._recent.items() if t >= horizon}
-            self._recent[key] = now
+        if self._recent.admit(key, now) is None:
+            self._count("deduplicated")
+            return
         try:
             self._queue.put_nowait(event)
         except queue.Full:
             self._count("dropped")
-            log.warning(
-                "event queue full; dropped %s %s for node %s",
-                event.action,
-                event.reason,
-                event.node,
-            )
+            folded = self._drops.admit("full", now)
+            if folded is not None:
+                log.warning(
+                    "event queue full; dropped %s %s for node %s (%d more drops folded)",
+                    event.action,
+                    event.reason,
+                    event.node,
+                    folded,
+                )
 
     def pending(self) -> int:
         return self._queue.qsize()

@@ -3,7 +3,9 @@
 Each action decides on the cached view (`Decisions`), writes through the
 `RemediationWriter`, and reports the final verdict once. When a write finds the stored
 object different from the cache (409), the action refreshes and decides again, so two
-replicas, two Alertmanagers or a redelivery never start a second remediation.
+replicas, two Alertmanagers or a redelivery never start a second remediation. A start
+that is not a dry run first takes a slot in the shared rate-limit ledger
+(`webhook.ledger`), so `maxRemediations` holds across threads, workers and replicas.
 
 `core.kube.Unavailable` propagates (the HTTP layer answers 503 so Alertmanager retries);
 any other API error becomes a rejected verdict with reason `ApiError`.
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from core.kube import JSON, AlreadyExists, Conflict, KubeError, Unavailable
 from webhook.cache import ClusterCache
 from webhook.decisions import Context, Decisions
+from webhook.ledger import RateLedger
 from webhook.policy import (
     ExistingFacts,
     Outcome,
@@ -34,15 +37,26 @@ log = logging.getLogger(__name__)
 START_ATTEMPTS = 3
 
 
+def _dry_run(verdict: Verdict) -> bool:
+    return verdict.plan is not None and verdict.plan.dry_run
+
+
 def api_error(exc: KubeError) -> Verdict:
     return Verdict(Outcome.REJECTED, Reason.API_ERROR, f"the API server refused: {exc}"[:300])
 
 
 class Actions:
-    def __init__(self, decisions: Decisions, writer: RemediationWriter, cache: ClusterCache) -> None:
+    def __init__(
+        self,
+        decisions: Decisions,
+        writer: RemediationWriter,
+        cache: ClusterCache,
+        ledger: RateLedger | None = None,
+    ) -> None:
         self.decisions = decisions
         self.writer = writer
         self.cache = cache
+        self.ledger = ledger
 
     def start(
         self, request: Request, trigger: Trigger, alert: AlertEntry | None, ctx: Context
@@ -54,6 +68,7 @@ class Actions:
         self, request: Request, trigger: Trigger, alert: AlertEntry | None
     ) -> tuple[Verdict, JSON | None]:
         verdict = self.decisions.firing(request)
+        reserved = False
         for _ in range(START_ATTEMPTS):
             if verdict.outcome is Outcome.DUPLICATE:
                 if alert is not None:
@@ -61,6 +76,11 @@ class Actions:
                 return verdict, self.cache.remediation(request.node)
             if verdict.outcome is not Outcome.ACCEPTED:
                 return verdict, None
+            if self.ledger is not None and not reserved and not _dry_run(verdict):
+                refused = self.ledger.reserve(request.node, self.decisions.policy)
+                if refused is not None:
+                    return refused, None
+                reserved = True  # kept even if the create below loses: one start fewer
             predecessor = self.cache.remediation(request.node)
             try:
                 obj = self.writer.create(request.node, verdict, trigger, alert, predecessor)

@@ -31,6 +31,7 @@ from webhook.cache import ClusterCache
 from webhook.decisions import Decisions
 from webhook.intake import AlertIntake
 from webhook.kube import RealWebhookKube, Resource, WebhookKube
+from webhook.ledger import RateLedger
 from webhook.metrics import ClusterStateCollector, WebhookMetrics
 from webhook.policy import Policy, load_policy
 from webhook.services import EXTENSION, Services
@@ -135,7 +136,7 @@ def create_app(
     decisions = Decisions(
         cache, policy, clock, recorder, metrics, settings.decision_log_window_s
     )
-    actions = Actions(decisions, writer, cache)
+    actions = Actions(decisions, writer, cache, RateLedger(kube, clock))
     svc = Services(
         settings=settings,
         policy=policy,

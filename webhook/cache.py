@@ -74,6 +74,7 @@ def existing_facts(obj: JSON) -> ExistingFacts:
         approval_required=bool(_get(obj, "spec", "approvalRequired")),
         approved_at=_time(_get(status, "approval", "approvedAt")),
         alerts=latest,
+        dry_run=bool(_get(obj, "spec", "dryRun")),
     )
 
 
@@ -83,7 +84,7 @@ def _parse_remediation(obj: JSON) -> _Remediation:
         obj=obj,
         facts=facts,
         received_at=_time(_get(obj, "spec", "trigger", "receivedAt")),
-        counts_for_rate=facts.phase != "Cancelled",
+        counts_for_rate=facts.phase != "Cancelled" and not facts.dry_run,
     )
 
 

@@ -14,7 +14,6 @@ per alert for nothing new, and the line is a large part of answering a duplicate
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +21,7 @@ from core import names
 from core.clock import Clock
 from core.events import EventRecorder, NodeEvent
 from core.kube import JSON
+from core.recent import RecentKeys
 from webhook.cache import ClusterCache
 from webhook.metrics import WebhookMetrics
 from webhook.policy import Outcome, Policy, Request, Verdict, decide_firing
@@ -125,29 +125,22 @@ class Decisions:
 
 class LineFolder:
     """Lets one of identical lines through per window. `admit` returns None for a line to
-    fold, else how many identical lines were folded since the last one went out."""
+    fold, else how many identical lines were folded since the last one went out. At most
+    `LIMIT` distinct lines are remembered, at O(1) per line (`core.recent.RecentKeys`)."""
 
-    LIMIT = 10_000  # distinct lines remembered before the expired ones are forgotten
+    LIMIT = 10_000
 
-    def __init__(self, window_s: float) -> None:
+    def __init__(self, window_s: float, limit: int = LIMIT) -> None:
         self.window_s = window_s
-        self._lock = threading.Lock()
-        self._seen: dict[tuple[tuple[str, Any], ...], tuple[float, int]] = {}
+        self._recent: RecentKeys[tuple[tuple[str, Any], ...]] = RecentKeys(window_s, limit)
+
+    def __len__(self) -> int:
+        return len(self._recent)
 
     def admit(self, fields: dict[str, Any], now: float) -> int | None:
         if self.window_s <= 0:
             return 0
-        key = tuple(sorted(fields.items()))
-        with self._lock:
-            last = self._seen.get(key)
-            if last is not None and now - last[0] < self.window_s:
-                self._seen[key] = (last[0], last[1] + 1)
-                return None
-            if len(self._seen) >= self.LIMIT:
-                horizon = now - self.window_s
-                self._seen = {k: v for k, v in self._seen.items() if v[0] >= horizon}
-            self._seen[key] = (now, 0)
-        return last[1] if last is not None else 0
+        return self._recent.admit(tuple(sorted(fields.items())), now)
 
 
 def _note(verdict: Verdict, ctx: Context) -> str:

@@ -1,7 +1,12 @@
 """gunicorn settings for the webhook: `gunicorn -c webhook/gunicorn.conf.py webhook.wsgi:app`.
 
-- Workers: `NODEWARDEN_WORKERS` (default 2) gthread workers with `NODEWARDEN_THREADS`
-  (default 4) threads each; `NODEWARDEN_BIND` (default 0.0.0.0:8080).
+- Workers: `NODEWARDEN_WORKERS` (default 2) gevent workers (`webhook.server.WebhookWorker`:
+  a slow client costs a greenlet, never a worker; read deadlines and the connection bound
+  are described there); `NODEWARDEN_BIND` (default 0.0.0.0:8080).
+- The standard library is monkey-patched for gevent here, first, in the master: the
+  master imports the webhook to validate it and the workers inherit those modules through
+  fork, and a module such as urllib3 imported before the patch would keep unpatched
+  classes (an `ssl.SSLContext` RecursionError in every API call).
 - Prometheus multiprocess mode: `PROMETHEUS_MULTIPROC_DIR` is created (a fresh temporary
   directory unless set) and emptied before workers start, set in the environment so the
   workers inherit it before they import prometheus_client, and a dead worker's live
@@ -14,14 +19,19 @@
   (docs/webhook.md).
 """
 
-import os
-import shutil
-import tempfile
+from gevent import monkey
+
+monkey.patch_all()  # before anything else is imported: see the module docstring
+
+import glob  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
 
 bind = os.environ.get("NODEWARDEN_BIND", "0.0.0.0:8080")
 workers = int(os.environ.get("NODEWARDEN_WORKERS", "2"))
-threads = int(os.environ.get("NODEWARDEN_THREADS", "4"))
-worker_class = "gthread"
+worker_class = "webhook.server.WebhookWorker"
+worker_connections = int(os.environ.get("NODEWARDEN_WORKER_CONNECTIONS", "1000"))
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
@@ -35,6 +45,9 @@ if _created_dir:
     _multiproc_dir = tempfile.mkdtemp(prefix="nodewarden-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _multiproc_dir
 raw_env = [f"PROMETHEUS_MULTIPROC_DIR={_multiproc_dir}"]
+
+
+_LIVE_GAUGES = ("liveall", "livesum", "livemax", "livemin", "livemostrecent")
 
 
 def on_starting(server):
@@ -56,9 +69,10 @@ def on_starting(server):
 
 
 def child_exit(server, worker):
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)
+    # prometheus_client.multiprocess.mark_process_dead, without importing it here.
+    for mode in _LIVE_GAUGES:
+        for path in glob.glob(os.path.join(_multiproc_dir, f"gauge_{mode}_{worker.pid}.db")):
+            os.remove(path)
 
 
 def on_exit(server):

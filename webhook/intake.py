@@ -1,7 +1,8 @@
 """Alertmanager intake: one webhook message in, one outcome per alert out.
 
 Alerts are handled in order, each independently: an alert that is not ours (another
-alert name, no node label) is `rejected` with its reason and the others still count. A
+alert name, no node label) or not valid (`InvalidAlert`, with the offending `field`) is
+`rejected` with its reason and the others still count. A
 firing alert starts a remediation or is recorded on the existing one (`duplicate`); a
 resolved alert may cancel one that has not ordered a fence yet (`cancelled`), is
 otherwise `recorded` or `ignored`. Several alerts about one node in one message are
@@ -15,8 +16,8 @@ from core.kube import JSON
 from webhook.actions import Actions
 from webhook.decisions import Context, Decisions
 from webhook.metrics import WebhookMetrics
-from webhook.payload import Alert, Message
-from webhook.policy import Policy, Request, Source, Verdict, alert_target
+from webhook.payload import Alert, InvalidAlert, Message
+from webhook.policy import Outcome, Policy, Reason, Request, Source, Verdict, alert_target
 from webhook.records import AlertEntry, Trigger
 
 
@@ -38,7 +39,9 @@ class AlertIntake:
     def handle(self, message: Message) -> list[JSON]:
         return [self._one(i, alert) for i, alert in enumerate(message.alerts)]
 
-    def _one(self, index: int, alert: Alert) -> JSON:
+    def _one(self, index: int, alert: Alert | InvalidAlert) -> JSON:
+        if isinstance(alert, InvalidAlert):
+            return self._invalid(alert)
         self.metrics.child(self.metrics.alerts_received, alert.status).inc()
         result: JSON = {
             "index": index,
@@ -73,6 +76,28 @@ class AlertIntake:
         else:
             verdict, obj = self.actions.resolve(node, entry, ctx)
         return {**result, "node": node, **_outcome(verdict, obj)}
+
+
+    def _invalid(self, alert: InvalidAlert) -> JSON:
+        verdict = Verdict(
+            Outcome.REJECTED, Reason.INVALID_ALERT, f"invalid alert: {alert.field}: {alert.message}"
+        )
+        ctx = Context(
+            source=str(Source.ALERTMANAGER),
+            action="RecordAlert",
+            alert_name=alert.name,
+            alert_status=alert.status,
+        )
+        self.decisions.report(verdict, None, ctx)
+        return {
+            "index": alert.index,
+            "alertname": alert.name,
+            "status": alert.status,
+            "fingerprint": "",
+            "node": None,
+            **_outcome(verdict, None),
+            "field": alert.field,
+        }
 
 
 def _outcome(verdict: Verdict, obj: JSON | None) -> JSON:

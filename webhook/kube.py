@@ -15,11 +15,14 @@ Edge cases, once:
   `metadata.resourceVersion` when given, so the server rejects it (409) if the object
   changed since it was read. Merge patches replace lists whole: callers send full lists.
 - Deleting takes uid and resourceVersion preconditions, so a newer object is never lost.
+- The rate-limit ledger (`webhook.ledger`) is one ConfigMap, `<pause ConfigMap>-ledger`
+  in the pause switch's namespace, read by name and replaced with its resourceVersion.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -66,6 +69,19 @@ class WebhookKube(Protocol):
     def create_event(self, namespace: str, body: JSON) -> None:
         """Create an events.k8s.io/v1 Event."""
 
+    def get_ledger(self) -> JSON:
+        """The rate-limit ledger ConfigMap (NotFound)."""
+
+    def create_ledger(self, data: dict[str, str]) -> JSON:
+        """Create the ledger ConfigMap with `data` (AlreadyExists)."""
+
+    def replace_ledger(self, data: dict[str, str], resource_version: str) -> JSON:
+        """Replace the ledger's data, guarded by `resource_version` (Conflict)."""
+
+
+def ledger_name(pause_name: str) -> str:
+    return f"{pause_name}-ledger"
+
 
 class RealWebhookKube:
     """`WebhookKube` over the official client (see the module docstring)."""
@@ -74,6 +90,7 @@ class RealWebhookKube:
         self.kube = kube
         self.pause_namespace = pause_namespace
         self.pause_name = pause_name
+        self.ledger_name = ledger_name(pause_name)
 
     def _list_call(self, resource: Resource) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
         if resource is Resource.NODES:
@@ -174,4 +191,37 @@ class RealWebhookKube:
             namespace,
             body,
             _request_timeout=self.kube.timeout,
+        )
+
+    def _ledger_body(self, data: dict[str, str], resource_version: str | None) -> JSON:
+        meta: JSON = {"name": self.ledger_name, "namespace": self.pause_namespace}
+        if resource_version:
+            meta["resourceVersion"] = resource_version
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
+
+    def _ledger_call(self, fn: Any, *args: Any) -> JSON:
+        resp: Any = call(fn, *args, _preload_content=False, _request_timeout=self.kube.timeout)
+        try:
+            return expect_object(json.loads(resp.data))
+        finally:
+            resp.release_conn()
+
+    def get_ledger(self) -> JSON:
+        return self._ledger_call(
+            self.kube.core.read_namespaced_config_map, self.ledger_name, self.pause_namespace
+        )
+
+    def create_ledger(self, data: dict[str, str]) -> JSON:
+        return self._ledger_call(
+            self.kube.core.create_namespaced_config_map,
+            self.pause_namespace,
+            self._ledger_body(data, None),
+        )
+
+    def replace_ledger(self, data: dict[str, str], resource_version: str) -> JSON:
+        return self._ledger_call(
+            self.kube.core.replace_namespaced_config_map,
+            self.ledger_name,
+            self.pause_namespace,
+            self._ledger_body(data, resource_version),
         )

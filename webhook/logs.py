@@ -3,6 +3,12 @@
 Fields passed as `extra={"fields": {...}}` are merged into the line, so a decision is
 logged as `{"msg": "decision", "node": ..., "verdict": ..., "reason": ...}` and can be
 searched by any field.
+
+Lines are rate-limited (`FoldingFilter`): at most `burst` records per logger, level and
+message template in each window; the rest are folded, and the first record let through
+after a folded stretch says how many (`"folded": N`). So a flood of bad requests costs a
+few lines, not one per request. Decision lines carry their own fields and are folded
+upstream (`webhook.decisions`), so they pass untouched.
 """
 
 from __future__ import annotations
@@ -10,6 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,9 +55,52 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             line.update(fields)
+        folded = getattr(record, "folded", None)
+        if folded:
+            line["folded"] = folded
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return _encode(line)
+
+
+class FoldingFilter(logging.Filter):
+    """At most `burst` records per (logger, level, template) per `window_s`; bounded to
+    `limit` templates, O(1) per record. See the module docstring."""
+
+    def __init__(
+        self,
+        window_s: float = 10.0,
+        burst: int = 10,
+        limit: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.window_s, self.burst, self.limit, self._clock = window_s, burst, limit, clock
+        self._lock = threading.Lock()
+        self._seen: OrderedDict[tuple[str, int, str], list[float]] = OrderedDict()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "fields", None) is not None:
+            return True
+        key = (record.name, record.levelno, str(record.msg)[:200])
+        now = self._clock()
+        with self._lock:
+            entry = self._seen.get(key)  # [window start, let through, folded]
+            if entry is None or now - entry[0] >= self.window_s:
+                folded = int(entry[2]) if entry is not None else 0
+                if entry is not None:
+                    self._seen.move_to_end(key)
+                self._seen[key] = [now, 1, 0]
+                while len(self._seen) > self.limit:
+                    self._seen.popitem(last=False)
+                if folded:
+                    record.folded = folded
+                return True
+            if entry[1] < self.burst:
+                entry[1] += 1
+                return True
+            entry[2] += 1
+            return False
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -65,5 +118,6 @@ def configure_logging(level: str = "INFO") -> None:
             return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(FoldingFilter())
     root.handlers = [handler]
     root.setLevel(level.upper())

@@ -5,9 +5,14 @@ receiver, groupLabels, commonLabels, commonAnnotations, externalURL, and alerts[
 status, labels, annotations, startsAt, endsAt, generatorURL, fingerprint.
 
 Required: `version` ("4"), `status`, `alerts`, and per alert `status`, `labels`,
-`startsAt`. Every other listed field is optional but type-checked when present; fields
-not listed are accepted and ignored (newer Alertmanagers add fields). A problem raises
-`PayloadError` whose `field` names the offending key (`alerts[3].labels.node`).
+`startsAt`. Every other listed field is optional but type-checked when present (a JSON
+null is refused where Alertmanager sends a string; the maps may be null); fields not listed
+are accepted and ignored (newer Alertmanagers add fields). Every string must be valid
+Unicode text (a lone surrogate from a `\\udXXX` escape is refused: it cannot be encoded).
+
+A problem with the message itself raises `PayloadError` whose `field` names the offending
+key. A problem inside one alert (`alerts[3].labels.node`) does not: that alert becomes an
+`InvalidAlert` in its place, and the others are handled as usual.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ SUPPORTED_VERSION = "4"
 STATUSES = ("firing", "resolved")
 MAX_LABELS = 256
 MAX_STRING = 16_384
-_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_TIME = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII)
 
 
 class PayloadError(ValueError):
@@ -55,6 +60,17 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class InvalidAlert:
+    """An alert that failed validation: rejected alone, the rest of the message stands."""
+
+    index: int
+    field: str
+    message: str
+    status: str = ""  # the alert's status and name, when they could be read
+    name: str = ""
+
+
+@dataclass(frozen=True)
 class Message:
     version: str
     group_key: str
@@ -65,7 +81,11 @@ class Message:
     common_labels: dict[str, str]
     common_annotations: dict[str, str]
     external_url: str
-    alerts: tuple[Alert, ...]
+    alerts: tuple[Alert | InvalidAlert, ...]
+
+    @property
+    def invalid(self) -> tuple[InvalidAlert, ...]:
+        return tuple(a for a in self.alerts if isinstance(a, InvalidAlert))
 
 
 def parse_message(data: object) -> Message:
@@ -80,8 +100,6 @@ def parse_message(data: object) -> Message:
     if not isinstance(raw_alerts, list):
         raise PayloadError("alerts", f"expected a list, got {_kind(raw_alerts)}")
     truncated = data.get("truncatedAlerts", 0)
-    if truncated is None:
-        truncated = 0
     if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
         raise PayloadError(
             "truncatedAlerts", f"expected a non-negative integer, got {_kind(truncated)}"
@@ -96,8 +114,21 @@ def parse_message(data: object) -> Message:
         common_labels=_labels(data.get("commonLabels"), "commonLabels"),
         common_annotations=_labels(data.get("commonAnnotations"), "commonAnnotations"),
         external_url=_opt_str(data, "externalURL", ""),
-        alerts=tuple(_alert(a, f"alerts[{i}]") for i, a in enumerate(raw_alerts)),
+        alerts=tuple(_checked_alert(i, a) for i, a in enumerate(raw_alerts)),
     )
+
+
+def _checked_alert(index: int, data: object) -> Alert | InvalidAlert:
+    try:
+        return _alert(data, f"alerts[{index}]")
+    except PayloadError as exc:
+        status = name = ""
+        if isinstance(data, dict):
+            status = str(data["status"]) if data.get("status") in STATUSES else ""
+            labels = data.get("labels")
+            raw_name = labels.get("alertname") if isinstance(labels, dict) else None
+            name = raw_name[:256] if isinstance(raw_name, str) and _is_text(raw_name) else ""
+        return InvalidAlert(index, exc.field, exc.message, status, name)
 
 
 def _alert(data: object, where: str) -> Alert:
@@ -106,7 +137,7 @@ def _alert(data: object, where: str) -> Alert:
     status = _status(_required(data, "status", where), f"{where}.status")
     labels = _labels(_required(data, "labels", where), f"{where}.labels")
     starts_at = parse_time(_required(data, "startsAt", where), f"{where}.startsAt")
-    ends_at = parse_time(data["endsAt"], f"{where}.endsAt") if data.get("endsAt") else None
+    ends_at = parse_time(data["endsAt"], f"{where}.endsAt") if "endsAt" in data else None
     fingerprint = _opt_str(data, "fingerprint", where)
     return Alert(
         status=status,
@@ -136,7 +167,7 @@ def parse_time(value: object, where: str) -> float | None:
         return parse(value)
     except _NotRfc3339:
         raise PayloadError(where, f"not an RFC 3339 time: {value[:64]!r}") from None
-    except ValueError:
+    except (ValueError, OverflowError):  # no such date, or out of Python's range in UTC
         raise PayloadError(where, f"not a valid time: {value[:64]!r}") from None
 
 
@@ -146,7 +177,7 @@ class _NotRfc3339(ValueError):
 
 def _instant(text: str) -> float | None:
     """`text` as Unix seconds, or None for Go's zero time; ValueError if it is no time."""
-    match = _TIME.match(text.strip())
+    match = _TIME.fullmatch(text)  # the whole text: no trailing newline, no spaces
     if not match:
         raise _NotRfc3339(text)
     day, clock, fraction, zone = match.groups()
@@ -177,14 +208,30 @@ def _status(value: object, where: str) -> str:
 
 
 def _opt_str(data: dict[str, Any], key: str, where: str) -> str:
-    value = data.get(key)
-    if value is None:
+    if key not in data:
         return ""
+    value = data[key]
+    field = f"{where}.{key}" if where else key
     if not isinstance(value, str):
-        raise PayloadError(
-            f"{where}.{key}" if where else key, f"expected a string, got {_kind(value)}"
-        )
+        raise PayloadError(field, f"expected a string, got {_kind(value)}")
+    if not _is_text(value):
+        raise PayloadError(field, _NOT_TEXT)
     return value[:MAX_STRING]
+
+
+_NOT_TEXT = "not valid Unicode text (a lone surrogate)"
+
+
+def _is_text(value: str) -> bool:
+    """Whether `value` encodes as UTF-8: JSON's `\\udXXX` escapes can produce lone
+    surrogates, which no hash, log line or API request can carry."""
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _labels(value: object, where: str) -> dict[str, str]:
@@ -196,8 +243,14 @@ def _labels(value: object, where: str) -> dict[str, str]:
         raise PayloadError(where, f"more than {MAX_LABELS} entries")
     for key, item in value.items():
         if not isinstance(item, str):
-            raise PayloadError(f"{where}.{str(key)[:64]}", f"expected a string, got {_kind(item)}")
+            raise PayloadError(f"{where}.{_printable(key)}", f"expected a string, got {_kind(item)}")
+        if not (_is_text(key) and _is_text(item)):
+            raise PayloadError(f"{where}.{_printable(key)}", _NOT_TEXT)
     return value
+
+
+def _printable(key: str) -> str:
+    return key[:64].encode(errors="backslashreplace").decode()
 
 
 def _kind(value: object) -> str:

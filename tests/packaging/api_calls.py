@@ -55,6 +55,9 @@ ANY = "*"
 NAMESPACES = {
     ("webhook/kube.py", "_list_call", "self.pause_namespace"): RELEASE,  # NODEWARDEN_NAMESPACE
     ("webhook/kube.py", "create_event", "namespace"): EVENTS,  # NODEWARDEN_EVENT_NAMESPACE
+    ("webhook/kube.py", "get_ledger", "self.pause_namespace"): RELEASE,  # the rate-limit ledger
+    ("webhook/kube.py", "create_ledger", "self.pause_namespace"): RELEASE,
+    ("webhook/kube.py", "replace_ledger", "self.pause_namespace"): RELEASE,
     ("controller/kube.py", "_list_call", "self.namespace"): RELEASE,  # agents' Leases, pause switch
     ("controller/kube.py", "create_event", "namespace"): EVENTS,
     ("controller/kube.py", "delete_node_pods", "pod.metadata.namespace"): ANY,  # wherever the pods are
@@ -66,6 +69,7 @@ NAMESPACES = {
 # (file, name expression) -> the object's name, where RBAC names it (resourceNames).
 NAMES = {
     ("webhook/kube.py", "self.pause_name"): "nodewarden-control",
+    ("webhook/kube.py", "self.ledger_name"): "nodewarden-control-ledger",
     ("controller/kube.py", "self.pause_configmap"): "nodewarden-control",
     # LeaderLease is built only for names.LEADER_LEASE_NAME (controller/__main__.py).
     ("controller/kube.py", "self.name"): names.LEADER_LEASE_NAME,

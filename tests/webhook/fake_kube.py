@@ -63,6 +63,7 @@ class FakeWebhookKube:
         self.unavailable = False
         self.calls: Counter[str] = Counter()
         self.events: list[JSON] = []
+        self.ledger: JSON | None = None
         self._rv = itertools.count(1)
         self._last_rv = 0
         self._objects: dict[Resource, dict[str, JSON]] = {r: {} for r in Resource}
@@ -252,3 +253,32 @@ class FakeWebhookKube:
         self._enter("create_event")
         with self._cond:
             self.events.append({"namespace": namespace, **copy.deepcopy(body)})
+
+    # The rate-limit ledger: one ConfigMap, not watched (kept apart from `Resource`).
+
+    def get_ledger(self) -> JSON:
+        self._enter("get_ledger")
+        with self._cond:
+            if self.ledger is None:
+                raise NotFound(404, "NotFound", 'configmaps "ledger" not found')
+            return copy.deepcopy(self.ledger)
+
+    def create_ledger(self, data: dict[str, str]) -> JSON:
+        self._enter("create_ledger")
+        with self._cond:
+            if self.ledger is not None:
+                raise AlreadyExists(409, "AlreadyExists", 'configmaps "ledger" already exists')
+            self.ledger = {"metadata": {"name": "ledger", "resourceVersion": str(next(self._rv))},
+                           "data": dict(data)}
+            return copy.deepcopy(self.ledger)
+
+    def replace_ledger(self, data: dict[str, str], resource_version: str) -> JSON:
+        self._enter("replace_ledger")
+        with self._cond:
+            if self.ledger is None:
+                raise NotFound(404, "NotFound", 'configmaps "ledger" not found')
+            if self.ledger["metadata"]["resourceVersion"] != resource_version:
+                raise Conflict(409, "Conflict", 'Operation cannot be fulfilled on configmaps "ledger"')
+            self.ledger = {"metadata": {"name": "ledger", "resourceVersion": str(next(self._rv))},
+                           "data": dict(data)}
+            return copy.deepcopy(self.ledger)

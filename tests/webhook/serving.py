@@ -88,6 +88,8 @@ def simulated_cluster(tmp: Path, nodes: int = 3) -> Iterator[Cluster]:
         client.ApiextensionsV1Api(admin).create_custom_resource_definition(
             yaml.safe_load(CRD.read_text())
         )
+        # The release namespace, as the chart's install has it: the rate-limit ledger lives there.
+        client.CoreV1Api(admin).create_namespace({"metadata": {"name": "nodewarden"}})
         yield Cluster(server, admin, tmp)
     finally:
         admin.close()
@@ -120,7 +122,7 @@ def wait_ready(
     url: str,
     proc: subprocess.Popen[str],
     path: str = "/readyz",
-    timeout_s: float = 30,
+    timeout_s: float = 90,
     log_path: Path | None = None,
 ) -> None:
     deadline = time.monotonic() + timeout_s
@@ -137,7 +139,7 @@ def wait_ready(
     raise AssertionError(f"{url} did not become ready")
 
 
-def wait_all_workers(url: str, proc: subprocess.Popen[str], workers: int, timeout_s: float = 30) -> None:
+def wait_all_workers(url: str, proc: subprocess.Popen[str], workers: int, timeout_s: float = 90) -> None:
     """The first worker's /readyz says nothing of the others, which may still be importing:
     wait for every worker process, then for a run of fresh connections all answered ready."""
     deadline = time.monotonic() + timeout_s

@@ -120,6 +120,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("alertmanager")
     with Cluster(nodes=5, time_scale=0.05, workdir=tmp / "cluster") as cluster:
         cluster.apply_file(CRD)
+        # The release namespace, as the chart's install has it: the rate-limit ledger lives there.
+        cluster.apply_manifest("apiVersion: v1\nkind: Namespace\nmetadata: {name: nodewarden}\n")
         with gunicorn_webhook(
             tmp, cluster.kubeconfig("webhook"), NODEWARDEN_ALERT_RECORD_INTERVAL_S="0"
         ) as (url, _proc):

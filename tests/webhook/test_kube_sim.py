@@ -37,8 +37,30 @@ def admin(admin_kubeconfig: Path) -> Iterator[client.ApiClient]:
     api = client.ApiClient(cfg)
     crd = yaml.safe_load(CRD_PATH.read_text())
     client.ApiextensionsV1Api(api).create_custom_resource_definition(crd)
+    try:  # the release namespace, as the chart's install has it (the ledger lives there)
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": "nodewarden"}})
+    except client.exceptions.ApiException as exc:
+        if exc.status != 409:
+            raise
     yield api
     api.close()
+
+
+def test_the_ledger_is_created_once_and_replaced_only_at_its_resource_version(
+    kube: RealWebhookKube,
+) -> None:
+    from core.kube import AlreadyExists, Conflict, NotFound
+
+    with pytest.raises(NotFound):
+        kube.get_ledger()
+    created = kube.create_ledger({"starts": "[]"})
+    with pytest.raises(AlreadyExists):
+        kube.create_ledger({"starts": "[]"})
+    rv = created["metadata"]["resourceVersion"]
+    replaced = kube.replace_ledger({"starts": '[["node-1", 1.0]]'}, rv)
+    with pytest.raises(Conflict):  # a writer that read before the first replace loses
+        kube.replace_ledger({"starts": '[["node-2", 2.0]]'}, rv)
+    assert kube.get_ledger()["data"] == replaced["data"] == {"starts": '[["node-1", 1.0]]'}
 
 
 @pytest.fixture(scope="module")

@@ -105,3 +105,22 @@ def test_answers_match_the_documented_schemas(world: WorldFactory) -> None:
         codes.add(response.status_code)
         check_response(rule, method, response.status_code, response.get_json(silent=True))
     assert {200, 201, 400, 401, 403, 404, 409, 415} <= codes
+
+
+def test_the_phase_query_is_refused_outside_its_enum(world: WorldFactory) -> None:
+    w = world()
+    op = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    enum = document()["paths"]["/api/v1/remediations"]["get"]["parameters"][0]["schema"]["enum"]
+    for phase in enum:
+        assert w.client.get(f"/api/v1/remediations?phase={phase}", headers=op).status_code == 200
+    for bad in ("AAA", "pending", "Pending\n", ""):
+        r = w.client.get("/api/v1/remediations", query_string={"phase": bad}, headers=op)
+        assert r.status_code == 400 and r.get_json()["field"] == "phase", bad
+
+
+def test_an_empty_node_is_refused_as_the_schema_says(world: WorldFactory) -> None:
+    schema = document()["components"]["schemas"]["RemediationRequest"]["properties"]["node"]
+    assert schema["minLength"] == 1
+    w = world()
+    r = w.op("POST", "/api/v1/remediations", {"node": ""})
+    assert r.status_code == 400 and r.get_json()["field"] == "node"

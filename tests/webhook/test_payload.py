@@ -64,18 +64,101 @@ BAD_FIELDS = [
     ("alerts.0.endsAt", "2023-13-01T00:00:00Z", "alerts[0].endsAt"),
     ("alerts.0.generatorURL", {}, "alerts[0].generatorURL"),
     ("alerts.0.fingerprint", 123, "alerts[0].fingerprint"),
+    # what the schema refuses, the receiver refuses too
+    ("alerts.0.fingerprint", None, "alerts[0].fingerprint"),
+    ("alerts.0.generatorURL", None, "alerts[0].generatorURL"),
+    ("alerts.0.endsAt", None, "alerts[0].endsAt"),
+    ("alerts.0.endsAt", "", "alerts[0].endsAt"),
+    ("truncatedAlerts", None, "truncatedAlerts"),
+    ("groupKey", None, "groupKey"),
+    # out of range once converted to UTC (OverflowError), not a 500
+    ("alerts.0.startsAt", "9999-12-31T23:59:59-01:00", "alerts[0].startsAt"),
+    ("alerts.0.endsAt", "9999-12-31T23:59:59-01:00", "alerts[0].endsAt"),
+    ("alerts.0.startsAt", "2024-01-01T00:00:00Z\n", "alerts[0].startsAt"),
+    ("alerts.0.startsAt", "\u0662024-01-01T00:00:00Z", "alerts[0].startsAt"),
+    # a lone surrogate cannot be hashed or logged as UTF-8 (UnicodeEncodeError), not a 500
+    ("alerts.0.labels", {"alertname": "NodeNotReady", "node": "node-1", "x": "\ud800"},
+     "alerts[0].labels.x"),
+    ("alerts.0.labels", {"alertname": "NodeNotReady", "\udfff": "v"}, "alerts[0].labels.\\udfff"),
+    ("alerts.0.annotations", {"summary": "a\udc80b"}, "alerts[0].annotations.summary"),
+    ("receiver", "\ud83d", "receiver"),
 ]
 
 
 @pytest.mark.parametrize(("path", "value", "field"), BAD_FIELDS)
 def test_parse_names_the_bad_field(path: str, value: Any, field: str) -> None:
-    with pytest.raises(PayloadError) as err:
-        parse_message(with_change(path, value))
-    assert err.value.field == field
+    data = with_change(path, value)
+    if field.startswith("alerts["):  # one alert's problem: that alert alone is invalid
+        msg = parse_message(data)
+        assert [(a.index, a.field) for a in msg.invalid] == [(0, field)]
+    else:
+        with pytest.raises(PayloadError) as err:
+            parse_message(data)
+        assert err.value.field == field
+
+
+@pytest.mark.parametrize(("path", "value", "field"), BAD_FIELDS)
+def test_every_bad_field_is_a_400_never_a_500(
+    world: WorldFactory, path: str, value: Any, field: str
+) -> None:
+    w = world()
+    body = json.dumps(with_change(path, value))  # json.dumps escapes lone surrogates as \udXXX
+    response = w.client.post(
+        "/api/v1/alerts", data=body, headers=AUTH, content_type="application/json"
+    )
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["field"] == field
+
+
+def test_one_bad_alert_is_rejected_alone_and_the_rest_handled(world: WorldFactory) -> None:
+    w = world()
+    w.kube.set_ready("node-2", "Unknown")
+    w.kube.set_ready("node-3", "Unknown")
+    w.settle()
+    overflow = alert("node-9", starts_at=0)
+    overflow["startsAt"] = "9999-12-31T23:59:59-01:00"
+    surrogate = alert("node-8")
+    surrogate["labels"]["team"] = "\ud800"
+    del surrogate["fingerprint"]  # the fingerprint would be hashed from the labels
+    body = json.dumps(message(alert("node-2"), overflow, surrogate, alert("node-3")))
+    response = w.client.post(
+        "/api/v1/alerts", data=body, headers=AUTH, content_type="application/json"
+    )
+    w.settle()
+    assert response.status_code == 400
+    answer = response.get_json()
+    assert answer["field"] == "alerts[1].startsAt"
+    outcomes = [(a["index"], a["outcome"], a["reason"]) for a in answer["alerts"]]
+    assert outcomes == [
+        (0, "accepted", "Accepted"),
+        (1, "rejected", "InvalidAlert"),
+        (2, "rejected", "InvalidAlert"),
+        (3, "accepted", "Accepted"),
+    ]
+    assert answer["alerts"][2]["field"] == "alerts[2].labels.team"
+    assert answer["summary"] == {"accepted": 2, "rejected": 2}
+    assert w.remediation("node-2") is not None and w.remediation("node-3") is not None
+    assert w.remediation("node-9") is None and w.remediation("node-8") is None
+    assert w.sample(
+        "nodewarden_webhook_decisions_total", verdict="rejected", reason="InvalidAlert"
+    ) == 2
+
+
+@pytest.mark.parametrize("name", ["node-1\n", "node-1\r", "node-1 ", "\nnode-1", "NODE-1"])
+def test_node_names_must_match_in_full(world: WorldFactory, name: str) -> None:
+    w = world()
+    w.kube.set_ready("node-1", "Unknown")
+    w.settle()
+    r = w.post_alerts(message(alert(name)))
+    assert r.status_code == 200
+    assert (r.get_json()["alerts"][0]["reason"]) == "InvalidNodeName"
+    op = w.op("POST", "/api/v1/remediations", {"node": name})
+    assert op.status_code == 400 and op.get_json()["reason"] == "InvalidNodeName"
+    assert w.remediation("node-1") is None
 
 
 @pytest.mark.parametrize(("path", "value", "field"), BAD_FIELDS[:8])
-def test_bad_field_is_a_400_naming_it(
+def test_bad_message_field_is_a_400_naming_it(
     world: WorldFactory, path: str, value: Any, field: str
 ) -> None:
     w = world()

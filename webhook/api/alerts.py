@@ -2,7 +2,9 @@
 
 200 with one outcome per alert whenever the message was valid, whatever the verdicts
 (Alertmanager must not retry a decision); 400 naming the bad field, 401/403, 413, 415
-are final too. Only an unreachable API server (or a cluster view not yet synced)
+are final too. An invalid alert inside a valid message is rejected alone: the others are
+handled, and the answer is a 400 naming the first bad alert's field that still carries
+every alert's outcome (`alerts`, `summary`), so nothing handled is retried or hidden. Only an unreachable API server (or a cluster view not yet synced)
 answers 503, which Alertmanager retries; every step is idempotent, so a retried message
 changes nothing that was already done.
 """
@@ -42,12 +44,21 @@ def post_alerts() -> ResponseReturnValue:
     counts: dict[str, int] = {}
     for result in results:
         counts[result["outcome"]] = counts.get(result["outcome"], 0) + 1
-    return jsonify(
-        {
-            "receiver": message.receiver,
-            "groupKey": message.group_key,
-            "truncatedAlerts": message.truncated_alerts,
-            "summary": counts,
-            "alerts": results,
-        }
-    )
+    body = {
+        "receiver": message.receiver,
+        "groupKey": message.group_key,
+        "truncatedAlerts": message.truncated_alerts,
+        "summary": counts,
+        "alerts": results,
+    }
+    invalid = message.invalid
+    if invalid:
+        svc.metrics.invalid_payloads.labels("400").inc()
+        first = invalid[0]
+        raise ApiProblem(
+            400,
+            f"invalid payload: {first.message} ({len(invalid)} of {len(results)} alerts invalid)",
+            field=first.field,
+            **body,
+        )
+    return jsonify(body)

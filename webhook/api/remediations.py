@@ -17,6 +17,7 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from core.kube import JSON
+from core.remediation import Phase
 from webhook.api.common import authenticate, json_body
 from webhook.auth import Role
 from webhook.decisions import Context
@@ -26,6 +27,7 @@ from webhook.records import MAX_TEXT, Trigger, summary
 from webhook.services import ApiProblem, services
 
 bp = Blueprint("remediations", __name__)
+PHASES = tuple(str(p) for p in Phase)  # the `phase` query's enum in /openapi.json
 BASE = "/api/v1/remediations"
 
 
@@ -94,7 +96,12 @@ def list_remediations() -> ResponseReturnValue:
     authenticate(Role.OPERATOR)
     svc = services()
     svc.require_synced()
+    unknown = sorted(set(request.args) - {"phase"})
+    if unknown:
+        raise ApiProblem(400, f"unknown query parameter {unknown[0][:64]!r}", field=unknown[0][:64])
     phase = request.args.get("phase")
+    if phase is not None and phase not in PHASES:
+        raise ApiProblem(400, f"phase must be one of {', '.join(PHASES)}", field="phase")
     items = [summary(obj) for obj in svc.cache.remediations()]
     if phase:
         items = [i for i in items if i["phase"] == phase]

@@ -5,7 +5,7 @@ No I/O and no clock: the caller gathers the facts (from the watch-fed cache) and
 
 firing alert / operator request (`decide_firing`)
   1. an active remediation exists         -> duplicate AlreadyActive
-  2. a finished one is still cooling down -> rejected Cooldown
+  2. a finished one is still cooling down -> rejected Cooldown (never after a dry run)
   3. node unknown                         -> rejected NodeNotFound
   4. paused (policy file or switch)       -> rejected Paused
   5. opt-out label                        -> rejected NodeOptedOut
@@ -13,7 +13,8 @@ firing alert / operator request (`decide_firing`)
   7. not matched by nodes.selector        -> rejected NodeNotSelected
   8. node Ready                           -> rejected NodeReady
   9. too many unhealthy nodes             -> rejected StormProtection
- 10. too many recent remediations         -> rejected RateLimited
+ 10. too many recent remediations         -> rejected RateLimited (dry runs do not count;
+                                             the shared ledger is checked after this)
  11. otherwise                            -> accepted (Accepted | AcceptedDryRun |
                                              AwaitingApproval), with a `Plan`
 
@@ -35,7 +36,8 @@ from core import names
 from core.remediation import COOLDOWN_PHASES, TERMINAL_PHASES, Escalation, Phase, Strategy
 from webhook.policy.model import Policy
 
-_NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# Always used with fullmatch: `$` would let "node-1\n" pass.
+_NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 class Outcome(enum.StrEnum):
@@ -55,6 +57,7 @@ class Reason(enum.StrEnum):
     # duplicate
     ALREADY_ACTIVE = "AlreadyActive"
     # rejected
+    INVALID_ALERT = "InvalidAlert"
     ALERT_NOT_HANDLED = "AlertNotHandled"
     NO_NODE_LABEL = "NoNodeLabel"
     INVALID_NODE_NAME = "InvalidNodeName"
@@ -113,6 +116,7 @@ class ExistingFacts:
     source: str = "alertmanager"  # spec.trigger.source
     approval_required: bool = False  # spec.approvalRequired
     approved_at: float | None = None  # status.approval.approvedAt
+    dry_run: bool = False  # spec.dryRun: decided and recorded only, so no cooldown
     # fingerprint -> (status, startsAt) of the newest status.alerts entry for that alert
     alerts: Mapping[str, tuple[str, float | None]] = field(default_factory=dict)
 
@@ -169,7 +173,7 @@ def _reject(reason: Reason, message: str) -> Verdict:
 
 
 def valid_node_name(name: str) -> bool:
-    return 0 < len(name) <= 253 and bool(_NODE_NAME.match(name))
+    return 0 < len(name) <= 253 and _NODE_NAME.fullmatch(name) is not None
 
 
 def alert_target(alert_name: str, labels: Mapping[str, str], policy: Policy) -> str | Verdict:
@@ -217,6 +221,7 @@ def decide_firing(
         )
     if (
         existing is not None
+        and not existing.dry_run
         and existing.phase in COOLDOWN_PHASES
         and existing.phase_since is not None
         and now < existing.phase_since + policy.cooldown_s

@@ -37,11 +37,12 @@ KIND = "RemediationPolicy"
 E = TypeVar("E")
 
 # Kubernetes label keys: optional DNS-subdomain prefix "/" name (63 chars max).
+# Every pattern is used with fullmatch (`$` alone lets a trailing newline through).
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
 _LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _GROUP_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$", re.ASCII)
 
 
 class PolicyError(ValueError):
@@ -157,7 +158,7 @@ def _storm(value: object, base: Policy) -> MaxUnhealthy:
             raise PolicyError(where, f"must not be negative, got {raw}")
         return MaxUnhealthy(count=raw)
     if isinstance(raw, str):
-        match = _PERCENT.match(raw)
+        match = _PERCENT.fullmatch(raw)
         if match:
             pct = float(match.group(1))
             if pct > 100:
@@ -190,7 +191,7 @@ def _group(value: object, where: str, base: Group, *, named: bool) -> Group:
         if "name" not in m:
             raise PolicyError(f"{where}.name", "required")
         name = _string(m["name"], f"{where}.name")
-        if not _GROUP_NAME.match(name):
+        if not _GROUP_NAME.fullmatch(name):
             raise PolicyError(f"{where}.name", f"must be a DNS label (a-z, 0-9, -), got {name!r}")
         if "selector" not in m:
             raise PolicyError(f"{where}.selector", "required (use {} to match every node)")
@@ -290,15 +291,15 @@ def _string_map(value: object, where: str, *, label_rules: bool) -> tuple[tuple[
 def _label_key(value: object, where: str) -> str:
     key = _string(value, where)
     prefix, _, name = key.rpartition("/")
-    if (prefix and (len(prefix) > 253 or not _LABEL_PREFIX.match(prefix))) or not (
-        _LABEL_NAME.match(name)
+    if (prefix and (len(prefix) > 253 or not _LABEL_PREFIX.fullmatch(prefix))) or not (
+        _LABEL_NAME.fullmatch(name)
     ):
         raise PolicyError(where, f"not a valid label key: {key!r}")
     return key
 
 
 def _label_value(value: str, where: str) -> None:
-    if len(value) > 63 or not _LABEL_VALUE.match(value):
+    if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
         raise PolicyError(where, f"not a valid label value: {value!r}")
 
 
