@@ -423,7 +423,7 @@ class Controller:
             if rem.fence is not None and done is not None:
                 seen = witness_for(self._witness.get(rem.uid, Witness()), rem)
                 self._witness[rem.uid] = witness_after(seen, action.kind, done, now)
-            results.update(done or {})
+            results = merge(results, done or {})  # several actions may each record part of one subtree
         if results and merge(rem.raw_status, results) != rem.raw_status:
             self._write_results(rem, results)
             return 0.05  # decide again on the results
