@@ -126,17 +126,17 @@ def _run(cmd: list[str]) -> tuple[str, bool]:
 
 def kill_leftovers(out: Path) -> int:
     """SIGKILL what a seed's world left running (a world interrupted while it started or
-    stopped): the processes whose command line names the seed's own directory, which no
-    other run uses. Returns how many."""
+    stopped): the processes whose command line or environment names the seed's own
+    directory, which no other run uses. Returns how many."""
     mark, killed = str(out.resolve()) + os.sep, 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        try:  # agents name it on their command line; controllers and the webhook in their environment
+            seen = b" ".join((entry / part).read_bytes() for part in ("cmdline", "environ"))
         except OSError:
             continue
-        if mark in cmdline:
+        if mark in seen.replace(b"\0", b" ").decode(errors="replace"):
             try:
                 os.kill(int(entry.name), signal.SIGKILL)
                 killed += 1

@@ -725,9 +725,16 @@ class Runner:
             e.node == node and a <= e.at <= b and (e.data or {}).get("power") == "off"
             for e in timeline.events(kind="node-power"))
 
+    def _off_at(self, node: str, at: float) -> bool:
+        """The node was powered off at `at` (its last power event before it says so): a
+        refusal then came from a peer relaying the order, not from the node's agent."""
+        last = [e for e in self.c.timeline.events(kind="node-power") if e.node == node and e.at <= at]
+        return bool(last) and (last[-1].data or {}).get("power") == "off"
+
     def judge_refused(self) -> list[str]:
         """A refused order is not a fence: no Fenced while the agent's last answer is a
-        refusal and the node has not been reset or powered off since the order."""
+        refusal, the node is not powered off, and it has not been reset or powered off
+        since the order."""
         out = []
         order_at: dict[tuple[str, str], float] = {}
         answer: dict[str, str] = {}
@@ -738,7 +745,7 @@ class Runner:
             refused = answer[t.uid].startswith(("Rejected", "CannotFence"))
             if t.phase == "Fenced" and refused and t.order:
                 since = order_at[(t.uid, t.order)]
-                if not self._reset_between(t.node, since, t.at):
+                if not self._reset_between(t.node, since, t.at) and not self._off_at(t.node, t.at):
                     out.append(f"remediation of {t.node} (uid {t.uid[:8]}) Fenced/{t.reason} at t={self.ct(t.at):.1f}s "
                                f"although its agent refused the order ({answer[t.uid]}) and the node was not "
                                f"reset since the order (t={self.ct(since):.1f}s)")

@@ -135,3 +135,12 @@ def test_a_reset_while_the_node_s_agent_is_stopped_has_its_cause() -> None:
     runner.out = Path("/nonexistent")
     (finding,) = runner.judge_resets()
     assert finding.startswith("node-2 reset by its watchdog at t=50.0s")
+
+
+def test_fenced_with_a_refusal_on_record_for_a_node_powered_off_before_the_order_is_not() -> None:
+    """A peer relaying the order to a dead node may refuse it itself (seed 35): the node
+    is off, so Fenced is right."""
+    runner = bare_runner([Step(10.0, "power-off", "node-1")], [(10.0, "node-power", "node-1", {"power": "off"})])
+    runner.transitions = [Transition(100.0, "node-1", "u1", "Fencing", "OrderStored", "o1", "Rejected/BadSignature"),
+                          Transition(120.0, "node-1", "u1", "Fenced", "FenceProven", "o1", "Rejected/BadSignature")]
+    assert runner.judge_refused() == []
