@@ -6,73 +6,56 @@ peer network, faults, the invariant monitor, the timeline and kube-state-metrics
         cluster.fault("power-off", "node-2")
         ...
         assert cluster.invariants()["violations"] == []
+
+`Cluster` builds the world and wires its parts together; each concern lives in its own
+module and gets only what it needs (kwok-style: functions, a clock, shared tables):
+power and processes in `machines`, partitions and API outages in `connectivity`, agent
+processes and kubeconfigs in `agents`, reactions to committed changes in `change_hooks`,
+`kubectl apply` in `manifests`, the controller manager's loops in `controller_loops`.
+The public methods below are the surface tests, the harness and the benchmarks use; most
+delegate to those modules.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..apiserver.errors import ApiError
 from ..apiserver.resources import ResourceType
 from ..apiserver.server import ADMIN, WEBHOOK, ApiServer, agent_identity, node_object
-from ..apiserver.store import Entry
 from ..bmc.fleet import BmcFleet, BmcOptions
 from ..bmc.power import MachinePower
 from . import faults as faults_mod
-from .attachdetach import AttachDetachController
+from .agents import AgentProcesses, agent_address
+from .change_hooks import ChangeHooks
+from .connectivity import Connectivity
 from .control_routes import SimRoutes
 from .controller_config import ControllerConfig
-from .controller_manager import ControllerManager, Loop
+from .controller_loops import controller_manager_loops
+from .controller_manager import ControllerManager
 from .csi_attacher import ExternalAttacher
-from .facts import ZONE_LABEL, attachment_name, derived_fields, ready_status
-from .invariants import OUT_OF_SERVICE, InvariantMonitor
+from .facts import ZONE_LABEL, attachment_name, derived_fields
+from .invariants import InvariantMonitor
 from .kubelet import Kubelet
+from .machines import MachineConfig, Machines
+from .manifests import apply_manifest
 from .network import PeerNetwork
 from .nodelifecycle import NodeLifecycleController
 from .nodes import Power, SimNode
-from .podgc import PodGCController
 from .processes import NodeProcess
 from .recorder import EventRecorder
 from .scheduler import Scheduler
-from .statefulset import StatefulSetController, statefulset_defaults
-from .tainteviction import TaintEvictionController
+from .statefulset import statefulset_defaults
 from .ticker import Ticker
 from .timeline import Timeline
 from .timings import Timings
 from .watchdog import WatchdogDevice
-from .workloads import WorkloadControllers, default_tolerations, garbage_collect, workload_objects
+from .workloads import default_tolerations, garbage_collect, workload_objects
 
 log = logging.getLogger("sim.cluster")
-
-
-def agent_address(index: int) -> str:
-    """A loopback address of the node's own (127.77.x.y), with a free port."""
-    host = f"127.77.{index // 250}.{index % 250 + 1}"
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return f"{host}:{s.getsockname()[1]}"
-
-
-def controller_manager_loops(cfg: ControllerConfig) -> tuple[list[Loop], dict[str, object]]:
-    """A fresh kube-controller-manager process: new controllers, empty memories."""
-    t = cfg.timings
-    lifecycle, eviction, gc = NodeLifecycleController(cfg), TaintEvictionController(cfg), PodGCController(cfg)
-    adc, sts, workloads = AttachDetachController(cfg), StatefulSetController(cfg), WorkloadControllers(cfg)
-    loops: list[Loop] = [
-        (t.node_monitor_period_s, lifecycle.run), (t.controller_period_s, lifecycle.tainting_pass),
-        (t.controller_period_s, eviction.run), (t.pod_gc_period_s, gc.run), (t.controller_period_s, adc.run),
-        (t.controller_period_s, sts.run), (t.controller_period_s, workloads.run)]
-    return loops, {"nodelifecycle": lifecycle, "tainteviction": eviction, "podgc": gc, "attachdetach": adc,
-                   "statefulset": sts, "workloads": workloads}
 
 
 class Cluster:
@@ -93,23 +76,33 @@ class Cluster:
         self.timeline = Timeline(clock)
         self.ticker = Ticker()
         self.partition_mode = partition_mode
-        self.outage_mode = "unavailable"
         self.api_weather = faults_mod.ApiWeather()
-        self._outage_until = 0.0
         self._stopped = False
         self.nodes: dict[str, SimNode] = {}
         self.kubelets: dict[str, Kubelet] = {}
-        self.processes: dict[str, NodeProcess] = {}
         self.watchdogs: dict[str, WatchdogDevice] = {}
         self._node_uids: dict[str, str] = {}
-        self._sync_pending: set[str] = set()
-        self._lock = threading.RLock()
+        self._kubelet_syncs: dict[str, Callable[[], None]] = {}
         self.invariants_monitor = InvariantMonitor(self)
-        self.network = PeerNetwork(self._peer_blocked, self._resolve, lambda: self.partition_mode)
+        self.changes = ChangeHooks(self._kubelet_syncs, self.ticker, self.timeline,
+                                   self.invariants_monitor.on_taint_added)
+        self.connectivity = Connectivity(self.nodes, self.timeline, self.ticker, clock, self.timings.scale,
+                                         self.changes.nudge)
+        self.network = PeerNetwork(self.connectivity.peer_blocked, self.connectivity.resolve,
+                                   lambda: self.partition_mode)
         self.agent_cmd = agent_cmd
         self.agent_nodes = None if agent_nodes is None else set(agent_nodes)
         self.agent_values = dict(agent_values or {})
         self.agent_env = dict(agent_env or {})
+        self.agents = AgentProcesses(self.api, self.workdir, self.nodes, self.watchdogs, self.network.proxy_for,
+                                     agent_cmd=agent_cmd, agent_nodes=self.agent_nodes,
+                                     agent_values=self.agent_values, agent_env=self.agent_env)
+        self.processes: dict[str, NodeProcess] = self.agents.processes
+        self.machines = Machines(MachineConfig(
+            self.nodes, self.watchdogs, self.processes, self.timeline, self.ticker, clock, self.timings,
+            pod_stopped=self.invariants_monitor.pod_stopped,
+            start_kubelet=lambda name, epoch: self.kubelets[name].start(epoch),
+            start_agent=self.agents.start, stopped=lambda: self._stopped, nudge=self.changes.nudge))
         use_watchdogs = bool(agent_cmd) if watchdogs is None else watchdogs
         self.bmcs: BmcFleet | None = None if bmcs is None else BmcFleet(
             MachinePower(is_on=lambda n: self.nodes[n].power is not Power.OFF, off=self.power_off,
@@ -119,7 +112,7 @@ class Cluster:
         self.registry.admission.append(default_tolerations)
         self.registry.admission.append(statefulset_defaults)
         self.registry.delete_hooks.append(garbage_collect(self))
-        self.registry.commit_hooks.append(self._on_commit)
+        self.registry.commit_hooks.append(self.changes.on_commit)
         self.registry.derived_fields = derived_fields
         self.store.add_index(self.registry.table(self.rt("pods")), "spec.nodeName")
         self.store.add_index(self.registry.table(self.rt("pods")), "sim.owner")
@@ -131,7 +124,7 @@ class Cluster:
                                                   self.rt, self.events, self.timeline)
         self.controller_manager = ControllerManager(self.controller_config, self.ticker,
                                                     self.control_plane_up, controller_manager_loops)
-        paused = self._paused_during_outage
+        paused = self.connectivity.paused_during_outage
         self.controllers: list[tuple[float, Callable[[], None]]] = [
             (self.timings.controller_period_s, paused(Scheduler(self.controller_config).run)),
             (self.timings.controller_period_s, paused(ExternalAttacher(self.controller_config).run)),
@@ -152,12 +145,14 @@ class Cluster:
             result = self.registry.create(nodes_rt, "", obj, created_at=now - node_age_s)
             self._node_uids[name] = result.obj["metadata"]["uid"]
             self.kubelets[name] = Kubelet(self, node)
+            self._kubelet_syncs[name] = self.kubelets[name].sync
             self.api.add_identity(agent_identity(name), node=name)
             if agent_cmd:
                 node.address = agent_address(i)
             if use_watchdogs and (self.agent_nodes is None or name in self.agent_nodes or not agent_cmd):
                 device = WatchdogDevice(name, self.workdir / "nodes" / name / "watchdog",
-                                        self.timings.watchdog_timeout_s, self._watchdog_event(name))
+                                        self.timings.watchdog_timeout_s,
+                                        self.machines.watchdog_event(name))
                 self.watchdogs[name] = device
         for spec in workloads:
             obj = workload_objects(spec)
@@ -176,7 +171,7 @@ class Cluster:
         for device in self.watchdogs.values():
             device.start()
         if self.watchdogs:
-            self.ticker.every(min(0.25, self.timings.watchdog_timeout_s / 20), self._check_watchdogs)
+            self.ticker.every(min(0.25, self.timings.watchdog_timeout_s / 20), self.machines.check_watchdogs)
         for period, fn in self.controllers:
             self.ticker.every(period, fn, first_delay=period / 2)
         self.controller_manager.start()
@@ -185,10 +180,8 @@ class Cluster:
         self.ticker.start()
         if self.bmcs is not None:
             self.bmcs.start(list(self.nodes))
-        if self.agent_cmd:
-            for name in self.nodes:
-                if self.runs_agent(name):
-                    self._process(name).start()
+        for name in self.nodes:
+            self.agents.start(name)
         self.timeline.add("cluster-started", detail=f"{len(self.nodes)} nodes, time scale {self.timings.scale:g}")
         return self
 
@@ -224,15 +217,13 @@ class Cluster:
     def url(self) -> str:
         return self.api.url
 
+    @property
+    def outage_mode(self) -> str:
+        """How the API server fails during an outage ("unavailable", ...): the last one injected."""
+        return self.connectivity.outage_mode
+
     def control_plane_up(self) -> bool:
-        return self.clock() >= self._outage_until
-
-    def _paused_during_outage(self, fn: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            if self.control_plane_up():
-                fn()
-
-        return run
+        return self.connectivity.control_plane_up()
 
     @property
     def lifecycle(self) -> NodeLifecycleController | None:
@@ -241,8 +232,7 @@ class Cluster:
         return ctrl if isinstance(ctrl, NodeLifecycleController) else None
 
     def api_reachable(self, node: str) -> bool:
-        n = self.nodes.get(node)
-        return self.control_plane_up() and n is not None and "api" not in n.partition and not n.island
+        return self.connectivity.api_reachable(node)
 
     def volume_attached(self, pv: str, node: str) -> bool:
         entry = self.store.get(self.registry.table(self.rt("volumeattachments", "storage.k8s.io")), "",
@@ -254,187 +244,54 @@ class Cluster:
 
     def kubeconfig(self, identity: str = "admin") -> Path:
         """Path of the kubeconfig for "admin", "webhook" or "agent:<node>"."""
-        kc = self.workdir / "kubeconfigs"
-        if identity == "admin":
-            return kc / "admin.kubeconfig"
-        if identity == "webhook":
-            return kc / "webhook.kubeconfig"
-        if identity.startswith("agent:") and identity[6:] in self.nodes:
-            path = kc / f"agent-{identity[6:]}.kubeconfig"
-            if not path.exists():
-                self.api.write_kubeconfig(path, agent_identity(identity[6:]))
-            return path
-        raise KeyError(f"unknown identity {identity!r}")
+        return self.agents.kubeconfig(identity)
 
     def peer_proxy(self, source: str = "external") -> str:
         """The HTTP proxy URL through which `source` (a node, or "external") reaches agents."""
         return self.network.proxy_for(source)
 
-    # -- machines ---------------------------------------------------------------------
+    # -- machines (see machines.py) -----------------------------------------------------
 
     def runs_agent(self, name: str) -> bool:
-        return bool(self.agent_cmd) and (self.agent_nodes is None or name in self.agent_nodes)
-
-    def _process(self, name: str) -> NodeProcess:
-        proc = self.processes.get(name)
-        if proc is None:
-            node = self.nodes[name]
-            account = self.workdir / "nodes" / name / "serviceaccount"
-            service_env = self.api.write_service_account(account, agent_identity(name)) if self.api.tls else {}
-            values = {"node": name, "kubeconfig": str(self.kubeconfig(f"agent:{name}")),
-                      "service_account": str(account),
-                      "watchdog": str(self.watchdogs[name].path) if name in self.watchdogs else "",
-                      "address": node.address, "workdir": str(self.workdir), **self.agent_values}
-            proxy = self.network.proxy_for(name)
-            env = {"HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "http_proxy": proxy, "https_proxy": proxy,
-                   "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", **service_env,
-                   **self.agent_env}
-            proc = NodeProcess(name, self.agent_cmd or "", values, env,
-                               self.workdir / "logs" / f"agent-{name}.log")
-            self.processes[name] = proc
-        return proc
+        return self.agents.runs_agent(name)
 
     def power_off(self, name: str, reason: str) -> None:
-        node = self.nodes[name]
-        with node.lock:
-            if node.power is Power.OFF:
-                return
-            node.power = Power.OFF
-            node.epoch += 1
-            for pod in node.running.values():
-                self.invariants_monitor.pod_stopped(name, pod)
-            node.running.clear()
-            node.starting.clear()
-            node.terminating.clear()
-            node.down_since = self.clock()
-        if name in self.watchdogs:
-            self.watchdogs[name].power_lost()
-        if name in self.processes:
-            self.processes[name].kill()
-        self.timeline.add("node-power", name, f"node/{name}", f"off ({reason})", power="off")
+        self.machines.power_off(name, reason)
 
     def power_on(self, name: str) -> None:
-        node = self.nodes[name]
-        with node.lock:
-            if node.power is not Power.OFF:
-                return
-            node.power = Power.BOOTING
-            node.epoch += 1
-            node.synced_since_boot = False
-            node.boot_id = str(uuid.uuid4())
-            node.boots += 1
-            epoch = node.epoch
-        if name in self.watchdogs:
-            self.watchdogs[name].power_restored()
-        self.timeline.add("node-power", name, f"node/{name}", f"on, booting (boot {node.boot_id[:8]})",
-                          power="booting", bootId=node.boot_id)
-        self.ticker.call_later(self.timings.boot_delay_s, lambda: self._booted(name, epoch))
-
-    def _booted(self, name: str, epoch: int) -> None:
-        node = self.nodes[name]
-        with node.lock:
-            if node.epoch != epoch or node.power is not Power.BOOTING:
-                return
-            node.power = Power.RUNNING
-            node.booted_at = self.clock()
-            node.down_since = None
-        self.timeline.add("node-booted", name, f"node/{name}", f"kubelet started (boot {node.boot_id[:8]})",
-                          bootId=node.boot_id)
-        self.kubelets[name].start(epoch)
-        if self.runs_agent(name) and not self._stopped:
-            self._process(name).start()
+        self.machines.power_on(name)
 
     def reboot(self, name: str, reason: str) -> None:
-        node = self.nodes[name]
-        self.power_off(name, reason)
-        epoch = node.epoch
-
-        def back() -> None:
-            if node.epoch == epoch and node.power is Power.OFF:
-                self.power_on(name)
-
-        self.ticker.call_later(self.timings.reboot_delay_s, back)
+        self.machines.reboot(name, reason)
 
     def reset(self, name: str, reason: str) -> None:
-        self.nodes[name].resets += 1
-        self.reboot(name, reason)
+        self.machines.reset(name, reason)
 
     def set_kubelet(self, name: str, enabled: bool) -> None:
-        node = self.nodes[name]
-        with node.lock:
-            node.kubelet_enabled = enabled
-        self.timeline.add("fault", name, f"node/{name}", "kubelet started" if enabled else "kubelet stopped")
-        if enabled:
-            self.nudge(name)
+        self.machines.set_kubelet(name, enabled)
+
+    def kill_agent(self, name: str, restart_after_s: float | None) -> None:
+        self.machines.kill_agent(name, restart_after_s)
+
+    # -- connectivity (see connectivity.py) ---------------------------------------------
 
     def partition(self, name: str, scope: set[str]) -> None:
-        node = self.nodes[name]
-        with node.lock:
-            node.partition |= scope
-        self.timeline.add("fault", name, f"node/{name}", f"partitioned from {', '.join(sorted(scope))}",
-                          partition=sorted(node.partition))
+        self.connectivity.partition(name, scope)
 
     def partition_group(self, names: list[str]) -> None:
         """Cut these nodes off from the API and from every other node, but not from each other."""
-        island = ",".join(sorted(names))
-        for name in names:
-            node = self.nodes[name]
-            with node.lock:
-                node.island = island
-        self.timeline.add("fault", detail=f"group partition: {island} cut from the API and the rest",
-                          group=sorted(names))
+        self.connectivity.partition_group(names)
 
     def heal(self, name: str | None) -> None:
-        for node in ([self.nodes[name]] if name else list(self.nodes.values())):
-            with node.lock:
-                if not node.partition and not node.island:
-                    continue
-                node.partition.clear()
-                node.island = ""
-            self.timeline.add("fault", node.name, f"node/{node.name}", "partition healed")
-            self.nudge(node.name)
+        self.connectivity.heal(name)
 
     def api_outage(self, duration_s: float, mode: str) -> None:
-        scaled = duration_s * self.timings.scale
-        self.outage_mode = mode
-        self._outage_until = max(self._outage_until, self.clock() + scaled)
-        self.timeline.add("fault", detail=f"API server outage for {scaled:.1f}s ({mode})")
+        self.connectivity.api_outage(duration_s, mode)
 
-        def end() -> None:
-            if self.control_plane_up():
-                self.timeline.add("fault", detail="API server back")
+    def _peer_blocked(self, source: str, destination: str) -> bool:
+        return self.connectivity.peer_blocked(source, destination)
 
-        self.ticker.call_later(scaled + 0.01, end)
-
-    def kill_agent(self, name: str, restart_after_s: float | None) -> None:
-        proc = self.processes.get(name)
-        if proc is None:
-            raise faults_mod.FaultError(f"no agent process on {name}")
-        proc.kill()
-        self.timeline.add("fault", name, f"agent/{name}", "agent process killed")
-        delay = (5.0 if restart_after_s is None else restart_after_s) * self.timings.scale
-        node = self.nodes[name]
-        epoch = node.epoch
-
-        def restart() -> None:
-            if node.epoch == epoch and node.power is Power.RUNNING and not self._stopped:
-                proc.start()
-                self.timeline.add("agent-restarted", name, f"agent/{name}", "restarted by the kubelet")
-
-        self.ticker.call_later(delay, restart)
-
-    def _watchdog_event(self, name: str) -> Callable[[str, str], None]:
-        def record(kind: str, detail: str) -> None:
-            self.timeline.add(kind, name, f"watchdog/{name}", detail)
-
-        return record
-
-    def _check_watchdogs(self) -> None:
-        for name, device in self.watchdogs.items():
-            if device.expired():
-                self.timeline.add("watchdog-fired", name, f"watchdog/{name}",
-                                  f"not fed for {device.timeout_s:.1f}s: resetting the machine")
-                self.reset(name, "watchdog")
+    # -- faults -------------------------------------------------------------------------
 
     def fault(self, action: str, node: str = "", **options: Any) -> dict[str, Any]:
         """Inject a fault (see `faults`). Options: from_, duration_s, mode, restart_after_s.
@@ -444,90 +301,15 @@ class Cluster:
     def apply_fault(self, fault: faults_mod.Fault) -> dict[str, Any]:
         return faults_mod.apply(self, fault)
 
-    # -- network ----------------------------------------------------------------------
-
-    def _resolve(self, address: str) -> str | None:
-        for node in self.nodes.values():
-            if node.address and node.address == address:
-                return node.name
-        return None
-
-    def _peer_blocked(self, source: str, destination: str) -> bool:
-        islands = set()
-        for name in (source, destination):
-            node = self.nodes.get(name)
-            if node is not None and "peers" in node.partition:
-                return True
-            islands.add(node.island if node is not None else "")
-        return len(islands) > 1  # one side is in a group partition the other is not in
-
-    # -- change hooks -----------------------------------------------------------------
-
     def nudge(self, node: str) -> None:
         """Ask a kubelet to sync soon (debounced)."""
-        with self._lock:
-            if node in self._sync_pending or node not in self.kubelets:
-                return
-            self._sync_pending.add(node)
-
-        def sync() -> None:
-            with self._lock:
-                self._sync_pending.discard(node)
-            self.kubelets[node].sync()
-
-        self.ticker.call_later(0.02, sync)
-
-    def _on_commit(self, rt: ResourceType, obj: dict[str, Any] | None, prev: Entry | None) -> None:
-        if rt.kind == "Pod":
-            node = ((obj or {}).get("spec") or {}).get("nodeName") or (
-                prev.fields.get("spec.nodeName") if prev is not None else "")
-            if node:
-                self.nudge(node)
-        elif rt.kind == "VolumeAttachment" and obj is not None:
-            node = (obj.get("spec") or {}).get("nodeName")
-            if node and (obj.get("status") or {}).get("attached"):
-                self.nudge(node)
-        elif rt.kind == "Node" and obj is not None:
-            name = obj["metadata"]["name"]
-            old = prev.obj() if prev is not None else {}
-            old_taints = {(t.get("key"), t.get("effect")) for t in (old.get("spec") or {}).get("taints") or []}
-            new_taints = {(t.get("key"), t.get("effect")) for t in (obj.get("spec") or {}).get("taints") or []}
-            for key, effect in sorted(new_taints - old_taints, key=str):
-                if key == OUT_OF_SERVICE:
-                    self.invariants_monitor.on_taint_added(name)
-                self.timeline.add("taint-added", name, f"node/{name}", f"{key}:{effect}", key=key, effect=effect)
-            for key, effect in sorted(old_taints - new_taints, key=str):
-                self.timeline.add("taint-removed", name, f"node/{name}", f"{key}:{effect}", key=key, effect=effect)
-            before, after = ready_status(old) if old else "", ready_status(obj)
-            if before and before != after:
-                reason = next((c.get("reason", "") for c in (obj.get("status") or {}).get("conditions") or []
-                               if c.get("type") == "Ready"), "")
-                self.timeline.add("node-condition", name, f"node/{name}", f"Ready={after} ({reason})",
-                                  ready=after)
+        self.changes.nudge(node)
 
     # -- building worlds --------------------------------------------------------------
 
     def apply_manifest(self, text: str, namespace: str = "default") -> list[dict[str, Any]]:
         """Create or replace every object in a YAML stream (like `kubectl apply`)."""
-        applied = []
-        for doc in yaml.safe_load_all(text):
-            if not doc:
-                continue
-            rt = self.registry.types.by_kind(doc.get("apiVersion", ""), doc.get("kind", ""))
-            if rt is None:
-                raise ValueError(f"no resource serves {doc.get('apiVersion')}/{doc.get('kind')}")
-            ns = (doc.get("metadata") or {}).get("namespace") or (namespace if rt.namespaced else "")
-            name = (doc.get("metadata") or {}).get("name", "")
-            try:
-                result = self.registry.create(rt, ns, doc)
-            except ApiError as err:
-                if err.code != 409:
-                    raise
-                current = self.registry.get(rt, ns, name)
-                doc.setdefault("metadata", {})["resourceVersion"] = str(current.rv)
-                result = self.registry.update(rt, ns, name, doc)
-            applied.append(result.obj)
-        return applied
+        return apply_manifest(self.registry, text, namespace)
 
     def apply_file(self, path: str | Path, namespace: str = "default") -> list[dict[str, Any]]:
         return self.apply_manifest(Path(path).read_text(), namespace)
