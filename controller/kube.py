@@ -128,12 +128,13 @@ class ControllerKube:
         minor = "".join(ch for ch in str(info.minor) if ch.isdigit()) or "0"
         return int(str(info.major)), int(minor)
 
-    def admission_policy_present(self, name: str) -> bool:
-        """Both the ValidatingAdmissionPolicy `name` and its binding of the same name exist."""
-        api = client.AdmissionregistrationV1Api(self.kube.api_client)
+    def agent_writes_policy_present(self) -> bool:
+        """Both the ValidatingAdmissionPolicy `nodewarden-agent-writes` and its binding exist."""
         try:
-            call(api.read_validating_admission_policy, name, _request_timeout=self.kube.timeout)
-            call(api.read_validating_admission_policy_binding, name, _request_timeout=self.kube.timeout)
+            call(self.kube.admission.read_validating_admission_policy, names.AGENT_WRITES_POLICY,
+                 _request_timeout=self.kube.timeout)
+            call(self.kube.admission.read_validating_admission_policy_binding, names.AGENT_WRITES_POLICY,
+                 _request_timeout=self.kube.timeout)
         except NotFound:
             return False
         return True

@@ -294,7 +294,7 @@ class Controller:
             refused = ""
         elif mode == "policy":
             try:
-                refused = "" if self.kube.admission_policy_present(AGENT_WRITES_POLICY) else refused
+                refused = "" if self.kube.agent_writes_policy_present() else refused
             except KubeError as exc:
                 log.warning("could not check the admission policy %s (%s): agents' reports are not evidence",
                             AGENT_WRITES_POLICY, exc)

@@ -25,7 +25,7 @@ from core.settings import SettingsError, load_settings, read_config_file
 
 ENV_PREFIX = "NODEWARDEN_CONTROLLER_"
 TRUST_AGENT_WRITES = ("policy", "unverified", "never")
-AGENT_WRITES_POLICY = "nodewarden-agent-writes"  # the ValidatingAdmissionPolicy and its binding
+AGENT_WRITES_POLICY = names.AGENT_WRITES_POLICY  # the ValidatingAdmissionPolicy and its binding
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ class Kube:
         self.storage = client.StorageV1Api(self.api_client)
         self.events = client.EventsV1Api(self.api_client)
         self.version = client.VersionApi(self.api_client)
+        self.admission = client.AdmissionregistrationV1Api(self.api_client)
 
     @property
     def timeout(self) -> tuple[float, float]:

@@ -39,6 +39,9 @@ LABEL_CONTROL_PLANE = "node-role.kubernetes.io/control-plane"
 # Leases.
 AGENT_LEASE_PREFIX = "nodewarden-agent-"  # + node name, in nodewarden's namespace
 LEADER_LEASE_NAME = "nodewarden-controller"
+# The ValidatingAdmissionPolicy (and its binding, same name) that keeps each agent to its
+# own node's objects; agents' reports are fence evidence only while both exist.
+AGENT_WRITES_POLICY = "nodewarden-agent-writes"
 NODE_LEASE_NAMESPACE = "kube-node-lease"  # kubelet's own Lease, name = node name
 
 

@@ -44,7 +44,8 @@ SHARED = "core/kube.py"
 # core.kube.Kube's attributes -> the client's API classes (`kube.core.read_node`, ...).
 API_CLASSES = {attr: type(api) for attr, api in vars(Kube(client.ApiClient())).items()
                if type(api).__module__.startswith("kubernetes.client.api.")}
-CLUSTER_SCOPED = {"nodes", "volumeattachments", "namespaces", names.PLURAL}
+CLUSTER_SCOPED = {"nodes", "volumeattachments", "namespaces", names.PLURAL,
+                  "validatingadmissionpolicies", "validatingadmissionpolicybindings"}
 NAMESPACED = {"pods", "events", "configmaps", "leases", "secrets"}
 
 # Symbolic namespaces, resolved by the test from the chart's values.
@@ -244,7 +245,8 @@ def _request_calls(file: str, identity: str, module: Any, function: str, request
     subresource = rest[2] if len(rest) > 2 else ""
     name: str | None = None
     if named and "name" in request.params:
-        name = NAMES.get((file, ast.unparse(request.params["name"])))
+        expr = request.params["name"]
+        name = _resolve(file, module, expr) or NAMES.get((file, ast.unparse(expr)))
     if request.field_selector is not None:
         selector = request.field_selector
         if isinstance(selector, ast.JoinedStr):

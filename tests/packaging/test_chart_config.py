@@ -171,6 +171,8 @@ def test_bmc_credentials_are_mounted_into_the_controller_only() -> None:
     assert mount["readOnly"] is True
     assert "/etc/nodewarden/policy" in mounts  # the inventory lives in the policy
     assert not any("fence-credentials" in m["mountPath"] for m in webhook["volumeMounts"])
-    volumes = {v["name"]: v for v in find(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    volumes = {v["name"]: v for v in find(docs, "Deployment", "nodewarden-controller")["spec"]["template"]["spec"]["volumes"]}
+    webhook_volumes = find(docs, "Deployment", "nodewarden-webhook")["spec"]["template"]["spec"]["volumes"]
+    assert not any("fence-cred" in v["name"] for v in webhook_volumes)  # the network-facing pods never hold them
     assert volumes[mount["name"]]["secret"]["secretName"] == "bmc-rack-a"
     assert "fence-cred-bmc-rack-a" not in str(render({}))
