@@ -73,13 +73,16 @@ def _fenced_body(now: float) -> dict[str, Any]:
                        "fence": {"evidence": {"rule": "AgentHeartbeatStale", "satisfiedAt": stamp}}}}
 
 
-def _report_body(cred: Credential, node: str) -> dict[str, Any] | str:
-    lease = cred.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}")
-    obj = cred.request("GET", f"/api/v1/nodes/{node}")
-    if lease.status_code != 200 or obj.status_code != 200:
-        return f"could not read the node's Lease or Node ({lease.status_code}, {obj.status_code})"
-    renew = (lease.json().get("spec") or {}).get("renewTime")
-    meta, status = obj.json().get("metadata") or {}, obj.json().get("status") or {}
+def _report_body(cluster: Cluster, node: str) -> dict[str, Any] | str:
+    """The forged report. Its inputs (the kubelet Lease's renewTime, the boot ID) are no
+    secret: the attacker is assumed to know them even where its own credential may not
+    read them, so they are read with the simulator's view."""
+    lease = cluster.get("leases", node, "kube-node-lease", "coordination.k8s.io")
+    obj = cluster.get("nodes", node)
+    if lease is None or obj is None:
+        return "could not read the node's Lease or Node"
+    renew = (lease.get("spec") or {}).get("renewTime")
+    meta, status = obj.get("metadata") or {}, obj.get("status") or {}
     timeout = float((meta.get("annotations") or {}).get("nodewarden.io/watchdog-timeout-seconds") or 15.0)
     boot = (status.get("nodeInfo") or {}).get("bootID") or ""
     return {"status": {"agentReport": {"fenceStartedAt": renew, "lastFeedAt": renew,
@@ -100,7 +103,7 @@ def forge_status(cluster: Cluster, node: str, by: str, kind: str, until: float,
         if ready and status.get("phase") in ("Succeeded", "Failed", "Cancelled"):
             return f"not written: the remediation ended ({status.get('phase')}) before an opening"
         if ready:
-            body = _fenced_body(time.time()) if kind == "phase-fenced" else _report_body(cred, node)
+            body = _fenced_body(time.time()) if kind == "phase-fenced" else _report_body(cluster, node)
             if isinstance(body, str):
                 return body
             answer = cred.request("PATCH", f"{REMEDIATIONS}/{node}/status", body)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
 from core.fence_order import generate_private_key, private_key_pem
 from harness.waits import ready, wait_running
 from harness.world import nodewarden_world
@@ -108,15 +106,16 @@ def claim(condition: object, message: object) -> None:
         raise Unsafe(str(message))
 
 
-@pytest.mark.xfail(strict=True, raises=Unsafe, reason="issue 13 (fencing trust): the controller takes status.agentReport, which "
-                   "any agent's credential may write, as proof that the watchdog fired")
 def test_another_node_s_credential_forging_an_agent_report_gets_no_taint(tmp_path: Path) -> None:
     """Adversary seeds (docs/results.md): a node's agent stopped (it withdrew its
     capability and disarmed its watchdog) and its kubelet stopped, so its containers run
     on and the controller, with no agent to count on, escalates to a person. Another
     node's agent credential then writes `agentReport.lastFeedAt` = the node's kubelet
     Lease renewTime with its bootId: the controller proved AcknowledgedWatchdog at once
-    and tainted a running node (invariant unsafe-taint, then at-most-one for db-0)."""
+    and tainted a running node (invariant unsafe-taint, then at-most-one for db-0).
+    Fixed (issue 13) twice over: the admission policy nodewarden-agent-writes refuses the
+    write, and the controller would not count such a report unless that policy exists
+    (tests/controller/integration/test_trust.py forges it where the policy is absent)."""
     with nodewarden_world(tmp_path, nodes=5, time_scale=WIDE_SCALE, workloads=("db=statefulset:3",)) as w:
         c = w.cluster
         victim = wait_running(c, ["db-0", "db-1", "db-2"], timeout=60)["db-0"]
@@ -126,7 +125,7 @@ def test_another_node_s_credential_forging_an_agent_report_gets_no_taint(tmp_pat
         c.wait_for(lambda: ready(c, victim) == "Unknown", 60, message=f"{victim} Ready=Unknown")
         assert w.alert(victim).status_code == 200
         note = forge_status(c, victim, attacker, "agent-report", time.time() + 120, w.remediation)
-        assert "HTTP 200" in note, note  # the simulator, like the cluster today, lets it write
+        assert "HTTP 403" in note, note  # refused by the admission policy nodewarden-agent-writes
         time.sleep(60 * WIDE_SCALE)  # far longer than the controller needs to act on it
         status = (w.remediation(victim) or {}).get("status") or {}
         assert c.node_state(victim)["resets"] == 0  # the machine runs on: nothing may count it fenced
@@ -135,14 +134,16 @@ def test_another_node_s_credential_forging_an_agent_report_gets_no_taint(tmp_pat
         claim(c.invariants()["violations"] == [], c.invariants()["violations"])
 
 
-@pytest.mark.xfail(strict=True, raises=Unsafe, reason="issue 13 (fencing trust): an order the agent refuses (BadSignature) is "
-                   "proven by heartbeat staleness while the agent stays up on its peers' word")
 def test_an_order_the_agent_refuses_is_not_counted_as_a_fence(tmp_path: Path) -> None:
     """Adversary seeds with `untrusted-key` (docs/results.md): the controller signs with a
     key the agents do not trust (a rotation that did not reach them) and a node is cut off
     from the API only. Its agent refuses the order (Rejected/BadSignature) and stays up,
     its peers answering that they reach the API; the controller recorded the refusal, yet
-    proved the fence by AgentHeartbeatStale and tainted the running node."""
+    proved the fence by AgentHeartbeatStale and tainted the running node. Fixed (issue 13):
+    a refused order escalates (OrderRefused) and is never proven by the heartbeat; the
+    agent no longer counts peers relaying the order it refused as support, so, still cut
+    off, it fences itself within its bound (row 16a) - a reset is now expected, a taint
+    is not."""
     untrusted = tmp_path / "untrusted-signing.pem"
     untrusted.parent.mkdir(parents=True, exist_ok=True)
     untrusted.write_bytes(private_key_pem(generate_private_key()))
@@ -162,20 +163,21 @@ def test_an_order_the_agent_refuses_is_not_counted_as_a_fence(tmp_path: Path) ->
         c.wait_for(lambda: answer() == "Rejected", 60, message="the agent's refusal of the order")
         time.sleep(150 * WIDE_SCALE)  # past every evidence deadline (D + 2W + margin from the order)
         status = (w.remediation(victim) or {}).get("status") or {}
-        assert c.node_state(victim)["resets"] == 0  # the machine runs on: nothing may count it fenced
         claim(not w.has_taint(victim), status)
+        escalation = status.get("escalation") or {}
+        claim("OrderRefused" in (str(status.get("reason")), str(escalation.get("cause"))), status)
         claim(status.get("phase") not in FENCED_OR_LATER, status)
         claim(c.invariants()["violations"] == [], c.invariants()["violations"])
 
 
-@pytest.mark.xfail(strict=True, raises=Unsafe, reason="issue 14 (endpoints that hold): slow clients hold every request slot of "
-                   "the agents' peer port, so during an API outage no peer answers and every agent fences")
 def test_slow_clients_on_every_agent_s_peer_port_during_an_api_outage_reset_nothing(tmp_path: Path) -> None:
     """Adversary seeds with `slow-clients --at agents` over an API outage (docs/results.md):
     40 connections per agent, each declaring a 16,000-byte body and sending a byte every
     2 s, hold every request slot. The outage alone leaves the agents in ControlPlaneOutage;
     with the hold, no peer answers, each agent decides it is isolated, and every node's
-    watchdog fires (no fence order, no fault cutting any node off)."""
+    watchdog fires (no fence order, no fault cutting any node off). Fixed (issue 14): the
+    agent authenticates from the headers, holds strangers' connections off its pool and
+    answers its peers and its probes whatever they send."""
     with nodewarden_world(tmp_path, nodes=5, time_scale=WIDE_SCALE, workloads=(), webhook=False,
                           controllers=0) as w:
         c = w.cluster

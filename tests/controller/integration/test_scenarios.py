@@ -154,9 +154,13 @@ def test_kill_9_of_the_leader_at_every_step_fences_exactly_once(tmp_path: Path) 
             if (status.get("fence") or {}).get("order"):
                 orders.add(status["fence"]["order"])
             if phase and (not seen or seen[-1] != phase):
+                first_time = phase not in seen
                 seen.append(phase)
                 leader = w.leader()
-                if leader in w.controllers and phase != "Succeeded":
+                # Once per step: a new leader re-derives the proof from what it saw itself,
+                # so a kill just after Fenced sends the remediation back to Fencing until it
+                # has; killing again at that repeat would never let any leader finish.
+                if leader in w.controllers and phase != "Succeeded" and first_time:
                     w.kill_controller(leader)  # SIGKILL between two steps
                     kills += 1
                     spare += 1
@@ -172,7 +176,7 @@ def test_kill_9_of_the_leader_at_every_step_fences_exactly_once(tmp_path: Path) 
         for phase in ("Confirming", "Fencing", "Fenced", "Recovering", "AwaitingNodeReady", "Succeeded"):
             assert phase in history, history
         # a leader was killed at every step the poll saw (a step can be too short to see)
-        assert kills == len(seen) - 1 and kills >= 4, seen
+        assert kills == len(set(seen)) - 1 and kills >= 4, seen
         assert len(orders) == 1, "exactly one fence order"
         assert len(c.timeline.events(kind="watchdog-fired", node=victim)) == 1, "exactly one fence"
         assert not w.has_taint(victim)
