@@ -1,9 +1,10 @@
 """What the chaos suite found, each minimized to the smallest world and steps that show
 it, kept as scenarios of their own (docs/results.md, "The chaos suite", lists them).
 
-A scenario whose fix has not landed yet is marked `xfail(strict=True)` with the issue that
-fixes it: once the fix lands it passes, strict turns that into a failure, and the mark is
-to be removed."""
+A scenario whose fix has not landed yet is marked `xfail(strict=True, raises=Unsafe)` with
+the issue that fixes it: once the fix lands it passes, strict turns that into a failure,
+and the mark is to be removed (the three adversary scenarios below have had theirs
+removed)."""
 
 from __future__ import annotations
 
