@@ -19,9 +19,11 @@ import pytest
 
 from tests.chaos.schedule import Schedule, generate
 
-# What `make test` runs. A seed that finds a real bug is left out of this list until the
-# bug is fixed (and reported); `make chaos` still runs it.
-DEFAULT_SEEDS = (1, 2, 3)
+# What `make test` runs: one seed, a check that the whole chaos machinery (generator,
+# 7-node world, judge) still works; the schedules themselves are `make chaos`'s job (each
+# world costs over a minute, and the suite must stay within its time on 2 cores). A seed
+# that finds a real bug is left out of this list until the bug is fixed (and reported).
+DEFAULT_SEEDS = (1,)
 # The default seeds' attacks find the failures of the fencing-trust and endpoint issues
 # (13, 14) on the code before their fixes (docs/results.md): on once both have landed.
 DEFAULT_ATTACKS = False
