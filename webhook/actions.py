@@ -67,7 +67,7 @@ class Actions:
     def _start(
         self, request: Request, trigger: Trigger, alert: AlertEntry | None
     ) -> tuple[Verdict, JSON | None]:
-        verdict = self.decisions.firing(request)
+        verdict, decided_on = self.decisions.firing(request)
         reserved = False
         for _ in range(START_ATTEMPTS):
             if verdict.outcome is Outcome.DUPLICATE:
@@ -81,14 +81,16 @@ class Actions:
                 if refused is not None:
                     return refused, None
                 reserved = True  # kept even if the create below loses: one start fewer
-            predecessor = self.cache.remediation(request.node)
             try:
-                obj = self.writer.create(request.node, verdict, trigger, alert, predecessor)
+                # Only the object this verdict was taken on may be replaced: one a
+                # concurrent delivery created meanwhile is active, and the writer's
+                # preconditions would not notice (it is unchanged since it was cached).
+                obj = self.writer.create(request.node, verdict, trigger, alert, decided_on)
                 return verdict, obj
             except (AlreadyExists, Conflict):
                 # Someone else wrote first: take the stored object and decide again.
                 self.writer.refresh(request.node)
-            verdict = self.decisions.firing(request)
+            verdict, decided_on = self.decisions.firing(request)
         raise Conflict(409, "Conflict", f"remediation of {request.node} kept changing")
 
     def resolve(self, node: str, alert: AlertEntry, ctx: Context) -> tuple[Verdict, JSON | None]:

@@ -231,6 +231,14 @@ class ClusterCache:
 
     def facts(self, node: str) -> tuple[NodeFacts | None, ExistingFacts | None, ClusterFacts]:
         """Everything a decision about `node` needs, read consistently."""
+        return self.facts_and_remediation(node)[0]
+
+    def facts_and_remediation(
+        self, node: str
+    ) -> tuple[tuple[NodeFacts | None, ExistingFacts | None, ClusterFacts], JSON | None]:
+        """`facts(node)` and the cached remediation they describe, read at one instant:
+        a create that replaces a finished remediation must delete the very object its
+        decision was taken on, never one a concurrent delivery created since."""
         with self._lock:
             rem = self._rems.get(node)
             cluster = ClusterFacts(
@@ -244,7 +252,8 @@ class ClusterCache:
                 paused=self._pause[0],
                 pause_reason=self._pause[1],
             )
-            return self._nodes.get(node), rem.facts if rem else None, cluster
+            facts = (self._nodes.get(node), rem.facts if rem else None, cluster)
+            return facts, rem.obj if rem else None
 
     def node_uid(self, node: str) -> str:
         with self._lock:

@@ -72,9 +72,11 @@ class Decisions:
         self.metrics = metrics
         self.lines = LineFolder(log_window_s)
 
-    def firing(self, request: Request) -> Verdict:
-        node, existing, cluster = self.cache.facts(request.node)
-        return decide_firing(request, node, existing, cluster, self.policy, self.clock.now())
+    def firing(self, request: Request) -> tuple[Verdict, JSON | None]:
+        """The verdict on a firing alert, and the cached remediation it was decided on."""
+        (node, existing, cluster), obj = self.cache.facts_and_remediation(request.node)
+        verdict = decide_firing(request, node, existing, cluster, self.policy, self.clock.now())
+        return verdict, obj
 
     def report(
         self, verdict: Verdict, node: str | None, ctx: Context, obj: JSON | None = None

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from core.clock import Clock, rfc3339
-from core.kube import JSON, Conflict, KubeError, NotFound, retry_on_conflict
+from core.kube import JSON, AlreadyExists, Conflict, KubeError, NotFound, retry_on_conflict
 from webhook.cache import ClusterCache, existing_facts
 from webhook.kube import WebhookKube
 from webhook.policy import ExistingFacts, Outcome, Verdict
@@ -87,6 +87,12 @@ class RemediationWriter:
         note = ""
         if predecessor is not None:
             meta, status = predecessor["metadata"], predecessor.get("status") or {}
+            if existing_facts(predecessor).active:
+                # Never delete a remediation that is still running: whoever created it
+                # wins, and the caller decides again on it.
+                raise AlreadyExists(
+                    409, "AlreadyExists", f"remediation {meta['uid']} of {node} is active"
+                )
             try:
                 self._call(
                     "delete",

@@ -146,6 +146,15 @@ def creates(cluster: Cluster, name: str) -> list[Any]:
     ]
 
 
+def writes(cluster: Cluster, name: str) -> str:
+    """Every write to the NodeRemediation `name`, one per line: what a failure shows."""
+    return "\n".join(
+        f"{r.at:.3f} {r.verb} {r.subresource or '-'} {r.code} {r.user} {r.detail}"
+        for r in cluster.api.audit.query(name=name)
+        if r.resource.startswith("noderemediations") and r.verb not in ("get", "list", "watch")
+    )
+
+
 def remediation(cluster: Cluster, name: str) -> dict[str, Any] | None:
     """The stored NodeRemediation, read over HTTPS with the official client."""
     api = admin_client(cluster)
@@ -199,7 +208,7 @@ def test_firing_repeats_ha_duplicates_and_resolved(world: dict[str, Any]) -> Non
 
     eventually(repeated, every=lambda: push(ams, "node-1"))
     assert remediation(cluster, "node-1")["metadata"]["uid"] == uid  # type: ignore[index]
-    assert len(creates(cluster, "node-1")) == 1
+    assert len(creates(cluster, "node-1")) == 1, writes(cluster, "node-1")
     text = scrape(webhook)
     assert (
         metric(
@@ -223,7 +232,7 @@ def test_firing_repeats_ha_duplicates_and_resolved(world: dict[str, Any]) -> Non
     assert final["status"]["reason"] == "AlertResolved"
     assert final["status"]["cancellation"]["requestedBy"] == "alertmanager"
     assert final["metadata"]["uid"] == uid
-    assert len(creates(cluster, "node-1")) == 1
+    assert len(creates(cluster, "node-1")) == 1, writes(cluster, "node-1")
     eventually(
         lambda: (
             metric(scrape(webhook), "nodewarden_webhook_alerts_received_total", status="resolved")

@@ -114,3 +114,34 @@ def test_dry_runs_take_no_slot_and_start_no_cooldown(world: WorldFactory) -> Non
     r = w.op("POST", "/api/v1/remediations", {"node": "node-1"})
     assert r.status_code == 201, r.get_json()
     assert r.get_json()["reason"] == "Accepted"
+
+
+def test_a_delivery_that_lost_the_race_never_deletes_the_winners_remediation(
+    world: WorldFactory,
+) -> None:
+    """Two deliveries of one alert, one worker: the second decides while nothing is stored,
+    and the first creates the remediation (and caches it) before the second reaches its
+    create. The second must then answer duplicate — not take the fresh, still active
+    remediation for a finished predecessor, delete it and create another."""
+    w = not_ready_world(world, POLICY)
+    won: list[Any] = []
+    reserve = w.kube.get_ledger
+
+    def winner_lands_meanwhile() -> Any:
+        # The rate-limit ledger is read between the decision and the create: the
+        # window in which a concurrent delivery's create lands and reaches the cache.
+        if not won:
+            won.append(w.kube.create_remediation(
+                {"metadata": {"name": "node-1"}, "spec": {"nodeName": "node-1"}}
+            ))
+            w.settle()
+            assert w.svc.cache.remediation("node-1") is not None
+        return reserve()
+
+    w.kube.get_ledger = winner_lands_meanwhile  # type: ignore[method-assign]
+    r = w.post_alerts(message(alert("node-1")))
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["alerts"][0]["reason"] == "AlreadyActive"
+    stored = w.remediation("node-1")
+    assert stored is not None and stored["metadata"]["uid"] == won[0]["metadata"]["uid"]
+    assert w.kube.calls["delete_remediation"] == 0
