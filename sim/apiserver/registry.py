@@ -10,6 +10,9 @@ cluster components (kubelets, controllers).
   precondition; strategic merge patch on a custom resource is a 415, as on a real server.
 - delete: graceful pod deletion (deletionTimestamp + deletionGracePeriodSeconds, the
   object stays until the kubelet or grace 0), finalizers hold any deletion, preconditions.
+
+Reads, commits and removal cascades are in `typed_store` (the base class); the checks a
+client's write passes (kind, schema validation, pruning) are in `object_checks`.
 """
 
 from __future__ import annotations
@@ -21,18 +24,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..timefmt import rfc3339
 from . import crd as crds
-from . import errors, events, strategies
+from . import errors, strategies
 from .admission import Request as AdmissionRequest
+from .object_checks import INTERNAL, Result, WriteOptions, check_kind, validate
 from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .resources import ResourceRegistry, ResourceType
-from .selectors import field_value
 from .store import Entry, Store, dumps
-from .validation import BuiltinValidator, Cause, prune_paths, semantic_causes
+from .typed_store import TypedStore
+from .validation import BuiltinValidator
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -40,155 +43,29 @@ STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
+__all__ = ["INTERNAL", "Registry", "Result", "WriteOptions"]
+
 Admission = Callable[[str, ResourceType, dict[str, Any], dict[str, Any] | None], None]
 
 
-@dataclass
-class WriteOptions:
-    dry_run: bool = False
-    field_validation: str = "Warn"  # Strict | Warn | Ignore
-    validate: bool = True  # in-process cluster components skip schema validation
-    user: Any = None  # the caller's Identity: a client's write goes through validating admission
+class Registry(TypedStore):
+    """The API verbs over a `TypedStore`, with admission hooks and validation."""
 
-
-@dataclass
-class Result:
-    entry: Entry
-    obj: dict[str, Any]
-    deleted: bool = False
-    warnings: list[str] = field(default_factory=list)
-
-
-INTERNAL = WriteOptions(validate=False)
-
-
-class Registry:
     def __init__(self, store: Store, types: ResourceRegistry,
                  clock: Callable[[], float] = time.time) -> None:
-        self.store = store
-        self.types = types
-        self.clock = clock
+        super().__init__(store, types, clock)
         self.validator = BuiltinValidator()
         self.admission: list[Admission] = []
         # Validating admission (ValidatingAdmissionPolicy) for writes that carry a user.
         self.validating: list[Callable[[AdmissionRequest], None]] = []
-        self.delete_hooks: list[Callable[[ResourceType, dict[str, Any]], None]] = []
-        # Called after every write, under the store lock: (type, new object or None when
-        # deleted, previous entry or None when created). Must be quick.
-        self.commit_hooks: list[Callable[[ResourceType, dict[str, Any] | None, Entry | None], None]] = []
-        # Facts computed once per write and kept beside the object (never selectable through
-        # the API), so in-process controllers can filter without parsing every object.
-        self.derived_fields: Callable[[ResourceType, dict[str, Any]], dict[str, str]] | None = None
         self._rand = random.Random()
         self._lock = threading.RLock()
 
-    # -- helpers ----------------------------------------------------------------------
-
-    @staticmethod
-    def table(rt: ResourceType) -> str:
-        return rt.storage_key
-
-    def index(self, rt: ResourceType, obj: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
-        meta = obj.get("metadata") or {}
-        labels = dict(meta.get("labels") or {})
-        labels_fields = {"metadata.name": meta.get("name", ""),
-                         "metadata.namespace": meta.get("namespace", "")}
-        names = rt.field_labels
-        if rt.storage_key == "events":
-            names = self.types.lookup("", "v1", "events").field_labels  # type: ignore[union-attr]
-        for path in names:
-            labels_fields[path] = field_value(obj, path)
-        if self.derived_fields is not None:
-            labels_fields.update(self.derived_fields(rt, obj))
-        return labels, labels_fields
-
-    def render(self, rt: ResourceType, entry: Entry) -> bytes:
-        """Bytes of the stored object in the version `rt` serves."""
-        if rt.group == "events.k8s.io":
-            return dumps(events.from_core(entry.obj()))
-        return entry.raw
-
-    def decode(self, rt: ResourceType, entry: Entry) -> dict[str, Any]:
-        obj = entry.obj()
-        return events.from_core(obj) if rt.group == "events.k8s.io" else obj
-
-    def _to_storage(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
-        return events.to_core(obj) if rt.group == "events.k8s.io" else obj
-
-    def _now(self) -> str:
-        return rfc3339(self.clock())
-
-    def get(self, rt: ResourceType, namespace: str, name: str) -> Entry:
-        entry = self.store.get(self.table(rt), namespace if rt.namespaced else "", name)
-        if entry is None:
-            raise errors.not_found(rt.plural, rt.group, name)
-        return entry
-
-    def get_obj(self, rt: ResourceType, namespace: str, name: str) -> dict[str, Any]:
-        return self.decode(rt, self.get(rt, namespace, name))
-
-    def _commit(self, rt: ResourceType, obj: dict[str, Any] | None, namespace: str, name: str,
-                deleted_obj: dict[str, Any] | None = None) -> Entry:
-        stored = self._to_storage(rt, obj) if obj is not None else None
-        final = self._to_storage(rt, deleted_obj) if deleted_obj is not None else None
-        labels, fields = self.index(rt, stored if stored is not None else (final or {}))
-        prev = self.store.get(self.table(rt), namespace, name) if self.commit_hooks else None
-        entry = self.store.commit(self.table(rt), namespace, name, stored, labels, fields, final)
-        for hook in self.commit_hooks:
-            hook(rt, obj, prev)
-        return entry
-
-    # -- validation -------------------------------------------------------------------
-
     def _validate(self, rt: ResourceType, obj: dict[str, Any], opts: WriteOptions) -> tuple[dict[str, Any], list[str]]:
-        if not opts.validate:
-            return obj, []
-        name = (obj.get("metadata") or {}).get("name", "")
-        if rt.custom:
-            obj, outcome = crds.check_custom(obj, rt.schema or {})
-        else:
-            outcome = self.validator.check(obj)
-            if outcome.decode_error:
-                raise errors.bad_request(outcome.decode_error)
-            outcome.causes.extend(semantic_causes(obj))
-        if rt.group == "events.k8s.io":
-            outcome.causes.extend(Cause(c["reason"], c["field"], c["message"])
-                                  for c in events.required_causes(obj))
-        seen, causes = set(), []
-        for c in outcome.causes:
-            if (c.field, c.reason) not in seen:
-                seen.add((c.field, c.reason))
-                causes.append({"reason": c.reason, "message": c.message, "field": c.field})
-        if causes:
-            raise errors.invalid(rt.kind, rt.group, name, causes)
-        warnings = []
-        if outcome.unknown_fields:
-            if opts.field_validation == "Strict":
-                raise errors.bad_request(
-                    "strict decoding error: " + ", ".join(
-                        f'unknown field "{f}"' for f in outcome.unknown_fields))
-            if not rt.custom:
-                prune_paths(obj, outcome.unknown_paths)
-            if opts.field_validation != "Ignore":
-                warnings = [f'unknown field "{f}"' for f in outcome.unknown_fields]
-        return obj, warnings
+        return validate(self.validator, rt, obj, opts)
 
     def _check_kind(self, rt: ResourceType, obj: Any) -> dict[str, Any]:
-        if not isinstance(obj, dict):
-            raise errors.bad_request(f"the body of the request could not be decoded as a {rt.kind}")
-        api_version, kind = obj.get("apiVersion"), obj.get("kind")
-        if (api_version and api_version != rt.api_version) or (kind and kind != rt.kind):
-            raise errors.bad_request(
-                f"the API version in the data ({api_version}) does not match the expected API "
-                f"version ({rt.api_version})" if api_version != rt.api_version else
-                f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})")
-        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
-        meta = obj.get("metadata")
-        if meta is None:
-            obj["metadata"] = {}
-        elif not isinstance(meta, dict):
-            raise errors.bad_request("metadata must be an object")
-        return obj
+        return check_kind(rt, obj)
 
     def _admit(self, operation: str, rt: ResourceType, subresource: str, ns: str, name: str,
                obj: dict[str, Any] | None, old: dict[str, Any] | None, opts: WriteOptions) -> None:
@@ -388,23 +265,6 @@ class Registry:
                 return self._finish_namespace(rt, name) or Result(new_entry, obj)
             return Result(new_entry, json.loads(self.render(rt, new_entry)))
 
-    def _remove(self, rt: ResourceType, ns: str, name: str, final: dict[str, Any]) -> Entry:
-        if rt.kind == "Namespace":
-            self._delete_namespace_contents(name)
-        if rt.kind == "CustomResourceDefinition":
-            self._delete_custom_objects(final)
-        entry = self._commit(rt, None, ns, name, deleted_obj=final)
-        for hook in self.delete_hooks:
-            hook(rt, final)
-        return entry
-
-    def _delete_namespace_contents(self, namespace: str) -> None:
-        for rt in self.types.all():
-            if not rt.namespaced or rt.group == "events.k8s.io":
-                continue
-            for (ns, name), entry in self.store.items(self.table(rt), namespace):
-                self._commit(rt, None, ns, name, deleted_obj=self.decode(rt, entry))
-
     def _finish_namespace(self, rt: ResourceType, name: str) -> Result | None:
         """Namespaces finalize at once: contents are deleted, then the namespace."""
         entry = self.get(rt, "", name)
@@ -414,13 +274,3 @@ class Registry:
         obj["metadata"]["deletionGracePeriodSeconds"] = 0
         final = self._remove(rt, "", name, obj)
         return Result(final, json.loads(final.raw), deleted=True)
-
-    def _delete_custom_objects(self, crd: dict[str, Any]) -> None:
-        spec = crd.get("spec") or {}
-        group, plural = spec.get("group", ""), (spec.get("names") or {}).get("plural", "")
-        for rt in self.types.all():
-            if rt.custom and rt.group == group and rt.plural == plural:
-                for (ns, name), entry in self.store.items(self.table(rt)):
-                    self._commit(rt, None, ns, name, deleted_obj=entry.obj())
-                break
-        self.types.remove_custom(group, plural)

@@ -1,31 +1,20 @@
-"""The Kubernetes REST paths: discovery, health, and get/list/watch/create/update/
-patch/delete on every served resource and its status subresource."""
+"""The Kubernetes REST paths: health, discovery, OpenAPI, authentication and RBAC of each
+request (with impersonation), then dispatch of get/list/watch/create/update/patch/delete
+on every served resource and its status subresource to `reads`, `watch` and `writes`."""
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import Callable
-from typing import Any
 
-from . import discovery, errors, events, openapi, protobuf, rbac, tables
-from .auth import SA_PREFIX, AuditLog, AuditRecord, Identity, service_account
+from . import discovery, errors, openapi, protobuf, rbac
+from .auth import SA_PREFIX, AuditLog, Identity, service_account
 from .http import Request, Response, json_response
-from .registry import Registry, Result, WriteOptions
-from .resources import ResourceType
+from .reads import Reads
+from .registry import Registry
 from .reviews import Reviews
-from .selectors import (
-    SelectorError,
-    labels_match,
-    parse_field_selector,
-    parse_label_selector,
-)
-from .store import DELETED, Change, Entry, Expired, dumps
-
-TABLE_MARK = "as=Table"
-BOOKMARK_INTERVAL_S = 10.0
-MUTATING = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+from .watch import serve as watch_stream
+from .writes import MUTATING, Writes
 
 
 class ApiRoutes:
@@ -40,6 +29,8 @@ class ApiRoutes:
         # RBAC (None: AlwaysAllow, as `--authorization-mode=AlwaysAllow`) and the reviews.
         self.authorizer: rbac.Authorizer | None = None
         self.reviews: Reviews | None = None
+        self.reads = Reads(registry, clock)
+        self.writes = Writes(registry, self.reads, audit, clock)
 
     # -- entry ------------------------------------------------------------------------
 
@@ -129,21 +120,15 @@ class ApiRoutes:
             if req.method not in ("GET", "HEAD"):
                 raise errors.method_not_allowed()
             if watch:
-                self._watch(req, rt, namespace, name)
+                watch_stream(self.reads, req, rt, namespace, name)
                 return None
             if name:
                 entry = self.registry.get(rt, namespace, name)
-                return self._object_response(req, rt, entry)
-            return self._list(req, rt, namespace)
+                return self.reads.object_response(req, rt, entry)
+            return self.reads.list(req, rt, namespace)
         if verb == "delete" and not name:
             verb = "deletecollection"
-        try:
-            resp = self._mutate(req, rt, namespace, name, sub, verb)
-        except errors.ApiError as err:
-            self._audit(req, rt, namespace, name, sub, verb, err.code, err.message)
-            raise
-        self._audit(req, rt, namespace, name or _created_name(resp), sub, verb, resp.code, "")
-        return resp
+        return self.writes.handle(req, rt, namespace, name, sub, verb)
 
     # -- authorization ----------------------------------------------------------------
 
@@ -187,274 +172,3 @@ class ApiRoutes:
             namespace = name
         self._authorize(req, rbac.Attributes.of(req.identity, verb=verb, api_group=group, resource=rest[0],
                                                 subresource=sub, namespace=namespace, name=name))
-
-    # -- reads ------------------------------------------------------------------------
-
-    def _wants_table(self, req: Request) -> bool:
-        return TABLE_MARK in (req.headers.get("Accept") or "")
-
-    def _object_response(self, req: Request, rt: ResourceType, entry: Entry, code: int = 200,
-                         warnings: list[str] | None = None) -> Response:
-        headers = [("Warning", f'299 - "{w}"') for w in warnings or []]
-        if self._wants_table(req):
-            obj = self.registry.decode(rt, entry)
-            return json_response(code, tables.table(rt, [obj], self.clock(), str(entry.rv),
-                                                    req.query.get("includeObject", "Metadata")), headers)
-        return Response(code, self.registry.render(rt, entry), headers=headers)
-
-    def _selectors(self, req: Request, rt: ResourceType) -> tuple[Any, Any]:
-        try:
-            labels = parse_label_selector(req.query.get("labelSelector"))
-            text = req.query.get("fieldSelector")
-            if rt.group == "events.k8s.io" and text:
-                for new, old in events.FIELD_LABELS.items():
-                    text = text.replace(new, old)
-                supported = self.registry.types.lookup("", "v1", "events").field_labels  # type: ignore[union-attr]
-            else:
-                supported = rt.field_labels
-            fields = parse_field_selector(text, supported)
-        except SelectorError as exc:
-            raise errors.bad_request(str(exc)) from None
-        return labels, fields
-
-    def _matching(self, rt: ResourceType, namespace: str, labels: Any, fields: Any) -> list[tuple[tuple[str, str], Entry]]:
-        table = self.registry.table(rt)
-        out = []
-        for key, entry in self.registry.store.items(table, namespace or None):
-            if labels and not labels_match(labels, entry.labels):
-                continue
-            if fields and not all(f.matches(entry.fields.get) for f in fields):
-                continue
-            out.append((key, entry))
-        out.sort(key=lambda kv: kv[0])
-        return out
-
-    def _list(self, req: Request, rt: ResourceType, namespace: str) -> Response:
-        labels, fields = self._selectors(req, rt)
-        store = self.registry.store
-        with store.lock:
-            rv = store.resource_version
-            matching = self._matching(rt, namespace, labels, fields)
-        token = req.query.get("continue")
-        if token:
-            try:
-                state = json.loads(base64.urlsafe_b64decode(token.encode()))
-                start = tuple(state["start"])
-            except (ValueError, KeyError, TypeError):
-                raise errors.bad_request("continue key is not valid") from None
-            matching = [kv for kv in matching if kv[0] > start]
-        next_token = ""
-        limit = req.query.get("limit")
-        if limit and limit.isdigit() and int(limit) > 0 and len(matching) > int(limit):
-            matching = matching[: int(limit)]
-            last = matching[-1][0]
-            next_token = base64.urlsafe_b64encode(
-                json.dumps({"rv": rv, "start": list(last)}).encode()).decode()
-        if self._wants_table(req):
-            objs = [self.registry.decode(rt, e) for _, e in matching]
-            return json_response(200, tables.table(rt, objs, self.clock(), str(rv),
-                                                   req.query.get("includeObject", "Metadata"),
-                                                   next_token))
-        meta = {"resourceVersion": str(rv)}
-        if next_token:
-            meta["continue"] = next_token
-        head = dumps({"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": meta})
-        items = b",".join(self.registry.render(rt, e) for _, e in matching)
-        return Response(200, head[:-1] + b',"items":[' + items + b"]}")
-
-    # -- watch ------------------------------------------------------------------------
-
-    def _watch(self, req: Request, rt: ResourceType, namespace: str, name: str) -> None:
-        labels, fields = self._selectors(req, rt)
-        if name:
-            fields = (*fields, *parse_field_selector(f"metadata.name={name}", ()))
-        handler = req.handler
-        store = self.registry.store
-        table = self.registry.table(rt)
-        as_table = self._wants_table(req)
-        timeout = req.query.get("timeoutSeconds")
-        deadline = time.monotonic() + (float(timeout) if timeout and timeout.isdigit() else 1800.0)
-        bookmarks = req.query.get("allowWatchBookmarks") in ("true", "1")
-        rv_param = req.query.get("resourceVersion", "")
-
-        def matches(entry: Entry | None, ns: str) -> bool:
-            if entry is None or (namespace and ns != namespace):
-                return False
-            if labels and not labels_match(labels, entry.labels):
-                return False
-            return all(f.matches(entry.fields.get) for f in fields)
-
-        def encode(kind: str, entry: Entry) -> bytes:
-            if as_table:
-                obj = self.registry.decode(rt, entry)
-                body = dumps(tables.table(rt, [obj], self.clock(), str(entry.rv), "Object"))
-            else:
-                body = self.registry.render(rt, entry)
-            return b'{"type":"' + kind.encode() + b'","object":' + body + b"}\n"
-
-        initial: list[bytes] = []
-        if rv_param in ("", "0"):
-            with store.lock:
-                last = store.resource_version
-                for _key, entry in self._matching(rt, namespace, labels, fields):
-                    initial.append(encode("ADDED", entry))
-        else:
-            try:
-                last = int(rv_param)
-            except ValueError:
-                raise errors.bad_request(f"invalid resource version: {rv_param}") from None
-        try:
-            pending: list[Change] = store.changes_since(table, last)
-        except Expired as exc:
-            handler.start_stream()
-            status = errors.gone(str(exc)).status()
-            handler.send_chunk(dumps({"type": "ERROR", "object": status}) + b"\n")
-            handler.end_stream()
-            return
-        handler.start_stream()
-        try:
-            for chunk in initial:
-                handler.send_chunk(chunk)
-            next_bookmark = time.monotonic() + BOOKMARK_INTERVAL_S
-            while not store.closed and time.monotonic() < deadline:
-                for change in pending:
-                    kind = _event_type(change, matches)
-                    if kind:
-                        handler.send_chunk(encode(kind, change.entry))
-                    last = change.rv
-                pending = []
-                if bookmarks and time.monotonic() >= next_bookmark:
-                    mark = {"type": "BOOKMARK", "object": {
-                        "kind": rt.kind, "apiVersion": rt.api_version,
-                        "metadata": {"resourceVersion": str(max(last, store.resource_version))}}}
-                    handler.send_chunk(dumps(mark) + b"\n")
-                    next_bookmark = time.monotonic() + BOOKMARK_INTERVAL_S
-                wait = min(1.0, max(0.0, deadline - time.monotonic()))
-                if not store.wait_for_change(table, last, wait):
-                    if handler.client_gone(0):
-                        return
-                    continue
-                try:
-                    pending = store.changes_since(table, last)
-                except Expired as exc:
-                    status = errors.gone(str(exc)).status()
-                    handler.send_chunk(dumps({"type": "ERROR", "object": status}) + b"\n")
-                    break
-            handler.end_stream()
-        except OSError:
-            handler.close_connection = True
-
-    # -- writes -----------------------------------------------------------------------
-
-    def _options(self, req: Request) -> WriteOptions:
-        validation = req.query.get("fieldValidation") or "Warn"
-        if validation not in ("Strict", "Warn", "Ignore"):
-            raise errors.bad_request(f"fieldValidation parameter unsupported: {validation}")
-        return WriteOptions(dry_run=req.query.get("dryRun") == "All", field_validation=validation,
-                            user=req.identity)
-
-    def _mutate(self, req: Request, rt: ResourceType, namespace: str, name: str,
-                sub: str | None, verb: str) -> Response:
-        opts = self._options(req)
-        if verb == "create":
-            if name:
-                raise errors.method_not_allowed()
-            body = req.json()
-            if body is None:
-                raise errors.bad_request("the body of the request was empty")
-            result = self.registry.create(rt, namespace, body, opts)
-            return self._object_response(req, rt, result.entry, 201, result.warnings)
-        if verb == "update":
-            body = req.json()
-            if body is None:
-                raise errors.bad_request("the body of the request was empty")
-            result = self.registry.update(rt, namespace, name, body, sub, opts)
-            return self._write_result(req, rt, result)
-        if verb == "patch":
-            ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip()
-            body = req.json()
-            if body is None:
-                raise errors.bad_request("the body of the request was empty")
-            result = self.registry.patch(rt, namespace, name, ctype, body, sub, opts)
-            return self._write_result(req, rt, result)
-        if verb == "delete":
-            return self._delete(req, rt, namespace, name)
-        return self._delete_collection(req, rt, namespace)
-
-    def _write_result(self, req: Request, rt: ResourceType, result: Result) -> Response:
-        return self._object_response(req, rt, result.entry, 200, result.warnings)
-
-    def _delete_options(self, req: Request) -> dict[str, Any]:
-        body = req.json() if req.body else None
-        opts: dict[str, Any] = dict(body) if isinstance(body, dict) else {}
-        if "gracePeriodSeconds" in req.query:
-            opts["gracePeriodSeconds"] = req.query["gracePeriodSeconds"]
-        if req.query.get("dryRun") == "All":
-            opts["dryRun"] = ["All"]
-        grace = opts.get("gracePeriodSeconds")
-        if grace is not None:
-            try:
-                opts["gracePeriodSeconds"] = int(grace)
-            except (TypeError, ValueError):
-                raise errors.bad_request(f"invalid gracePeriodSeconds: {grace}") from None
-        return opts
-
-    def _delete(self, req: Request, rt: ResourceType, namespace: str, name: str) -> Response:
-        opts = self._delete_options(req)
-        result = self.registry.delete(rt, namespace, name, opts.get("gracePeriodSeconds"),
-                                      opts.get("preconditions"), bool(opts.get("dryRun")))
-        if result.deleted and not (rt.kind == "Pod" or rt.custom):
-            meta = result.obj.get("metadata", {})
-            details = {"name": name, "kind": rt.plural, "uid": meta.get("uid", "")}
-            if rt.group:
-                details["group"] = rt.group
-            return json_response(200, {"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                       "status": "Success", "details": details})
-        return self._object_response(req, rt, result.entry, 200)
-
-    def _delete_collection(self, req: Request, rt: ResourceType, namespace: str) -> Response:
-        labels, fields = self._selectors(req, rt)
-        opts = self._delete_options(req)
-        deleted = []
-        for (ns, name), _ in self._matching(rt, namespace, labels, fields):
-            try:
-                result = self.registry.delete(rt, ns, name, opts.get("gracePeriodSeconds"),
-                                              None, bool(opts.get("dryRun")))
-                deleted.append(result.obj)
-            except errors.ApiError as err:
-                if err.code != 404:
-                    raise
-        return json_response(200, {"kind": rt.list_kind, "apiVersion": rt.api_version,
-                                   "metadata": {"resourceVersion": str(self.registry.store.resource_version)},
-                                   "items": deleted})
-
-    def _audit(self, req: Request, rt: ResourceType, namespace: str, name: str,
-               sub: str | None, verb: str, code: int, detail: str) -> None:
-        user = req.identity.name if req.identity else "system:anonymous"
-        resource = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
-        self.audit.record(AuditRecord(self.clock(), user, verb, resource, namespace, name,
-                                      sub or "", code, detail[:300],
-                                      credential=req.identity.handle if req.identity else ""))
-
-
-def _created_name(resp: Response) -> str:
-    try:
-        return str(json.loads(resp.body).get("metadata", {}).get("name", ""))
-    except (ValueError, AttributeError):
-        return ""
-
-
-def _event_type(change: Change, matches: Callable[[Entry | None, str], bool]) -> str | None:
-    now = matches(change.entry, change.namespace)
-    before = matches(change.prev, change.namespace)
-    if change.type == DELETED:
-        return "DELETED" if (now or before) else None
-    if change.type == "ADDED":
-        return "ADDED" if now else None
-    if now and before:
-        return "MODIFIED"
-    if now:
-        return "ADDED"
-    if before:
-        return "DELETED"
-    return None
