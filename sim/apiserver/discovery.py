@@ -15,6 +15,14 @@ SERVER_VERSION = {
 }
 
 
+# The kind a subresource reads and writes, as discovery names it: kubectl drain finds
+# `pods/eviction` (policy/v1 Eviction) there, the scale client `<r>/scale` (autoscaling/v1).
+SUBRESOURCE_KINDS = {
+    "eviction": ("policy", "v1", "Eviction", ["create"]),
+    "scale": ("autoscaling", "v1", "Scale", ["get", "patch", "update"]),
+}
+
+
 def api_versions(address: str) -> dict[str, Any]:
     return {"kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": address}]}
@@ -55,6 +63,10 @@ def _resource_entry(rt: ResourceType) -> list[dict[str, Any]]:
     if rt.status_subresource:
         out.append({"name": f"{rt.plural}/status", "singularName": "", "namespaced": rt.namespaced,
                     "kind": rt.kind, "verbs": ["get", "patch", "update"]})
+    for sub in rt.subresources:
+        group, version, kind, verbs = SUBRESOURCE_KINDS[sub]
+        out.append({"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced,
+                    "group": group, "version": version, "kind": kind, "verbs": verbs})
     return out
 
 

@@ -1,6 +1,6 @@
 """Requests in Kubernetes' protobuf encoding, for the kinds kubectl sends that way and
 the simulator answers: the reviews (`kubectl auth can-i`, `auth can-i --list`,
-`auth whoami`). Decoding only: client-go reads a JSON answer to a protobuf request by
+`auth whoami`), and `kubectl drain`'s Evictions and DeleteOptions. Decoding only: client-go reads a JSON answer to a protobuf request by
 the answer's Content-Type.
 
 The envelope (k8s.io/apimachinery/pkg/runtime/serializer/protobuf): the magic
@@ -24,7 +24,12 @@ _RESOURCE_ATTRIBUTES: Schema = {1: ("namespace", "string"), 2: ("verb", "string"
                                 4: ("version", "string"), 5: ("resource", "string"),
                                 6: ("subresource", "string"), 7: ("name", "string")}
 _NON_RESOURCE_ATTRIBUTES: Schema = {1: ("path", "string"), 2: ("verb", "string")}
-_META: Schema = {1: ("name", "string"), 2: ("generateName", "string"), 3: ("namespace", "string")}
+_META: Schema = {1: ("name", "string"), 2: ("generateName", "string"), 3: ("namespace", "string"),
+                 5: ("uid", "string"), 6: ("resourceVersion", "string")}
+_DELETE_OPTIONS: Schema = {1: ("gracePeriodSeconds", "int"),
+                           2: ("preconditions", {1: ("uid", "string"), 2: ("resourceVersion", "string")}),
+                           3: ("orphanDependents", "bool"), 4: ("propagationPolicy", "string"),
+                           5: ("dryRun", ["string"])}
 _EXTRA_ENTRY: Schema = {1: ("key", "string"), 2: ("value", {1: ("items", ["string"])})}
 _ACCESS_SPEC: Schema = {1: ("resourceAttributes", _RESOURCE_ATTRIBUTES),
                         2: ("nonResourceAttributes", _NON_RESOURCE_ATTRIBUTES),
@@ -37,6 +42,11 @@ KINDS: dict[str, Schema] = {
     "SelfSubjectRulesReview": {1: ("metadata", _META), 2: ("spec", {1: ("namespace", "string")})},
     "TokenReview": {1: ("metadata", _META), 2: ("spec", {1: ("token", "string"), 2: ("audiences", ["string"])})},
     "SelfSubjectReview": {1: ("metadata", _META)},
+    # kubectl drain: the eviction it posts and the options of the deletes it sends.
+    "Eviction": {1: ("metadata", _META), 2: ("deleteOptions", _DELETE_OPTIONS)},
+    "DeleteOptions": _DELETE_OPTIONS,
+    "Scale": {1: ("metadata", _META), 2: ("spec", {1: ("replicas", "int")}),
+              3: ("status", {1: ("replicas", "int"), 2: ("selector", "string")})},
 }
 _UNKNOWN: Schema = {1: ("typeMeta", {1: ("apiVersion", "string"), 2: ("kind", "string")}),
                     2: ("raw", "bytes"), 3: ("contentEncoding", "string"), 4: ("contentType", "string")}
@@ -85,6 +95,8 @@ def _fields(data: bytes) -> list[tuple[int, int, Any]]:
 def _scalar(kind: str, value: Any) -> Any:
     if kind == "bool":
         return bool(value)
+    if kind == "int":  # int32/int64 as varints, negative ones in two's complement
+        return value - (1 << 64) if value >= 1 << 63 else value
     if kind == "bytes":
         return bytes(value)
     return bytes(value).decode("utf-8")
@@ -115,7 +127,7 @@ def decode(body: bytes, expected_kind: str) -> dict[str, Any]:
         raise errors.ApiError(415, "UnsupportedMediaType",
                               f'the body of the request was in an unknown format - accepted media types '
                               f'include: application/json, application/yaml; got "{PROTOBUF}" '
-                              f"(the simulator reads protobuf only for the reviews)")
+                              f"(the simulator reads protobuf only for {', '.join(sorted(KINDS))})")
     if not body.startswith(MAGIC):
         raise errors.bad_request("provided data does not appear to be a protobuf message, expected prefix "
                                  "[107 56 115 0]")

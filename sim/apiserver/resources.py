@@ -33,6 +33,8 @@ class ResourceType:
     storage: str = ""
     # A review (SubjectAccessReview, TokenReview, ...): create only, answered, never stored.
     virtual: bool = False
+    # Subresources besides status: "eviction" (pods), "scale" (the replicated workloads).
+    subresources: tuple[str, ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -62,7 +64,7 @@ def _builtin() -> list[ResourceType]:
         ResourceType(core, "v1", "nodes", "Node", False, "node", ("no",),
                      status_subresource=True, field_labels=("spec.unschedulable",)),
         ResourceType(core, "v1", "pods", "Pod", True, "pod", ("po",), ("all",),
-                     status_subresource=True, graceful_delete=True,
+                     status_subresource=True, graceful_delete=True, subresources=("eviction",),
                      field_labels=("spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
                                    "spec.serviceAccountName", "spec.hostNetwork",
                                    "status.phase", "status.podIP", "status.nominatedNodeName")),
@@ -90,11 +92,15 @@ def _builtin() -> list[ResourceType]:
         ResourceType("storage.k8s.io", "v1", "volumeattachments", "VolumeAttachment", False,
                      "volumeattachment", status_subresource=True),
         ResourceType("apps", "v1", "deployments", "Deployment", True, "deployment", ("deploy",),
-                     ("all",), status_subresource=True),
+                     ("all",), status_subresource=True, subresources=("scale",)),
         ResourceType("apps", "v1", "replicasets", "ReplicaSet", True, "replicaset", ("rs",),
-                     ("all",), status_subresource=True),
+                     ("all",), status_subresource=True, subresources=("scale",)),
         ResourceType("apps", "v1", "statefulsets", "StatefulSet", True, "statefulset", ("sts",),
+                     ("all",), status_subresource=True, subresources=("scale",)),
+        ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, "daemonset", ("ds",),
                      ("all",), status_subresource=True),
+        ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True,
+                     "poddisruptionbudget", ("pdb",), status_subresource=True),
         *_security(),
         ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions",
                      "CustomResourceDefinition", False, "customresourcedefinition",
@@ -126,7 +132,7 @@ def _security() -> list[ResourceType]:
 
 # Preferred order of groups in discovery (core first, then as a real server lists them).
 GROUP_ORDER = ["", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io",
-               "coordination.k8s.io", "rbac.authorization.k8s.io", "storage.k8s.io",
+               "policy", "coordination.k8s.io", "rbac.authorization.k8s.io", "storage.k8s.io",
                "admissionregistration.k8s.io", "apiextensions.k8s.io"]
 
 

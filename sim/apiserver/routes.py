@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from . import discovery, errors, openapi, protobuf, rbac
+from . import discovery, errors, openapi, protobuf, rbac, scale
 from .auth import SA_PREFIX, AuditLog, Identity, service_account
 from .http import Request, Response, json_response
 from .reads import Reads
@@ -106,7 +106,7 @@ class ApiRoutes:
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
         if namespace and not rt.namespaced:
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
-        if sub not in (None, "status") or (sub == "status" and not rt.status_subresource):
+        if sub not in (None, "status", *rt.subresources) or (sub == "status" and not rt.status_subresource):
             raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
         if rt.virtual:
             if req.method != "POST" or name or self.reviews is None or req.identity is None:
@@ -122,6 +122,10 @@ class ApiRoutes:
             if watch:
                 watch_stream(self.reads, req, rt, namespace, name)
                 return None
+            if sub == "scale":
+                return json_response(200, scale.get(self.registry, rt, namespace, name))
+            if sub == "eviction":
+                raise errors.method_not_allowed()
             if name:
                 entry = self.registry.get(rt, namespace, name)
                 return self.reads.object_response(req, rt, entry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 class SelectorError(ValueError):
@@ -83,6 +84,22 @@ def parse_label_selector(text: str | None) -> tuple[Requirement, ...]:
 
 def labels_match(reqs: tuple[Requirement, ...], labels: Mapping[str, str]) -> bool:
     return all(r.matches(labels) for r in reqs)
+
+
+_OPERATORS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
+
+
+def label_selector_requirements(selector: Any) -> tuple[Requirement, ...] | None:
+    """A metav1.LabelSelector as requirements; None when it is invalid."""
+    if not isinstance(selector, dict):
+        return ()
+    reqs = [Requirement(k, "=", (str(v),)) for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or []:
+        op = _OPERATORS.get(expr.get("operator", ""))
+        if op is None:
+            return None
+        reqs.append(Requirement(expr.get("key", ""), op, tuple(expr.get("values") or ())))
+    return tuple(reqs)
 
 
 @dataclass(frozen=True)

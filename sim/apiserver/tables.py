@@ -162,6 +162,20 @@ BUILTIN: dict[str, _Columns] = {
         ("Ready", S, 0, lambda o, n: f"{(o.get('status') or {}).get('readyReplicas', 0)}/{(o.get('spec') or {}).get('replicas', 1)}"),
         ("Age", S, 0, _age),
     ],
+    "DaemonSet": [
+        ("Desired", INT, 0, lambda o, n: (o.get("status") or {}).get("desiredNumberScheduled", 0)),
+        ("Current", INT, 0, lambda o, n: (o.get("status") or {}).get("currentNumberScheduled", 0)),
+        ("Ready", INT, 0, lambda o, n: (o.get("status") or {}).get("numberReady", 0)),
+        ("Up-to-date", INT, 0, lambda o, n: (o.get("status") or {}).get("updatedNumberScheduled", 0)),
+        ("Available", INT, 0, lambda o, n: (o.get("status") or {}).get("numberAvailable", 0)),
+        ("Age", S, 0, _age),
+    ],
+    "PodDisruptionBudget": [
+        ("Min Available", S, 0, lambda o, n: _pdb_bound(o, "minAvailable")),
+        ("Max Unavailable", S, 0, lambda o, n: _pdb_bound(o, "maxUnavailable")),
+        ("Allowed Disruptions", INT, 0, lambda o, n: (o.get("status") or {}).get("disruptionsAllowed", 0)),
+        ("Age", S, 0, _age),
+    ],
     "PersistentVolume": [
         ("Capacity", S, 0, lambda o, n: ((o.get("spec") or {}).get("capacity") or {}).get("storage", "")),
         ("Access Modes", S, 0, lambda o, n: ",".join(_mode(m) for m in (o.get("spec") or {}).get("accessModes") or [])),
@@ -190,6 +204,11 @@ BUILTIN: dict[str, _Columns] = {
         ("Created At", DATE, 0, lambda o, n: o["metadata"].get("creationTimestamp", "")),
     ],
 }
+
+
+def _pdb_bound(pdb: dict[str, Any], field: str) -> str:
+    value = (pdb.get("spec") or {}).get(field)
+    return "N/A" if value is None else str(value)
 
 
 def _mode(mode: str) -> str:

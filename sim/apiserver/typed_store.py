@@ -75,6 +75,11 @@ class TypedStore:
     def get_obj(self, rt: ResourceType, namespace: str, name: str) -> dict[str, Any]:
         return self.decode(rt, self.get(rt, namespace, name))
 
+    def list_objs(self, rt: ResourceType, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every object of `rt` (in `namespace` when given), decoded, in key order."""
+        items = sorted(self.store.items(self.table(rt), namespace), key=lambda kv: kv[0])
+        return [self.decode(rt, entry) for _key, entry in items]
+
     def _commit(self, rt: ResourceType, obj: dict[str, Any] | None, namespace: str, name: str,
                 deleted_obj: dict[str, Any] | None = None) -> Entry:
         stored = self._to_storage(rt, obj) if obj is not None else None

@@ -1,6 +1,7 @@
 """Writes over HTTP: create, update, patch (on an object or its status), delete with
-DeleteOptions (grace period, preconditions, dry run) and deletecollection, each recorded
-in the audit log with the answer's code."""
+DeleteOptions (grace period, preconditions, dry run; JSON or protobuf) and
+deletecollection, the eviction and scale subresources, each recorded in the audit log
+with the answer's code."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import errors
+from . import errors, eviction, protobuf, scale
 from .auth import AuditLog, AuditRecord
 from .http import Request, Response, json_response
 from .reads import Reads
@@ -31,7 +32,10 @@ class Writes:
                sub: str | None, verb: str) -> Response:
         """The write `verb` names, audited whether it succeeds or fails."""
         try:
-            resp = self._mutate(req, rt, namespace, name, sub, verb)
+            if sub in rt.subresources:
+                resp = self._subresource(req, rt, namespace, name, sub or "", verb)
+            else:
+                resp = self._mutate(req, rt, namespace, name, sub, verb)
         except errors.ApiError as err:
             self._audit(req, rt, namespace, name, sub, verb, err.code, err.message)
             raise
@@ -73,11 +77,38 @@ class Writes:
             return self._delete(req, rt, namespace, name)
         return self._delete_collection(req, rt, namespace)
 
+    def _subresource(self, req: Request, rt: ResourceType, namespace: str, name: str,
+                     sub: str, verb: str) -> Response:
+        """A write to `pods/eviction` (create) or `<workload>/scale` (update, patch)."""
+        opts = self._options(req)
+        if sub == "eviction" and verb == "create":
+            dry_run = [req.query["dryRun"]] if req.query.get("dryRun") else []
+            code, status = eviction.evict(self.registry, namespace, name, self._body(req, "Eviction"),
+                                          dry_run, self.clock)
+            return json_response(code, status)
+        if sub == "scale" and verb == "update":
+            return json_response(200, scale.update(self.registry, rt, namespace, name,
+                                                   self._body(req, "Scale"), opts))
+        if sub == "scale" and verb == "patch":
+            ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip()
+            return json_response(200, scale.patch(self.registry, rt, namespace, name, ctype,
+                                                  self._body(req, "Scale"), opts))
+        raise errors.method_not_allowed()
+
+    @staticmethod
+    def _body(req: Request, kind: str) -> Any:
+        """The request's object, in JSON, YAML or (for the kinds kubectl sends so) protobuf."""
+        ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip()
+        body = protobuf.decode(req.body, kind) if ctype == protobuf.PROTOBUF and req.body else req.json()
+        if body is None:
+            raise errors.bad_request("the body of the request was empty")
+        return body
+
     def _write_result(self, req: Request, rt: ResourceType, result: Result) -> Response:
         return self.reads.object_response(req, rt, result.entry, 200, result.warnings)
 
     def _delete_options(self, req: Request) -> dict[str, Any]:
-        body = req.json() if req.body else None
+        body = self._body(req, "DeleteOptions") if req.body else None
         opts: dict[str, Any] = dict(body) if isinstance(body, dict) else {}
         if "gracePeriodSeconds" in req.query:
             opts["gracePeriodSeconds"] = req.query["gracePeriodSeconds"]
