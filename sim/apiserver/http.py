@@ -113,7 +113,10 @@ def json_response(code: int, obj: Any, headers: list[tuple[str, str]] | None = N
 
 
 def error_response(err: errors.ApiError) -> Response:
-    return json_response(err.code, err.status())
+    """A Status; a Retry-After header when it suggests a delay (responsewriters.ErrorNegotiated)."""
+    retry_after = (err.details or {}).get("retryAfterSeconds")
+    headers = [("Retry-After", str(retry_after))] if retry_after else []
+    return json_response(err.code, err.status(), headers)
 
 
 class Handler(BaseHTTPRequestHandler):

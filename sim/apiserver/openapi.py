@@ -1,18 +1,22 @@
-"""A minimal OpenAPI v3 surface: `/openapi/v3` (the index of group-version documents)
-and `/openapi/v3/<api|apis/g>/<v>` with one PATCH operation per served kind, tagged with
-`x-kubernetes-group-version-kind` and the `fieldValidation` parameter.
+"""The OpenAPI v3 surface: `/openapi/v3` (the index of group-version documents, each URL
+carrying the hash of its document's content, so clients' caches follow CRD changes) and
+`/openapi/v3/<api|apis/g>/<v>`: one PATCH operation per served kind, tagged with
+`x-kubernetes-group-version-kind` and the `fieldValidation` parameter, and the component
+schemas of the kinds (`openapi_schemas`).
 
-That is what kubectl reads to decide that the server validates fields itself
-(`kubectl apply`/`create` then send `fieldValidation=Strict` instead of downloading the
-full schema). Component schemas are not served; kubectl falls back to its compiled-in
-types for strategic merge patches, as documented in docs/sim.md.
+kubectl reads the operations to decide that the server validates fields itself
+(`kubectl apply`/`create` then send `fieldValidation=Strict`), and the schemas for
+`kubectl explain` and for strategic merge patches of built-in kinds.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import threading
 from typing import Any
 
+from .openapi_schemas import schemas_for
 from .resources import ResourceRegistry, ResourceType
 
 _PARAMS = [
@@ -44,7 +48,29 @@ def _gv_doc(types: list[ResourceType]) -> dict[str, Any]:
             },
         }
     return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"},
-            "paths": paths, "components": {"schemas": {}}}
+            "paths": paths, "components": {"schemas": schemas_for(types)}}
+
+
+_cache_lock = threading.Lock()
+_cache: dict[str, tuple[dict[str, Any], str]] = {}
+
+
+def _cached(types: list[ResourceType]) -> tuple[dict[str, Any], str]:
+    """(document, hash) for the kinds served, built once per distinct set of kinds and
+    custom schemas."""
+    key = json.dumps(sorted([r.group, r.version, r.plural, r.kind, r.namespaced, r.schema or {}]
+                            for r in types), sort_keys=True)
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit is None:
+        doc = _gv_doc(types)
+        digest = hashlib.sha512(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:128].upper()
+        hit = (doc, digest)
+        with _cache_lock:
+            if len(_cache) > 256:
+                _cache.clear()
+            _cache[key] = hit
+    return hit
 
 
 def index(types: ResourceRegistry) -> dict[str, Any]:
@@ -52,8 +78,7 @@ def index(types: ResourceRegistry) -> dict[str, Any]:
     for group, versions in types.group_versions().items():
         for version in versions:
             gv = _gv_path(group, version)
-            doc_hash = hashlib.sha256(repr(sorted(
-                (r.plural, r.kind) for r in types.in_group_version(group, version))).encode()).hexdigest()[:16].upper()
+            _doc, doc_hash = _cached(types.in_group_version(group, version))
             paths[gv] = {"serverRelativeURL": f"/openapi/v3/{gv}?hash={doc_hash}"}
     return {"paths": paths}
 
@@ -67,4 +92,4 @@ def document(types: ResourceRegistry, parts: list[str]) -> dict[str, Any] | None
     else:
         return None
     served = types.in_group_version(group, version)
-    return _gv_doc(served) if served else None
+    return _cached(served)[0] if served else None
