@@ -8,6 +8,7 @@ from __future__ import annotations
 from .attachdetach import AttachDetachController
 from .controller_config import ControllerConfig
 from .controller_manager import Loop
+from .disruption import DisruptionController
 from .nodelifecycle import NodeLifecycleController
 from .podgc import PodGCController
 from .statefulset import StatefulSetController
@@ -20,9 +21,11 @@ def controller_manager_loops(cfg: ControllerConfig) -> tuple[list[Loop], dict[st
     t = cfg.timings
     lifecycle, eviction, gc = NodeLifecycleController(cfg), TaintEvictionController(cfg), PodGCController(cfg)
     adc, sts, workloads = AttachDetachController(cfg), StatefulSetController(cfg), WorkloadControllers(cfg)
+    disruption = DisruptionController(cfg)
     loops: list[Loop] = [
         (t.node_monitor_period_s, lifecycle.run), (t.controller_period_s, lifecycle.tainting_pass),
         (t.controller_period_s, eviction.run), (t.pod_gc_period_s, gc.run), (t.controller_period_s, adc.run),
-        (t.controller_period_s, sts.run), (t.controller_period_s, workloads.run)]
+        (t.controller_period_s, sts.run), (t.controller_period_s, workloads.run),
+        (t.controller_period_s, disruption.run)]
     return loops, {"nodelifecycle": lifecycle, "tainteviction": eviction, "podgc": gc, "attachdetach": adc,
-                   "statefulset": sts, "workloads": workloads}
+                   "statefulset": sts, "workloads": workloads, "disruption": disruption}
