@@ -281,3 +281,36 @@ def test_eviction_rules_of_the_real_server(kubectl: Callable[..., str], core: cl
     assert evict(core, "db-5")[0] == 201
     assert "NotFound" in kubectl("get", "pod", "db-5", "-n", NS, ok=False)
     kubectl("delete", "pdb", "db-too", "-n", NS)
+
+
+def test_scale_subresource_rules(kubectl: Callable[..., str], core: client.CoreV1Api) -> None:
+    """ScaleREST through the official client: the Scale's fields, a stale resourceVersion
+    (409), a negative replica count (422)."""
+    apps = client.AppsV1Api(core.api_client)
+    kubectl("apply", "-f", "-", stdin=WORKLOADS)
+    scale = apps.read_namespaced_stateful_set_scale("db", NS)
+    sts = apps.read_namespaced_stateful_set("db", NS)
+    assert (scale.metadata.uid, scale.metadata.resource_version) == (sts.metadata.uid, sts.metadata.resource_version)
+    assert (scale.spec.replicas, scale.status.selector) == (sts.spec.replicas, "app=db")
+
+    apps.patch_namespaced_stateful_set_scale("db", NS, {"spec": {"replicas": 2}})
+    with pytest.raises(client.ApiException) as stale:
+        apps.replace_namespaced_stateful_set_scale("db", NS, scale)  # carries the old resourceVersion
+    assert stale.value.status == 409
+    with pytest.raises(client.ApiException) as negative:
+        apps.patch_namespaced_stateful_set_scale("db", NS, {"spec": {"replicas": -1}})
+    assert negative.value.status == 422
+    assert json.loads(negative.value.body)["message"] == (
+        'Scale.autoscaling "db" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0')
+    assert apps.read_namespaced_stateful_set("db", NS).spec.replicas == 2
+
+
+def test_an_unready_pod_is_evicted_without_spending_a_met_budget(kubectl: Callable[..., str],
+                                                                 core: client.CoreV1Api, kubelets: None) -> None:
+    kubectl("apply", "-f", "-", stdin=WORKLOADS)
+    owned_pod(kubectl, "db-7", "StatefulSet", "db", "app=db", "node-1", ready=False)
+    budget_status(kubectl, allowed=0, healthy=1, desired=1)
+    assert evict(core, "db-7")[0] == 201
+    assert "disruptedPods" not in get(kubectl, "pdb", "db")["status"] or \
+        "db-7" not in get(kubectl, "pdb", "db")["status"]["disruptedPods"]
+    assert "NotFound" in kubectl("get", "pod", "db-7", "-n", NS, ok=False)
