@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from sim.apiserver.errors import ApiError
 from sim.apiserver.server import ApiServer
 
 pytestmark = [
@@ -91,7 +92,7 @@ def kubelets(api_server: ApiServer) -> Iterator[None]:
                 if meta.get("deletionTimestamp"):
                     try:
                         api_server.registry.delete(pods, meta["namespace"], meta["name"], 0)
-                    except Exception:  # noqa: BLE001 - gone meanwhile
+                    except ApiError:  # gone meanwhile
                         pass
 
     thread = threading.Thread(target=confirm, daemon=True)
