@@ -30,6 +30,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
                                "subresources": {"status": {}},
                                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
                                    "spec": {"type": "object", "properties": {"n": {"type": "integer"}}}}}}}]}})
+    srv.registry.create(srv.resource("statefulsets", "apps"), "default", {
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "s"},
+        "spec": {"replicas": 1, "serviceName": "s", "selector": {"matchLabels": {"app": "x"}},
+                 "template": {"metadata": {"labels": {"app": "x"}},
+                              "spec": {"containers": [{"name": "c", "image": "pause"}]}}}})
+    srv.registry.create(srv.resource("poddisruptionbudgets", "policy"), "default", {
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "b"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"name": "p1"}}}})
     yield srv
     srv.stop()
 
@@ -61,6 +69,8 @@ PATHS = [
     "/apis/example.com/v1/namespaces/default/things", "/apis/example.com/v1/namespaces/default/things/t/status",
     "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", "/api", "/apis", "/api/v1", "/version",
     "/openapi/v3", "/openapi/v3/api/v1", "/sim/v1/invariants", "/metrics",
+    "/api/v1/namespaces/default/pods/p1/eviction", "/apis/apps/v1/namespaces/default/statefulsets/s/scale",
+    "/apis/policy/v1/namespaces/default/poddisruptionbudgets/b", "/apis/apps/v1/namespaces/default/daemonsets",
 ]
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=20),
