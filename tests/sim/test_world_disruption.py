@@ -96,6 +96,8 @@ def test_kubectl_drain_on_a_running_world(make_cluster: Callable[..., Cluster]) 
     """The disruption controller opens the budget, drain evicts one pod at a time, the
     ReplicaSet replaces it elsewhere, the budget closes and opens again."""
     cluster = make_cluster(nodes=2, time_scale=0.02, workloads=["web=deployment:2"])
+    cluster.wait_for(lambda: len(cluster.list("pods", "default")) == 2, timeout=15,
+                     message="the Deployment's two pods")
     names = sorted(p["metadata"]["name"] for p in cluster.list("pods", "default"))
     wait_running(cluster, names, timeout=30)
     cluster.apply_manifest(PDB)
