@@ -61,3 +61,18 @@ def apply_security(api: Any, policy_doc: dict[str, Any] | None = None) -> list[d
         api.registry.create(rt, doc["metadata"].get("namespace", ""), doc)
     api.enable_rbac()
     return docs
+
+
+def operator_user(api: Any, name: str, cluster_role: str | None = f"{RELEASE}-operator") -> str:
+    """A person `name` with a token of their own (what their kubeconfig holds), bound to
+    the chart's operator ClusterRole (or to `cluster_role`; None: bound to nothing).
+    Returns the token."""
+    token: str = api.add_identity(name)
+    if cluster_role:
+        rt = api.types.by_kind("rbac.authorization.k8s.io/v1", "ClusterRoleBinding")
+        api.registry.create(rt, "", {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"{name}-{cluster_role}"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}]})
+    return token
