@@ -131,13 +131,13 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
 def test_an_operator_with_the_role_acts_and_is_recorded_by_username(sim: Sim) -> None:
     asked = sim.call("alice", "POST", BASE, {"node": "node-1", "reason": "disk controller hung"})
     assert asked.status_code == 201, asked.get_json()
-    stored = sim.svc.kube.get_remediation("node-1")  # type: ignore[attr-defined]
+    stored = sim.svc.kube.get_remediation("node-1")
     assert stored["spec"]["trigger"]["requestedBy"] == "alice"
     assert stored["status"]["phase"] == "AwaitingApproval"
 
     approved = sim.call("dave", "POST", f"{BASE}/node-1/approve")
     assert approved.status_code == 200, approved.get_json()
-    stored = sim.svc.kube.get_remediation("node-1")  # type: ignore[attr-defined]
+    stored = sim.svc.kube.get_remediation("node-1")
     assert stored["status"]["approval"]["approvedBy"] == "dave"
 
     events = client.EventsV1Api(sim.admin)
@@ -177,12 +177,12 @@ def test_asking_is_not_approving(sim: Sim) -> None:
     """erin may ask for a remediation but not approve one: the verbs are separate."""
     asked = sim.call("erin", "POST", BASE, {"node": "node-2", "reason": "erin asks"})
     assert asked.status_code == 201, asked.get_json()
-    assert sim.svc.kube.get_remediation("node-2")["spec"]["trigger"]["requestedBy"] == "erin"  # type: ignore[attr-defined]
+    assert sim.svc.kube.get_remediation("node-2")["spec"]["trigger"]["requestedBy"] == "erin"
     refused = sim.call("erin", "POST", f"{BASE}/node-2/approve")
     assert refused.status_code == 403
     assert refused.get_json()["missing"] == {"verb": "approve", "group": "nodewarden.io",
                                              "resource": "noderemediations", "name": "node-2"}
-    stored = sim.svc.kube.get_remediation("node-2")  # type: ignore[attr-defined]
+    stored = sim.svc.kube.get_remediation("node-2")
     assert stored["status"]["phase"] == "AwaitingApproval" and "approval" not in stored["status"]
 
 
