@@ -26,12 +26,14 @@ from harness.chart import apply_security, operator_user
 from harness.world import policy as remediation_policy
 from sim.apiserver.auth import Identity as SimIdentity
 from sim.apiserver.http import OpenGate
+from sim.apiserver.reviews import API_AUDIENCES
 from sim.apiserver.server import WEBHOOK, ApiServer
 from tests.conftest import start_api_server
 from tests.webhook.conftest import AM_TOKEN, alert, message
 from webhook.app import create_app
 from webhook.kube import RealWebhookKube
 from webhook.policy import parse_policy
+from webhook.reviews import RealReviewApi, ReviewedUser, Reviewer
 from webhook.services import Services
 from webhook.settings import WebhookSettings
 
@@ -231,3 +233,13 @@ def test_an_api_outage_answers_503_and_nothing_is_done(sim: Sim, verdict: str) -
     assert sim.sample("nodewarden_webhook_auth_review_failures_total", review="access",
                       reason="unavailable") >= failures + 1
     assert sim.sample("nodewarden_webhook_auth_review_failures_total", review="token", reason="unavailable") >= 1
+
+
+def test_a_token_is_accepted_only_for_the_configured_audiences(sim: Sim) -> None:
+    """The simulator's tokens, like kubectl's static and legacy tokens, are valid for the
+    API server's own audience only: a webhook that asks for `nodewarden` refuses them."""
+    api = RealReviewApi(sim.svc.kube.kube)  # type: ignore[attr-defined]
+    ours = Reviewer(api, RealClock(), audiences=("nodewarden",))
+    assert ours.authenticate(sim.tokens["alice"]) is None
+    the_servers = Reviewer(api, RealClock(), audiences=(*API_AUDIENCES, "nodewarden"))
+    assert the_servers.authenticate(sim.tokens["alice"]) == ReviewedUser("alice", groups=("system:authenticated",))
