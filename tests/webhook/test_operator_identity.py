@@ -243,3 +243,11 @@ def test_a_token_is_accepted_only_for_the_configured_audiences(sim: Sim) -> None
     assert ours.authenticate(sim.tokens["alice"]) is None
     the_servers = Reviewer(api, RealClock(), audiences=(*API_AUDIENCES, "nodewarden"))
     assert the_servers.authenticate(sim.tokens["alice"]) == ReviewedUser("alice", groups=("system:authenticated",))
+
+
+def test_a_username_too_long_to_record_is_refused_not_cut(sim: Sim) -> None:
+    long_name = "oidc:https://login.example.com/" + "x" * 240
+    token = operator_user(sim.api, long_name)
+    answer = sim.call(token, "POST", BASE, {"node": "node-3", "reason": "who am I"})
+    assert answer.status_code == 403 and answer.get_json()["reason"] == "UsernameTooLong"
+    assert sim.svc.cache.remediation("node-3") is None

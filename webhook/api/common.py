@@ -25,6 +25,7 @@ from webhook.reviews import Attributes, ReviewsBusy, ReviewUnavailable
 from webhook.services import ApiProblem, services
 
 log = logging.getLogger(__name__)
+MAX_USERNAME = 253  # the NodeRemediation's spec.trigger.requestedBy maxLength
 
 
 class Verb:
@@ -77,7 +78,17 @@ def authorize(identity: Identity, verb: str, node: str = "") -> Identity:
     if identity.user is None:
         return identity  # a static operator token: every operator action
     svc = services()
-    assert svc.reviewer is not None  # a reviewed identity comes from the reviewer
+    if svc.reviewer is None:  # cannot happen: a reviewed identity comes from the reviewer
+        raise ApiProblem(503, "operator reviews are not configured", reason="ReviewUnavailable")
+    if len(identity.name) > MAX_USERNAME:
+        # spec.trigger.requestedBy holds at most 253 characters; a cut name could be
+        # someone else's, so the action is refused rather than recorded wrongly.
+        raise ApiProblem(
+            403,
+            f"a username longer than {MAX_USERNAME} characters cannot be recorded; "
+            "act with a shorter identity",
+            reason="UsernameTooLong",
+        )
     attributes = Attributes(verb=verb, name=node)
     try:
         decision = svc.reviewer.authorize(identity.user, attributes)
