@@ -178,7 +178,12 @@ def load_credentials(settings: WebhookSettings) -> Credentials:
             "set alertmanager_token_file or alertmanager_username/alertmanager_password_file "
             "(or allow_unauthenticated for development)",
         )
-    mode = OperatorAuth(settings.operator_auth)
+    try:
+        mode = OperatorAuth(settings.operator_auth)
+    except ValueError:
+        raise SettingsError(
+            "operator_auth", f"expected static, kubernetes or both, got {settings.operator_auth!r}"
+        ) from None
     operators: tuple[tuple[bytes, str], ...] = ()
     if mode is OperatorAuth.KUBERNETES:
         if settings.operator_token_file:
