@@ -58,6 +58,8 @@ class Kube:
         self.events = client.EventsV1Api(self.api_client)
         self.version = client.VersionApi(self.api_client)
         self.admission = client.AdmissionregistrationV1Api(self.api_client)
+        self.authentication = client.AuthenticationV1Api(self.api_client)  # TokenReview
+        self.authorization = client.AuthorizationV1Api(self.api_client)  # SubjectAccessReview
 
     @property
     def timeout(self) -> tuple[float, float]:

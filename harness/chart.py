@@ -9,7 +9,9 @@ product identity with exactly the permissions an install would give it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +63,25 @@ def apply_security(api: Any, policy_doc: dict[str, Any] | None = None) -> list[d
         api.registry.create(rt, doc["metadata"].get("namespace", ""), doc)
     api.enable_rbac()
     return docs
+
+
+def operator_user(api: Any, name: str, cluster_role: str | None = f"{RELEASE}-operator") -> str:
+    """A person `name` with a token of their own (what their kubeconfig holds), bound to
+    the chart's operator ClusterRole (or to `cluster_role`; None: bound to nothing).
+    Returns the token."""
+    token: str = api.add_identity(name)
+    if cluster_role:
+        rt = api.types.by_kind("rbac.authorization.k8s.io/v1", "ClusterRoleBinding")
+        api.registry.create(rt, "", {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"{_object_name(name)}-{cluster_role}"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}]})
+    return token
+
+
+def _object_name(user: str) -> str:
+    """`user` if it is a valid object name, else a stable one derived from it."""
+    if len(user) <= 100 and re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", user):
+        return user
+    return "user-" + hashlib.sha256(user.encode()).hexdigest()[:16]

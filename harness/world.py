@@ -258,6 +258,8 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
                 env = {k: v for k, v in os.environ.items() if not k.startswith("NODEWARDEN_")}
                 env.update(NODEWARDEN_KUBECONFIG=str(cluster.kubeconfig("webhook")),
                            NODEWARDEN_OPERATOR_TOKEN_FILE=str(tmp / "op-token"),
+                           # the static token above, or a person's own (harness.chart.operator_user)
+                           NODEWARDEN_OPERATOR_AUTH="both",
                            NODEWARDEN_ALERTMANAGER_TOKEN_FILE=str(tmp / "am-token"),
                            NODEWARDEN_POLICY_FILE=str(tmp / "policy.yaml"), NODEWARDEN_BIND=f"127.0.0.1:{port}",
                            NODEWARDEN_WORKERS="2", NODEWARDEN_INSTANCE=f"webhook-{replica}",

@@ -21,7 +21,7 @@ from werkzeug.sansio.response import Response as BaseResponse
 
 from core.clock import Clock, RealClock
 from core.events import EventRecorder
-from core.kube import KubeError, Unavailable, load_kube
+from core.kube import Kube, KubeError, Unavailable, load_kube
 from webhook.actions import Actions
 from webhook.api.alerts import bp as alerts_bp
 from webhook.api.ops import bp as ops_bp
@@ -34,6 +34,7 @@ from webhook.kube import RealWebhookKube, Resource, WebhookKube
 from webhook.ledger import RateLedger
 from webhook.metrics import ClusterStateCollector, WebhookMetrics
 from webhook.policy import Policy, load_policy
+from webhook.reviews import RealReviewApi, ReviewApi, Reviewer, ReviewKind
 from webhook.services import EXTENSION, Services
 from webhook.settings import WebhookSettings
 from webhook.watch import Watcher
@@ -98,9 +99,12 @@ def create_app(
     policy: Policy | None = None,
     credentials: Credentials | None = None,
     metrics: WebhookMetrics | None = None,
+    reviews: ReviewApi | None = None,
     start: bool = True,
 ) -> Flask:
-    """Build the app. `start=False` leaves the watcher and Event threads unstarted."""
+    """Build the app. `start=False` leaves the watcher and Event threads unstarted.
+    `reviews` answers operators' TokenReviews and SubjectAccessReviews (default: the
+    API server behind `kube`)."""
     clock = clock or RealClock()
     policy = policy if policy is not None else load_policy(settings.policy_file)
     credentials = credentials if credentials is not None else load_credentials(settings)
@@ -111,6 +115,7 @@ def create_app(
             settings.pause_configmap,
         )
     metrics = metrics or WebhookMetrics()
+    reviewer = _reviewer(settings, credentials, kube, reviews, clock, metrics)
     cache = ClusterCache()
     m = metrics
 
@@ -152,6 +157,7 @@ def create_app(
         decisions=decisions,
         actions=actions,
         intake=AlertIntake(actions, decisions, policy, clock, metrics),
+        reviewer=reviewer,
     )
 
     app = WebhookFlask("webhook")
@@ -169,6 +175,42 @@ def create_app(
         watcher.start()
         recorder.start()
     return app
+
+
+def _reviewer(
+    settings: WebhookSettings,
+    credentials: Credentials,
+    kube: WebhookKube,
+    reviews: ReviewApi | None,
+    clock: Clock,
+    metrics: WebhookMetrics,
+) -> Reviewer | None:
+    """The operators' TokenReview/SubjectAccessReview client, when Kubernetes tokens count."""
+    if not credentials.reviews_tokens:
+        return None
+    if reviews is None:
+        real = getattr(kube, "kube", None)
+        if not isinstance(real, Kube):
+            raise ValueError("operator_auth needs a ReviewApi, or a kube backed by the API server")
+        reviews = RealReviewApi(real)
+    m = metrics
+
+    def observe(kind: ReviewKind, seconds: float) -> None:
+        m.child(m.auth_reviews, str(kind)).observe(seconds)
+
+    def failed(kind: ReviewKind, reason: str) -> None:
+        m.child(m.auth_review_failures, str(kind), reason).inc()
+
+    return Reviewer(
+        reviews,
+        clock,
+        audiences=tuple(settings.operator_token_audiences),
+        cache_s=settings.operator_review_cache_s,
+        cache_size=settings.operator_review_cache_size,
+        max_in_flight=settings.operator_reviews_in_flight,
+        observe=observe,
+        failed=failed,
+    )
 
 
 def _install_error_handlers(app: Flask) -> None:

@@ -1,11 +1,22 @@
 """Who may call what: the Alertmanager credential posts alerts, operators use the rest.
 
 Alertmanager's `http_config` sends either `Authorization: Bearer <token>` or HTTP basic
-auth; both may be configured. Operators send `Authorization: Bearer <token>`; the
-operator token file holds one token per line, optionally as `name:token` so that
-records say who acted (`requestedBy`, `approvedBy`). Every comparison is constant-time
-over SHA-256 digests, so neither content nor length leaks. The two roles never share a
-credential: start-up fails if they do.
+auth; both may be configured. Its credential is only ever compared with the configured
+secrets: never sent anywhere.
+
+Operators send `Authorization: Bearer <token>`; `operator_auth` says which tokens count:
+- `static`: the operator token file, one token per line, optionally as `name:token` so
+  that records say who acted (`requestedBy`, `approvedBy`); such an operator may do
+  everything the operator API offers;
+- `kubernetes`: the operator's own Kubernetes token, handed to the `review` callable
+  (a TokenReview, `webhook.reviews`); the identity is the username the API server
+  reports, and each action is then authorized with a SubjectAccessReview
+  (`webhook.api.common.operator`);
+- `both`: a static operator token first, any other bearer token as in `kubernetes`.
+
+Every comparison with a static secret is constant-time over SHA-256 digests, so neither
+content nor length leaks. The two roles never share a credential: start-up fails if they
+do.
 """
 
 from __future__ import annotations
@@ -15,9 +26,11 @@ import binascii
 import enum
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.settings import SettingsError, read_secret_file
+from webhook.reviews import ReviewedUser
 from webhook.settings import WebhookSettings
 
 
@@ -26,10 +39,24 @@ class Role(enum.StrEnum):
     OPERATOR = "operator"
 
 
+class OperatorAuth(enum.StrEnum):
+    STATIC = "static"
+    KUBERNETES = "kubernetes"
+    BOTH = "both"
+
+
 @dataclass(frozen=True)
 class Identity:
     role: Role
     name: str
+    # Set when the API server vouched for the caller (TokenReview): its actions are then
+    # authorized by SubjectAccessReview. None: a static credential.
+    user: ReviewedUser | None = None
+
+
+# A bearer token -> the Kubernetes user it belongs to, None if it is nobody's; raises
+# webhook.reviews.ReviewUnavailable / ReviewsBusy when it cannot tell.
+TokenReview = Callable[[str], ReviewedUser | None]
 
 
 class AuthError(Exception):
@@ -49,9 +76,16 @@ class Credentials:
     operator_tokens: tuple[tuple[bytes, str], ...] = ()
     open: bool = False
     schemes: tuple[str, ...] = field(default=("Bearer",))
+    operator_auth: OperatorAuth = OperatorAuth.STATIC
 
-    def identify(self, authorization: str | None) -> Identity:
-        """The caller behind an `Authorization` header, or `AuthError`."""
+    @property
+    def reviews_tokens(self) -> bool:
+        return not self.open and self.operator_auth is not OperatorAuth.STATIC
+
+    def identify(self, authorization: str | None, review: TokenReview | None = None) -> Identity:
+        """The caller behind an `Authorization` header, or `AuthError`. A bearer token
+        that matches no static secret goes to `review` when given and `operator_auth`
+        allows Kubernetes tokens (the operator API passes it, Alertmanager's never does)."""
         if self.open:
             return Identity(Role.OPERATOR, "anonymous")
         if not authorization:
@@ -59,12 +93,20 @@ class Credentials:
         scheme, _, value = authorization.strip().partition(" ")
         value = value.strip()
         if scheme.lower() == "bearer" and value:
-            return self._bearer(_digest(value))
+            found = self._bearer(_digest(value))
+            if found is not None:
+                return found
+            if review is not None and self.reviews_tokens:
+                user = review(value)
+                if user is not None:
+                    return Identity(Role.OPERATOR, user.username, user)
+                raise AuthError("the Kubernetes API server does not accept this token")
+            raise AuthError("invalid credentials")
         if scheme.lower() == "basic" and value:
             return self._basic(value)
         raise AuthError("unsupported authorization scheme")
 
-    def _bearer(self, digest: bytes) -> Identity:
+    def _bearer(self, digest: bytes) -> Identity | None:
         found: Identity | None = None
         for known in self.alertmanager_tokens:
             if hmac.compare_digest(known, digest):
@@ -72,8 +114,6 @@ class Credentials:
         for known, name in self.operator_tokens:
             if hmac.compare_digest(known, digest):
                 found = Identity(Role.OPERATOR, name)
-        if found is None:
-            raise AuthError("invalid credentials")
         return found
 
     def _basic(self, value: str) -> Identity:
@@ -138,9 +178,26 @@ def load_credentials(settings: WebhookSettings) -> Credentials:
             "set alertmanager_token_file or alertmanager_username/alertmanager_password_file "
             "(or allow_unauthenticated for development)",
         )
-    if not settings.operator_token_file:
-        raise SettingsError("operator_token_file", "required (operators authenticate with a token)")
-    operators = _operator_tokens(settings.operator_token_file)
+    try:
+        mode = OperatorAuth(settings.operator_auth)
+    except ValueError:
+        raise SettingsError(
+            "operator_auth", f"expected static, kubernetes or both, got {settings.operator_auth!r}"
+        ) from None
+    operators: tuple[tuple[bytes, str], ...] = ()
+    if mode is OperatorAuth.KUBERNETES:
+        if settings.operator_token_file:
+            raise SettingsError(
+                "operator_token_file",
+                "not used with operator_auth=kubernetes: remove it, or set operator_auth=both",
+            )
+    else:
+        if not settings.operator_token_file:
+            raise SettingsError(
+                "operator_token_file",
+                f"required with operator_auth={mode} (or set operator_auth=kubernetes)",
+            )
+        operators = _operator_tokens(settings.operator_token_file)
     if any(digest in am_tokens for digest, _ in operators):
         raise SettingsError("operator_token_file", "operators must not share Alertmanager's token")
     return Credentials(
@@ -148,4 +205,5 @@ def load_credentials(settings: WebhookSettings) -> Credentials:
         alertmanager_basic=am_basic,
         operator_tokens=operators,
         schemes=tuple(schemes),
+        operator_auth=mode,
     )

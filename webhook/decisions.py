@@ -147,4 +147,6 @@ class LineFolder:
 
 def _note(verdict: Verdict, ctx: Context) -> str:
     who = f"{ctx.alert_name} ({ctx.alert_status})" if ctx.alert_name else ctx.source
+    if ctx.actor and not ctx.alert_name:
+        who = f"{who} {ctx.actor}"  # the authenticated operator: "[operator alice]"
     return f"{verdict.outcome}: {verdict.message} [{who}]"

@@ -90,6 +90,21 @@ class WebhookMetrics:
             ["reason"],
             registry=r,
         )
+        self.auth_reviews = Histogram(
+            PREFIX + "auth_review_duration_seconds",
+            "Time the API server took to answer an operator's TokenReview (review=token) "
+            "or SubjectAccessReview (review=access); cached answers are not timed.",
+            ["review"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.auth_review_failures = Counter(
+            PREFIX + "auth_review_failures_total",
+            "Reviews of operators' Kubernetes credentials that gave no answer, by review and "
+            "reason (unavailable, refused, malformed: answered 503; busy: 429).",
+            ["review", "reason"],
+            registry=r,
+        )
         self.kube_errors = Counter(
             PREFIX + "kube_errors_total",
             "Kubernetes API calls that failed, by operation and error.",

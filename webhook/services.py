@@ -23,6 +23,7 @@ from webhook.intake import AlertIntake
 from webhook.kube import WebhookKube
 from webhook.metrics import ClusterStateCollector, WebhookMetrics
 from webhook.policy import Policy
+from webhook.reviews import Reviewer
 from webhook.settings import WebhookSettings
 from webhook.watch import Watcher
 from webhook.writer import RemediationWriter
@@ -60,6 +61,7 @@ class Services:
     decisions: Decisions
     actions: Actions
     intake: AlertIntake
+    reviewer: Reviewer | None = None  # operators' Kubernetes tokens (operator_auth != static)
     reachable_at: float = -1.0  # monotonic time of the last successful ping
 
     def stop(self) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core import names
 from core.settings import SettingsError, load_settings
 
 ENV_PREFIX = "NODEWARDEN_"
+OPERATOR_AUTH_MODES = ("static", "kubernetes", "both")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,14 @@ class WebhookSettings:
     alertmanager_username: str | None = None
     alertmanager_password_file: str | None = None
     operator_token_file: str | None = None
+    # How operators authenticate: static (named tokens from operator_token_file),
+    # kubernetes (their own Kubernetes token: TokenReview, then a SubjectAccessReview
+    # per action), or both (a static token first, else Kubernetes).
+    operator_auth: str = "static"
+    operator_token_audiences: list[str] = field(default_factory=list)  # TokenReview audiences
+    operator_review_cache_s: float = 10.0  # positive reviews are reused this long (0: never)
+    operator_review_cache_size: int = 4096  # entries per worker process, per kind of review
+    operator_reviews_in_flight: int = 8  # per worker process; beyond it: 429 at once
     allow_unauthenticated: bool = False  # development only: no credential is checked
     # Kubernetes.
     kubeconfig: str | None = None  # else $KUBECONFIG, else in-cluster
@@ -62,6 +71,17 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> WebhookSettings:
         raise SettingsError("decision_log_window_s", "must not be negative (0 logs every decision)")
     if settings.event_queue_size < 1:
         raise SettingsError("event_queue_size", "must be at least 1")
+    if settings.operator_auth not in OPERATOR_AUTH_MODES:
+        raise SettingsError(
+            "operator_auth", f"expected one of {', '.join(OPERATOR_AUTH_MODES)}, "
+            f"got {settings.operator_auth!r}"
+        )
+    if settings.operator_review_cache_s < 0 or settings.operator_review_cache_s > 300:
+        raise SettingsError("operator_review_cache_s", "must be between 0 and 300 seconds")
+    if settings.operator_review_cache_size < 1:
+        raise SettingsError("operator_review_cache_size", "must be at least 1")
+    if settings.operator_reviews_in_flight < 1:
+        raise SettingsError("operator_reviews_in_flight", "must be at least 1")
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(
             "log_level", f"expected DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}"

@@ -7,29 +7,69 @@ and pkg/registry/authentication:
 - an access review asks the same authorizer that guards requests; with RBAC off
   (AlwaysAllow) every review is allowed;
 - a LocalSubjectAccessReview's namespace must be the URL's (400 otherwise);
-- a TokenReview of an unknown token answers `authenticated: false`, never an error;
-- the answer echoes the spec, with `metadata.creationTimestamp: null`, code 201.
+- a TokenReview of an unknown token answers `authenticated: false`, never an error; an
+  empty token is a 400 ("token is required for TokenReview in authentication");
+- audiences (pkg/registry/authentication/tokenreview/storage.go, and
+  `authenticator.WrapAudienceAgnosticToken`): the review asks for `spec.audiences`, or
+  the API server's own (`--api-audiences`) when empty; the simulator's tokens are
+  audience-agnostic, as static and legacy tokens are, so they authenticate only when the
+  requested audiences include one of the API server's, and `status.audiences` is that
+  intersection;
+- the answer echoes the spec, with `metadata.creationTimestamp: null`, code 201;
+- every review is a create in the audit log, as kube-apiserver's audit records it.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from . import errors
-from .auth import Identities, Identity
+from .auth import AuditLog, AuditRecord, Identities, Identity
 from .rbac import MASTERS, Attributes, Authorizer
 from .resources import ResourceType
 
 Answer = tuple[int, dict[str, Any]]
+API_AUDIENCES = ("https://kubernetes.default.svc.cluster.local",)  # kube-apiserver's default
 
 
 class Reviews:
-    def __init__(self, identities: Identities, authorizer: Callable[[], Authorizer | None]) -> None:
+    def __init__(self, identities: Identities, authorizer: Callable[[], Authorizer | None],
+                 audit: AuditLog | None = None, clock: Callable[[], float] = time.time,
+                 api_audiences: tuple[str, ...] = API_AUDIENCES) -> None:
         self.identities = identities
         self.authorizer = authorizer
+        self.audit = audit
+        self.clock = clock
+        self.api_audiences = api_audiences
 
     def create(self, rt: ResourceType, namespace: str, body: Any, caller: Identity) -> Answer:
+        try:
+            code, out = self._answer(rt, namespace, body, caller)
+        except errors.ApiError as err:
+            self._audit(rt, namespace, caller, err.code, err.message)
+            raise
+        self._audit(rt, namespace, caller, code, "")
+        return code, out
+
+    def _audit(self, rt: ResourceType, namespace: str, caller: Identity, code: int, detail: str) -> None:
+        if self.audit is not None:
+            self.audit.record(AuditRecord(self.clock(), caller.name, "create", f"{rt.plural}.{rt.group}",
+                                          namespace, "", "", code, detail[:300], credential=caller.handle))
+
+    def _token(self, spec: dict[str, Any]) -> dict[str, Any]:
+        token = spec.get("token")
+        if not isinstance(token, str) or not token:
+            raise errors.bad_request("token is required for TokenReview in authentication")
+        requested = spec.get("audiences") or list(self.api_audiences)
+        audiences = [a for a in self.api_audiences if a in requested]
+        found = self.identities.lookup(token)
+        if found is None or not audiences:
+            return {"user": {}}
+        return {"authenticated": True, "user": found.user_info(), "audiences": audiences}
+
+    def _answer(self, rt: ResourceType, namespace: str, body: Any, caller: Identity) -> Answer:
         if not isinstance(body, dict):
             raise errors.bad_request(f"the body of the request could not be decoded as a {rt.kind}")
         raw_spec = body.get("spec")
@@ -55,10 +95,7 @@ class Reviews:
         elif rt.kind == "SelfSubjectRulesReview":
             out["status"] = self._rules(caller, str(spec.get("namespace") or ""))
         elif rt.kind == "TokenReview":
-            found = self.identities.lookup(str(spec.get("token") or ""))
-            out["status"] = ({"authenticated": True, "user": found.user_info(),
-                              "audiences": ["https://kubernetes.default.svc.cluster.local"]}
-                             if found else {"user": {}})
+            out["status"] = self._token(spec)
         elif rt.kind == "SelfSubjectReview":
             out["status"] = {"userInfo": caller.user_info()}
             out.pop("spec")

@@ -70,7 +70,7 @@ class ApiServer:
         self.identities.add(service_account(WEBHOOK))
         self.identities.add(service_account(CONTROLLER))
         self.authorizer = rbac.Authorizer(self.store)
-        self.routes.reviews = Reviews(self.identities, lambda: self.routes.authorizer)
+        self.routes.reviews = Reviews(self.identities, lambda: self.routes.authorizer, self.audit, clock)
         self.registry.validating.append(PolicyAdmission(self.store))
         for ns in SYSTEM_NAMESPACES:
             self.registry.create(self.types.lookup("", "v1", "namespaces"), "",  # type: ignore[arg-type]

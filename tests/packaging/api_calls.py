@@ -39,13 +39,15 @@ API_MODULES = {  # file -> the identities that run it (core/kube.py: see importe
     "webhook/kube.py": ("webhook",),
     "controller/kube.py": ("controller",),
     "node_agent/kube.py": ("agent",),
+    "webhook/reviews.py": ("webhook",),  # operators' TokenReviews and SubjectAccessReviews
 }
 SHARED = "core/kube.py"
 # core.kube.Kube's attributes -> the client's API classes (`kube.core.read_node`, ...).
 API_CLASSES = {attr: type(api) for attr, api in vars(Kube(client.ApiClient())).items()
                if type(api).__module__.startswith("kubernetes.client.api.")}
 CLUSTER_SCOPED = {"nodes", "volumeattachments", "namespaces", names.PLURAL,
-                  "validatingadmissionpolicies", "validatingadmissionpolicybindings"}
+                  "validatingadmissionpolicies", "validatingadmissionpolicybindings",
+                  "tokenreviews", "subjectaccessreviews"}
 NAMESPACED = {"pods", "events", "configmaps", "leases", "secrets"}
 
 # Symbolic namespaces, resolved by the test from the chart's values.

@@ -92,6 +92,26 @@ def test_the_webhook_accepts_its_settings_secrets_and_policy(value_set: str, tmp
         assert settings.max_body_bytes == 2097152 and settings.watch_timeout_s == 600
 
 
+@pytest.mark.parametrize("mode", ["kubernetes", "both", "static"])
+def test_each_operator_auth_mode_starts_with_exactly_what_it_needs(mode: str, tmp_path: Path) -> None:
+    """kubernetes: no operator token Secret at all, and the webhook may create reviews;
+    static: no review permission; both: both."""
+    docs = render({"auth": {"operatorAuth": mode, "operatorAudiences": ["nodewarden"]}})
+    env, _ = materialize(docs, "Deployment", "webhook", tmp_path)
+    settings = validate_webhook(env, check_kube=False)
+    assert settings.operator_auth == mode and settings.operator_token_audiences == ["nodewarden"]
+    secrets = {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"}
+    assert ("nodewarden-operator-tokens" in secrets) is (mode != "kubernetes")
+    assert (settings.operator_token_file is not None) is (mode != "kubernetes")
+    webhook_rules = find(docs, "ClusterRole", "nodewarden-webhook")["rules"]
+    reviews = [r for r in webhook_rules if set(r["resources"]) & {"tokenreviews", "subjectaccessreviews"}]
+    assert len(reviews) == (0 if mode == "static" else 2)
+    assert all(r["verbs"] == ["create"] for r in reviews)
+    operator_role = find(docs, "ClusterRole", "nodewarden-operator")
+    assert operator_role["rules"] == [{"apiGroups": ["nodewarden.io"], "resources": ["noderemediations"],
+                                       "verbs": ["get", "list", "watch", "create", "approve", "cancel"]}]
+
+
 @pytest.mark.parametrize("value_set", GENERATED)
 def test_the_controller_accepts_its_settings_and_key(value_set: str, tmp_path: Path) -> None:
     env, argv = materialize(render(VALUE_SETS[value_set]), "Deployment", "controller", tmp_path)

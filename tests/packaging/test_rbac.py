@@ -18,6 +18,7 @@ import pytest
 import requests
 import yaml
 
+from harness.chart import operator_user
 from harness.waits import ready, wait_running
 from harness.world import OPERATOR_TOKEN, nodewarden_world, policy
 from tests.packaging.api_calls import (
@@ -187,6 +188,12 @@ def test_the_requests_the_processes_make_are_granted_and_are_the_ones_the_code_s
         assert operator(w, f"/{approval}/cancel", {"reason": "rbac test"}).status_code == 200
         w.wait_phase(approval, "Cancelled", timeout=10)
         assert operator(w, "", {"node": approval, "reason": "rbac test, again"}).status_code == 201
+        # A person with their own Kubernetes token: the webhook reviews it (TokenReview)
+        # and the action (SubjectAccessReview) with its own account.
+        person = operator_user(c.api, "olivia")
+        listed = requests.get(f"{w.webhook_url}/api/v1/remediations", headers={"Authorization": f"Bearer {person}"},
+                              timeout=10)
+        assert listed.status_code == 200, listed.text
 
         rem = w.wait_phase(kubelet, "AwaitingNodeReady", timeout=60)
         assert rem["status"].get("agentReport"), "the agent reported its fence through /status"

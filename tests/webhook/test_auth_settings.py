@@ -177,3 +177,47 @@ def test_startup_validation_names_what_to_fix(tmp_path: Path) -> None:
     with pytest.raises(StartupError) as err:
         validate({**env, "NODEWARDEN_KUBECONFIG": str(tmp_path / "absent")})
     assert "kubeconfig" in str(err.value.code)
+
+
+def test_operator_auth_modes_need_exactly_their_secrets(tmp_path: Path) -> None:
+    p = secrets(tmp_path, am="tok-am", op="alice:tok-a")
+    with pytest.raises(SettingsError, match="operator_token_file"):
+        load_credentials(WebhookSettings(alertmanager_token_file=p["am"], operator_token_file=p["op"],
+                                         operator_auth="kubernetes"))
+    kube = load_credentials(WebhookSettings(alertmanager_token_file=p["am"], operator_auth="kubernetes"))
+    assert kube.reviews_tokens and not kube.operator_tokens
+    for mode in ("static", "both"):
+        with pytest.raises(SettingsError, match="operator_token_file"):
+            load_credentials(WebhookSettings(alertmanager_token_file=p["am"], operator_auth=mode))
+    with pytest.raises(SettingsError, match="operator_auth"):
+        settings_from_env({"NODEWARDEN_OPERATOR_AUTH": "oidc"})
+    with pytest.raises(SettingsError, match="operator_reviews_in_flight"):
+        settings_from_env({"NODEWARDEN_OPERATOR_REVIEWS_IN_FLIGHT": "0"})
+
+
+def test_only_unknown_bearer_tokens_on_the_operator_side_are_reviewed(tmp_path: Path) -> None:
+    from webhook.reviews import ReviewedUser
+
+    p = secrets(tmp_path, am="tok-am", op="alice:tok-a")
+    asked: list[str] = []
+
+    def review(token: str) -> ReviewedUser | None:
+        asked.append(token)
+        return ReviewedUser("carol", groups=("ops",)) if token == "k8s-carol" else None
+
+    both = load_credentials(WebhookSettings(alertmanager_token_file=p["am"], operator_token_file=p["op"],
+                                            operator_auth="both"))
+    assert both.identify("Bearer tok-a", review).name == "alice"  # static first, not reviewed
+    assert both.identify("Bearer tok-am", review).role is Role.ALERTMANAGER  # compared locally only
+    carol = both.identify("Bearer k8s-carol", review)
+    assert (carol.role, carol.name, carol.user) == (Role.OPERATOR, "carol", ReviewedUser("carol", groups=("ops",)))
+    with pytest.raises(AuthError, match="does not accept"):
+        both.identify("Bearer nobody", review)
+    with pytest.raises(AuthError, match="invalid"):
+        both.identify("Bearer k8s-carol")  # the alerts side passes no review
+    assert asked == ["k8s-carol", "nobody"]
+
+    static = load_credentials(WebhookSettings(alertmanager_token_file=p["am"], operator_token_file=p["op"]))
+    with pytest.raises(AuthError, match="invalid"):
+        static.identify("Bearer k8s-carol", review)
+    assert asked == ["k8s-carol", "nobody"]  # static mode never asks

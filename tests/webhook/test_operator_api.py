@@ -25,7 +25,7 @@ def test_operator_requests_a_remediation(world: WorldFactory) -> None:
         "reason": "disk controller hung",
     }
     assert body["remediation"]["metadata"]["name"] == "node-3"
-    assert w.events_for("node-3")[0]["note"].endswith("[operator]")
+    assert w.events_for("node-3")[0]["note"].endswith("[operator alice]")
 
 
 def test_operator_request_goes_through_policy(world: WorldFactory) -> None:

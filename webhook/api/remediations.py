@@ -1,6 +1,7 @@
 """The operator API: request, list, read, approve and cancel remediations.
 
-Operator credentials only (the Alertmanager credential gets 403). Reads come from the
+Operator credentials only (the Alertmanager credential gets 403); a Kubernetes identity
+is authorized per action by SubjectAccessReview (`webhook.api.common.operator`). Reads come from the
 watch-fed cache; writes go through the same policy and writer as alerts do, so an
 operator cannot bypass pause, storm protection, rate limit or cooldown.
 
@@ -18,7 +19,7 @@ from flask.typing import ResponseReturnValue
 
 from core.kube import JSON
 from core.remediation import Phase
-from webhook.api.common import authenticate, json_body
+from webhook.api.common import Verb, authenticate, authorize, json_body, operator
 from webhook.auth import Role
 from webhook.decisions import Context
 from webhook.policy import Outcome, Reason, Request, Source, Verdict
@@ -75,6 +76,7 @@ def request_remediation() -> ResponseReturnValue:
         raise ApiProblem(
             400, "not a valid node name", field="node", reason=str(Reason.INVALID_NODE_NAME)
         )
+    identity = authorize(identity, Verb.CREATE, node)
     svc = services()
     svc.require_synced()
     reason = data.get("reason") or "requested through the operator API"
@@ -93,7 +95,7 @@ def request_remediation() -> ResponseReturnValue:
 
 @bp.get(BASE)
 def list_remediations() -> ResponseReturnValue:
-    authenticate(Role.OPERATOR)
+    operator(Verb.LIST)
     svc = services()
     svc.require_synced()
     unknown = sorted(set(request.args) - {"phase"})
@@ -110,7 +112,7 @@ def list_remediations() -> ResponseReturnValue:
 
 @bp.get(f"{BASE}/<node>")
 def get_remediation(node: str) -> ResponseReturnValue:
-    authenticate(Role.OPERATOR)
+    operator(Verb.GET, node[:253])
     svc = services()
     svc.require_synced()
     obj = svc.cache.remediation(node)
@@ -121,7 +123,7 @@ def get_remediation(node: str) -> ResponseReturnValue:
 
 @bp.post(f"{BASE}/<node>/approve")
 def approve(node: str) -> ResponseReturnValue:
-    identity = authenticate(Role.OPERATOR)
+    identity = operator(Verb.APPROVE, node[:253])
     _fields(json_body(required=False), {})
     svc = services()
     ctx = Context(source=str(Source.OPERATOR), action="Approve", actor=identity.name)
@@ -131,7 +133,7 @@ def approve(node: str) -> ResponseReturnValue:
 
 @bp.post(f"{BASE}/<node>/cancel")
 def cancel(node: str) -> ResponseReturnValue:
-    identity = authenticate(Role.OPERATOR)
+    identity = operator(Verb.CANCEL, node[:253])
     data = _fields(json_body(required=False), {"reason": str})
     svc = services()
     ctx = Context(source=str(Source.OPERATOR), action="Cancel", actor=identity.name)
