@@ -33,6 +33,8 @@ from kubernetes import client
 from core import history, names
 from core.kube import JSON, Kube, Listing, WatchEvent, call, expect_object, raw_list, raw_watch
 
+Records = list[JSON]  # NodeRemediationRecords (a name: `list` is a method below)
+
 
 class Resource(enum.StrEnum):
     """What the webhook lists and watches."""
@@ -74,7 +76,7 @@ class WebhookKube(Protocol):
     def get_record(self, name: str) -> JSON:
         """The NodeRemediationRecord `name` (NotFound)."""
 
-    def list_records(self, node: str) -> list[JSON]:
+    def list_records(self, node: str) -> Records:
         """The NodeRemediationRecords of `node` (by label)."""
 
     def delete_record(self, name: str, uid: str) -> None:
@@ -221,7 +223,7 @@ class RealWebhookKube:
         )
         return expect_object(result)
 
-    def list_records(self, node: str) -> list[JSON]:
+    def list_records(self, node: str) -> Records:
         result: object = call(
             self.kube.custom.list_cluster_custom_object,
             names.GROUP,
