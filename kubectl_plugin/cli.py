@@ -160,41 +160,57 @@ def cmd_resume(kube: PluginKube, args: argparse.Namespace) -> None:
 # -- parsing and errors ---------------------------------------------------------------------
 
 
+def _common_options(p: argparse.ArgumentParser, top: bool) -> None:
+    """The options every command takes, before or after it (kubectl's habit): defaults are
+    set once, on the top parser, so a command's parser never overwrites them."""
+
+    def default(value: str | None) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    p.add_argument("--kubeconfig", default=default(None),
+                   help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
+    p.add_argument("--context", default=default(None), help="kubeconfig context")
+    p.add_argument("-n", "--namespace", default=default(names.DEFAULT_NAMESPACE),
+                   help=f"nodewarden's namespace, where the pause switch lives (default {names.DEFAULT_NAMESPACE})")
+    p.add_argument("--pause-configmap", default=default(DEFAULT_PAUSE_CONFIGMAP),
+                   help=f"the pause switch's ConfigMap (default {DEFAULT_PAUSE_CONFIGMAP})")
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default=default("table"))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kubectl nodewarden", description=(__doc__ or "").split("\n\n")[0])
-    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
-    p.add_argument("--context", help="kubeconfig context")
-    p.add_argument("-n", "--namespace", default=names.DEFAULT_NAMESPACE,
-                   help="nodewarden's namespace, where the pause switch lives (default %(default)s)")
-    p.add_argument("--pause-configmap", default=DEFAULT_PAUSE_CONFIGMAP,
-                   help="the pause switch's ConfigMap (default %(default)s)")
-    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("status", help="every node's current remediation").set_defaults(fn=cmd_status)
+    _common_options(p, top=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _common_options(common, top=False)
+    commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[common], **kwargs)
+    command("status", help="every node's current remediation").set_defaults(fn=cmd_status)
     for name, fn, text in (("history", cmd_history, "every past remediation of NODE, with its timeline"),
                            ("explain", cmd_explain, "why NODE's remediation is in its phase")):
-        sp = sub.add_parser(name, help=text)
+        sp = command(name, help=text)
         sp.add_argument("node")
         sp.set_defaults(fn=fn)
-    sp = sub.add_parser("request", help="ask for a remediation of NODE (the same policy as an alert)")
+    sp = command("request", help="ask for a remediation of NODE (the same policy as an alert)")
     sp.add_argument("node")
     sp.add_argument("--reason", required=True, help="why (recorded)")
     sp.add_argument("--force", action="store_true",
                     help="DANGEROUS: even though the node reports Ready; needs a second person's approval")
     sp.set_defaults(fn=cmd_request)
-    sp = sub.add_parser("approve", help="approve NODE's remediation (not your own request)")
+    sp = command("approve", help="approve NODE's remediation (not your own request)")
     sp.add_argument("node")
     sp.set_defaults(fn=cmd_approve)
-    sp = sub.add_parser("cancel", help="cancel NODE's remediation while no fence order was issued")
+    sp = command("cancel", help="cancel NODE's remediation while no fence order was issued")
     sp.add_argument("node")
     sp.add_argument("--reason", default="")
     sp.set_defaults(fn=cmd_cancel)
-    sp = sub.add_parser("pause", help="stop new remediations (those under way continue)")
+    sp = command("pause", help="stop new remediations (those under way continue)")
     sp.add_argument("--reason", default="paused with kubectl nodewarden")
     sp.set_defaults(fn=cmd_pause)
-    sp = sub.add_parser("resume", help="let new remediations start again")
+    sp = command("resume", help="let new remediations start again")
     sp.set_defaults(fn=cmd_resume, reason="")
-    sub.add_parser("what-if", help="the recovery timeline given settings: what-if [--SETTING=VALUE ...]",
+    command("what-if", help="the recovery timeline given settings: what-if [--SETTING=VALUE ...]",
                    add_help=False)
     return p
 
