@@ -53,7 +53,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def age(ts: Any, now: float) -> str:
-    when = parse_rfc3339(ts) if ts else None
+    try:
+        when = parse_rfc3339(ts) if ts else None
+    except (TypeError, ValueError):
+        when = None
     if when is None:
         return "<unknown>"
     seconds = max(0, int(now - when))

@@ -1,5 +1,8 @@
 """`kubectl nodewarden` as a user runs it: the real kubectl finds the plugin on PATH and
 runs it against the simulated cluster (RBAC on, the chart's roles), with the real webhook.
+The main paths go through kubectl in a subprocess; the rest call the plugin's `main` in
+this process with the same user's kubeconfig (the same API requests, without paying a
+Python start per command on a loaded machine).
 
 One module-scoped world (2 nodes, no agents, no controller: the remediations are asked for
 and cancelled through the webhook, so nothing here waits on fencing). People:
@@ -23,6 +26,7 @@ import pytest
 import requests
 
 from harness.world import OPERATOR_TOKEN, World, nodewarden_world
+from kubectl_plugin.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = "node-2"
@@ -105,7 +109,15 @@ def kubectl(w: World, user: str, *args: str) -> subprocess.CompletedProcess[str]
     return subprocess.run(["kubectl", *args], env=env, capture_output=True, text=True, timeout=60, cwd="/")
 
 
-def test_history_shows_the_three_remediations_of_the_node(world: World) -> None:
+def plugin(w: World, user: str, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`kubectl nodewarden ARGS` as `user`, in this process: (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    code = main(["--kubeconfig", str(w.tmp / f"{user}.kubeconfig"), *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_history_shows_the_three_remediations_of_the_node(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     out = kubectl(world, "alice", "nodewarden", "history", NODE)
     assert out.returncode == 0, out.stderr
     assert f"{NODE}: 3 remediation(s), newest first" in out.stdout
@@ -114,7 +126,9 @@ def test_history_shows_the_three_remediations_of_the_node(world: World) -> None:
         f"  cancelled by operator: undo cycle {i}" for i in (2, 1, 0)]
     assert out.stdout.count("OperatorCancelled") == 3  # each one's own timeline
 
-    as_json = json.loads(kubectl(world, "alice", "nodewarden", "history", NODE, "-o", "json").stdout)
+    code, stdout, _ = plugin(world, "alice", capsys, "history", NODE, "-o", "json")
+    assert code == 0
+    as_json = json.loads(stdout)
     rems = as_json["remediations"]
     assert [r["source"] for r in rems] == ["current", "archive", "archive"]
     assert [r["spec"]["trigger"]["reason"] for r in rems] == ["cycle 2", "cycle 1", "cycle 0"]
@@ -125,19 +139,18 @@ def test_history_shows_the_three_remediations_of_the_node(world: World) -> None:
     assert len(got.stdout.split()) == 2
 
 
-def test_status_and_explain_say_what_happened_and_why(world: World) -> None:
-    status = kubectl(world, "alice", "nodewarden", "status")
-    assert status.returncode == 0, status.stderr
-    lines = status.stdout.splitlines()
+def test_status_and_explain_say_what_happened_and_why(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, err = plugin(world, "alice", capsys, "status")
+    assert code == 0, err
+    lines = stdout.splitlines()
     assert lines[0] == "Pause switch: unknown (its ConfigMap could not be read)"  # a viewer may not
     header = next(line for line in lines if line.startswith("NODE"))
     assert header.split() == ["NODE", "PHASE", "REASON", "STRATEGY", "TRIGGER", "SINCE", "MESSAGE"]
     row = next(line for line in lines if line.startswith(NODE)).split()
     assert row[1:5] == ["Cancelled", "OperatorCancelled", "OutOfServiceTaint", "operator/operator"]
 
-    explain = kubectl(world, "alice", "nodewarden", "explain", NODE)
-    assert explain.returncode == 0, explain.stderr
-    text = explain.stdout
+    code, text, err = plugin(world, "alice", capsys, "explain", NODE)
+    assert code == 0, err
     assert "Phase:        Cancelled since " in text
     assert "Why:          OperatorCancelled: " in text
     assert "Next:         finished: cancelled before any fence order" in text
@@ -145,39 +158,40 @@ def test_status_and_explain_say_what_happened_and_why(world: World) -> None:
     trail = text.split("Decision trail (status.history, oldest first):\n", 1)[1]
     assert [line.split()[1] for line in trail.strip().splitlines()[1:]] == ["Pending", "Cancelled"]
 
-    missing = kubectl(world, "alice", "nodewarden", "explain", "node-1")
-    assert missing.returncode == 1
-    assert "no NodeRemediation of node-1" in missing.stderr
+    code, _, err = plugin(world, "alice", capsys, "explain", "node-1")
+    assert code == 1
+    assert "no NodeRemediation of node-1" in err
 
 
-def test_a_user_without_rights_is_told_who_they_are_and_what_is_missing(world: World) -> None:
+def test_a_user_without_rights_is_told_who_they_are_and_what_is_missing(world: World,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     out = kubectl(world, "mallory", "nodewarden", "status")
     assert out.returncode == 1
     assert "you are 'mallory' (groups: system:authenticated)" in out.stderr
     assert "you may not list noderemediations.nodewarden.io (cluster-scoped)" in out.stderr
     assert "kubectl auth can-i list noderemediations.nodewarden.io" in out.stderr
     # A viewer may read but not ask for a remediation.
-    req = kubectl(world, "alice", "nodewarden", "request", "node-1", "--reason", "try")
-    assert req.returncode == 1
-    assert "you are 'alice'" in req.stderr and "may not create noderemediations.nodewarden.io" in req.stderr
-    pause = kubectl(world, "alice", "nodewarden", "pause")
-    assert pause.returncode == 1
-    assert 'may not get configmaps "nodewarden-control" in namespace "nodewarden"' in pause.stderr
+    code, _, err = plugin(world, "alice", capsys, "request", "node-1", "--reason", "try")
+    assert code == 1
+    assert "you are 'alice'" in err and "may not create noderemediations.nodewarden.io" in err
+    code, _, err = plugin(world, "alice", capsys, "pause")
+    assert code == 1
+    assert 'may not get configmaps "nodewarden-control" in namespace "nodewarden"' in err
 
 
-def test_pause_and_resume_drive_the_switch_the_webhook_obeys(world: World) -> None:
-    out = kubectl(world, "bob", "nodewarden", "pause", "--reason", "kernel upgrade window")
-    assert out.returncode == 0, out.stderr
+def test_pause_and_resume_drive_the_switch_the_webhook_obeys(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = plugin(world, "bob", capsys, "pause", "--reason", "kernel upgrade window")
+    assert code == 0, err
     data = (world.cluster.get("configmaps", "nodewarden-control", "nodewarden") or {})["data"]
     assert (data["paused"], data["reason"], data["changedBy"]) == ("true", "kernel upgrade window", "bob")
-    status = kubectl(world, "bob", "nodewarden", "status")
-    assert status.stdout.splitlines()[0] == "Pause switch: ON - no new remediation starts (kernel upgrade window)"
+    code, stdout, _ = plugin(world, "bob", capsys, "status")
+    assert stdout.splitlines()[0] == "Pause switch: ON - no new remediation starts (kernel upgrade window)"
 
     def refused_as_paused() -> bool:
         return _operator(world, "", {"node": NODE, "reason": "while paused"}).json().get("reason") == "Paused"
 
     world.cluster.wait_for(refused_as_paused, 10, message="the webhook never saw the pause")
-    assert kubectl(world, "bob", "nodewarden", "resume").returncode == 0
+    assert plugin(world, "bob", capsys, "resume")[0] == 0
     data = (world.cluster.get("configmaps", "nodewarden-control", "nodewarden") or {})["data"]
     assert data["paused"] == "false"
     world.cluster.wait_for(lambda: _start(world), 10, message="the webhook never saw the resume")
@@ -191,24 +205,16 @@ def _start(w: World) -> bool:
     return _operator(w, "", {"node": NODE, "reason": "for the plugin"}).status_code == 201
 
 
-def test_approve_and_cancel_record_the_authenticated_user(world: World) -> None:
+def test_approve_and_cancel_record_the_authenticated_user(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     world.cluster.wait_for(lambda: _start(world), 10, message="no remediation started")
     world.wait_phase(NODE, "Pending", "AwaitingApproval", timeout=10)
-    assert kubectl(world, "bob", "nodewarden", "approve", NODE).returncode == 0
-    out = kubectl(world, "bob", "nodewarden", "cancel", NODE, "--reason", "false alarm")
-    assert out.returncode == 0, out.stderr
+    assert plugin(world, "bob", capsys, "approve", NODE)[0] == 0
+    code, _, err = plugin(world, "bob", capsys, "cancel", NODE, "--reason", "false alarm")
+    assert code == 0, err
     ann = (world.remediation(NODE) or {})["metadata"]["annotations"]
     assert ann["nodewarden.io/approved-by"] == "bob"
     assert (ann["nodewarden.io/cancelled-by"], ann["nodewarden.io/cancel-reason"]) == ("bob", "false alarm")
     # A finished remediation cannot be approved or cancelled.
     assert _operator(world, f"/{NODE}/cancel", {"reason": "end"}).status_code == 200
-    again = kubectl(world, "bob", "nodewarden", "approve", NODE)
-    assert again.returncode == 1 and "already ended (Cancelled)" in again.stderr
-
-
-def test_what_if_runs_the_timing_model(world: World) -> None:
-    out = kubectl(world, "mallory", "nodewarden", "what-if", "--watchdog_timeout_s=10s")
-    assert out.returncode == 0, out.stderr
-    assert "changed: watchdog_timeout_s=10s" in out.stdout
-    bad = kubectl(world, "mallory", "nodewarden", "what-if", "--no_such_setting=1")
-    assert bad.returncode == 2
+    code, _, err = plugin(world, "bob", capsys, "approve", NODE)
+    assert code == 1 and "already ended (Cancelled)" in err
