@@ -97,6 +97,15 @@ def record_uid(record: JSON) -> str:
     return str((record.get("remediation") or {}).get("uid") or "")
 
 
+def same_state(a: JSON, b: JSON) -> bool:
+    """Whether two records hold the same state of one remediation (the archive time aside)."""
+
+    def state(r: JSON) -> JSON:
+        return {k: v for k, v in (r.get("remediation") or {}).items() if k != "archivedAt"}
+
+    return state(a) == state(b)
+
+
 def _newest_first_key(record: JSON) -> tuple[str, str, str]:
     rem = record.get("remediation") or {}
     name = str((record.get("metadata") or {}).get("name") or "")

@@ -6,7 +6,10 @@ NodeRemediation of a node, then `prune(node)`. The record's shape is `core.histo
 The rule an operator can rely on: **no remediation is deleted unless its record is
 stored.** So:
 - `keep` writes the record; AlreadyExists is success when the stored record archives the
-  same remediation (a retried delivery, another replica) and a refusal otherwise.
+  same remediation (a retried delivery, another replica) and a refusal otherwise. A
+  record of the same remediation taken from an older read (its delete then failed on the
+  resourceVersion precondition, and the start was decided again on a fresh read) is
+  replaced, so the record always holds the state that was deleted.
 - If the record cannot be written, `keep` raises and the predecessor stays: an
   unreachable API server raises `Unavailable` as it is (the webhook answers 503;
   Alertmanager retries), any other refusal (RBAC, the CRD not installed, validation)
@@ -67,6 +70,12 @@ class HistoryArchive:
                         f"record {name} archives remediation {history.record_uid(stored)}, "
                         f"not {uid}",
                     ) from None
+                if not history.same_state(stored, body):
+                    # Archived from an older read (the delete then lost its precondition
+                    # and the start was decided again): keep the state being deleted.
+                    meta = stored.get("metadata") or {}
+                    self.kube.delete_record(name, str(meta.get("uid") or ""))
+                    self.kube.create_record(body)
         except Unavailable as exc:
             self._failed("archive", name, exc)
             raise

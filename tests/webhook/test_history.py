@@ -166,6 +166,21 @@ def test_a_prune_that_fails_loses_nothing_and_does_not_block(world: WorldFactory
     assert [r["remediation"]["uid"] for r in kube.records.values()] == ["bbbbbbbb-2"]
 
 
+def test_a_record_taken_from_an_older_read_is_replaced_by_the_state_being_deleted() -> None:
+    kube = FakeWebhookKube(FakeClock(START))
+    archive = HistoryArchive(kube, kube.clock)  # type: ignore[arg-type]
+    older = _remediation(uid="beef0000-1")
+    newer = _remediation(uid="beef0000-1")
+    newer["metadata"]["annotations"]["nodewarden.io/acknowledged"] = "bob: checked the disk"
+    archive.keep(older)
+    kube.clock.advance(5)  # type: ignore[attr-defined]
+    archive.keep(older)  # the same state again: nothing rewritten
+    assert kube.calls["delete_record"] == 0
+    archive.keep(newer)
+    (record,) = kube.records.values()
+    assert record["remediation"]["annotations"]["nodewarden.io/acknowledged"] == "bob: checked the disk"
+
+
 def test_archiving_again_is_idempotent_but_a_name_taken_by_another_remediation_is_refused() -> None:
     kube = FakeWebhookKube(FakeClock(START))
     archive = HistoryArchive(kube, kube.clock)  # type: ignore[arg-type]
