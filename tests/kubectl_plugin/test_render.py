@@ -150,3 +150,54 @@ def test_what_if_is_the_timing_models_own_command(capsys: pytest.CaptureFixture[
 def test_no_kubeconfig_is_an_error_not_a_traceback(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
     assert main(["--kubeconfig", str(tmp_path / "missing"), "status"]) == 1
     assert capsys.readouterr().err.startswith("Error: cannot load your kubeconfig")
+
+
+class _RecordingKube:
+    """The plugin's API boundary, recording what a command would send (the contract the
+    webhook and controller read); the world test covers the real requests."""
+
+    def __init__(self, current: dict[str, Any] | None = None) -> None:
+        self.sent: list[tuple[str, Any]] = []
+        self.current = current
+
+    def whoami(self) -> dict[str, Any]:
+        return {"username": "carol", "groups": ["system:authenticated"]}
+
+    def create_remediation(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.sent.append(("create", body))
+        return body
+
+    def get_remediation(self, node: str) -> dict[str, Any] | None:
+        return self.current
+
+    def annotate_remediation(self, node: str, annotations: dict[str, str], rv: str) -> dict[str, Any]:
+        self.sent.append(("annotate", (node, annotations, rv)))
+        return {}
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_request_sends_the_agreed_contract_and_force_only_when_asked(force: bool,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    kube = _RecordingKube()
+    args = parser().parse_args(["request", "node-4", "--reason", "disk hung", *(["--force"] if force else [])])
+    args.fn(kube, args)
+    ((verb, body),) = kube.sent
+    assert verb == "create"
+    assert body["metadata"] == {"name": "node-4", "annotations": {"nodewarden.io/requested-by": "carol"}}
+    expected: dict[str, Any] = {"nodeName": "node-4", "trigger": {"source": "kubectl", "reason": "disk hung"}}
+    if force:
+        expected["force"] = True
+    assert body["spec"] == expected
+    assert (body["apiVersion"], body["kind"]) == ("nodewarden.io/v1alpha1", "NodeRemediation")
+    assert "requested by carol" in capsys.readouterr().out
+
+
+def test_approve_and_cancel_annotate_with_the_resource_version_read() -> None:
+    current = {"metadata": {"name": "node-4", "resourceVersion": "42"}, "status": {"phase": "AwaitingApproval"}}
+    kube = _RecordingKube(current)
+    for argv in (["approve", "node-4"], ["cancel", "node-4", "--reason", "false alarm"]):
+        args = parser().parse_args(argv)
+        args.fn(kube, args)
+    assert [s[1] for s in kube.sent] == [
+        ("node-4", {"nodewarden.io/approved-by": "carol"}, "42"),
+        ("node-4", {"nodewarden.io/cancelled-by": "carol", "nodewarden.io/cancel-reason": "false alarm"}, "42")]
