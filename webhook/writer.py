@@ -4,8 +4,9 @@ Every write is idempotent and guarded:
 - create: name = node name, so a second create answers 409 AlreadyExists (the caller
   decides again with the object that won). A finished predecessor is archived first
   (`webhook.history`: no record stored, no delete, no new remediation), then deleted with
-  uid + resourceVersion preconditions, and the node's archive pruned. Status is written through /status right after;
-  if that step is lost (crash, API gone), the next write to the object completes it.
+  uid + resourceVersion preconditions, and the node's archive pruned. Status is written
+  through /status right after; if that step is lost (crash, API gone), the next write to
+  the object completes it.
 - status writes carry the resourceVersion they were computed from; on 409 Conflict the
   object is read again and the decision is taken again on what is now stored, so the
   webhook can never cancel past a fence order the controller issued meanwhile.
