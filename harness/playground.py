@@ -4,8 +4,9 @@ The same chain as `make demo` (simulated cluster -> Prometheus with the shipped 
 Alertmanager -> the webhook -> the controller -> the node agents), but nothing is
 scripted: it starts, writes an environment file and a kubeconfig, prints what you can
 do, and runs until Ctrl-C. Break nodes with the simulator's fault command, watch
-NodeRemediations with kubectl, trigger and approve remediations with curl, and read the
-metrics Grafana would show.
+NodeRemediations with kubectl, drive remediations with the `kubectl nodewarden` plugin
+(env.sh puts it on PATH) or the operator API with curl, and read the metrics Grafana would
+show.
 
     python -m harness.playground [--time-scale 1.0] [--dir .playground] [--nodes 5]
                                  [--no-alerts]
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from harness.chain import Chain, alert_chain
 from harness.waits import wait_running
-from harness.world import ALERTMANAGER_TOKEN, OPERATOR_TOKEN, World, nodewarden_world
+from harness.world import ALERTMANAGER_TOKEN, OPERATOR_TOKEN, ROOT, World, nodewarden_world
 
 WORKLOADS = ("db=statefulset:3", "web=deployment:2")
 
@@ -70,6 +71,15 @@ def cheat_sheet(env: dict[str, str], nodes: list[str], folder: Path) -> str:
         f"  {fault} partition {victim} --from api",
         f"  {fault} heal {victim}",
         "",
+        "Drive remediations with the kubectl plugin (your kubeconfig: the cluster admin):",
+        "  kubectl nodewarden status",
+        f"  kubectl nodewarden request {victim} --reason 'trying it out'",
+        f"  kubectl nodewarden explain {victim}            # why it is in this phase, what comes next",
+        f"  kubectl nodewarden cancel {victim} --reason 'changed my mind'",
+        f"  kubectl nodewarden history {victim}            # every past remediation, with its timeline",
+        "  kubectl nodewarden pause --reason 'maintenance'   |   kubectl nodewarden resume",
+        "  kubectl nodewarden what-if --watchdog_timeout_s=30s",
+        "",
         "Ask for a remediation by hand (the operator API), list and approve:",
         '  curl -sS -X POST "$WEBHOOK/api/v1/remediations" -H "Authorization: Bearer $OP_TOKEN" \\',
         f"       -H 'Content-Type: application/json' -d '{{\"node\": \"{victim}\", \"reason\": \"trying it out\"}}'",
@@ -92,7 +102,10 @@ def cheat_sheet(env: dict[str, str], nodes: list[str], folder: Path) -> str:
 
 
 def write_env(env: dict[str, str], path: Path) -> None:
-    path.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()))
+    """The variables, and PATH with the kubectl plugin and this Python (its interpreter) first."""
+    plugin_path = f"{shlex.quote(str(ROOT / 'bin'))}:{shlex.quote(str(Path(sys.executable).parent))}"
+    path.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+                    + f'export PATH={plugin_path}:"$PATH"\n')
 
 
 @contextlib.contextmanager

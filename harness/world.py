@@ -35,6 +35,7 @@ from sim.world.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "helm" / "nodewarden" / "crds" / "noderemediations.yaml"
+RECORD_CRD = ROOT / "helm" / "nodewarden" / "crds" / "noderemediationrecords.yaml"
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 OPERATOR_TOKEN = "operator-token-for-tests-0123456789"
 ALERTMANAGER_TOKEN = "alertmanager-token-for-tests-0123456789"
@@ -212,9 +213,11 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
                      controller_overrides: dict[str, Any] | None = None,
                      timings: Any = None, webhooks: int = 1, bmcs: BmcOptions | None = None,
                      fence_inventory: InventoryFn | None = None,
-                     agent_clock_offsets: dict[str, float] | None = None) -> Iterator[World]:
+                     agent_clock_offsets: dict[str, float] | None = None,
+                     webhook_env: dict[str, str] | None = None) -> Iterator[World]:
     """`agent_clock_offsets`: {node: seconds} by which that node's agent's wall clock is
-    off (negative: behind), a fault played by harness.agent_clock."""
+    off (negative: behind), a fault played by harness.agent_clock. `webhook_env`: extra
+    NODEWARDEN_* settings of the webhook."""
     tmp.mkdir(parents=True, exist_ok=True)
     key = generate_private_key()
     (tmp / "signing.pem").write_bytes(private_key_pem(key))
@@ -236,6 +239,7 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
         time_scale, cluster.timings.watchdog_timeout_s, tmp / "peer-secret", tmp / "order-keys.pem",
         tmp / "agent-state")))
     cluster.apply_file(CRD)
+    cluster.apply_file(RECORD_CRD)
     cluster.apply_manifest("apiVersion: v1\nkind: Namespace\nmetadata: {name: nodewarden}\n")
     # Every product identity runs with exactly what the chart grants it, enforced.
     apply_security(cluster.api, remediation_policy or policy())
@@ -264,6 +268,7 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
                            NODEWARDEN_POLICY_FILE=str(tmp / "policy.yaml"), NODEWARDEN_BIND=f"127.0.0.1:{port}",
                            NODEWARDEN_WORKERS="2", NODEWARDEN_INSTANCE=f"webhook-{replica}",
                            PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+                env.update(webhook_env or {})
                 name = "webhook.log" if replica == 0 else f"webhook-{replica}.log"
                 log = open(tmp / name, "ab")  # noqa: SIM115
                 proc = subprocess.Popen([str(GUNICORN), "-c", "webhook/gunicorn.conf.py", "webhook.wsgi:app"],

@@ -29,6 +29,7 @@ from webhook.api.remediations import bp as remediations_bp
 from webhook.auth import Credentials, load_credentials
 from webhook.cache import ClusterCache
 from webhook.decisions import Decisions
+from webhook.history import HistoryArchive
 from webhook.intake import AlertIntake
 from webhook.kube import RealWebhookKube, Resource, WebhookKube
 from webhook.ledger import RateLedger
@@ -135,8 +136,9 @@ def create_app(
         settings.event_dedup_window_s,
         count=lambda result: m.child(m.events, result).inc(),
     )
+    archive = HistoryArchive(kube, clock, settings.history_per_node, count_kube_error)
     writer = RemediationWriter(
-        kube, cache, clock, settings.alert_record_interval_s, count_kube_error
+        kube, cache, clock, settings.alert_record_interval_s, count_kube_error, archive
     )
     decisions = Decisions(
         cache, policy, clock, recorder, metrics, settings.decision_log_window_s

@@ -15,6 +15,8 @@ Edge cases, once:
   `metadata.resourceVersion` when given, so the server rejects it (409) if the object
   changed since it was read. Merge patches replace lists whole: callers send full lists.
 - Deleting takes uid and resourceVersion preconditions, so a newer object is never lost.
+- History records (`core.history`, written by `webhook.history`) are created once, listed
+  by their node's label, and deleted with a uid precondition when pruned.
 - The rate-limit ledger (`webhook.ledger`) is one ConfigMap, `<pause ConfigMap>-ledger`
   in the pause switch's namespace, read by name and replaced with its resourceVersion.
 """
@@ -28,8 +30,10 @@ from typing import Any, Protocol
 
 from kubernetes import client
 
-from core import names
+from core import history, names
 from core.kube import JSON, Kube, Listing, WatchEvent, call, expect_object, raw_list, raw_watch
+
+Records = list[JSON]  # NodeRemediationRecords (a name: `list` is a method below)
 
 
 class Resource(enum.StrEnum):
@@ -65,6 +69,18 @@ class WebhookKube(Protocol):
 
     def delete_remediation(self, name: str, uid: str, resource_version: str) -> None:
         """Delete with uid and resourceVersion preconditions (Conflict, NotFound)."""
+
+    def create_record(self, body: JSON) -> JSON:
+        """Create a NodeRemediationRecord (AlreadyExists)."""
+
+    def get_record(self, name: str) -> JSON:
+        """The NodeRemediationRecord `name` (NotFound)."""
+
+    def list_records(self, node: str) -> Records:
+        """The NodeRemediationRecords of `node` (by label)."""
+
+    def delete_record(self, name: str, uid: str) -> None:
+        """Delete a record with a uid precondition (Conflict, NotFound)."""
 
     def create_event(self, namespace: str, body: JSON) -> None:
         """Create an events.k8s.io/v1 Event."""
@@ -180,6 +196,51 @@ class RealWebhookKube:
             names.GROUP,
             names.VERSION,
             names.PLURAL,
+            name,
+            body=options,
+            _request_timeout=self.kube.timeout,
+        )
+
+    def create_record(self, body: JSON) -> JSON:
+        result: object = call(
+            self.kube.custom.create_cluster_custom_object,
+            names.GROUP,
+            names.VERSION,
+            history.RECORD_PLURAL,
+            body,
+            _request_timeout=self.kube.timeout,
+        )
+        return expect_object(result)
+
+    def get_record(self, name: str) -> JSON:
+        result: object = call(
+            self.kube.custom.get_cluster_custom_object,
+            names.GROUP,
+            names.VERSION,
+            history.RECORD_PLURAL,
+            name,
+            _request_timeout=self.kube.timeout,
+        )
+        return expect_object(result)
+
+    def list_records(self, node: str) -> Records:
+        result: object = call(
+            self.kube.custom.list_cluster_custom_object,
+            names.GROUP,
+            names.VERSION,
+            history.RECORD_PLURAL,
+            label_selector=history.node_selector(node),
+            _request_timeout=self.kube.timeout,
+        )
+        return [i for i in expect_object(result).get("items") or [] if isinstance(i, dict)]
+
+    def delete_record(self, name: str, uid: str) -> None:
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
+        call(
+            self.kube.custom.delete_cluster_custom_object,
+            names.GROUP,
+            names.VERSION,
+            history.RECORD_PLURAL,
             name,
             body=options,
             _request_timeout=self.kube.timeout,

@@ -47,6 +47,7 @@ class WebhookSettings:
     # Requests.
     max_body_bytes: int = 1_048_576
     alert_record_interval_s: float = 30.0  # repeats of one alert are written at most this often
+    history_per_node: int = 20  # NodeRemediationRecords kept per node (the newest)
     # Events.
     event_queue_size: int = 1000
     event_dedup_window_s: float = 60.0
@@ -69,6 +70,8 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> WebhookSettings:
         raise SettingsError("max_body_bytes", "must be at least 1024")
     if settings.decision_log_window_s < 0:
         raise SettingsError("decision_log_window_s", "must not be negative (0 logs every decision)")
+    if settings.history_per_node < 1:
+        raise SettingsError("history_per_node", "must be at least 1")
     if settings.event_queue_size < 1:
         raise SettingsError("event_queue_size", "must be at least 1")
     if settings.operator_auth not in OPERATOR_AUTH_MODES:

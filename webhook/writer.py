@@ -2,9 +2,11 @@
 
 Every write is idempotent and guarded:
 - create: name = node name, so a second create answers 409 AlreadyExists (the caller
-  decides again with the object that won). A finished predecessor is deleted first with
-  uid + resourceVersion preconditions. Status is written through /status right after;
-  if that step is lost (crash, API gone), the next write to the object completes it.
+  decides again with the object that won). A finished predecessor is archived first
+  (`webhook.history`: no record stored, no delete, no new remediation), then deleted with
+  uid + resourceVersion preconditions, and the node's archive pruned. Status is written
+  through /status right after; if that step is lost (crash, API gone), the next write to
+  the object completes it.
 - status writes carry the resourceVersion they were computed from; on 409 Conflict the
   object is read again and the decision is taken again on what is now stored, so the
   webhook can never cancel past a fence order the controller issued meanwhile.
@@ -23,6 +25,7 @@ from typing import Any, TypeVar
 from core.clock import Clock, rfc3339
 from core.kube import JSON, AlreadyExists, Conflict, KubeError, NotFound, retry_on_conflict
 from webhook.cache import ClusterCache, existing_facts
+from webhook.history import HistoryArchive
 from webhook.kube import WebhookKube
 from webhook.policy import ExistingFacts, Outcome, Verdict
 from webhook.records import (
@@ -56,8 +59,10 @@ class RemediationWriter:
         clock: Clock,
         record_interval_s: float = 30.0,
         on_error: Callable[[str, KubeError], None] | None = None,
+        archive: HistoryArchive | None = None,
     ) -> None:
         self.kube = kube
+        self.archive = archive or HistoryArchive(kube, clock, on_error=on_error)
         self.cache = cache
         self.clock = clock
         self.record_interval_s = record_interval_s
@@ -93,6 +98,7 @@ class RemediationWriter:
                 raise AlreadyExists(
                     409, "AlreadyExists", f"remediation {meta['uid']} of {node} is active"
                 )
+            self.archive.keep(predecessor)  # raises: the predecessor stays, nothing starts
             try:
                 self._call(
                     "delete",
@@ -104,6 +110,7 @@ class RemediationWriter:
             except NotFound:
                 pass
             self.cache.forget_remediation(node, meta["uid"])
+            self.archive.prune(node)
             note = (
                 f"replaces remediation {meta['uid']} that ended {status.get('phase')} "
                 f"at {status.get('phaseSince')}"

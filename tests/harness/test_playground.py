@@ -1,5 +1,5 @@
 """`make playground` as a new user drives it: source env.sh, kubectl, the fault command,
-the operator API with curl's request, then Ctrl-C."""
+the kubectl plugin, the operator API with curl's request, then Ctrl-C."""
 
 from __future__ import annotations
 
@@ -49,6 +49,11 @@ def test_the_playground_runs_until_stopped_and_answers_what_its_cheat_sheet_offe
         fault = subprocess.run(["bash", "-c", line], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert fault.returncode == 0, fault.stderr
         assert json.loads(fault.stdout)  # the simulator's answer
+        # the kubectl plugin, exactly as the cheat sheet prints it, on the PATH env.sh sets
+        line = next(x.strip() for x in sheet.splitlines() if x.strip() == "kubectl nodewarden status")
+        plugin = subprocess.run(["bash", "-c", line], env=env, cwd="/", capture_output=True, text=True, timeout=120)
+        assert plugin.returncode == 0, plugin.stderr
+        assert plugin.stdout.startswith("Pause switch: off")
         # the operator API, with the token and address from env.sh
         req = urllib.request.Request(env["WEBHOOK"] + "/api/v1/remediations",
                                      headers={"Authorization": f"Bearer {env['OP_TOKEN']}"})

@@ -45,7 +45,7 @@ SHARED = "core/kube.py"
 # core.kube.Kube's attributes -> the client's API classes (`kube.core.read_node`, ...).
 API_CLASSES = {attr: type(api) for attr, api in vars(Kube(client.ApiClient())).items()
                if type(api).__module__.startswith("kubernetes.client.api.")}
-CLUSTER_SCOPED = {"nodes", "volumeattachments", "namespaces", names.PLURAL,
+CLUSTER_SCOPED = {"nodes", "volumeattachments", "namespaces", names.PLURAL, "noderemediationrecords",
                   "validatingadmissionpolicies", "validatingadmissionpolicybindings",
                   "tokenreviews", "subjectaccessreviews"}
 NAMESPACED = {"pods", "events", "configmaps", "leases", "secrets"}

@@ -95,20 +95,21 @@ def test_prometheus_operator_objects_only_when_asked() -> None:
                 and "dashboard" in d["metadata"]["name"])]
 
 
-def test_the_chart_ships_the_crd_file_the_tests_apply() -> None:
-    crd_file = CHART / "crds" / "noderemediations.yaml"
-    (shipped,) = chart().crds
-    assert shipped["name"] == "crds/noderemediations.yaml"
-    assert shipped["data"] == crd_file.read_text()
+def test_the_chart_ships_the_crd_files_the_tests_apply() -> None:
     from harness import world
 
-    assert crd_file == world.CRD, "the simulated cluster must apply the file the chart ships"
-    (crd,) = crds()
-    assert crd["metadata"]["name"] == f"{names.PLURAL}.{names.GROUP}"
+    shipped = {c["name"]: c["data"] for c in chart().crds}
+    assert shipped == {f"crds/{f.name}": f.read_text() for f in (world.CRD, world.RECORD_CRD)}, \
+        "the simulated cluster must apply the files the chart ships"
+    by_name = {c["metadata"]["name"]: c for c in crds()}
+    crd = by_name[f"{names.PLURAL}.{names.GROUP}"]
     version = crd["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
     columns = {c["name"] for c in version["additionalPrinterColumns"]}
     assert {"Phase", "Strategy", "Evidence", "Age"} <= columns
+    record = by_name[f"noderemediationrecords.{names.GROUP}"]
+    assert record["spec"]["scope"] == "Cluster"
+    assert {c["name"] for c in record["spec"]["versions"][0]["additionalPrinterColumns"]} >= {"Node", "Phase"}
 
 
 def test_chart_metadata() -> None:

@@ -166,7 +166,8 @@ def audited(world: Any) -> list[ApiCall]:
 
 @pytest.mark.timeout(180)
 def test_the_requests_the_processes_make_are_granted_and_are_the_ones_the_code_shows(tmp_path: Path) -> None:
-    with nodewarden_world(tmp_path, nodes=5, time_scale=SCALE, remediation_policy=WORLD_POLICY) as w:
+    with nodewarden_world(tmp_path, nodes=5, time_scale=SCALE, remediation_policy=WORLD_POLICY,
+                          webhook_env={"NODEWARDEN_HISTORY_PER_NODE": "1"}) as w:
         c = w.cluster
         placed = wait_running(c, ["db-0", "db-1", "db-2"], timeout=20)
         deletion = placed["db-0"]  # its pod and VolumeAttachment are force-deleted
@@ -188,6 +189,12 @@ def test_the_requests_the_processes_make_are_granted_and_are_the_ones_the_code_s
         assert operator(w, f"/{approval}/cancel", {"reason": "rbac test"}).status_code == 200
         w.wait_phase(approval, "Cancelled", timeout=10)
         assert operator(w, "", {"node": approval, "reason": "rbac test, again"}).status_code == 201
+        # Once more: the second replacement archives again and prunes the first record
+        # (the world keeps one record per node).
+        w.wait_phase(approval, "AwaitingApproval", timeout=10)
+        assert operator(w, f"/{approval}/cancel", {"reason": "rbac test"}).status_code == 200
+        w.wait_phase(approval, "Cancelled", timeout=10)
+        assert operator(w, "", {"node": approval, "reason": "rbac test, third"}).status_code == 201
         # A person with their own Kubernetes token: the webhook reviews it (TokenReview)
         # and the action (SubjectAccessReview) with its own account.
         person = operator_user(c.api, "olivia")

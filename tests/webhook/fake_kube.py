@@ -6,7 +6,8 @@ status subresource (create drops `status`, status patches touch nothing else), J
 patch semantics, delete preconditions, and list + watch with 410 Gone for a watch from
 a compacted resourceVersion. Set `unavailable = True` to make every call fail as if the
 API server were down. `calls` counts calls by method, so tests can prove that handling
-an alert never lists anything.
+an alert never lists anything. History records live in `records` (not watched); set
+`refuse_records` to an error to make writing them fail with it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 
-from core import names
+from core import history, names
 from core.clock import Clock, RealClock, rfc3339
 from core.kube import (
     JSON,
@@ -64,6 +65,8 @@ class FakeWebhookKube:
         self.calls: Counter[str] = Counter()
         self.events: list[JSON] = []
         self.ledger: JSON | None = None
+        self.records: dict[str, JSON] = {}
+        self.refuse_records: Exception | None = None
         self._rv = itertools.count(1)
         self._last_rv = 0
         self._objects: dict[Resource, dict[str, JSON]] = {r: {} for r in Resource}
@@ -253,6 +256,47 @@ class FakeWebhookKube:
         self._enter("create_event")
         with self._cond:
             self.events.append({"namespace": namespace, **copy.deepcopy(body)})
+
+    # History records: created, listed by label, deleted with a uid precondition.
+
+    def create_record(self, body: JSON) -> JSON:
+        self._enter("create_record")
+        with self._cond:
+            if self.refuse_records is not None:
+                raise self.refuse_records
+            name = body["metadata"]["name"]
+            if name in self.records:
+                raise AlreadyExists(409, "AlreadyExists", f'noderemediationrecords "{name}" already exists')
+            obj = copy.deepcopy(body)
+            obj["metadata"].update(uid=str(uuid.uuid4()), resourceVersion=str(next(self._rv)),
+                                   creationTimestamp=rfc3339(self.clock.now()))
+            self.records[name] = obj
+            return copy.deepcopy(obj)
+
+    def get_record(self, name: str) -> JSON:
+        self._enter("get_record")
+        with self._cond:
+            if name not in self.records:
+                raise NotFound(404, "NotFound", f'noderemediationrecords "{name}" not found')
+            return copy.deepcopy(self.records[name])
+
+    def list_records(self, node: str) -> list[JSON]:
+        self._enter("list_records")
+        want = history.node_label_value(node)
+        with self._cond:
+            return [copy.deepcopy(r) for r in self.records.values()
+                    if r["metadata"].get("labels", {}).get(history.LABEL_NODE) == want]
+
+    def delete_record(self, name: str, uid: str) -> None:
+        self._enter("delete_record")
+        with self._cond:
+            if self.refuse_records is not None:
+                raise self.refuse_records
+            if name not in self.records:
+                raise NotFound(404, "NotFound", f'noderemediationrecords "{name}" not found')
+            if uid and self.records[name]["metadata"]["uid"] != uid:
+                raise Conflict(409, "Conflict", "Precondition failed: UID mismatch")
+            del self.records[name]
 
     # The rate-limit ledger: one ConfigMap, not watched (kept apart from `Resource`).
 
