@@ -1,6 +1,8 @@
 # nodewarden — every target installs what it needs itself.
 #   make demo    run the main job on the simulated cluster
-#   make test    the whole test suite (what CI runs)
+#   make test    the test suite (what CI runs): two workers, without the extended tier
+#   make test-extended  the extended tier: replayed chaos findings, the default chaos seed,
+#                and larger-scale duplicates of claims make test covers elsewhere
 #   make bench   benchmarks; results under bench/results/
 #   make lint    ruff, mypy and the import-layer contracts
 #   make playground  the whole product on a simulated cluster, for you to drive
@@ -13,11 +15,13 @@ BIN         := $(VENV)/bin
 STAMP       := $(VENV)/.installed
 DEB_PACKAGES := prometheus prometheus-alertmanager curl fence-agents ipmitool
 PYTEST_ARGS ?=
+# Two workers, a test file per worker at a time (module-scoped worlds are built once).
+TEST_WORKERS ?= 2
 SEEDS       ?= 20
 comma       := ,
 CHAOS_WORKERS ?=
 
-.PHONY: venv debs tools demo playground test bench soak lint chaos clean
+.PHONY: venv debs tools demo playground test test-extended bench soak lint chaos clean
 
 venv: $(STAMP)
 
@@ -39,7 +43,10 @@ playground: tools
 	$(BIN)/python -m harness.playground $(PLAYGROUND_ARGS)
 
 test: tools
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not extended" $(PYTEST_ARGS)
+
+test-extended: tools
+	$(BIN)/python -m pytest -m extended $(PYTEST_ARGS)
 
 bench: tools
 	$(BIN)/python -m bench

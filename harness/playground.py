@@ -64,7 +64,7 @@ def cheat_sheet(env: dict[str, str], nodes: list[str], folder: Path) -> str:
         "Look around:",
         "  kubectl get nodes -o wide",
         "  kubectl get pods -o wide",
-        "  kubectl get noderemediations -n nodewarden -w",
+        "  kubectl get noderemediations -w",
         "",
         "Break a node (actions: power-off, power-on, partition, heal, kubelet-stop, kubelet-start, ...):",
         f"  {fault} power-off {victim}",

@@ -33,6 +33,7 @@ from tests.chaos.schedule import ATTACK_ACTIONS, Schedule
 # A schedule is about a minute of wall time; on a shared machine under heavy load a world
 # takes minutes to start, settle and stop, past the suite's default 300 s.
 @pytest.mark.timeout(900)
+@pytest.mark.extended  # make chaos runs the schedules; make test-extended runs the default seed
 def test_chaos_schedule(chaos_schedule: Schedule, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     name = f"seed-{chaos_schedule.seed}" if chaos_schedule.seed is not None else "schedule"
     out = tmp_path / name

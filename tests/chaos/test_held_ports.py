@@ -118,7 +118,10 @@ def outage(w: World, attack: bool) -> tuple[dict[str, dict[tuple[str, str], floa
     return {n: counted(c.nodes[n].address) for n in c.nodes}, prober
 
 
-@pytest.mark.parametrize("attack", [False, True], ids=["quiet", "held-and-flooded"])
+# The quiet outage is the control: the same claim without an attacker is make test's in
+# tests/node_agent/integration/test_agent_sim_outage.py, so it runs with the extended tier.
+@pytest.mark.parametrize("attack", [pytest.param(False, marks=pytest.mark.extended), True],
+                         ids=["quiet", "held-and-flooded"])
 def test_an_api_outage_with_every_peer_port_held_and_flooded_costs_no_fence(tmp_path: Path, attack: bool) -> None:
     with nodewarden_world(tmp_path, nodes=3, time_scale=SCALE, workloads=(), webhook=False, controllers=0) as w:
         made, prober = outage(w, attack)
