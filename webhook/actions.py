@@ -14,9 +14,11 @@ any other API error becomes a rejected verdict with reason `ApiError`.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 
-from core.kube import JSON, AlreadyExists, Conflict, KubeError, Unavailable
+from core.kube import JSON, AlreadyExists, Conflict, KubeError, NotFound, Unavailable
 from webhook.cache import ClusterCache
 from webhook.decisions import Context, Decisions
 from webhook.ledger import RateLedger
@@ -35,6 +37,9 @@ from webhook.writer import RemediationWriter
 
 log = logging.getLogger(__name__)
 START_ATTEMPTS = 3
+READ_AGAIN_S = 10.0  # a node the cache shows Ready is read live at most this often
+READS_PER_S = 20  # and all such reads together at most this often
+MAX_READ_NODES = 10_000  # nodes whose last live read is remembered
 
 
 def _dry_run(verdict: Verdict) -> bool:
@@ -52,7 +57,12 @@ class Actions:
         writer: RemediationWriter,
         cache: ClusterCache,
         ledger: RateLedger | None = None,
+        read_node: Callable[[str], JSON] | None = None,
     ) -> None:
+        self.read_node = read_node
+        self._last_read: OrderedDict[str, float] = OrderedDict()  # node -> last live read
+        self._reads_this_second = (0, 0)
+        self._reads_lock = threading.Lock()
         self.decisions = decisions
         self.writer = writer
         self.cache = cache
@@ -68,6 +78,8 @@ class Actions:
         self, request: Request, trigger: Trigger, alert: AlertEntry | None
     ) -> tuple[Verdict, JSON | None]:
         verdict, decided_on = self.decisions.firing(request)
+        if verdict.reason is Reason.NODE_READY and self.read_node is not None:
+            verdict, decided_on = self._confirm_ready(request, verdict, decided_on)
         reserved = False
         for _ in range(START_ATTEMPTS):
             if verdict.outcome is Outcome.DUPLICATE:
@@ -92,6 +104,51 @@ class Actions:
                 self.writer.refresh(request.node)
             verdict, decided_on = self.decisions.firing(request)
         raise Conflict(409, "Conflict", f"remediation of {request.node} kept changing")
+
+    def _confirm_ready(
+        self, request: Request, verdict: Verdict, decided_on: JSON | None
+    ) -> tuple[Verdict, JSON | None]:
+        """A NodeReady rejection is final for Alertmanager (it sends again only after its
+        repeat_interval), and the watch may not have brought the node's NotReady yet: read
+        the Node from the API server and decide again. An unreachable API server raises
+        Unavailable (503), so Alertmanager retries rather than the alert being lost."""
+        assert self.read_node is not None
+        if not self._may_read(request.node):
+            return verdict, decided_on
+        try:
+            obj = self.read_node(request.node)
+        except NotFound:
+            self._read_done(request.node)
+            return verdict, decided_on
+        self._read_done(request.node)
+        self.cache.upsert_node(obj)
+        again, obj_decided_on = self.decisions.firing(request)
+        if again.reason is not Reason.NODE_READY:
+            log.info("the cache had not seen %s leave Ready yet; the API server's copy did: %s",
+                     request.node, again.reason)
+        return again, obj_decided_on
+
+    def _may_read(self, node: str) -> bool:
+        """A live read per node per READ_AGAIN_S once one succeeded, and at most
+        READS_PER_S in all: alerts for Ready nodes (a mistaken rule, a flood with the
+        Alertmanager token) cannot turn into as many reads of the API server."""
+        now = self.decisions.clock.now()
+        with self._reads_lock:
+            second, reads = self._reads_this_second
+            if int(now) != second:
+                second, reads = int(now), 0
+            last = self._last_read.get(node)
+            if reads >= READS_PER_S or (last is not None and now - last < READ_AGAIN_S):
+                return False
+            self._reads_this_second = (second, reads + 1)
+            return True
+
+    def _read_done(self, node: str) -> None:
+        with self._reads_lock:
+            self._last_read.pop(node, None)
+            self._last_read[node] = self.decisions.clock.now()
+            while len(self._last_read) > MAX_READ_NODES:
+                self._last_read.popitem(last=False)
 
     def resolve(self, node: str, alert: AlertEntry, ctx: Context) -> tuple[Verdict, JSON | None]:
         """A resolved alert: cancel before any fence order, else record."""

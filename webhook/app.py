@@ -143,7 +143,7 @@ def create_app(
     decisions = Decisions(
         cache, policy, clock, recorder, metrics, settings.decision_log_window_s
     )
-    actions = Actions(decisions, writer, cache, RateLedger(kube, clock))
+    actions = Actions(decisions, writer, cache, RateLedger(kube, clock), read_node=kube.get_node)
     svc = Services(
         settings=settings,
         policy=policy,

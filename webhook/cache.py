@@ -153,6 +153,15 @@ class ClusterCache:
             else:
                 self._pause = _pause_state(None if deleted else obj)
 
+    def upsert_node(self, obj: JSON) -> None:
+        """A Node read from the API server directly: kept if newer than the cached one.
+        The watch's resourceVersion is left alone (it resumes from what it has seen)."""
+        rv = str(_get(obj, "metadata", "resourceVersion") or "")
+        name = str(_get(obj, "metadata", "name") or "")
+        with self._lock:
+            if name and _newer(rv, self._node_rv.get(name, "0")):
+                self._put_node(obj)
+
     def unsynced(self, resource: Resource) -> None:
         """The watch broke; until the next LIST succeeds this view may be stale."""
         with self._lock:

@@ -56,6 +56,9 @@ class WebhookKube(Protocol):
     ) -> Iterator[WatchEvent]:
         """Changes after `resource_version`; ends after about `timeout_s`."""
 
+    def get_node(self, name: str) -> JSON:
+        """The Node, read from the API server now (NotFound)."""
+
     def get_remediation(self, name: str) -> JSON:
         """The NodeRemediation `name` (NotFound)."""
 
@@ -146,6 +149,9 @@ class RealWebhookKube:
             ):
                 continue
             yield event
+
+    def get_node(self, name: str) -> JSON:
+        return self._ledger_call(self.kube.core.read_node, name)
 
     def get_remediation(self, name: str) -> JSON:
         result: object = call(
@@ -261,6 +267,7 @@ class RealWebhookKube:
         return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
     def _ledger_call(self, fn: Any, *args: Any) -> JSON:
+        """A read or write whose answer is kept as the server's JSON (no model round trip)."""
         resp: Any = call(fn, *args, _preload_content=False, _request_timeout=self.kube.timeout)
         try:
             return expect_object(json.loads(resp.data))

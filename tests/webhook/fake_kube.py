@@ -195,6 +195,14 @@ class FakeWebhookKube:
                 since = int(event.object["metadata"]["resourceVersion"])
                 yield WatchEvent(event.type, copy.deepcopy(event.object))
 
+    def get_node(self, name: str) -> JSON:
+        self._enter("get_node")
+        with self._cond:
+            obj = self._objects[Resource.NODES].get(name)
+            if obj is None:
+                raise NotFound(404, "NotFound", f'nodes "{name}" not found')
+            return copy.deepcopy(obj)
+
     def get_remediation(self, name: str) -> JSON:
         self._enter("get_remediation")
         with self._cond:

@@ -3,7 +3,9 @@ dry-run and approval groups, end to end through POST /api/v1/alerts."""
 
 from __future__ import annotations
 
-from tests.webhook.conftest import START, WorldFactory, alert, message
+from typing import Any
+
+from tests.webhook.conftest import AM_TOKEN, START, World, WorldFactory, alert, message
 from webhook.kube import Resource
 
 
@@ -252,3 +254,58 @@ def test_remediations_by_phase_metric(world: WorldFactory) -> None:
     assert 'nodewarden_webhook_remediations{phase="Pending"} 1.0' in text
     assert 'nodewarden_webhook_remediations{phase="Cancelled"} 1.0' in text
     assert w.svc.cache.resource_version(Resource.REMEDIATIONS)
+
+
+def post(w: World, node: str) -> Any:
+    """POST one alert without waiting for the cache (its watch is stopped)."""
+    return w.client.post("/api/v1/alerts", json=message(alert(node)),
+                         headers={"Authorization": f"Bearer {AM_TOKEN}"})
+
+
+def stale_ready_world(world: WorldFactory) -> World:
+    """node-1 went NotReady in the API, and the webhook's watch has not brought it."""
+    w = world()
+    w.settle()
+    w.svc.watcher.stop()
+    w.kube.set_ready("node-1", "Unknown")
+    assert w.svc.cache.facts("node-1")[0].ready == "True"  # type: ignore[union-attr]
+    return w
+
+
+def test_a_node_the_cache_still_shows_ready_is_read_again_before_a_rejection(
+    world: WorldFactory,
+) -> None:
+    """A NodeReady rejection is final for Alertmanager until its repeat_interval (5 min in
+    the shipped config): the webhook reads the Node itself before it rejects one."""
+    w = stale_ready_world(world)
+    r = post(w, "node-1")
+    assert r.status_code == 200
+    assert r.get_json()["alerts"][0]["reason"] == "Accepted", r.get_json()
+    assert w.kube.calls["get_node"] == 1
+    assert w.kube.stored(Resource.REMEDIATIONS, "node-1") is not None
+
+
+def test_a_node_that_is_ready_is_rejected_and_read_at_most_once_per_window(
+    world: WorldFactory,
+) -> None:
+    w = world()
+    w.settle()
+    for _ in range(5):
+        r = w.post_alerts(message(alert("node-2")))
+        assert r.get_json()["alerts"][0]["reason"] == "NodeReady", r.get_json()
+    assert w.kube.calls["get_node"] == 1
+    w.clock.advance(11.0)
+    w.post_alerts(message(alert("node-2")))
+    assert w.kube.calls["get_node"] == 2
+
+
+def test_an_unreachable_api_server_answers_503_rather_than_reject_a_stale_ready_node(
+    world: WorldFactory,
+) -> None:
+    w = stale_ready_world(world)
+    w.kube.unavailable = True
+    r = post(w, "node-1")
+    assert r.status_code == 503, r.get_json()
+    w.kube.unavailable = False
+    r = post(w, "node-1")  # Alertmanager's retry
+    assert r.get_json()["alerts"][0]["reason"] == "Accepted", r.get_json()
