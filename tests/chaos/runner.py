@@ -852,10 +852,13 @@ class Runner:
             f"{json.dumps(e.data) if e.data else ''}".rstrip() for e in events) + "\n")
 
 
-def run_schedule(schedule: Schedule, out: Path) -> tuple[Runner, list[str]]:
+def run_schedule(schedule: Schedule, out: Path,
+                 controller_overrides: dict[str, str] | None = None) -> tuple[Runner, list[str]]:
+    """Run `schedule` in a new world under `out` and judge it: (the runner, its findings).
+    `controller_overrides`: settings every controller of the world starts with."""
     begin = time.time()
     with nodewarden_world(out, nodes=NODES, time_scale=SCALE, workloads=list(WORKLOADS), controllers=2,
-                          remediation_policy=policy()) as w:
+                          remediation_policy=policy(), controller_overrides=controller_overrides) as w:
         runner = Runner(w, schedule, out)
         findings: list[str] = []
         try:
