@@ -145,9 +145,9 @@ def with_length(unit: Unit, new: float) -> Unit:
                 out.append(replace(s, at=min(s.at, round(first.at + new, 1))))
         return tuple(sorted(out, key=lambda s: s.at))
     if first.action in DURATION_ACTIONS:
-        return (replace(first, duration=new),) + unit[1:]
+        return (replace(first, duration=new), *unit[1:])
     if first.action in RESTART_ACTIONS:
-        return (replace(first, restart_after=new),) + unit[1:]
+        return (replace(first, restart_after=new), *unit[1:])
     return unit
 
 
@@ -240,7 +240,7 @@ class Shrinker:
         for i in range(len(self.best)):
             for step in [s for s in self.best[i] if s.action in ALERT_STEPS]:
                 unit = self.best[i]
-                candidate = self.best[:i] + [tuple(s for s in unit if s is not step)] + self.best[i + 1:]
+                candidate = [*self.best[:i], tuple(s for s in unit if s is not step), *self.best[i + 1:]]
                 self.fails(candidate, f"without {step.action} {step.node}")
 
     def shorten(self) -> None:
@@ -253,7 +253,7 @@ class Shrinker:
                 if now <= MIN_LENGTH_S:
                     continue
                 shorter = with_length(unit, max(MIN_LENGTH_S, now / 2))
-                candidate = self.best[:i] + [shorter] + self.best[i + 1:]
+                candidate = [*self.best[:i], shorter, *self.best[i + 1:]]
                 if self.fails(candidate, f"{unit[0].action} {unit[0].node} {now:g}s -> {length(shorter):g}s"):
                     changed = True
 
