@@ -61,12 +61,13 @@ START_WAIT_S = 90.0  # wall seconds for the world's workloads and a leader befor
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
 
 
-def reproduce_command(seed: int | None, schedule_file: Path | None = None, attacks: bool = True) -> str:
-    if seed is None and schedule_file is not None:
-        return f".venv/bin/python -m pytest tests/chaos --chaos-schedule={schedule_file} -x"
+def reproduce_command(seed: int | None, schedule_file: Path | None = None, attacks: bool = True,
+                      reintroduce: str = "") -> str:
+    bug = f" --chaos-reintroduce={reintroduce}" if reintroduce else ""
+    if schedule_file is not None:
+        return f".venv/bin/python -m pytest tests/chaos --chaos-schedule={schedule_file} -x{bug}"
     return (f".venv/bin/python -m pytest tests/chaos --chaos-seeds=1 --chaos-first-seed={seed} -x"
-            + ("" if attacks else " --chaos-no-attacks"))
-
+            + ("" if attacks else " --chaos-no-attacks") + bug)
 
 
 @dataclass
