@@ -1,5 +1,6 @@
 """Known, fixed bugs put back into one test world, to prove the chaos tools on a product
-known to be broken (the minimizer's proof, tests/chaos/test_minimize_world.py). Nothing
+known to be broken (the minimizer's proof: `make chaos MINIMIZE=19
+REINTRODUCE=forged-report-trusted`, docs/results.md). Nothing
 here touches a product code path active by default: each bug is a test world built the
 way the product was before its fix, inside the process that runs the world.
 

@@ -238,6 +238,8 @@ class Shrinker:
     def drop_alerts(self) -> None:
         """Alertmanager's misbehaviour about a fault goes with the fault, but may not matter."""
         for i in range(len(self.best)):
+            if all(s.action in ALERT_STEPS for s in self.best[i]):
+                continue  # an alert step alone is a unit of its own, dropped or not as one
             for step in [s for s in self.best[i] if s.action in ALERT_STEPS]:
                 unit = self.best[i]
                 candidate = [*self.best[:i], tuple(s for s in unit if s is not step), *self.best[i + 1:]]

@@ -140,3 +140,12 @@ def test_a_failure_that_needs_the_timing_keeps_it() -> None:
     out = shrink(schedule, overlap)
     assert sorted(s.action for s in out.schedule.steps) == ["api-outage", "heal", "partition"]
     assert overlap(out.schedule)
+
+
+def test_an_alert_step_alone_is_dropped_whole() -> None:
+    """A late redelivery about no fault of the schedule is a unit of its own."""
+    schedule = Schedule(2, [Step(20.0, "power-off", "node-1"), Step(60.0, "alert-stale", "node-5"),
+                            Step(200.0, "power-on", "node-1"), Step(230.0, "alert-stale", "node-1")])
+    assert [len(u) for u in units(schedule)] == [3, 1]
+    out = shrink(schedule, lambda s: any(x.action == "power-off" for x in s.steps))
+    assert [s.action for s in out.schedule.steps] == ["power-off", "power-on"]
