@@ -59,9 +59,10 @@ def snippet(shrunk: Shrunk, kind: str, finding: str, origin: str, reintroduce: s
     steps = "\n".join("        " + st.describe() for st in s.steps)
     broken = (f"\n    Found on a world carrying the fixed bug `{reintroduce}` again (tests/chaos/reintroduce.py):"
               "\n    on the product as it is, it passes." if reintroduce else "")
-    doc = pprint.pformat(s.to_json(), width=100, sort_dicts=False).replace("\n", "\n    ")
+    doc = pprint.pformat(s.to_json(), width=100, sort_dicts=False).replace("\n", "\n        ")
     finding = finding[:300].replace("\\", "/").replace(QUOTES, "'")
     return f'''# imports for tests/chaos/test_found.py:
+#   from pathlib import Path
 #   import pytest
 #   from tests.chaos.judge import finding_kind
 #   from tests.chaos.runner import run_schedule
@@ -70,13 +71,13 @@ def snippet(shrunk: Shrunk, kind: str, finding: str, origin: str, reintroduce: s
 
 @pytest.mark.timeout(900)
 def test_{name}_minimized_{slug}(tmp_path: Path) -> None:
-    """{origin}, minimized (tests/chaos/minimize.py) from {shrunk.original_units} fault units to
-    {shrunk.units} in {shrunk.tries} runs; it failed with {kind}:
+    """{origin}, minimized (tests/chaos/minimize.py) from {shrunk.original_units} fault units
+    to {shrunk.units} in {shrunk.tries} runs; it failed with {kind}:
         {finding}
     The steps (cluster seconds):
 {steps}{broken}"""
     schedule = Schedule.from_json(
-    {doc})
+        {doc})
     _, findings = run_schedule(schedule, tmp_path)
     assert not [f for f in findings if finding_kind(f) == {kind!r}], findings
 '''
