@@ -10,7 +10,7 @@ remediation finished and every pod running (or the settle time ran out):
    stale-taint);
 2. no node that died and came back keeps the out-of-service taint;
 3. the StatefulSet pods of every dead node run on another node within the recovery bound
-   (`recovery_bound` below), for every fault that lasted that long;
+   (`recovery_bound`, tests/chaos/bound.py), for every fault that lasted that long;
 4. no remediation ends `Failed` with reason `FenceNotObserved`, and no remediation holds
    more than one fence order;
 5. no node is reset by its watchdog without a reason: a fence order for it since it
