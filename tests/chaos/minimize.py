@@ -43,6 +43,9 @@ from tests.chaos.shrink import Shrunk, shrink, units
 
 DEFAULT_MAX_TRIES = 40
 QUOTES = '"' * 3
+# How the runner notes a step that did not take place (Runner.executed).
+NOT_DONE = ("not written", "not sent", "in Fencing, but no alert", "nothing fired", "fault refused", "no agent process",
+            "no live leader")
 
 
 def matches(findings: list[str], kind: str = "", text: str = "") -> list[str]:
@@ -65,6 +68,7 @@ def snippet(shrunk: Shrunk, kind: str, finding: str, origin: str, reintroduce: s
 #   from pathlib import Path
 #   import pytest
 #   from tests.chaos.judge import finding_kind
+#   from tests.chaos.minimize import NOT_DONE
 #   from tests.chaos.runner import run_schedule
 #   from tests.chaos.schedule import Schedule
 
@@ -78,7 +82,12 @@ def test_{name}_minimized_{slug}(tmp_path: Path) -> None:
 {steps}{broken}"""
     schedule = Schedule.from_json(
         {doc})
-    _, findings = run_schedule(schedule, tmp_path)
+    runner, findings = run_schedule(schedule, tmp_path)
+    # A minimal schedule sits at the edge of its failure: a step that did not happen as it
+    # did when minimized (a forgery with no order to forge, a flap with no Fencing) makes
+    # this run no evidence either way, and fails as itself.
+    missed = [f"{{st.describe()}}: {{text}}" for _, st, text in runner.executed if text.startswith(NOT_DONE)]
+    assert not missed, missed
     assert not [f for f in findings if finding_kind(f) == {kind!r}], findings
 '''
 

@@ -5,12 +5,14 @@ writes is a test that fails on the bug and passes without it."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from tests.chaos import minimize
 from tests.chaos.judge import finding_kind, worst_kind
+from tests.chaos.minimize import NOT_DONE
 from tests.chaos.parallel import SeedResult
 from tests.chaos.schedule import Schedule, generate
 from tests.chaos.shrink import units
@@ -63,20 +65,25 @@ def test_the_minimizer_writes_a_replayable_minimal_schedule_and_a_scenario(
     code = (out / "test_found_snippet.py").read_text()
     assert code in capsys.readouterr().out
 
-    def scenario(bug: bool) -> Any:
-        def run_schedule(schedule: Schedule, path: Path) -> tuple[None, list[str]]:
+    def scenario(bug: bool, happened: bool = True) -> Any:
+        def run_schedule(schedule: Schedule, path: Path) -> tuple[Any, list[str]]:
             assert schedule.to_json() == minimal.to_json()  # the scenario runs exactly the minimal schedule
-            return None, _findings(schedule) if bug else []
+            forged = next(s for s in schedule.steps if s.action == "forge-status")
+            note = "node-7's agent credential wrote agent-report in phase Fencing: HTTP 403" if happened \
+                else "not written: no remediation (with an order) before the node came back"
+            return SimpleNamespace(executed=[(0.0, forged, note)]), _findings(schedule) if bug else []
 
-        namespace: dict[str, Any] = {"pytest": pytest, "Path": Path, "Schedule": Schedule,
+        namespace: dict[str, Any] = {"pytest": pytest, "Path": Path, "Schedule": Schedule, "NOT_DONE": NOT_DONE,
                                      "finding_kind": finding_kind, "run_schedule": run_schedule}
         exec(compile(code, "snippet", "exec"), namespace)
         (test,) = [v for k, v in namespace.items() if k.startswith("test_seed_19_minimized_invariant_unsafe_taint")]
         return lambda: test(tmp_path)
 
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match="unsafe-taint"):
         scenario(bug=True)()
     scenario(bug=False)()
+    with pytest.raises(AssertionError, match="not written"):  # no forgery: no evidence that it is fixed
+        scenario(bug=False, happened=False)()
 
 
 def test_a_seed_that_does_not_fail_the_same_way_is_not_minimized(tmp_path: Path,
