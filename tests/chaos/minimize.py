@@ -44,7 +44,7 @@ from tests.chaos.shrink import Shrunk, shrink, units
 DEFAULT_MAX_TRIES = 40
 QUOTES = '"' * 3
 # How the runner notes a step that did not take place (Runner.executed).
-NOT_DONE = ("not written", "not sent", "in Fencing, but no alert", "nothing fired", "fault refused", "no agent process",
+NOT_DONE = ("not written", "could not read", "not sent", "in Fencing, but no alert", "nothing fired", "fault refused", "no agent process",
             "no live leader")
 
 
