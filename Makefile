@@ -56,7 +56,7 @@ soak: tools
 # CHAOS_MINIMIZE_TRIES worlds of ~1.5 min each; CHAOS_MINIMIZE=0: not). MINIMIZE=19: shrink
 # that seed only; REINTRODUCE=forged-report-trusted: worlds carrying that fixed bug again
 # (tests/chaos/reintroduce.py; `make chaos MINIMIZE=19 REINTRODUCE=forged-report-trusted` is
-# the minimizer's proof, about 40 min).
+# the minimizer's proof, about 30 min).
 chaos: tools
 	$(BIN)/python -m tests.chaos.parallel $(if $(MINIMIZE),--minimize $(MINIMIZE),--seeds $(if $(findstring -,$(SEEDS))$(findstring $(comma),$(SEEDS)),$(SEEDS),1-$(SEEDS))) $(if $(filter 1,$(CHAOS_MINIMIZE)),--minimize-failures) --minimize-tries $(CHAOS_MINIMIZE_TRIES) $(if $(REINTRODUCE),--reintroduce $(REINTRODUCE)) $(if $(CHAOS_WORKERS),--chaos-workers $(CHAOS_WORKERS)) $(CHAOS_ARGS)
 
