@@ -20,6 +20,8 @@ TEST_WORKERS ?= 2
 SEEDS       ?= 20
 comma       := ,
 CHAOS_WORKERS ?=
+CHAOS_MINIMIZE ?= 1
+CHAOS_MINIMIZE_TRIES ?= 30
 
 .PHONY: venv debs tools demo playground test test-extended bench soak lint chaos clean
 
@@ -56,9 +58,14 @@ soak: tools
 
 # make chaos SEEDS=20 (seeds 1..20), SEEDS=101-200 or SEEDS=7,12; CHAOS_WORKERS=2: seeded
 # worlds with attacks, several at once (tests/chaos/parallel.py); CHAOS_ARGS=--no-attacks
-# for benign faults only.
+# for benign faults only. Every seed that fails on a finding is then shrunk, one at a time, to
+# a minimal schedule that fails the same way (tests/chaos/minimize.py, at most
+# CHAOS_MINIMIZE_TRIES worlds of ~1.5 min each; CHAOS_MINIMIZE=0: not). MINIMIZE=19: shrink
+# that seed only; REINTRODUCE=forged-report-trusted: worlds carrying that fixed bug again
+# (tests/chaos/reintroduce.py; `make chaos MINIMIZE=19 REINTRODUCE=forged-report-trusted` is
+# the minimizer's proof, about 30 min).
 chaos: tools
-	$(BIN)/python -m tests.chaos.parallel --seeds $(if $(findstring -,$(SEEDS))$(findstring $(comma),$(SEEDS)),$(SEEDS),1-$(SEEDS)) $(if $(CHAOS_WORKERS),--chaos-workers $(CHAOS_WORKERS)) $(CHAOS_ARGS)
+	$(BIN)/python -m tests.chaos.parallel $(if $(MINIMIZE),--minimize $(MINIMIZE),--seeds $(if $(findstring -,$(SEEDS))$(findstring $(comma),$(SEEDS)),$(SEEDS),1-$(SEEDS))) $(if $(filter 1,$(CHAOS_MINIMIZE)),--minimize-failures) --minimize-tries $(CHAOS_MINIMIZE_TRIES) $(if $(REINTRODUCE),--reintroduce $(REINTRODUCE)) $(if $(CHAOS_WORKERS),--chaos-workers $(CHAOS_WORKERS)) $(CHAOS_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

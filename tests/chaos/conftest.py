@@ -5,6 +5,7 @@
     .venv/bin/python -m pytest tests/chaos --chaos-seeds=1 --chaos-first-seed=1234 -x
     .venv/bin/python -m pytest tests/chaos --chaos-schedule=path/to/chaos-schedule.json
     .venv/bin/python -m tests.chaos.parallel --seeds 1-40 --chaos-workers 2   # several worlds at once
+    .venv/bin/python -m pytest tests/chaos/test_chaos.py --chaos-schedule=F --chaos-reintroduce=forged-report-trusted
 
 Seeds given with --chaos-seeds or --chaos-first-seed run with attacks and mistakes
 (tests/chaos/schedule.py) unless --chaos-no-attacks; the default seeds run without them
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.chaos.reintroduce import BUGS
 from tests.chaos.schedule import Schedule, generate
 
 # What `make test` runs: one seed, a check that the whole chaos machinery (generator,
@@ -42,6 +44,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="benign faults only")
     group.addoption("--chaos-schedule", default=None, metavar="FILE",
                     help="run this schedule (JSON, as a run saves it in chaos-schedule.json) instead of seeds")
+    group.addoption("--chaos-reintroduce", default=None, choices=BUGS, metavar="BUG",
+                    help="run on a world that carries this fixed bug again (tests/chaos/reintroduce.py: "
+                         f"{', '.join(BUGS)}), to test the chaos tools themselves")
 
 
 def chaos_seeds(config: pytest.Config) -> list[int]:

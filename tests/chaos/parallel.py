@@ -3,6 +3,8 @@
     .venv/bin/python -m tests.chaos.parallel --seeds 1-40
     .venv/bin/python -m tests.chaos.parallel --seeds 101-300 --chaos-workers 2 --out results/chaos-101
     .venv/bin/python -m tests.chaos.parallel --seeds 7,12,40 --no-attacks
+    .venv/bin/python -m tests.chaos.parallel --seeds 1-40 --minimize-failures   # then shrink each failure
+    .venv/bin/python -m tests.chaos.parallel --minimize 19                      # shrink one failing seed
 
 One world is about 20 processes (7 agents, the webhook's workers, two controllers, the
 simulator's threads), so the default is one world per two cores (`os.cpu_count() // 2`,
@@ -36,12 +38,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tests.chaos.reintroduce import BUGS
+
 ROOT = Path(__file__).resolve().parents[2]
 FINDING = re.compile(r"^\s+- (.+)$")
 SEED_TIMEOUT_S = 1800.0
 WORLD_START_TRIES = 3
 NOT_STARTED = re.compile(r"not ready within|waiting for agents published|timed out after [\d.]+s waiting for "
                          r"(a leader|web pods running)|waiting for db-")
+# A failed seed's "finding" that is no finding: nothing to minimize.
+NO_FINDING = ("the world never started", "the run did not finish", "try ")
 _running: set[subprocess.Popen[str]] = set()
 _running_lock = threading.Lock()
 
@@ -91,7 +97,7 @@ def findings_of(output: str) -> list[str]:
     """The findings a failing chaos test prints (after "chaos ... failed:")."""
     found, inside = [], False
     for line in output.splitlines():
-        if re.search(r"chaos (seed-\d+|schedule) failed:", line):
+        if re.search(r"chaos (seed-\d+|schedule) failed( \(on purpose[^)]*\))?:", line):
             inside = True
             continue
         if inside:
@@ -157,7 +163,10 @@ def _interrupt(proc: subprocess.Popen[str]) -> None:
         pass
 
 
-def run_seed(seed: int, out: Path, attacks: bool, python: str = sys.executable) -> SeedResult:
+def run_world(test_args: list[str], out: Path, label: int = 0, python: str = sys.executable) -> SeedResult:
+    """One chaos world in its own pytest process (tests/chaos/test_chaos.py with
+    `test_args`), its logs under `out`, started again if it never started; `label` is the
+    seed to report it as."""
     out.mkdir(parents=True, exist_ok=True)
     start, load_start = time.time(), os.getloadavg()[0]
     peak = [load_start]
@@ -173,8 +182,7 @@ def run_seed(seed: int, out: Path, attacks: bool, python: str = sys.executable) 
     try:
         for attempt in range(1, WORLD_START_TRIES + 1):
             cmd = ["nice", "-n", "10", python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                   "tests/chaos/test_chaos.py", "--chaos-seeds=1", f"--chaos-first-seed={seed}",
-                   "--chaos-attacks" if attacks else "--chaos-no-attacks", f"--basetemp={out / f'try-{attempt}'}"]
+                   "tests/chaos/test_chaos.py", *test_args, f"--basetemp={out / f'try-{attempt}'}"]
             output, passed = _run(cmd)
             leftovers = kill_leftovers(out)
             if leftovers:
@@ -191,18 +199,44 @@ def run_seed(seed: int, out: Path, attacks: bool, python: str = sys.executable) 
         tail = [line for line in output.splitlines() if line.strip()][-3:]
         what = "the world never started" if world_not_started(output) else "the run did not finish"
         findings = [f"{what}: " + " | ".join(tail)[:500]]
-    return SeedResult(seed, passed, time.time() - start, load_start, max(peak), os.cpu_count() or 1,
+    return SeedResult(label, passed, time.time() - start, load_start, max(peak), os.cpu_count() or 1,
                       notes + findings if not passed else findings, str(out))
+
+
+def seed_args(seed: int, attacks: bool, reintroduce: str = "") -> list[str]:
+    return (["--chaos-seeds=1", f"--chaos-first-seed={seed}", "--chaos-attacks" if attacks else "--chaos-no-attacks"]
+            + ([f"--chaos-reintroduce={reintroduce}"] if reintroduce else []))
+
+
+def run_seed(seed: int, out: Path, attacks: bool, python: str = sys.executable, reintroduce: str = "") -> SeedResult:
+    return run_world(seed_args(seed, attacks, reintroduce), out, seed, python)
+
+
+def run_schedule_file(path: Path, out: Path, reintroduce: str = "", label: int = 0) -> SeedResult:
+    """Run a schedule saved as JSON (Schedule.save) in its own world."""
+    return run_world([f"--chaos-schedule={path.resolve()}"]
+                     + ([f"--chaos-reintroduce={reintroduce}"] if reintroduce else []), out, label)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", required=True, help='"1-40", "7,12,40" or a mix')
+    parser.add_argument("--seeds", help='"1-40", "7,12,40" or a mix')
+    parser.add_argument("--minimize", type=int, metavar="SEED",
+                        help="instead of running seeds: shrink this failing seed (tests/chaos/minimize.py)")
+    parser.add_argument("--minimize-failures", action="store_true",
+                        help="after the run, shrink every seed that failed on a finding, one at a time")
+    parser.add_argument("--minimize-tries", type=int, default=None, help="world runs per minimization at most")
+    parser.add_argument("--reintroduce", choices=BUGS, default="",
+                        help="worlds carry this fixed bug again (tests/chaos/reintroduce.py), to test the tools")
     parser.add_argument("--chaos-workers", type=int, default=None,
                         help=f"worlds at once (default: cores // 2 = {default_workers()})")
     parser.add_argument("--no-attacks", action="store_true", help="benign faults only (no adversaries, no mistakes)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "chaos")
     args = parser.parse_args(argv)
+    if args.minimize is not None:
+        return minimize_seed(args.minimize, args)
+    if not args.seeds:
+        parser.error("--seeds or --minimize is required")
     seeds = parse_seeds(args.seeds)
     workers = args.chaos_workers or default_workers()
     if workers < 1:
@@ -214,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     lock = threading.Lock()
 
     def one(seed: int) -> None:
-        result = run_seed(seed, args.out / f"seed-{seed}", not args.no_attacks)
+        result = run_seed(seed, args.out / f"seed-{seed}", not args.no_attacks, reintroduce=args.reintroduce)
         with lock:
             results.append(result)
             with (args.out / "results.jsonl").open("a") as f:
@@ -240,7 +274,22 @@ def main(argv: list[str] | None = None) -> int:
     pool.shutdown()
     failed = sorted(r.seed for r in results if not r.passed)
     print(f"\n{len(results) - len(failed)} of {len(results)} passed; failed: {failed or 'none'}", flush=True)
+    if args.minimize_failures:
+        for r in sorted(results, key=lambda r: r.seed):
+            if not r.passed and any(not f.startswith(NO_FINDING) for f in r.findings):
+                minimize_seed(r.seed, args)
     return 1 if failed else 0
+
+
+def minimize_seed(seed: int, args: argparse.Namespace) -> int:
+    """tests/chaos/minimize.py on one seed, its output under `<out>/minimize-<seed>/`."""
+    from tests.chaos import minimize  # it runs its worlds with this module
+
+    argv = ["--seed", str(seed), "--out", str(args.out / f"minimize-{seed}")]
+    argv += ["--no-attacks"] if args.no_attacks else []
+    argv += ["--reintroduce", args.reintroduce] if args.reintroduce else []
+    argv += ["--max-tries", str(args.minimize_tries)] if args.minimize_tries else []
+    return minimize.main(argv)
 
 
 if __name__ == "__main__":

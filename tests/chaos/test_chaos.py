@@ -22,10 +22,12 @@ timeline, the schedule as JSON, and a report of the run).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
 
+from tests.chaos.reintroduce import reintroduced
 from tests.chaos.runner import reproduce_command, run_schedule
 from tests.chaos.schedule import ATTACK_ACTIONS, Schedule
 
@@ -37,16 +39,18 @@ from tests.chaos.schedule import ATTACK_ACTIONS, Schedule
 def test_chaos_schedule(chaos_schedule: Schedule, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     name = f"seed-{chaos_schedule.seed}" if chaos_schedule.seed is not None else "schedule"
     out = tmp_path / name
-    runner, findings = run_schedule(chaos_schedule, out)
+    bug = request.config.getoption("chaos_reintroduce", default=None)
+    with reintroduced(bug) if bug else nullcontext({}) as overrides:  # a fixed bug back, to test the tools
+        runner, findings = run_schedule(chaos_schedule, out, controller_overrides=overrides or None)
     report = runner.report(findings)
     print(report)
     print("wall seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in runner.wall.items()))
     if findings:
         file = request.config.getoption("chaos_schedule", default=None)
         attacks = any(s.action in ATTACK_ACTIONS for s in chaos_schedule.steps)
-        command = reproduce_command(chaos_schedule.seed, Path(file) if file else None, attacks)
+        command = reproduce_command(chaos_schedule.seed, Path(file) if file else None, attacks, bug or "")
         pytest.fail("\n".join(
-            [f"chaos {name} failed:"] + [f"  - {f}" for f in findings]
+            [f"chaos {name} failed" + (f" (on purpose: the world carries the bug {bug})" if bug else "") + ":"] + [f"  - {f}" for f in findings]
             + ([runner.overloaded()] if runner.overloaded() else [])
             + ["", f"reproduce: {command}", f"logs, timeline and report: {out}", "", chaos_schedule.describe()]),
             pytrace=False)
