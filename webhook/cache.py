@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from core.clock import parse_rfc3339
 from core.kube import JSON, WatchEvent, dig
+from core.remediation import REQUESTED_BY_ANNOTATION, annotation, decided, is_foreign
 from webhook.kube import Resource
 from webhook.policy import ClusterFacts, ExistingFacts, NodeFacts, Policy
 from webhook.policy.decide import TERMINAL_PHASES
@@ -56,9 +57,27 @@ def _time(value: object) -> float | None:
         return None
 
 
+def plan_of(obj: JSON) -> JSON:
+    """What the remediation was decided with: `status.plan` for a person's kubectl request
+    (its spec is theirs, so none of it counts), else the spec the webhook wrote."""
+    if is_foreign(obj):
+        plan = (obj.get("status") or {}).get("plan")
+        return plan if isinstance(plan, dict) else {}
+    return obj.get("spec") or {}
+
+
+def requester(obj: JSON) -> str:
+    """The person who asked: the admission-checked annotation of a kubectl request, else
+    the operator API's `spec.trigger.requestedBy` ("" for an alert)."""
+    if is_foreign(obj):
+        return annotation(obj, REQUESTED_BY_ANNOTATION)
+    return str(_get(obj, "spec", "trigger", "requestedBy") or "")
+
+
 def existing_facts(obj: JSON) -> ExistingFacts:
     """Facts about a stored NodeRemediation, from its spec and status."""
     status = obj.get("status") or {}
+    plan = plan_of(obj)
     latest: dict[str, tuple[str, float | None]] = {}
     for entry in status.get("alerts") or []:  # oldest first, so the newest entry wins
         if isinstance(entry, dict) and entry.get("fingerprint"):
@@ -71,20 +90,28 @@ def existing_facts(obj: JSON) -> ExistingFacts:
         phase_since=_time(status.get("phaseSince")),
         fence_issued=bool(_get(status, "fence", "issuedAt")),
         source=str(_get(obj, "spec", "trigger", "source") or ""),
-        approval_required=bool(_get(obj, "spec", "approvalRequired")),
+        approval_required=bool(plan.get("approvalRequired")),
         approved_at=_time(_get(status, "approval", "approvedAt")),
         alerts=latest,
-        dry_run=bool(_get(obj, "spec", "dryRun")),
+        dry_run=bool(plan.get("dryRun")),
+        requested_by=requester(obj),
+        four_eyes=bool(plan.get("fourEyes")),
+        decided=decided(obj) or not is_foreign(obj),
     )
 
 
 def _parse_remediation(obj: JSON) -> _Remediation:
     facts = existing_facts(obj)
+    # A person's request says when it was made in a field they wrote: the API server's
+    # creationTimestamp counts instead.
+    when = _get(obj, "metadata", "creationTimestamp") if is_foreign(obj) else _get(
+        obj, "spec", "trigger", "receivedAt")
     return _Remediation(
         obj=obj,
         facts=facts,
-        received_at=_time(_get(obj, "spec", "trigger", "receivedAt")),
-        counts_for_rate=facts.phase != "Cancelled" and not facts.dry_run,
+        received_at=_time(when),
+        counts_for_rate=facts.decided and facts.phase not in ("Cancelled", "Rejected")
+        and not facts.dry_run,
     )
 
 

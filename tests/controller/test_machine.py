@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -94,9 +95,19 @@ def test_pause_switch_stops_new_fencing() -> None:
     check(decide(remediation(), observe(T0 + 1, paused=True), CFG), "Confirming", "Paused", [])
 
 
-def test_operator_trigger_fences_without_confirmation() -> None:
-    obs = observe(T0 + 1, node("True", lease=T0 - 100), peers=None)
+def test_operator_trigger_fences_without_confirmation_after_the_grace_window() -> None:
+    obs = observe(T0 + CFG.operator_grace_s + 1, node("True", lease=T0 - 100), peers=None)
     check(decide(remediation(source="operator"), obs, CFG), "Fencing", "ConfirmedByOperator", ["IssueOrder"])
+
+
+@pytest.mark.parametrize("source", ["operator", "kubectl"])
+def test_a_persons_request_issues_no_fence_order_inside_the_grace_window(source: str) -> None:
+    obs = observe(T0 + CFG.operator_grace_s - 0.5, node("Unknown", lease=T0 - 100), peers=None)
+    d = decide(remediation(source=source), obs, CFG)
+    check(d, "Confirming", "OperatorGraceWindow", [])
+    assert d.requeue_s is not None and 0 < d.requeue_s <= 0.5 + 1e-9
+    later = observe(T0 + CFG.operator_grace_s, node("Unknown", lease=T0 - 100), peers=None)
+    check(decide(remediation(source=source), later, CFG), "Fencing", "ConfirmedByOperator", ["IssueOrder"])
 
 
 def test_a_node_still_reporting_ready_is_not_confirmed() -> None:
