@@ -126,6 +126,8 @@ def decide(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decis
 
 
 def _node_recovered(rem: RemediationView, obs: Observations, skew: float) -> bool:
+    if rem.force:
+        return False  # forced on a Ready node: being Ready is what the person overrode
     node = obs.node
     if not node.exists or node.ready != "True" or node.lease_renewed_at is None:
         return False

@@ -155,6 +155,9 @@ class RemediationView:
     escalation_state: dict[str, Any]
     kubelet_restart: dict[str, Any]
     raw_status: dict[str, Any] = field(repr=False, default_factory=dict)
+    # A person forced this on a node that reported Ready (a second person approved it):
+    # the node being Ready is not a reason to stop.
+    force: bool = False
 
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> RemediationView:
@@ -207,6 +210,7 @@ class RemediationView:
             escalation_state=dict(status.get("escalation") or {}),
             kubelet_restart=dict(status.get("kubeletRestart") or {}),
             raw_status=status,
+            force=bool(spec.get("force")),
         )
 
     @property
