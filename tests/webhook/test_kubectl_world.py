@@ -153,3 +153,17 @@ def test_forcing_a_ready_node_needs_a_second_person_and_a_cancel_in_the_grace_wi
     rem = world.remediation("node-2") or {}
     assert rem["status"]["phase"] == "Cancelled" and "fence" not in rem["status"], "a fence order was issued"
     assert not world.has_taint("node-2")
+
+
+def test_the_controller_never_acts_on_a_remediation_without_a_phase(world: World) -> None:
+    """The webhook's creation interrupted between its two writes: nothing acts on the object
+    until the webhook writes its phase (it resumes it 10 s after the creation)."""
+    body = {"apiVersion": "nodewarden.io/v1alpha1", "kind": "NodeRemediation", "metadata": {"name": "node-1"},
+            "spec": {"nodeName": "node-1", "strategy": "OutOfServiceTaint", "escalation": "OperatorApproval",
+                     "trigger": {"source": "operator", "requestedBy": "alice", "receivedAt": "2026-01-01T00:00:00Z"}}}
+    out = subprocess.run(["kubectl", "--kubeconfig", str(world.cluster.kubeconfig("webhook")), "create", "-f", "-"],
+                         input=json.dumps(body), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    time.sleep(2.0)  # a controller that took a missing phase for Pending moved it on within this
+    assert "phase" not in ((world.remediation("node-1") or {}).get("status") or {})
+    assert "remediation node-1" not in world.logs(200)
