@@ -158,6 +158,7 @@ def test_forcing_a_ready_node_needs_a_second_person_and_a_cancel_in_the_grace_wi
 def test_the_controller_never_acts_on_a_remediation_without_a_phase(world: World) -> None:
     """The webhook's creation interrupted between its two writes: nothing acts on the object
     until the webhook writes its phase (it resumes it 10 s after the creation)."""
+    world.cluster.wait_for(lambda: "became leader" in world.logs(200), 60, 0.2, "a leading controller")
     body = {"apiVersion": "nodewarden.io/v1alpha1", "kind": "NodeRemediation", "metadata": {"name": "node-1"},
             "spec": {"nodeName": "node-1", "strategy": "OutOfServiceTaint", "escalation": "OperatorApproval",
                      "trigger": {"source": "operator", "requestedBy": "alice", "receivedAt": "2026-01-01T00:00:00Z"}}}
