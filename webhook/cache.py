@@ -1,6 +1,9 @@
 """The webhook's view of the cluster: Nodes, NodeRemediations and the pause switch,
 kept current by watches (`webhook.watch`) so that no request ever lists anything.
 
+A finished remediation (Succeeded or Failed) that someone deleted leaves its facts
+behind, so the next request of that node still waits out the cooldown.
+
 Counters that every decision needs (nodes not Ready, nodes with an active remediation)
 are maintained incrementally on each change, so a decision costs O(1) however large the
 cluster. Writes the webhook makes itself are put in at once (`upsert_remediation`), so
@@ -17,7 +20,13 @@ from dataclasses import dataclass
 
 from core.clock import parse_rfc3339
 from core.kube import JSON, WatchEvent, dig
-from core.remediation import REQUESTED_BY_ANNOTATION, annotation, decided, is_foreign
+from core.remediation import (
+    COOLDOWN_PHASES,
+    REQUESTED_BY_ANNOTATION,
+    annotation,
+    decided,
+    is_foreign,
+)
 from webhook.kube import Resource
 from webhook.policy import ClusterFacts, ExistingFacts, NodeFacts, Policy
 from webhook.policy.decide import TERMINAL_PHASES
@@ -31,6 +40,9 @@ class _Remediation:
     facts: ExistingFacts
     received_at: float | None
     counts_for_rate: bool
+
+
+MAX_REMEMBERED_DELETIONS = 10_000
 
 
 def _newer(new_rv: str, old_rv: str) -> bool:
@@ -123,6 +135,9 @@ class ClusterCache:
         self._node_rv: dict[str, str] = {}
         self._node_uid: dict[str, str] = {}
         self._rems: dict[str, _Remediation] = {}
+        # A finished remediation someone deleted (node -> its facts): its cooldown still
+        # holds for the next request. In memory only: a restart of every replica forgets it.
+        self._deleted: dict[str, ExistingFacts] = {}
         self._pause: tuple[bool, str] = (False, "")
         self._not_ready: set[str] = set()
         self._active: set[str] = set()
@@ -175,6 +190,7 @@ class ClusterCache:
                         obj, "metadata", "uid"
                     ):
                         self._drop_remediation(name)
+                        self._remember_deleted(name, current.facts)
                 elif current is None or _newer(rv, _rv_of(current.obj)):
                     self._put_remediation(obj)
             else:
@@ -230,6 +246,12 @@ class ClusterCache:
             self._active.discard(name)
         self._recount(name)
 
+    def _remember_deleted(self, name: str, facts: ExistingFacts) -> None:
+        if facts.phase in COOLDOWN_PHASES and not facts.dry_run:
+            if len(self._deleted) >= MAX_REMEMBERED_DELETIONS:
+                self._deleted.pop(next(iter(self._deleted)))
+            self._deleted[name] = facts
+
     def _drop_remediation(self, name: str) -> None:
         self._rems.pop(name, None)
         self._active.discard(name)
@@ -279,8 +301,15 @@ class ClusterCache:
                 paused=self._pause[0],
                 pause_reason=self._pause[1],
             )
-            facts = (self._nodes.get(node), rem.facts if rem else None, cluster)
+            # Without an object, a finished one someone deleted still has its cooldown.
+            existing = rem.facts if rem else self._deleted.get(node)
+            facts = (self._nodes.get(node), existing, cluster)
             return facts, rem.obj if rem else None
+
+    def deleted_facts(self, node: str) -> ExistingFacts | None:
+        """The facts of the last finished remediation of `node` someone deleted, if any."""
+        with self._lock:
+            return self._deleted.get(node)
 
     def node_uid(self, node: str) -> str:
         with self._lock:

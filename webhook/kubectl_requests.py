@@ -14,7 +14,8 @@ The contract (docs/noderemediation.md, "Requesting with kubectl"):
 
 What this module does with each NodeRemediation it sees (`next_step`, pure):
   no phase, a person's request          -> DECIDE: exactly the policy of an operator request
-                                           (`decide_firing`, then the shared rate-limit
+                                           (`decide_firing`, with the cooldown of a finished
+                                           predecessor someone deleted, then the shared rate-limit
                                            ledger, keyed by the object's uid so that every
                                            worker and replica takes one slot between them),
                                            written as the first status: Pending /
@@ -241,9 +242,11 @@ class KubectlRequests:
                 verdict = request
             else:
                 (node, _, cluster), _ = self.cache.facts_and_remediation(name)
-                # The object being decided is the request itself, not a predecessor.
+                # The object being decided is the request itself; its predecessor, if a
+                # person deleted a finished one to ask again, still has its cooldown.
                 verdict = decide_firing(
-                    request, node, None, cluster, self.decisions.policy, self.clock.now()
+                    request, node, self.cache.deleted_facts(name), cluster,
+                    self.decisions.policy, self.clock.now(),
                 )
                 plan = verdict.plan
                 if self.ledger is not None and plan is not None and not plan.dry_run:

@@ -402,7 +402,7 @@ class ApiRoutes:
     def _delete(self, req: Request, rt: ResourceType, namespace: str, name: str) -> Response:
         opts = self._delete_options(req)
         result = self.registry.delete(rt, namespace, name, opts.get("gracePeriodSeconds"),
-                                      opts.get("preconditions"), bool(opts.get("dryRun")))
+                                      opts.get("preconditions"), bool(opts.get("dryRun")), req.identity)
         if result.deleted and not (rt.kind == "Pod" or rt.custom):
             meta = result.obj.get("metadata", {})
             details = {"name": name, "kind": rt.plural, "uid": meta.get("uid", "")}
@@ -419,7 +419,7 @@ class ApiRoutes:
         for (ns, name), _ in self._matching(rt, namespace, labels, fields):
             try:
                 result = self.registry.delete(rt, ns, name, opts.get("gracePeriodSeconds"),
-                                              None, bool(opts.get("dryRun")))
+                                              None, bool(opts.get("dryRun")), req.identity)
                 deleted.append(result.obj)
             except errors.ApiError as err:
                 if err.code != 404:

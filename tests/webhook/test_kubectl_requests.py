@@ -188,6 +188,28 @@ def test_an_alert_about_an_undecided_request_never_gives_it_a_phase(world: World
     assert "phase" not in ((w.remediation("node-1") or {}).get("status") or {})
 
 
+def test_deleting_a_finished_remediation_to_ask_again_keeps_its_cooldown(world: WorldFactory) -> None:
+    w = world(policy={"cooldown": "30m"})
+    w.kube.set_ready("node-1", "Unknown")
+    w.settle()
+    w.kube.create_remediation(kubectl_body("node-1"))
+    decided(w, "node-1", "Pending")
+    done = w.kube.put_status("node-1", {"phase": "Succeeded", "phaseSince": rfc3339(START)})
+    w.settle()
+    w.kube.delete_remediation("node-1", done["metadata"]["uid"], done["metadata"]["resourceVersion"])
+    w.settle()
+    w.clock.advance(60.0)
+    w.kube.create_remediation(kubectl_body("node-1", by="bob"))
+    status = decided(w, "node-1")["status"]
+    assert (status["phase"], status["reason"]) == ("Rejected", "Cooldown")
+    # ... and so does an alert's request, through the same cache.
+    w.kube.delete_remediation("node-1", *(lambda m: (m["uid"], m["resourceVersion"]))(
+        (w.remediation("node-1") or {})["metadata"]))
+    w.settle()
+    response = w.op("POST", "/api/v1/remediations", {"node": "node-1"})
+    assert response.status_code == 409 and response.json["reason"] == "Cooldown"
+
+
 # -- the ledger ------------------------------------------------------------------------------
 
 

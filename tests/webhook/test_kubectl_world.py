@@ -161,10 +161,23 @@ def test_the_controller_never_acts_on_a_remediation_without_a_phase(world: World
     world.cluster.wait_for(lambda: "became leader" in world.logs(200), 60, 0.2, "a leading controller")
     body = {"apiVersion": "nodewarden.io/v1alpha1", "kind": "NodeRemediation", "metadata": {"name": "node-1"},
             "spec": {"nodeName": "node-1", "strategy": "OutOfServiceTaint", "escalation": "OperatorApproval",
-                     "trigger": {"source": "operator", "requestedBy": "alice", "receivedAt": "2026-01-01T00:00:00Z"}}}
+                     "trigger": {"source": "alertmanager", "alertName": "NodeNotReady",
+                                 "receivedAt": "2026-01-01T00:00:00Z"}}}
     out = subprocess.run(["kubectl", "--kubeconfig", str(world.cluster.kubeconfig("webhook")), "create", "-f", "-"],
                          input=json.dumps(body), capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     time.sleep(2.0)  # a controller that took a missing phase for Pending moved it on within this
     assert "phase" not in ((world.remediation("node-1") or {}).get("status") or {})
     assert "remediation node-1" not in world.logs(200)
+
+
+def test_an_operator_deletes_only_a_finished_remediation(world: World, kubectl: Any) -> None:
+    """To ask again for a node whose last remediation finished; one under way stays."""
+    out = kubectl("alice", "delete", "noderemediation", "node-1")  # no phase yet, or under way
+    assert out.returncode != 0
+    assert "only a finished remediation may be deleted" in out.stderr, out.stderr
+    assert world.remediation("node-1") is not None
+    assert world.phase("node-3") == "Rejected"
+    out = kubectl("alice", "delete", "noderemediation", "node-3")
+    assert out.returncode == 0, out.stderr
+    assert world.remediation("node-3") is None
