@@ -23,8 +23,10 @@ What this module does with each NodeRemediation it sees (`next_step`, pure):
   no phase, the webhook's own, older    -> RESUME: its creation was interrupted after the
   than `resume_after_s`                    decision; write the status it was about to write
   active, `cancelled-by` set            -> CANCEL (`decide_cancel`, as the HTTP API)
-  AwaitingApproval, `approved-by` set,  -> APPROVE (`decide_approve`: four-eyes applies)
-  not approved since it began waiting
+  AwaitingApproval (the first wait, for -> APPROVE (`decide_approve`: four-eyes applies)
+  a go-ahead; never an escalation's
+  "is it off?"), `approved-by` set, not
+  approved since it began waiting
   anything else                         -> NOTHING
 Every status write carries the resourceVersion it was decided on: several workers and
 replicas run this at once, exactly one write wins, and only the winner reports the
@@ -71,6 +73,7 @@ from webhook.writer import RemediationWriter
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 5
+INITIAL_APPROVAL_REASONS = frozenset({str(Reason.AWAITING_APPROVAL), str(Reason.FORCE_NEEDS_APPROVAL)})
 
 
 class Step(enum.StrEnum):
@@ -97,12 +100,26 @@ def next_step(obj: JSON, now: float, resume_after_s: float) -> Step:
         return Step.CANCEL
     if (
         facts.phase == Phase.AWAITING_APPROVAL
+        and first_approval_wait(obj)
         and annotation(obj, APPROVED_BY_ANNOTATION)
         and not (facts.approved_at is not None and facts.phase_since is not None
                  and facts.approved_at >= facts.phase_since)
     ):
         return Step.APPROVE
     return Step.NOTHING
+
+
+def first_approval_wait(obj: JSON) -> bool:
+    """The wait for a person's go-ahead before anything is done (policy or force), not a
+    later escalation's "is the node powered off?": an `approved-by` annotation stays on
+    the object, so it must never answer that later question by itself. That confirmation
+    goes through the operator API."""
+    status = obj.get("status") or {}
+    return (
+        str(status.get("reason")) in INITIAL_APPROVAL_REASONS
+        and not dig(status, "fence", "issuedAt")
+        and not status.get("escalation")
+    )
 
 
 def request_of(obj: JSON) -> Request | Verdict:

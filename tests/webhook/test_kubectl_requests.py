@@ -59,6 +59,7 @@ def obj(*, foreign: bool = True, phase: str | None = None, created: float = STAR
         ann["nodewarden.io/requested-by"] = "alice"
     st: dict[str, Any] = dict(status)
     if phase:
+        st.setdefault("reason", "AwaitingApproval" if phase == "AwaitingApproval" else "Accepted")
         st.update(phase=phase, phaseSince=rfc3339(START))
     return {"metadata": {"name": "node-1", "uid": "u", "creationTimestamp": rfc3339(created), "annotations": ann},
             "spec": {"nodeName": "node-1", "trigger": {"source": "kubectl" if foreign else "operator"}},
@@ -76,6 +77,11 @@ def obj(*, foreign: bool = True, phase: str | None = None, created: float = STAR
     (obj(phase="AwaitingApproval", annotations={"nodewarden.io/approved-by": "bob"},
          approval={"approvedBy": "bob", "approvedAt": rfc3339(START)}), Step.NOTHING),
     (obj(phase="Confirming", annotations={"nodewarden.io/approved-by": "bob"}), Step.NOTHING),
+    # an escalation asking "is the node powered off?": a standing annotation never answers it
+    (obj(phase="AwaitingApproval", reason="AwaitingOperatorConfirmation",
+         annotations={"nodewarden.io/approved-by": "bob"}, fence={"issuedAt": rfc3339(START)}), Step.NOTHING),
+    (obj(phase="AwaitingApproval", reason="FenceAgentCredentialsRefused",
+         annotations={"nodewarden.io/approved-by": "bob"}, escalation={"kind": "FenceAgent"}), Step.NOTHING),
     (obj(phase="Rejected", annotations={"nodewarden.io/approved-by": "bob"}), Step.NOTHING),
 ])
 def test_next_step(case: JSON, expected: Step) -> None:
