@@ -51,7 +51,7 @@ from core.clock import Clock
 from core.events import EventRecorder, NodeEvent
 from core.fence_order import OrderKey
 from core.kube import Conflict, KubeError, NotFound
-from core.remediation import needs_acknowledgement
+from core.remediation import decided, needs_acknowledgement
 
 log = logging.getLogger("nodewarden.controller")
 WARNING_REASONS = {Reason.FENCE_NOT_OBSERVED, Reason.FENCE_NOT_PROVEN, Reason.FENCE_AGENT_FAILED,
@@ -69,7 +69,7 @@ def machine_config(s: ControllerSettings, order_key: OrderKey | None = None) -> 
     return MachineConfig(
         order_key=order_key,
         timing=FenceTiming(s.safety_margin_s, s.max_clock_skew_s, s.ack_timeout_s),
-        order_ttl_s=s.order_ttl_s, confirm_timeout_s=s.confirm_timeout_s,
+        order_ttl_s=s.order_ttl_s, confirm_timeout_s=s.confirm_timeout_s, operator_grace_s=s.operator_grace_s,
         approval_timeout_s=s.approval_timeout_s, kubelet_restart_first=s.kubelet_restart_first,
         kubelet_restart_wait_s=s.kubelet_restart_wait_s, fence_timeout_s=s.fence_timeout_s,
         escalation_timeout_s=s.escalation_timeout_s, fence_agent_configured=bool(s.fence_agent_command),
@@ -390,6 +390,8 @@ class Controller:
         obj = self.informers[Kind.REMEDIATIONS].get(name)
         if obj is None:
             return None
+        if not decided(obj):
+            return None  # the webhook has not decided on it yet: nothing to act on
         rem = RemediationView.parse(obj)
         if rem.phase.terminal:
             self._witness.pop(rem.uid, None)  # nothing left to prove

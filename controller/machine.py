@@ -45,6 +45,7 @@ from controller.proof import (
     witness_for,
 )
 from core.fence_order import OrderKey
+from core.remediation import MANUAL_SOURCES
 
 
 class ActionKind(enum.StrEnum):
@@ -78,6 +79,7 @@ class MachineConfig:
     timing: FenceTiming
     order_ttl_s: float = 1800.0
     confirm_timeout_s: float = 300.0
+    operator_grace_s: float = 5.0  # a person's request waits this long before its fence order
     approval_timeout_s: float = 3600.0
     kubelet_restart_first: bool = False
     kubelet_restart_wait_s: float = 60.0
@@ -124,6 +126,8 @@ def decide(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decis
 
 
 def _node_recovered(rem: RemediationView, obs: Observations, skew: float) -> bool:
+    if rem.force:
+        return False  # forced on a Ready node: being Ready is what the person overrode
     node = obs.node
     if not node.exists or node.ready != "True" or node.lease_renewed_at is None:
         return False
@@ -165,7 +169,12 @@ def _confirming(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> 
     if obs.paused:
         return _stay(rem, Reason.PAUSED, "remediation is paused by the operators; no fence will start")
     fence = (Action(ActionKind.ISSUE_ORDER, {"action": "fence"}),)
-    if rem.trigger_source == "operator":
+    if rem.trigger_source in MANUAL_SOURCES:
+        left = cfg.operator_grace_s - _elapsed(rem, now)
+        if left > 0:
+            return _stay(rem, Reason.GRACE_WINDOW,
+                         f"a person asked for this remediation: the fence order waits {left:.1f}s more "
+                         "so that it can still be cancelled", requeue_s=left)
         return Decision(Phase.FENCING, Reason.CONFIRMED_BY_OPERATOR,
                         "an operator asked for this remediation: fencing", actions=fence)
     if node.ready == "True":

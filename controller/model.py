@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.kube import dig
-from core.remediation import Escalation, Phase, Strategy
+from core.remediation import Escalation, Phase, Strategy, is_foreign
 
 
 class Reason(enum.StrEnum):
@@ -31,6 +31,7 @@ class Reason(enum.StrEnum):
     CONFIRMED_UNREACHABLE = "ConfirmedUnreachable"
     CONFIRMED_AGENT_REACHABLE = "ConfirmedAgentReachable"
     CONFIRMED_BY_OPERATOR = "ConfirmedByOperator"
+    GRACE_WINDOW = "OperatorGraceWindow"  # a person's request, before its fence order: cancel works
     KUBELET_RESTART_ORDERED = "KubeletRestartOrdered"
     KUBELET_RESTART_DID_NOT_HELP = "KubeletRestartDidNotHelp"
     NOT_CONFIRMED = "NotConfirmed"
@@ -154,11 +155,17 @@ class RemediationView:
     escalation_state: dict[str, Any]
     kubelet_restart: dict[str, Any]
     raw_status: dict[str, Any] = field(repr=False, default_factory=dict)
+    # A person forced this on a node that reported Ready (a second person approved it):
+    # the node being Ready is not a reason to stop.
+    force: bool = False
 
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> RemediationView:
-        meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
-        status = obj.get("status") or {}
+        meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+        # A person's kubectl request: its spec is theirs; what counts is the plan the
+        # webhook decided (status.plan). The trigger stays theirs (source, reason).
+        trigger = (obj.get("spec") or {}).get("trigger") or {}
+        spec = {**(status.get("plan") or {}), "trigger": trigger} if is_foreign(obj) else obj.get("spec") or {}
         raw_phase = status.get("phase")
         if raw_phase:
             phase = Phase(raw_phase)
@@ -196,12 +203,14 @@ class RemediationView:
             approved_at=parse_time(_get(status, "approval", "approvedAt")),
             strategy=strategy, escalation=escalation,
             trigger_source=str(_get(spec, "trigger", "source") or ""),
-            received_at=parse_time(_get(spec, "trigger", "receivedAt")),
+            received_at=parse_time(meta.get("creationTimestamp") if is_foreign(obj)
+                                   else _get(spec, "trigger", "receivedAt")),
             fence=fence, agent_report=dict(status.get("agentReport") or {}),
             recovery=dict(status.get("recovery") or {}),
             escalation_state=dict(status.get("escalation") or {}),
             kubelet_restart=dict(status.get("kubeletRestart") or {}),
             raw_status=status,
+            force=bool(spec.get("force")),
         )
 
     @property

@@ -73,6 +73,9 @@ class ControllerSettings:
     escalation_timeout_s: float = 3600.0  # operator confirmation must come within this
     # Other phases.
     confirm_timeout_s: float = 300.0
+    # A person's request (operator API or kubectl) waits this long in Confirming before its
+    # fence order, so that a cancel still has a chance.
+    operator_grace_s: float = 5.0
     approval_timeout_s: float = 3600.0
     kubelet_restart_first: bool = False  # try restart-kubelet when the agent is reachable
     kubelet_restart_wait_s: float = 60.0

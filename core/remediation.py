@@ -28,13 +28,16 @@ class Phase(enum.StrEnum):
     SUCCEEDED = "Succeeded"
     CANCELLED = "Cancelled"
     FAILED = "Failed"
+    # A request someone else created (kubectl) that the webhook's policy refused: nothing
+    # was done to the node, and no cooldown follows.
+    REJECTED = "Rejected"
 
     @property
     def terminal(self) -> bool:
         return self in TERMINAL_PHASES
 
 
-TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.CANCELLED, Phase.FAILED})
+TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.CANCELLED, Phase.FAILED, Phase.REJECTED})
 # Phases after which a new remediation of the node waits out the cooldown (a cancelled
 # one did nothing to the node).
 COOLDOWN_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
@@ -70,3 +73,40 @@ def needs_acknowledgement(obj: dict[str, Any]) -> bool:
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
     return (status.get("phase") == Phase.FAILED and status.get("reason") == FENCE_NOT_OBSERVED
             and not str(annotations.get(ACKNOWLEDGED_ANNOTATION) or "").strip())
+
+
+# -- requests made with a person's own Kubernetes credentials (kubectl) ---------------------
+# The chart's ValidatingAdmissionPolicy (templates/admission-operators.yaml) makes each of
+# these equal to the authenticated username of whoever wrote it, so they are identities,
+# not claims. The webhook turns them into status; only the webhook and the controller
+# write status.
+REQUESTED_BY_ANNOTATION = "nodewarden.io/requested-by"
+APPROVED_BY_ANNOTATION = "nodewarden.io/approved-by"
+CANCELLED_BY_ANNOTATION = "nodewarden.io/cancelled-by"
+CANCEL_REASON_ANNOTATION = "nodewarden.io/cancel-reason"
+
+# `spec.trigger.source` values. The webhook writes the first two; a person's kubectl the third.
+SOURCE_ALERTMANAGER = "alertmanager"
+SOURCE_OPERATOR = "operator"
+SOURCE_KUBECTL = "kubectl"
+MANUAL_SOURCES = frozenset({SOURCE_OPERATOR, SOURCE_KUBECTL})
+
+
+def annotation(obj: dict[str, Any], key: str) -> str:
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(key) or "").strip()
+
+
+def is_foreign(obj: dict[str, Any]) -> bool:
+    """Created by someone other than the webhook: a person's request with kubectl. Such an
+    object carries the requester's (admission-checked) annotation or names kubectl as its
+    source; its spec is theirs, so nothing in it counts until the webhook has decided on it
+    and written `status.plan`."""
+    source = ((obj.get("spec") or {}).get("trigger") or {}).get("source")
+    return bool(annotation(obj, REQUESTED_BY_ANNOTATION)) or source not in (
+        SOURCE_ALERTMANAGER, SOURCE_OPERATOR)
+
+
+def decided(obj: dict[str, Any]) -> bool:
+    """The webhook has written the first phase: before that, nobody acts on the object."""
+    return bool((obj.get("status") or {}).get("phase"))

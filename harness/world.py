@@ -69,7 +69,7 @@ def controller_env(scale: float, tmp: Path, kubeconfig: Path, key: Path, secret:
         "LEASE_DURATION_S": 15 * scale, "RENEW_DEADLINE_S": 10 * scale, "RETRY_PERIOD_S": 2 * scale,
         "RESYNC_S": 2 * scale, "PEER_TIMEOUT_S": max(0.15, 3 * scale), "SAFETY_MARGIN_S": 2 * scale,
         "MAX_CLOCK_SKEW_S": 1 * scale, "ORDER_TTL_S": 1800 * scale, "ACK_TIMEOUT_S": 60 * scale,
-        "FENCE_TIMEOUT_S": 900 * scale, "CONFIRM_TIMEOUT_S": 300 * scale,
+        "FENCE_TIMEOUT_S": 900 * scale, "CONFIRM_TIMEOUT_S": 300 * scale, "OPERATOR_GRACE_S": 5 * scale,
         "APPROVAL_TIMEOUT_S": 3600 * scale, "ESCALATION_TIMEOUT_S": 3600 * scale,
         "RECOVER_TIMEOUT_S": 120 * scale, "NODE_NOT_BACK_AFTER_S": 1800 * scale,
         "KUBELET_RESTART_WAIT_S": 60 * scale, "FENCE_AGENT_TIMEOUT_S": max(1.0, 60 * scale),

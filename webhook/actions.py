@@ -175,7 +175,7 @@ class Actions:
 
     def approve(self, node: str, by: str, ctx: Context) -> tuple[Verdict, JSON | None]:
         return self._reported(node, ctx, lambda: self.writer.approve(
-            node, lambda facts: decide_approve(node, facts), by))
+            node, lambda facts: decide_approve(node, facts, by), by))
 
     def _reported(
         self, node: str, ctx: Context, act: Callable[[], tuple[Verdict, JSON | None]]

@@ -2,7 +2,8 @@
 
 `create_app(settings, kube=..., clock=...)` is the only place the webhook's parts meet:
 policy, credentials, the watch-fed cache and its watcher, the Event recorder, metrics,
-the writer and the actions, and the three blueprints (alerts, operator API, ops). Every
+the writer and the actions, the handler of people's kubectl requests
+(`webhook.kubectl_requests`), and the three blueprints (alerts, operator API, ops). Every
 HTTP error leaves as JSON (`code`, `name`, `description`, plus `field` or `reason` when
 there is one); `core.kube.Unavailable` becomes 503 so that Alertmanager retries.
 """
@@ -32,6 +33,7 @@ from webhook.decisions import Decisions
 from webhook.history import HistoryArchive
 from webhook.intake import AlertIntake
 from webhook.kube import RealWebhookKube, Resource, WebhookKube
+from webhook.kubectl_requests import KubectlRequests
 from webhook.ledger import RateLedger
 from webhook.metrics import ClusterStateCollector, WebhookMetrics
 from webhook.policy import Policy, load_policy
@@ -126,7 +128,6 @@ def create_app(
     def count_kube_error(operation: str, exc: KubeError) -> None:
         m.kube_errors.labels(operation, type(exc).__name__).inc()
 
-    watcher = Watcher(kube, cache, settings.watch_timeout_s, on_error=count_watch_error)
     recorder = EventRecorder(
         kube,
         clock,
@@ -143,7 +144,11 @@ def create_app(
     decisions = Decisions(
         cache, policy, clock, recorder, metrics, settings.decision_log_window_s
     )
-    actions = Actions(decisions, writer, cache, RateLedger(kube, clock), read_node=kube.get_node)
+    ledger = RateLedger(kube, clock)
+    actions = Actions(decisions, writer, cache, ledger, read_node=kube.get_node)
+    kubectl_requests = KubectlRequests(cache, writer, decisions, ledger, clock)
+    watcher = Watcher(kube, cache, settings.watch_timeout_s, on_error=count_watch_error,
+                      on_remediation=kubectl_requests.notify)
     svc = Services(
         settings=settings,
         policy=policy,
@@ -160,6 +165,7 @@ def create_app(
         actions=actions,
         intake=AlertIntake(actions, decisions, policy, clock, metrics),
         reviewer=reviewer,
+        kubectl_requests=kubectl_requests,
     )
 
     app = WebhookFlask("webhook")
@@ -176,6 +182,7 @@ def create_app(
     if start:
         watcher.start()
         recorder.start()
+        kubectl_requests.start()
     return app
 
 

@@ -1,6 +1,9 @@
 """The webhook's view of the cluster: Nodes, NodeRemediations and the pause switch,
 kept current by watches (`webhook.watch`) so that no request ever lists anything.
 
+A finished remediation (Succeeded or Failed) that someone deleted leaves its facts
+behind, so the next request of that node still waits out the cooldown.
+
 Counters that every decision needs (nodes not Ready, nodes with an active remediation)
 are maintained incrementally on each change, so a decision costs O(1) however large the
 cluster. Writes the webhook makes itself are put in at once (`upsert_remediation`), so
@@ -17,6 +20,13 @@ from dataclasses import dataclass
 
 from core.clock import parse_rfc3339
 from core.kube import JSON, WatchEvent, dig
+from core.remediation import (
+    COOLDOWN_PHASES,
+    REQUESTED_BY_ANNOTATION,
+    annotation,
+    decided,
+    is_foreign,
+)
 from webhook.kube import Resource
 from webhook.policy import ClusterFacts, ExistingFacts, NodeFacts, Policy
 from webhook.policy.decide import TERMINAL_PHASES
@@ -30,6 +40,9 @@ class _Remediation:
     facts: ExistingFacts
     received_at: float | None
     counts_for_rate: bool
+
+
+MAX_REMEMBERED_DELETIONS = 10_000
 
 
 def _newer(new_rv: str, old_rv: str) -> bool:
@@ -56,9 +69,27 @@ def _time(value: object) -> float | None:
         return None
 
 
+def plan_of(obj: JSON) -> JSON:
+    """What the remediation was decided with: `status.plan` for a person's kubectl request
+    (its spec is theirs, so none of it counts), else the spec the webhook wrote."""
+    if is_foreign(obj):
+        plan = (obj.get("status") or {}).get("plan")
+        return plan if isinstance(plan, dict) else {}
+    return obj.get("spec") or {}
+
+
+def requester(obj: JSON) -> str:
+    """The person who asked: the admission-checked annotation of a kubectl request, else
+    the operator API's `spec.trigger.requestedBy` ("" for an alert)."""
+    if is_foreign(obj):
+        return annotation(obj, REQUESTED_BY_ANNOTATION)
+    return str(_get(obj, "spec", "trigger", "requestedBy") or "")
+
+
 def existing_facts(obj: JSON) -> ExistingFacts:
     """Facts about a stored NodeRemediation, from its spec and status."""
     status = obj.get("status") or {}
+    plan = plan_of(obj)
     latest: dict[str, tuple[str, float | None]] = {}
     for entry in status.get("alerts") or []:  # oldest first, so the newest entry wins
         if isinstance(entry, dict) and entry.get("fingerprint"):
@@ -71,20 +102,28 @@ def existing_facts(obj: JSON) -> ExistingFacts:
         phase_since=_time(status.get("phaseSince")),
         fence_issued=bool(_get(status, "fence", "issuedAt")),
         source=str(_get(obj, "spec", "trigger", "source") or ""),
-        approval_required=bool(_get(obj, "spec", "approvalRequired")),
+        approval_required=bool(plan.get("approvalRequired")),
         approved_at=_time(_get(status, "approval", "approvedAt")),
         alerts=latest,
-        dry_run=bool(_get(obj, "spec", "dryRun")),
+        dry_run=bool(plan.get("dryRun")),
+        requested_by=requester(obj),
+        four_eyes=bool(plan.get("fourEyes")),
+        decided=decided(obj) or not is_foreign(obj),
     )
 
 
 def _parse_remediation(obj: JSON) -> _Remediation:
     facts = existing_facts(obj)
+    # A person's request says when it was made in a field they wrote: the API server's
+    # creationTimestamp counts instead.
+    when = _get(obj, "metadata", "creationTimestamp") if is_foreign(obj) else _get(
+        obj, "spec", "trigger", "receivedAt")
     return _Remediation(
         obj=obj,
         facts=facts,
-        received_at=_time(_get(obj, "spec", "trigger", "receivedAt")),
-        counts_for_rate=facts.phase != "Cancelled" and not facts.dry_run,
+        received_at=_time(when),
+        counts_for_rate=facts.decided and facts.phase not in ("Cancelled", "Rejected")
+        and not facts.dry_run,
     )
 
 
@@ -96,6 +135,9 @@ class ClusterCache:
         self._node_rv: dict[str, str] = {}
         self._node_uid: dict[str, str] = {}
         self._rems: dict[str, _Remediation] = {}
+        # A finished remediation someone deleted (node -> its facts): its cooldown still
+        # holds for the next request. In memory only: a restart of every replica forgets it.
+        self._deleted: dict[str, ExistingFacts] = {}
         self._pause: tuple[bool, str] = (False, "")
         self._not_ready: set[str] = set()
         self._active: set[str] = set()
@@ -148,6 +190,7 @@ class ClusterCache:
                         obj, "metadata", "uid"
                     ):
                         self._drop_remediation(name)
+                        self._remember_deleted(name, current.facts)
                 elif current is None or _newer(rv, _rv_of(current.obj)):
                     self._put_remediation(obj)
             else:
@@ -212,6 +255,12 @@ class ClusterCache:
             self._active.discard(name)
         self._recount(name)
 
+    def _remember_deleted(self, name: str, facts: ExistingFacts) -> None:
+        if facts.phase in COOLDOWN_PHASES and not facts.dry_run:
+            if len(self._deleted) >= MAX_REMEMBERED_DELETIONS:
+                self._deleted.pop(next(iter(self._deleted)))
+            self._deleted[name] = facts
+
     def _drop_remediation(self, name: str) -> None:
         self._rems.pop(name, None)
         self._active.discard(name)
@@ -261,8 +310,15 @@ class ClusterCache:
                 paused=self._pause[0],
                 pause_reason=self._pause[1],
             )
-            facts = (self._nodes.get(node), rem.facts if rem else None, cluster)
+            # Without an object, a finished one someone deleted still has its cooldown.
+            existing = rem.facts if rem else self._deleted.get(node)
+            facts = (self._nodes.get(node), existing, cluster)
             return facts, rem.obj if rem else None
+
+    def deleted_facts(self, node: str) -> ExistingFacts | None:
+        """The facts of the last finished remediation of `node` someone deleted, if any."""
+        with self._lock:
+            return self._deleted.get(node)
 
     def node_uid(self, node: str) -> str:
         with self._lock:

@@ -11,8 +11,10 @@ someone else wrote first: read again and count again. So at most `maxRemediation
 starts are ever written inside one window.
 
 The ConfigMap (`<pause ConfigMap>-ledger`, in the release namespace) holds under `starts`
-a JSON list of `[node, unix seconds]`, only those inside the window (bounded by the
-limit). Failure modes are on the safe side: a slot taken by a create that then loses to
+a JSON list of `[node, unix seconds]` (or `[node, unix seconds, key]`), only those inside
+the window (bounded by the limit). A reservation made with a `key` (a kubectl request's
+uid, which every worker and replica decides on) is taken once: a second reserve with the
+same key inside the window finds it and takes no further slot. Failure modes are on the safe side: a slot taken by a create that then loses to
 another writer stays taken (one remediation fewer in the window), an unreadable ledger
 or one that keeps changing refuses the start (`ApiError`, Alertmanager's next delivery
 tries again), and a dry run never takes a slot.
@@ -50,10 +52,15 @@ class LedgerError(KubeError):
 
 def read_starts(obj: JSON | None) -> list[tuple[str, float]]:
     """The starts recorded in the ledger ConfigMap; LedgerError if they do not parse."""
+    return [(node, at) for node, at, _ in _read(obj)]
+
+
+def _read(obj: JSON | None) -> list[tuple[str, float, str]]:
     raw = ((obj or {}).get("data") or {}).get(KEY, "[]")
     try:
         items = json.loads(raw)
-        return [(str(node), float(at)) for node, at in items]
+        return [(str(item[0]), float(item[1]), str(item[2]) if len(item) > 2 else "")
+                for item in items]
     except (TypeError, ValueError) as exc:
         raise LedgerError(0, "InvalidLedger", f"the rate-limit ledger does not parse: {exc}") from None
 
@@ -64,9 +71,10 @@ class RateLedger:
         self.clock = clock
         self.attempts = attempts
 
-    def reserve(self, node: str, policy: Policy) -> Verdict | None:
-        """Take a slot for a start of `node` now: None when taken, else the `RateLimited`
-        verdict. Raises LedgerError (or the API's error) when it cannot tell."""
+    def reserve(self, node: str, policy: Policy, key: str = "") -> Verdict | None:
+        """Take a slot for a start of `node` now: None when taken (or, with `key`, already
+        taken under that key), else the `RateLimited` verdict. Raises LedgerError (or the
+        API's error) when it cannot tell."""
         window = policy.rate_limit.window_s
         limit = policy.rate_limit.max_remediations
         for _ in range(self.attempts):
@@ -75,7 +83,9 @@ class RateLedger:
             except NotFound:
                 obj = None
             now = self.clock.now()
-            recent = [(n, at) for n, at in read_starts(obj) if at > now - window]
+            recent = [(n, at, k) for n, at, k in _read(obj) if at > now - window]
+            if key and any(k == key for _, _, k in recent):
+                return None
             if len(recent) >= limit:
                 return Verdict(
                     Outcome.REJECTED,
@@ -83,7 +93,8 @@ class RateLedger:
                     f"{len(recent)} remediations started in the last {window:g}s "
                     f"(limit {limit}, counted in the shared ledger)",
                 )
-            data = {KEY: json.dumps([[n, at] for n, at in [*recent, (node, now)]])}
+            entries = [[n, at, k] if k else [n, at] for n, at, k in [*recent, (node, now, key)]]
+            data = {KEY: json.dumps(entries)}
             try:
                 if obj is None:
                     self.kube.create_ledger(data)

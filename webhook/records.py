@@ -7,7 +7,9 @@ The stored contract is docs/noderemediation.md; this module is the webhook's sid
 - `with_alert`: `alerts[]` entries keyed by (fingerprint, status, startsAt), each with a
   delivery `count` and the last `receivedAt`, newest last, at most 20;
 - `cancelled_status`: `phase` Cancelled + `cancellation` + a history entry;
-- `approval_status`: `approval`.
+- `approval_status`: `approval`;
+- `plan_json` / `rejected_status`: what a person's kubectl request is decided with
+  (`status.plan`), or the Rejected status when policy refuses it.
 Lists are returned whole, because a JSON merge patch replaces lists.
 """
 
@@ -116,7 +118,34 @@ def remediation_body(node: str, trigger: Trigger, plan: Plan) -> JSON:
             "policyGroup": plan.group,
             "strategy": str(plan.strategy),
             "escalation": str(plan.escalation),
+            "fourEyes": plan.four_eyes,
+            "force": plan.force,
         },
+    }
+
+
+def plan_json(plan: Plan) -> JSON:
+    """`status.plan`: what policy decided for a person's kubectl request, whose spec is theirs."""
+    return {
+        "policyGroup": plan.group,
+        "strategy": str(plan.strategy),
+        "escalation": str(plan.escalation),
+        "approvalRequired": plan.approval_required,
+        "fourEyes": plan.four_eyes,
+        "dryRun": plan.dry_run,
+        "force": plan.force,
+    }
+
+
+def rejected_status(verdict: Verdict, requested_by: str, now: float) -> JSON:
+    """The status of a person's kubectl request that policy refused (terminal, no cooldown)."""
+    return {
+        "phase": Phase.REJECTED,
+        "reason": str(verdict.reason),
+        "message": verdict.message[:MAX_TEXT],
+        "phaseSince": rfc3339(now),
+        "requestedBy": requested_by[:253],
+        "history": [history_entry(Phase.REJECTED, str(verdict.reason), verdict.message, now)],
     }
 
 

@@ -21,6 +21,7 @@ from webhook.cache import ClusterCache
 from webhook.decisions import Decisions
 from webhook.intake import AlertIntake
 from webhook.kube import WebhookKube
+from webhook.kubectl_requests import KubectlRequests
 from webhook.metrics import ClusterStateCollector, WebhookMetrics
 from webhook.policy import Policy
 from webhook.reviews import Reviewer
@@ -62,11 +63,14 @@ class Services:
     actions: Actions
     intake: AlertIntake
     reviewer: Reviewer | None = None  # operators' Kubernetes tokens (operator_auth != static)
+    kubectl_requests: KubectlRequests | None = None
     reachable_at: float = -1.0  # monotonic time of the last successful ping
 
     def stop(self) -> None:
         self.watcher.stop()
         self.recorder.stop()
+        if self.kubectl_requests is not None:
+            self.kubectl_requests.stop()
 
     def require_synced(self) -> None:
         """Wait briefly for the first sync; never decide on a view that is not current."""

@@ -2,7 +2,8 @@
 (list, watch, relist on 410 Gone; on any other failure the resource is marked unsynced,
 so requests wait briefly or answer 503 rather than decide on a stale view, and the
 reflector retries with capped exponential backoff). Threads are daemons and also stop
-when `stop()` is called.
+when `stop()` is called. `on_remediation(name)` is told of every NodeRemediation a LIST
+or an event brings, after the cache has it (`webhook.kubectl_requests` queues it).
 """
 
 from __future__ import annotations
@@ -21,16 +22,23 @@ class _CacheSink:
     """One resource's side of the `ClusterCache`, as a reflector's sink."""
 
     def __init__(self, cache: ClusterCache, resource: Resource,
-                 on_error: Callable[[Resource, KubeError], None] | None) -> None:
+                 on_error: Callable[[Resource, KubeError], None] | None,
+                 on_change: Callable[[str], None] | None = None) -> None:
         self.cache = cache
         self.resource = resource
         self.on_error = on_error
+        self.on_change = on_change
 
     def replace(self, items: list[JSON], resource_version: str) -> None:
         self.cache.replace(self.resource, items, resource_version)
+        if self.on_change:
+            for item in items:
+                self.on_change(str((item.get("metadata") or {}).get("name") or ""))
 
     def apply(self, event: WatchEvent) -> None:
         self.cache.apply(self.resource, event)
+        if self.on_change and event.type in ("ADDED", "MODIFIED"):
+            self.on_change(str((event.object.get("metadata") or {}).get("name") or ""))
 
     def unsynced(self, error: BaseException) -> None:
         self.cache.unsynced(self.resource)
@@ -45,11 +53,13 @@ class Watcher:
         cache: ClusterCache,
         timeout_s: float = 300.0,
         on_error: Callable[[Resource, KubeError], None] | None = None,
+        on_remediation: Callable[[str], None] | None = None,
     ) -> None:
         self.kube = kube
         self.cache = cache
         self.timeout_s = timeout_s
         self.on_error = on_error
+        self.on_remediation = on_remediation
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -59,7 +69,8 @@ class Watcher:
                 str(resource),
                 functools.partial(self.kube.list, resource),
                 functools.partial(self.kube.watch, resource),
-                _CacheSink(self.cache, resource, self.on_error),
+                _CacheSink(self.cache, resource, self.on_error,
+                           self.on_remediation if resource is Resource.REMEDIATIONS else None),
                 self._stop,
                 self.timeout_s,
             )

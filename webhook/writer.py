@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from core.clock import Clock, rfc3339
 from core.kube import JSON, AlreadyExists, Conflict, KubeError, NotFound, retry_on_conflict
+from core.remediation import is_foreign
 from webhook.cache import ClusterCache, existing_facts
 from webhook.history import HistoryArchive
 from webhook.kube import WebhookKube
@@ -154,8 +155,8 @@ class RemediationWriter:
         def patch(obj: JSON) -> JSON:
             status = obj.get("status") or {}
             out: JSON = {"alerts": with_alert(status.get("alerts") or [], entry, 1 + extra)}
-            if not status.get("phase"):
-                out.update(self._resumed_status(obj))
+            if not status.get("phase") and not is_foreign(obj):
+                out.update(self.resumed_status(obj))
             return out
 
         try:
@@ -194,8 +195,8 @@ class RemediationWriter:
     ) -> tuple[Verdict, JSON | None]:
         def patch_for(obj: JSON, verdict: Verdict) -> JSON:
             patch = approval_status(approved_by, self.clock.now())
-            if not _phase(obj):
-                patch.update(self._resumed_status(obj))
+            if not _phase(obj) and not is_foreign(obj):
+                patch.update(self.resumed_status(obj))
             return patch
 
         return self._decide_and_write(node, decide, Outcome.ACCEPTED, patch_for, "approved")
@@ -260,7 +261,7 @@ class RemediationWriter:
         self.cache.upsert_remediation(new)
         return new
 
-    def _resumed_status(self, obj: JSON) -> JSON:
+    def resumed_status(self, obj: JSON) -> JSON:
         """The initial status fields of a remediation whose creation was interrupted."""
         spec = obj.get("spec") or {}
         phase, now = initial_phase(spec), self.clock.now()

@@ -229,7 +229,7 @@ class Registry(TypedStore):
 
     def delete(self, rt: ResourceType, namespace: str, name: str,
                grace_period: int | None = None, preconditions: dict[str, Any] | None = None,
-               dry_run: bool = False) -> Result:
+               dry_run: bool = False, user: Any = None) -> Result:
         ns = namespace if rt.namespaced else ""
         with self.store.lock:
             entry = self.get(rt, namespace, name)
@@ -245,6 +245,8 @@ class Registry(TypedStore):
                     rt.plural, rt.group, name,
                     f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
                     f"ResourceVersion in object meta: {entry.rv}")
+            # A client's DELETE goes through validating admission, `oldObject` the object.
+            self._admit("DELETE", rt, "", ns, name, None, obj, WriteOptions(dry_run=dry_run, user=user))
             grace = strategies.graceful_period(rt, obj, grace_period)
             if meta.get("deletionTimestamp"):
                 # Already being deleted: a shorter grace period may be requested.

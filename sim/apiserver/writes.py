@@ -125,7 +125,7 @@ class Writes:
     def _delete(self, req: Request, rt: ResourceType, namespace: str, name: str) -> Response:
         opts = self._delete_options(req)
         result = self.registry.delete(rt, namespace, name, opts.get("gracePeriodSeconds"),
-                                      opts.get("preconditions"), bool(opts.get("dryRun")))
+                                      opts.get("preconditions"), bool(opts.get("dryRun")), req.identity)
         if result.deleted and not (rt.kind == "Pod" or rt.custom):
             meta = result.obj.get("metadata", {})
             details = {"name": name, "kind": rt.plural, "uid": meta.get("uid", "")}
@@ -142,7 +142,7 @@ class Writes:
         for (ns, name), _ in self.reads.matching(rt, namespace, labels, fields):
             try:
                 result = self.registry.delete(rt, ns, name, opts.get("gracePeriodSeconds"),
-                                              None, bool(opts.get("dryRun")))
+                                              None, bool(opts.get("dryRun")), req.identity)
                 deleted.append(result.obj)
             except errors.ApiError as err:
                 if err.code != 404:

@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.machine import ActionKind, Decision, decide
-from controller.model import AgentInfo, PeerObs, format_time
+from controller.model import AgentInfo, PeerObs, RemediationView, format_time
 from tests.controller.builders import (
     BOOT,
     CFG,
@@ -94,9 +95,19 @@ def test_pause_switch_stops_new_fencing() -> None:
     check(decide(remediation(), observe(T0 + 1, paused=True), CFG), "Confirming", "Paused", [])
 
 
-def test_operator_trigger_fences_without_confirmation() -> None:
-    obs = observe(T0 + 1, node("True", lease=T0 - 100), peers=None)
+def test_operator_trigger_fences_without_confirmation_after_the_grace_window() -> None:
+    obs = observe(T0 + CFG.operator_grace_s + 1, node("True", lease=T0 - 100), peers=None)
     check(decide(remediation(source="operator"), obs, CFG), "Fencing", "ConfirmedByOperator", ["IssueOrder"])
+
+
+@pytest.mark.parametrize("source", ["operator", "kubectl"])
+def test_a_persons_request_issues_no_fence_order_inside_the_grace_window(source: str) -> None:
+    obs = observe(T0 + CFG.operator_grace_s - 0.5, node("Unknown", lease=T0 - 100), peers=None)
+    d = decide(remediation(source=source), obs, CFG)
+    check(d, "Confirming", "OperatorGraceWindow", [])
+    assert d.requeue_s is not None and 0 < d.requeue_s <= 0.5 + 1e-9
+    later = observe(T0 + CFG.operator_grace_s, node("Unknown", lease=T0 - 100), peers=None)
+    check(decide(remediation(source=source), later, CFG), "Fencing", "ConfirmedByOperator", ["IssueOrder"])
 
 
 def test_a_node_still_reporting_ready_is_not_confirmed() -> None:
@@ -601,3 +612,41 @@ def test_peer_silence_is_checked_once_the_order_has_settled() -> None:
                                                   CFG))
     # A completeness only claimed in the status is not this controller's: it asks again.
     assert "CheckPeerSilence" in kinds(decide(done, observe(T0 + 3), CFG))
+
+
+# -- a person's kubectl request: the plan the webhook decided, never the requester's spec --
+
+
+def kubectl_request(phase: str | None, plan: dict[str, Any] | None, **spec: Any) -> RemediationView:
+    status: dict[str, Any] = {}
+    if phase is not None:
+        status = {"phase": phase, "reason": "Accepted", "phaseSince": format_time(T0)}
+    if plan is not None:
+        status["plan"] = plan
+    return RemediationView.parse({
+        "metadata": {"name": "node-1", "uid": "uid-1", "resourceVersion": "7",
+                     "creationTimestamp": format_time(T0),
+                     "annotations": {"nodewarden.io/requested-by": "alice"}},
+        "spec": {"nodeName": "node-1", "trigger": {"source": "kubectl"}, **spec}, "status": status})
+
+
+def test_a_kubectl_requests_spec_counts_for_nothing_only_the_decided_plan_does() -> None:
+    # alice wrote "no approval needed, force"; policy decided approval is required and no force.
+    rem = kubectl_request("Pending", {"approvalRequired": True, "strategy": "OutOfServiceTaint",
+                                      "escalation": "OperatorApproval", "force": False},
+                          approvalRequired=False, force=True, strategy="ResourceDeletion")
+    assert rem.approval_required and not rem.force and str(rem.strategy) == "OutOfServiceTaint"
+    assert rem.received_at == T0  # from creationTimestamp, not a field alice wrote
+    check(decide(rem, observe(T0 + 1, node("Unknown", lease=T0 - 100)), CFG), "AwaitingApproval",
+          "AwaitingApproval", [])
+
+
+def test_a_forced_request_is_not_cancelled_because_the_node_is_ready() -> None:
+    plan = {"approvalRequired": True, "fourEyes": True, "force": True}
+    ready = node("True", lease=T0)
+    waiting = kubectl_request("AwaitingApproval", plan)
+    check(decide(waiting, observe(T0 + 1, ready), CFG), "AwaitingApproval", "AwaitingApproval", [])
+    confirming = kubectl_request("Confirming", plan)
+    check(decide(confirming, observe(T0 + 1, ready), CFG), "Confirming", "OperatorGraceWindow", [])
+    check(decide(confirming, observe(T0 + CFG.operator_grace_s + 1, ready, peers=None), CFG),
+          "Fencing", "ConfirmedByOperator", ["IssueOrder"])

@@ -94,7 +94,8 @@ def quiet_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """Agents only (no controller acts on the NodeRemediation the tests create)."""
     tmp = tmp_path_factory.mktemp("vap-world")
     with nodewarden_world(tmp, nodes=3, time_scale=0.05, workloads=[], controllers=0, webhook=False) as w:
-        custom = client.CustomObjectsApi(api(w, ADMIN))
+        # The webhook creates remediations: anyone else must name themselves (nodewarden-operator-writes).
+        custom = client.CustomObjectsApi(api(w, WEBHOOK))
         for node in ("node-1", "node-2"):
             custom.create_cluster_custom_object("nodewarden.io", "v1alpha1", "noderemediations", {
                 "apiVersion": "nodewarden.io/v1alpha1", "kind": "NodeRemediation", "metadata": {"name": node},

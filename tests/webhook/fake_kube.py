@@ -154,6 +154,13 @@ class FakeWebhookKube:
             }
             self._write(Resource.PAUSE, "MODIFIED" if old else "ADDED", obj)
 
+    def annotate(self, name: str, annotations: dict[str, str]) -> JSON:
+        """Add annotations to a NodeRemediation, as `kubectl annotate` would."""
+        with self._cond:
+            obj = copy.deepcopy(self._objects[Resource.REMEDIATIONS][name])
+            obj["metadata"].setdefault("annotations", {}).update(annotations)
+            return self._write(Resource.REMEDIATIONS, "MODIFIED", obj)
+
     def put_status(self, name: str, status: JSON) -> JSON:
         """Write status as another writer (the controller) would, unconditionally."""
         return self.patch_remediation_status(name, status, None)

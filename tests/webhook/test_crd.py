@@ -10,6 +10,7 @@ import yaml
 from jsonschema import Draft7Validator
 
 from core import names
+from core.remediation import Phase
 from webhook.policy import Escalation, Outcome, Plan, Reason, Source, Strategy, Verdict
 from webhook.records import (
     AlertEntry,
@@ -108,4 +109,4 @@ def test_crd_identity_and_columns() -> None:
     assert columns["Evidence"] == ".status.fence.evidence.rule"
     assert columns["Age"] == ".metadata.creationTimestamp"
     phases = SCHEMA["properties"]["status"]["properties"]["phase"]["enum"]
-    assert len(phases) == 10
+    assert phases == [str(p) for p in Phase]

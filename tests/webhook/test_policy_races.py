@@ -132,7 +132,8 @@ def test_a_delivery_that_lost_the_race_never_deletes_the_winners_remediation(
         # window in which a concurrent delivery's create lands and reaches the cache.
         if not won:
             won.append(w.kube.create_remediation(
-                {"metadata": {"name": "node-1"}, "spec": {"nodeName": "node-1"}}
+                {"metadata": {"name": "node-1"},
+                 "spec": {"nodeName": "node-1", "trigger": {"source": "alertmanager"}}}
             ))
             w.settle()
             assert w.svc.cache.remediation("node-1") is not None

@@ -68,7 +68,9 @@ def _answer(verdict: Verdict, obj: JSON | None, ok_code: int = 200) -> ResponseR
 @bp.post(BASE)
 def request_remediation() -> ResponseReturnValue:
     identity = authenticate(Role.OPERATOR)
-    data = _fields(json_body(required=True), {"node": str, "reason": str, "dryRun": bool})
+    data = _fields(
+        json_body(required=True), {"node": str, "reason": str, "dryRun": bool, "force": bool}
+    )
     node = data.get("node")
     if not node:
         raise ApiProblem(400, "required", field="node")
@@ -88,7 +90,12 @@ def request_remediation() -> ResponseReturnValue:
     )
     ctx = Context(source=str(Source.OPERATOR), action="Remediate", actor=identity.name)
     verdict, obj = svc.actions.start(
-        Request(Source.OPERATOR, node, dry_run=bool(data.get("dryRun"))), trigger, None, ctx
+        Request(
+            Source.OPERATOR, node, dry_run=bool(data.get("dryRun")), force=bool(data.get("force"))
+        ),
+        trigger,
+        None,
+        ctx,
     )
     return _answer(verdict, obj, 201 if verdict.outcome is Outcome.ACCEPTED else 200)
 

@@ -11,7 +11,9 @@ firing alert / operator request (`decide_firing`)
   5. opt-out label                        -> rejected NodeOptedOut
   6. control-plane node, not enabled      -> rejected ControlPlaneExcluded
   7. not matched by nodes.selector        -> rejected NodeNotSelected
-  8. node Ready                           -> rejected NodeReady
+  8. node Ready, no `force`               -> rejected NodeReady (with `force`: accepted,
+                                             but always AwaitingApproval by a second
+                                             person: ForceNeedsApproval)
   9. too many unhealthy nodes             -> rejected StormProtection
  10. too many recent remediations         -> rejected RateLimited (dry runs do not count;
                                              the shared ledger is checked after this)
@@ -23,6 +25,11 @@ may be cancelled only while no fence order has been issued; after that it is rec
 A resolved alert cancels only what Alertmanager started, only when it resolves an alert
 the remediation recorded firing (same fingerprint and startsAt: a late resolution of an
 earlier incident is ignored), and only when no other alert about the node still fires.
+
+approval (`decide_approve`): only while AwaitingApproval, only once, and — under four-eyes
+(the group's `fourEyes`, and always for a forced request) — never by the person who asked
+(rejected SelfApproval). A request nobody has decided on yet cannot be approved
+(rejected NotDecided).
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ class Reason(enum.StrEnum):
     ALERT_NOT_HANDLED = "AlertNotHandled"
     NO_NODE_LABEL = "NoNodeLabel"
     INVALID_NODE_NAME = "InvalidNodeName"
+    INVALID_REQUEST = "InvalidRequest"  # a kubectl request without its requester annotation
     COOLDOWN = "Cooldown"
     NODE_NOT_FOUND = "NodeNotFound"
     PAUSED = "Paused"
@@ -70,6 +78,8 @@ class Reason(enum.StrEnum):
     NODE_READY = "NodeReady"
     STORM_PROTECTION = "StormProtection"
     RATE_LIMITED = "RateLimited"
+    # accepted: a forced request on a Ready node, waiting for a second person
+    FORCE_NEEDS_APPROVAL = "ForceNeedsApproval"
     # resolved / cancel
     ALERT_RESOLVED = "AlertResolved"
     OPERATOR_CANCELLED = "OperatorCancelled"
@@ -83,6 +93,8 @@ class Reason(enum.StrEnum):
     APPROVED = "Approved"
     ALREADY_APPROVED = "AlreadyApproved"
     NOT_AWAITING_APPROVAL = "NotAwaitingApproval"
+    SELF_APPROVAL = "SelfApproval"
+    NOT_DECIDED = "NotDecided"
     # the API server refused a write for a reason other than being unreachable
     API_ERROR = "ApiError"
 
@@ -90,6 +102,7 @@ class Reason(enum.StrEnum):
 class Source(enum.StrEnum):
     ALERTMANAGER = "alertmanager"
     OPERATOR = "operator"
+    KUBECTL = "kubectl"  # a NodeRemediation a person created with their own credentials
 
 
 @dataclass(frozen=True)
@@ -97,6 +110,7 @@ class Request:
     source: Source
     node: str
     dry_run: bool = False
+    force: bool = False  # remediate even though the node reports Ready (needs a 2nd person)
 
 
 @dataclass(frozen=True)
@@ -117,6 +131,9 @@ class ExistingFacts:
     approval_required: bool = False  # spec.approvalRequired
     approved_at: float | None = None  # status.approval.approvedAt
     dry_run: bool = False  # spec.dryRun: decided and recorded only, so no cooldown
+    requested_by: str = ""  # the person who asked ("" for an alert)
+    four_eyes: bool = False  # the approver must not be `requested_by`
+    decided: bool = True  # False: a person's request the webhook has not decided on yet
     # fingerprint -> (status, startsAt) of the newest status.alerts entry for that alert
     alerts: Mapping[str, tuple[str, float | None]] = field(default_factory=dict)
 
@@ -154,6 +171,8 @@ class Plan:
     escalation: Escalation
     approval_required: bool
     dry_run: bool
+    four_eyes: bool = False
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -246,8 +265,11 @@ def decide_firing(
         )
     if not policy.nodes.selector.matches(node.labels):
         return _reject(Reason.NODE_NOT_SELECTED, "node does not match the policy's nodes.selector")
-    if node.ready == "True":
-        return _reject(Reason.NODE_READY, "node is Ready; nothing to recover")
+    forced = request.force and node.ready == "True"
+    if node.ready == "True" and not forced:
+        return _reject(
+            Reason.NODE_READY, "node is Ready; nothing to recover (force needs a second person)"
+        )
     limit = policy.max_unhealthy.limit(cluster.total_nodes)
     if cluster.unhealthy_nodes > limit:
         return _reject(
@@ -269,10 +291,18 @@ def decide_firing(
         group=group.name,
         strategy=group.strategy,
         escalation=group.escalation,
-        approval_required=group.approval_required,
+        approval_required=group.approval_required or forced,
         dry_run=dry_run,
+        four_eyes=group.four_eyes or forced,
+        force=forced,
     )
-    if group.approval_required:
+    if forced:
+        reason, text = (
+            Reason.FORCE_NEEDS_APPROVAL,
+            f"FORCED on a node that reports Ready: fencing {request.node} resets a machine that "
+            "may be running its workloads; a second person must approve",
+        )
+    elif group.approval_required:
         reason, text = Reason.AWAITING_APPROVAL, f"group {group.name} needs a person's approval"
     elif dry_run:
         reason, text = Reason.ACCEPTED_DRY_RUN, "accepted in dry-run mode: decide and record only"
@@ -343,10 +373,15 @@ def decide_cancel(node: str, existing: ExistingFacts | None) -> Verdict:
     return Verdict(Outcome.CANCELLED, Reason.OPERATOR_CANCELLED, "cancelled by an operator")
 
 
-def decide_approve(node: str, existing: ExistingFacts | None) -> Verdict:
-    """A person's approval counts only while the remediation waits for one."""
+def decide_approve(node: str, existing: ExistingFacts | None, approver: str = "") -> Verdict:
+    """A person's approval counts only while the remediation waits for one, and under
+    four-eyes only when that person is not the one who asked."""
     if existing is None:
         return _reject(Reason.NO_REMEDIATION, f"no remediation of {node}")
+    if not existing.decided:
+        return _reject(
+            Reason.NOT_DECIDED, f"the request for {node} has not been decided by policy yet"
+        )
     if existing.effective_phase != "AwaitingApproval":
         return _reject(
             Reason.NOT_AWAITING_APPROVAL,
@@ -357,5 +392,11 @@ def decide_approve(node: str, existing: ExistingFacts | None) -> Verdict:
     ):
         return Verdict(
             Outcome.DUPLICATE, Reason.ALREADY_APPROVED, f"remediation of {node} is already approved"
+        )
+    if existing.four_eyes and existing.requested_by and approver == existing.requested_by:
+        return _reject(
+            Reason.SELF_APPROVAL,
+            f"four-eyes: {approver} asked for this remediation and cannot also approve it; "
+            "a second person must",
         )
     return Verdict(Outcome.ACCEPTED, Reason.APPROVED, f"remediation of {node} approved")

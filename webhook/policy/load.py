@@ -183,7 +183,7 @@ def _rate_limit(value: object, base: RateLimit) -> RateLimit:
 
 def _group(value: object, where: str, base: Group, *, named: bool) -> Group:
     m = _mapping(value, where)
-    keys = {"strategy", "escalation", "approvalRequired"}
+    keys = {"strategy", "escalation", "approvalRequired", "fourEyes"}
     _only(m, where, keys | ({"name", "selector"} if named else set()))
     name = DEFAULT_GROUP_NAME
     selector = LabelSelector()
@@ -204,6 +204,7 @@ def _group(value: object, where: str, base: Group, *, named: bool) -> Group:
         approval_required=_bool(
             m.get("approvalRequired", base.approval_required), f"{where}.approvalRequired"
         ),
+        four_eyes=_bool(m.get("fourEyes", base.four_eyes), f"{where}.fourEyes"),
     )
 
 

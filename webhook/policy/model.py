@@ -99,6 +99,8 @@ class Group:
     strategy: Strategy
     escalation: Escalation
     approval_required: bool
+    # Four-eyes: the person who approves must not be the person who asked.
+    four_eyes: bool = False
 
 
 DEFAULT_GROUP_NAME = "default"

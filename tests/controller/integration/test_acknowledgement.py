@@ -9,14 +9,16 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
+from core import names
+from core.kube import load_kube
 from harness.world import World, nodewarden_world
 
 SCALE = 0.05
 GAUGE = re.compile(r'^nodewarden_controller_fence_not_observed_unacknowledged\{node="([^"]+)"\} 1\.0$', re.M)
 
 
-def kubectl(w: World, *args: str) -> str:
-    env = {**os.environ, "KUBECONFIG": str(w.cluster.kubeconfig("admin"))}
+def kubectl(w: World, *args: str, identity: str = "admin") -> str:
+    env = {**os.environ, "KUBECONFIG": str(w.cluster.kubeconfig(identity))}
     out = subprocess.run(["kubectl", "-n", "nodewarden", *args], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout
@@ -42,9 +44,12 @@ def test_fence_not_observed_stays_on_the_gauge_until_annotated(tmp_path: Path) -
                              "escalation": "None",
                              "trigger": {"source": "operator", "receivedAt": "2026-12-03T00:00:00Z"}}}
         (tmp_path / "rem.json").write_text(json.dumps(manifest))
-        kubectl(w, "create", "-f", str(tmp_path / "rem.json"))
-        kubectl(w, "patch", "noderemediation", "node-2", "--subresource=status", "--type=merge", "-p",
-                json.dumps({"status": {"phase": "Failed", "reason": "FenceNotObserved"}}))
+        # Written as nodewarden writes it: only its own accounts may create a remediation
+        # without naming a requester, or write status (nodewarden-operator-writes).
+        kubectl(w, "create", "-f", str(tmp_path / "rem.json"), identity="webhook")
+        load_kube(str(c.kubeconfig("webhook"))).custom.patch_cluster_custom_object_status(
+            names.GROUP, names.VERSION, names.PLURAL, "node-2",
+            {"status": {"phase": "Failed", "reason": "FenceNotObserved"}})
         c.wait_for(lambda: unacknowledged(w) == ["node-2"], 20, message="the gauge for node-2")
         kubectl(w, "annotate", "noderemediation", "node-2", "nodewarden.io/acknowledged=jane: powered off, data checked")
         c.wait_for(lambda: unacknowledged(w) == [], 20, message="the gauge cleared by the acknowledgement")

@@ -184,8 +184,9 @@ def test_a_hand_written_fenced_status_gets_no_taint(tmp_path: Path) -> None:
         forged = {"phase": "Fenced", "reason": "FenceProven", "phaseSince": now,
                   "fence": {"evidence": {"rule": "AcknowledgedWatchdog", "satisfiedAt": now,
                                          "inputs": {"deadBy": now}}}}
-        admin = load_kube(str(c.kubeconfig("admin")))
-        admin.custom.patch_cluster_custom_object_status(
+        # The network-facing webhook may write status (no one else may: nodewarden-operator-writes).
+        webhook = load_kube(str(c.kubeconfig("webhook")))
+        webhook.custom.patch_cluster_custom_object_status(
             names.GROUP, names.VERSION, names.PLURAL, victim, {"status": forged})
         c.wait_for(lambda: any(h.get("reason") == "ProofNotRederived"
                                for h in ((w.remediation(victim) or {}).get("status") or {}).get("history") or []),
