@@ -214,7 +214,26 @@ def test_approve_and_cancel_record_the_authenticated_user(world: World, capsys: 
     ann = (world.remediation(NODE) or {})["metadata"]["annotations"]
     assert ann["nodewarden.io/approved-by"] == "bob"
     assert (ann["nodewarden.io/cancelled-by"], ann["nodewarden.io/cancel-reason"]) == ("bob", "false alarm")
+    # The webhook turns the annotation into the cancellation, under bob's name.
+    rem = world.wait_phase(NODE, "Cancelled", timeout=10)
+    assert rem["status"]["cancellation"]["requestedBy"] == "bob", rem["status"]
     # A finished remediation cannot be approved or cancelled.
-    assert _operator(world, f"/{NODE}/cancel", {"reason": "end"}).status_code == 200
+    assert _operator(world, f"/{NODE}/cancel", {"reason": "end"}).status_code == 409
     code, _, err = plugin(world, "bob", capsys, "approve", NODE)
     assert code == 1 and "already ended (Cancelled)" in err
+
+
+def test_a_request_is_admitted_under_the_users_name_and_decided_by_policy(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`request` creates the NodeRemediation the admission policy accepts (requested-by is
+    bob's own username), and the webhook decides it as it decides an operator's request:
+    node-1 is Ready, so it is rejected, under bob's name, and nothing is fenced."""
+    code, _, err = plugin(world, "bob", capsys, "request", "node-1", "--reason", "disk controller hung")
+    assert code == 0, err
+    rem = world.wait_phase("node-1", "Rejected", timeout=10)
+    assert rem["metadata"]["annotations"]["nodewarden.io/requested-by"] == "bob"
+    assert rem["spec"]["trigger"]["source"] == "kubectl"
+    assert (rem["status"]["reason"], rem["status"]["requestedBy"]) == ("NodeReady", "bob"), rem["status"]
+    code, stdout, _ = plugin(world, "bob", capsys, "explain", "node-1")
+    assert code == 0 and "NodeReady" in stdout, stdout

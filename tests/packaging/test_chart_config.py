@@ -109,7 +109,8 @@ def test_each_operator_auth_mode_starts_with_exactly_what_it_needs(mode: str, tm
     assert all(r["verbs"] == ["create"] for r in reviews)
     operator_role = find(docs, "ClusterRole", "nodewarden-operator")
     assert operator_role["rules"] == [{"apiGroups": ["nodewarden.io"], "resources": ["noderemediations"],
-                                       "verbs": ["get", "list", "watch", "create", "approve", "cancel"]}]
+                                       "verbs": ["get", "list", "watch", "create", "patch", "delete",
+                                                 "approve", "cancel"]}]
 
 
 @pytest.mark.parametrize("value_set", GENERATED)

@@ -233,7 +233,7 @@ def test_explain_follows_the_crd_schema(kubectl: Callable[..., str]) -> None:
     out = kubectl("explain", "noderemediation.spec")
     assert "GROUP:      nodewarden.io" in out and "KIND:       NodeRemediation" in out
     assert "nodeName\t<string> -required-" in out
-    assert "strategy\t<string> -required-" in out and "OutOfServiceTaint" in out
+    assert "trigger\t<Object> -required-" in out and "OutOfServiceTaint" in out
     assert "metadata\t<ObjectMeta>" in kubectl("explain", "noderemediation")
 
     # A changed schema is a new document hash: kubectl's cache follows it.
