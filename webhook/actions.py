@@ -120,6 +120,11 @@ class Actions:
         except NotFound:
             self._read_done(request.node)
             return verdict, decided_on
+        except Unavailable:
+            raise
+        except KubeError as exc:  # e.g. a role without `get nodes`: the cache's word stands
+            log.warning("could not read node %s to confirm it is Ready: %s", request.node, exc)
+            return verdict, decided_on
         self._read_done(request.node)
         self.cache.upsert_node(obj)
         again, obj_decided_on = self.decisions.firing(request)

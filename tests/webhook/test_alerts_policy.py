@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.kube import Forbidden
 from tests.webhook.conftest import AM_TOKEN, START, World, WorldFactory, alert, message
 from webhook.kube import Resource
 
@@ -309,3 +310,17 @@ def test_an_unreachable_api_server_answers_503_rather_than_reject_a_stale_ready_
     w.kube.unavailable = False
     r = post(w, "node-1")  # Alertmanager's retry
     assert r.get_json()["alerts"][0]["reason"] == "Accepted", r.get_json()
+
+
+def test_a_refused_read_leaves_the_caches_word(world: WorldFactory) -> None:
+    """A role without `get nodes` (a chart upgraded by halves): the alert is rejected for
+    what the cache shows, NodeReady, not turned into an API error."""
+    w = stale_ready_world(world)
+
+    def forbidden(name: str) -> Any:
+        raise Forbidden(403, "Forbidden", f'nodes "{name}" is forbidden')
+
+    w.svc.actions.read_node = forbidden
+    r = post(w, "node-1")
+    assert r.status_code == 200
+    assert r.get_json()["alerts"][0]["reason"] == "NodeReady", r.get_json()
