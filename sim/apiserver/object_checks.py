@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import crd as crds
-from . import errors, events
+from . import crd_rules, errors, events
 from .resources import ResourceType
 from .store import Entry
 from .validation import BuiltinValidator, Cause, prune_paths, semantic_causes
@@ -56,12 +56,15 @@ def check_kind(rt: ResourceType, obj: Any) -> dict[str, Any]:
 
 
 def validate(validator: BuiltinValidator, rt: ResourceType, obj: dict[str, Any],
-             opts: WriteOptions) -> tuple[dict[str, Any], list[str]]:
+             opts: WriteOptions, old: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """`old`: the stored object an UPDATE replaces (a CRD's transition rules see it)."""
     if not opts.validate:
         return obj, []
     name = (obj.get("metadata") or {}).get("name", "")
     if rt.custom:
         obj, outcome = crds.check_custom(obj, rt.schema or {})
+        if rt.schema:
+            outcome.causes.extend(crd_rules.check(rt.schema, obj, *(() if old is None else (old,))))
     else:
         outcome = validator.check(obj)
         if outcome.decode_error:

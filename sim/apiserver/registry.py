@@ -61,8 +61,9 @@ class Registry(TypedStore):
         self._rand = random.Random()
         self._lock = threading.RLock()
 
-    def _validate(self, rt: ResourceType, obj: dict[str, Any], opts: WriteOptions) -> tuple[dict[str, Any], list[str]]:
-        return validate(self.validator, rt, obj, opts)
+    def _validate(self, rt: ResourceType, obj: dict[str, Any], opts: WriteOptions,
+                  old: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
+        return validate(self.validator, rt, obj, opts, old)
 
     def _check_kind(self, rt: ResourceType, obj: Any) -> dict[str, Any]:
         return check_kind(rt, obj)
@@ -196,7 +197,7 @@ class Registry(TypedStore):
         new = strategies.prepare_update(rt, old, new, subresource)
         for hook in self.admission:
             hook("UPDATE", rt, new, old)
-        new, warnings = self._validate(rt, new, opts)
+        new, warnings = self._validate(rt, new, opts, old)
         self._admit("UPDATE", rt, subresource or "", ns, name, new, old, opts)
         if opts.dry_run:
             return Result(Entry(dumps(new), self.store.resource_version, {}, {}), new,

@@ -117,6 +117,18 @@ def test_nobody_but_nodewarden_writes_status_by_hand(world: World, kubectl: Any)
     assert (world.remediation("node-3") or {})["status"]["phase"] == "Rejected"
 
 
+def test_an_operator_cannot_rewrite_the_spec_of_a_remediation(world: World, kubectl: Any) -> None:
+    """The operator role may patch (the annotations), but never the spec the webhook and the
+    controller act on: `force`, `approvalRequired` or the strategy would otherwise skip the
+    second person or the policy."""
+    for patch in ({"spec": {"force": False}}, {"spec": {"approvalRequired": True}},
+                  {"spec": {"nodeName": "node-1"}}):
+        out = kubectl("alice", "patch", "noderemediation", "node-3", "--type=merge", "-p", json.dumps(patch))
+        assert out.returncode != 0, patch
+        assert "spec is immutable" in out.stderr, out.stderr
+    assert (world.remediation("node-3") or {})["spec"].get("force") is True  # as requested, unchanged
+
+
 def test_forcing_a_ready_node_needs_a_second_person_and_a_cancel_in_the_grace_window_stops_it(
         world: World, kubectl: Any) -> None:
     out = kubectl("alice", "create", "-f", "-", stdin=request("node-2", "alice", force=True))
