@@ -151,7 +151,7 @@ class RealWebhookKube:
             yield event
 
     def get_node(self, name: str) -> JSON:
-        return self._ledger_call(self.kube.core.read_node, name)
+        return self._raw_call(self.kube.core.read_node, name)
 
     def get_remediation(self, name: str) -> JSON:
         result: object = call(
@@ -266,7 +266,7 @@ class RealWebhookKube:
             meta["resourceVersion"] = resource_version
         return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
-    def _ledger_call(self, fn: Any, *args: Any) -> JSON:
+    def _raw_call(self, fn: Any, *args: Any) -> JSON:
         """A read or write whose answer is kept as the server's JSON (no model round trip)."""
         resp: Any = call(fn, *args, _preload_content=False, _request_timeout=self.kube.timeout)
         try:
@@ -275,19 +275,19 @@ class RealWebhookKube:
             resp.release_conn()
 
     def get_ledger(self) -> JSON:
-        return self._ledger_call(
+        return self._raw_call(
             self.kube.core.read_namespaced_config_map, self.ledger_name, self.pause_namespace
         )
 
     def create_ledger(self, data: dict[str, str]) -> JSON:
-        return self._ledger_call(
+        return self._raw_call(
             self.kube.core.create_namespaced_config_map,
             self.pause_namespace,
             self._ledger_body(data, None),
         )
 
     def replace_ledger(self, data: dict[str, str], resource_version: str) -> JSON:
-        return self._ledger_call(
+        return self._raw_call(
             self.kube.core.replace_namespaced_config_map,
             self.ledger_name,
             self.pause_namespace,
