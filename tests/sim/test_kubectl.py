@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import yaml
@@ -48,21 +46,6 @@ spec:
             properties:
               phase: {type: string}
 """
-
-
-@pytest.fixture(scope="module")
-def kubectl(admin_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., str]:
-    cache = tmp_path_factory.mktemp("kubectl-cache")
-
-    def run(*args: str, stdin: str | None = None, ok: bool = True) -> str:
-        proc = subprocess.run(
-            ["kubectl", "--kubeconfig", str(admin_kubeconfig), "--cache-dir", str(cache), *args],
-            input=stdin, capture_output=True, text=True, timeout=60)
-        if ok and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
-        return proc.stdout if ok else proc.stdout + proc.stderr
-
-    return run
 
 
 def test_get_nodes_table(kubectl: Callable[..., str]) -> None:

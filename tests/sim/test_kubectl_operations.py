@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -61,21 +60,6 @@ spec:
   minAvailable: 1
   selector: {{matchLabels: {{app: db}}}}
 """
-
-
-@pytest.fixture(scope="module")
-def kubectl(admin_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., str]:
-    cache = tmp_path_factory.mktemp("kubectl-cache")
-
-    def run(*args: str, stdin: str | None = None, ok: bool = True) -> str:
-        proc = subprocess.run(
-            ["kubectl", "--kubeconfig", str(admin_kubeconfig), "--cache-dir", str(cache), *args],
-            input=stdin, capture_output=True, text=True, timeout=60)
-        if ok and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
-        return proc.stdout if ok else proc.stdout + proc.stderr
-
-    return run
 
 
 @pytest.fixture(scope="module")
