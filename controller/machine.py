@@ -151,6 +151,11 @@ def _awaiting_approval(rem: RemediationView, obs: Observations, cfg: MachineConf
     if _elapsed(rem, obs.now) > cfg.approval_timeout_s:
         return Decision(Phase.FAILED, Reason.APPROVAL_TIMEOUT,
                         f"no approval within {cfg.approval_timeout_s:g}s; nothing was fenced")
+    if rem.force:
+        # The webhook's ForceNeedsApproval says what approving does (reset a machine that
+        # reports Ready); waiting must not overwrite that warning with a plain one.
+        return _stay(rem, Reason.FORCE_NEEDS_APPROVAL, "FORCED on a node that reports Ready: "
+                     "waiting for a second person's approval", requeue_s=30.0)
     return _stay(rem, Reason.AWAITING_APPROVAL, "waiting for a person's approval "
                  f"(POST /api/v1/remediations/{rem.node}/approve)", requeue_s=30.0)
 

@@ -21,6 +21,7 @@ class Reason(enum.StrEnum):
     STARTED = "Started"
     APPROVED = "Approved"
     AWAITING_APPROVAL = "AwaitingApproval"
+    FORCE_NEEDS_APPROVAL = "ForceNeedsApproval"  # the webhook's reason for a forced request, kept
     APPROVAL_TIMEOUT = "ApprovalTimeout"
     NODE_RECOVERED = "NodeRecovered"
     NODE_GONE = "NodeGone"

@@ -645,7 +645,8 @@ def test_a_forced_request_is_not_cancelled_because_the_node_is_ready() -> None:
     plan = {"approvalRequired": True, "fourEyes": True, "force": True}
     ready = node("True", lease=T0)
     waiting = kubectl_request("AwaitingApproval", plan)
-    check(decide(waiting, observe(T0 + 1, ready), CFG), "AwaitingApproval", "AwaitingApproval", [])
+    # Still waiting, and still saying why this one is dangerous (the webhook's reason).
+    check(decide(waiting, observe(T0 + 1, ready), CFG), "AwaitingApproval", "ForceNeedsApproval", [])
     confirming = kubectl_request("Confirming", plan)
     check(decide(confirming, observe(T0 + 1, ready), CFG), "Confirming", "OperatorGraceWindow", [])
     check(decide(confirming, observe(T0 + CFG.operator_grace_s + 1, ready, peers=None), CFG),
