@@ -1,0 +1,211 @@
+"""The state machine after the fence: Fenced, Recovering, AwaitingNodeReady, and the
+finished phases.
+
+Pure functions of (remediation, observations, config). Recovery (the out-of-service taint,
+or deleting the node's pods and VolumeAttachments) acts only on a proof derived again at
+that moment from trusted inputs; a stored status claiming a fence is a record, not a proof.
+A node whose kubelet renews its Lease on the fenced boot was not fenced: no taint, or the
+taint stays and the remediation fails (FenceNotObserved). The taint is removed only once the
+node is Ready with a new boot; finished remediations only ever remove a taint left behind.
+"""
+
+from __future__ import annotations
+
+from controller.decision import Action, ActionKind, Decision, MachineConfig, elapsed, stay
+from controller.evidence import Verdict
+from controller.fencing import agent_evidence, rebooted
+from controller.model import (
+    Escalation,
+    FenceRecord,
+    Observations,
+    Phase,
+    Reason,
+    RemediationView,
+    Strategy,
+    format_time,
+    parse_time,
+)
+from controller.proof import Refusal, operator_confirmed, trusted_fence, witness_for
+
+
+def _alive_after_fence(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> bool:
+    """The kubelet renewed its Lease after the node must have been dead: it was not fenced,
+    or it has already rebooted and is coming back."""
+    evidence = (rem.fence.evidence if rem.fence else None) or {}
+    dead_by = parse_time((evidence.get("inputs") or {}).get("deadBy"))
+    renewed = obs.node.lease_renewed_at
+    return dead_by is not None and renewed is not None and renewed > dead_by + cfg.timing.max_clock_skew_s
+
+
+def _reason_since(rem: RemediationView) -> float | None:
+    """When the current reason was set (the newest history entry, if it is that one)."""
+    history = rem.raw_status.get("history") or []
+    if history and isinstance(history[-1], dict) and history[-1].get("reason") == rem.reason:
+        return parse_time(history[-1].get("at")) or rem.phase_since
+    return rem.phase_since
+
+
+def _ready_on_fenced_boot(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
+    """The Node says Ready on the boot it had when it was fenced. That alone does not show a
+    node that survived its fence: Kubernetes flips Ready to Unknown only a grace period after
+    the last heartbeat, so a kubelet that came back just before the reset leaves Ready=True
+    behind; and a node that rebooted quickly may renew its Lease before it posts its new
+    boot. Failed/FenceNotObserved only once its kubelet renewed the Lease after the node must
+    have been dead and no new boot appeared within `alive_grace_s`."""
+    fence_boot = rem.fence.boot_id if rem.fence else ""
+    not_observed = Decision(Phase.FAILED, Reason.FENCE_NOT_OBSERVED,
+                            f"the node is Ready on the same boot ({fence_boot[:8]}) it had when it was fenced: "
+                            "it was never reset. The out-of-service taint stays; investigate before removing it")
+    evidence = (rem.fence.evidence if rem.fence else None) or {}
+    if parse_time((evidence.get("inputs") or {}).get("deadBy")) is None:
+        return not_observed  # nothing to tell a stale condition from a live node: assume the worst
+    if not _alive_after_fence(rem, obs, cfg):
+        return stay(rem, Reason.AWAITING_NODE,
+                     "workloads recovered; the node still shows Ready from before it was fenced (its kubelet "
+                     "has not renewed its Lease since): waiting for it to come back",
+                     requeue_s=min(5.0, cfg.node_not_back_after_s))
+    since = _reason_since(rem)
+    if rem.reason == Reason.NODE_ALIVE_AFTER_FENCE and since is not None and obs.now - since > cfg.alive_grace_s:
+        return not_observed
+    return stay(rem, Reason.NODE_ALIVE_AFTER_FENCE,
+                 "the node's kubelet renewed its Lease after the node must have been reset, and the Node "
+                 "still shows the fenced boot: waiting for its new boot before deciding; the taint stays",
+                 requeue_s=2.0)
+
+
+def _node_alive_check(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision | None:
+    if not _alive_after_fence(rem, obs, cfg):
+        return None
+    if rebooted(rem, obs):
+        return Decision(Phase.SUCCEEDED, Reason.NODE_REBOOTED,
+                        f"the node came back with a new boot ({obs.node.boot_id[:8]}) before recovery "
+                        "was needed: no taint is applied")
+    if rem.reason == Reason.NODE_ALIVE_AFTER_FENCE and elapsed(rem, obs.now) > cfg.alive_grace_s:
+        return Decision(Phase.FAILED, Reason.FENCE_NOT_OBSERVED,
+                        "the node's kubelet kept renewing its Lease on the same boot after it must have been "
+                        "reset: the fence was NOT observed; no taint is applied")
+    return stay(rem, Reason.NODE_ALIVE_AFTER_FENCE,
+                 "the node's kubelet renewed its Lease after the node must have been reset: waiting for its "
+                 "new boot before deciding; no taint meanwhile", requeue_s=2.0)
+
+
+def _unproven(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision | None:
+    """Recovery acts only on a proof derived again, at that moment, from inputs the
+    controller can trust (controller.proof). The stored phase and `fence.evidence` are a
+    record, so a status that claims a fence (hand-written, or written by something else)
+    is refused: back to fencing, where the real evidence is gathered, or Failed when no
+    order of ours is recorded."""
+    fence = trusted_fence(rem, obs, cfg.order_key) if rem.fence is not None else None
+    if not isinstance(fence, FenceRecord):
+        why = fence.message if isinstance(fence, Refusal) else "no fence order is recorded"
+        return Decision(Phase.FAILED, Reason.FENCE_NOT_PROVEN,
+                        f"the stored status says {rem.phase}, but {why}: refusing to recover; "
+                        "no taint is applied")
+    kind = rem.escalation_state.get("kind")
+    if kind == str(Escalation.FENCE_AGENT) and witness_for(obs.witness, rem).fence_agent_succeeded_at is not None:
+        return None
+    if operator_confirmed(rem, fence):
+        return None
+    evidence = agent_evidence(rem, obs, cfg, fence)
+    if evidence.verdict is Verdict.SATISFIED:
+        return None
+    return Decision(Phase.FENCING, Reason.PROOF_NOT_REDERIVED,
+                    f"the stored status says {rem.phase}, but the fence cannot be proven again from what this "
+                    f"controller observed and can authenticate ({evidence.reason}: {evidence.message}); "
+                    "no taint is applied")
+
+
+def fenced(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
+    refused = None if rem.dry_run else _unproven(rem, obs, cfg)
+    if refused is not None:
+        return refused
+    alive = _node_alive_check(rem, obs, cfg)
+    if alive is not None:
+        return alive
+    strategy = rem.strategy
+    if strategy is Strategy.OUT_OF_SERVICE_TAINT and not obs.oos_taint_supported:
+        strategy = Strategy.RESOURCE_DELETION
+    recovery = {"strategy": str(strategy), "requestedAt": format_time(obs.now)}
+    if rem.dry_run:
+        return Decision(Phase.RECOVERING, Reason.RECOVERY_STARTED,
+                        f"dry run: would recover with {strategy}", {"recovery": recovery})
+    kind = ActionKind.APPLY_TAINT if strategy is Strategy.OUT_OF_SERVICE_TAINT else ActionKind.DELETE_RESOURCES
+    note = "" if strategy is rem.strategy else " (the server is older than 1.28: falling back)"
+    return Decision(Phase.RECOVERING, Reason.RECOVERY_STARTED, f"recovering with {strategy}{note}",
+                    {"recovery": recovery}, (Action(kind),))
+
+
+def recovering(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
+    rec = rem.recovery
+    if not obs.node.exists:
+        return Decision(Phase.SUCCEEDED, Reason.NODE_GONE, "the Node object is gone")
+    if rem.dry_run:
+        return Decision(Phase.AWAITING_NODE_READY, Reason.AWAITING_NODE,
+                        f"dry run: {rec.get('strategy')} would have been applied; waiting for the node")
+    strategy = Strategy(rec.get("strategy") or rem.strategy)
+    if strategy is Strategy.OUT_OF_SERVICE_TAINT:
+        if obs.node.has_oos_taint:
+            status = {} if rec.get("taintAppliedAt") else {"recovery": {"taintAppliedAt": format_time(obs.now)}}
+            return Decision(Phase.AWAITING_NODE_READY, Reason.TAINT_APPLIED,
+                            "the out-of-service taint is on the node: Kubernetes moves its workloads", status)
+        action = Action(ActionKind.APPLY_TAINT)
+    else:
+        if rec.get("podsDeleted") is not None:
+            return Decision(Phase.AWAITING_NODE_READY, Reason.RESOURCES_DELETED,
+                            f"deleted {rec.get('podsDeleted')} pod(s) and {rec.get('volumeAttachmentsDeleted', 0)} "
+                            "VolumeAttachment(s) of the node")
+        action = Action(ActionKind.DELETE_RESOURCES)
+    if elapsed(rem, obs.now) > cfg.recover_timeout_s:
+        return Decision(Phase.FAILED, Reason.RECOVERY_FAILED,
+                        f"recovery with {strategy} did not complete within {cfg.recover_timeout_s:g}s "
+                        f"(last: {rem.reason})")
+    alive = _node_alive_check(rem, obs, cfg)
+    if alive is not None:
+        return alive
+    refused = _unproven(rem, obs, cfg)  # the moment of tainting (or deleting)
+    if refused is not None:
+        return refused
+    return stay(rem, Reason.RECOVERY_STARTED, f"recovering with {strategy}", actions=(action,), requeue_s=1.0)
+
+
+def awaiting_node_ready(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
+    node = obs.node
+    if not node.exists:
+        return Decision(Phase.SUCCEEDED, Reason.NODE_GONE, "the Node object is gone")
+    if node.ready == "True":
+        if rem.dry_run:
+            return Decision(Phase.SUCCEEDED, Reason.DRY_RUN_COMPLETE, "dry run complete: the node is Ready")
+        fence_boot = rem.fence.boot_id if rem.fence else ""
+        if fence_boot and node.boot_id == fence_boot:
+            return _ready_on_fenced_boot(rem, obs, cfg)
+        if node.has_oos_taint:
+            return stay(rem, Reason.NODE_RETURNED, "the node is back with a new boot: removing the taint",
+                         actions=(Action(ActionKind.REMOVE_TAINT),), requeue_s=1.0)
+        status = {} if rem.recovery.get("taintRemovedAt") or not rem.recovery.get("taintAppliedAt") else \
+            {"recovery": {"taintRemovedAt": format_time(obs.now)}}
+        return Decision(Phase.SUCCEEDED, Reason.NODE_RETURNED,
+                        f"the node is Ready with a new boot ({node.boot_id[:8]}); nodewarden's taint is removed",
+                        status)
+    waited = elapsed(rem, obs.now)
+    if waited > cfg.node_not_back_after_s:
+        if rem.reason != Reason.NODE_NOT_BACK:
+            return stay(rem, Reason.NODE_NOT_BACK,
+                         f"the node has not come back for {waited:.0f}s; the taint stays (its workloads are "
+                         "already recovered)", requeue_s=60.0)
+        return stay(rem, Reason.NODE_NOT_BACK, rem.raw_status.get("message", ""), requeue_s=60.0)
+    return stay(rem, Reason.AWAITING_NODE, "workloads recovered; waiting for the node to come back",
+                 requeue_s=min(5.0, cfg.node_not_back_after_s))
+
+
+def terminal(rem: RemediationView, obs: Observations) -> Decision:
+    """Finished remediations only ever remove a taint left behind on a node that came back."""
+    message = str(rem.raw_status.get("message", ""))
+    reason = rem.reason
+    rec, node, fence = rem.recovery, obs.node, rem.fence
+    if (rem.phase is Phase.FAILED and rem.reason != Reason.FENCE_NOT_OBSERVED and rec.get("taintAppliedAt")
+            and not rec.get("taintRemovedAt") and fence is not None and node.exists and node.ready == "True"
+            and node.boot_id and node.boot_id != fence.boot_id):
+        if node.has_oos_taint:
+            return Decision(rem.phase, reason, message, actions=(Action(ActionKind.REMOVE_TAINT),))
+        return Decision(rem.phase, reason, message, {"recovery": {"taintRemovedAt": format_time(obs.now)}})
+    return Decision(rem.phase, reason, message)
