@@ -50,11 +50,14 @@ SCALE = float(os.environ.get("BENCH_RECOVERY_SCALE", "0.1"))
 TRIALS = int(os.environ.get("BENCH_RECOVERY_TRIALS", "3"))
 K8S_ALONE_BOUND_S = 900.0  # cluster seconds the Kubernetes-alone baseline waits
 MEDIK8S_UNHEALTHY_S, MEDIK8S_SAFE_TIME_S = 300.0, 180.0
-# Settings sets: (recovery strategy, kube-state-metrics scrape interval, rule evaluation interval).
+# Settings sets: (recovery strategy, kube-state-metrics scrape interval, rule evaluation
+# interval, whether the controller deletes the pods the taint evicts at once).
 SETTINGS_SETS = {
-    "default": ("OutOfServiceTaint", SCRAPE_INTERVAL_S, EVALUATION_INTERVAL_S),
-    "resource-deletion": ("ResourceDeletion", SCRAPE_INTERVAL_S, EVALUATION_INTERVAL_S),
-    "prometheus-30s": ("OutOfServiceTaint", 30.0, 30.0),
+    "default": ("OutOfServiceTaint", SCRAPE_INTERVAL_S, EVALUATION_INTERVAL_S, True),
+    "pod-gc": ("OutOfServiceTaint", SCRAPE_INTERVAL_S, EVALUATION_INTERVAL_S, False),
+    "resource-deletion": ("ResourceDeletion", SCRAPE_INTERVAL_S, EVALUATION_INTERVAL_S, True),
+    "prometheus-30s": ("OutOfServiceTaint", 30.0, 30.0, True),
+    "prometheus-5s": ("OutOfServiceTaint", 5.0, 5.0, True),
 }
 GROUP_WAIT_S = 0.0  # the chart's Alertmanager route
 # "NAME" or "NAME:TRIALS" (TRIALS defaults to BENCH_RECOVERY_TRIALS), comma-separated.
@@ -96,7 +99,8 @@ class PhaseWatch:
         self.first.setdefault(phase, now)
 
 
-def world_inputs(agent_config: dict[str, Any], strategy: str, scrape_s: float, evaluation_s: float) -> timing.TimingInputs:
+def world_inputs(agent_config: dict[str, Any], strategy: str, scrape_s: float, evaluation_s: float,
+                 delete_pods: bool = True) -> timing.TimingInputs:
     """The timing model's inputs for a world at SCALE, in cluster seconds: the agents'
     config as the world wrote it, the controller's settings as the world starts it, the
     simulator's Kubernetes timings and the chain's Prometheus and Alertmanager."""
@@ -117,7 +121,7 @@ def world_inputs(agent_config: dict[str, Any], strategy: str, scrape_s: float, e
                          if r.get("alert") == "NodeNotReady")
     return timing.TimingInputs(
         agent=timing.AgentTimings(**agent),  # type: ignore[arg-type]
-        controller=timing.ControllerTimings(**controller),
+        controller=timing.ControllerTimings(**controller, delete_pods_after_taint=delete_pods),
         kubernetes=timing.KubernetesTimings(node_lease_renew_interval_s=k.lease_renew_interval_s,
                                             node_monitor_grace_period_s=k.node_monitor_grace_period_s,
                                             node_monitor_period_s=k.node_monitor_period_s,
@@ -164,11 +168,11 @@ def _milestones(cluster: Cluster, rem: dict[str, Any], victim: str, pod: str, t0
                       if "Ready=True" not in e.detail), None)
     received = phases.get("created")  # the webhook creates it as the alert arrives
     taint = next((e for e in tl.events(since=t0, kind="taint-added", node=victim) if e.data.get("key") == OOS["key"]), None)
-    # By pod GC (out-of-service taint), or by the controller itself (ResourceDeletion: the
-    # remediation reaches AwaitingNodeReady once the pods and VolumeAttachments are deleted).
+    # By pod GC, or by the controller itself (ResourceDeletion, or the pods the taint evicts:
+    # the remediation reaches AwaitingNodeReady once it has deleted them).
     gc = tl.first("pod-force-deleted", obj=f"default/{pod}", since=t0)
     deleted_at = gc.at if gc else None
-    if deleted_at is None and (status.get("recovery") or {}).get("strategy") == "ResourceDeletion":
+    if deleted_at is None and (status.get("recovery") or {}).get("podsDeleted") is not None:
         deleted_at = phases.get("AwaitingNodeReady")
     started = tl.first("pod-started", obj=f"default/{pod}", since=t0)
 
@@ -194,14 +198,16 @@ def print_beside(label: str, prediction: timing.Prediction, measured: dict[str, 
 
 
 def nodewarden_trial(tmp: Path, trial: int, set_name: str = "default") -> dict[str, Any]:
-    strategy, scrape_s, evaluation_s = SETTINGS_SETS[set_name]
+    strategy, scrape_s, evaluation_s, delete_pods = SETTINGS_SETS[set_name]
     with (nodewarden_world(tmp / f"nw-{set_name}-{trial}", nodes=5, time_scale=SCALE, workloads=["db=statefulset:3"],
-                           remediation_policy=policy(strategy=strategy)) as w,
+                           remediation_policy=policy(strategy=strategy),
+                           controller_overrides={"DELETE_PODS_AFTER_TAINT": str(delete_pods).lower()}) as w,
           alert_chain(w, tmp / f"chain-{set_name}-{trial}", list(w.controller_metrics.values()),
                       scrape_interval_s=scrape_s, evaluation_interval_s=evaluation_s,
                       group_wait_s=GROUP_WAIT_S) as chain):
         c = w.cluster
-        inputs = world_inputs(yaml.safe_load((w.tmp / "agent.yaml").read_text()), strategy, scrape_s, evaluation_s)
+        inputs = world_inputs(yaml.safe_load((w.tmp / "agent.yaml").read_text()), strategy, scrape_s, evaluation_s,
+                              delete_pods)
         prediction = timing.predict(inputs)
         pod = f"db-{trial % 3}"
         victim = wait_running(c, ["db-0", "db-1", "db-2"], timeout=60)[pod]

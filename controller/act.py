@@ -26,6 +26,7 @@ from controller.metrics import ControllerMetrics
 from controller.model import NodeObs, RemediationView, format_time
 from core.fence_order import Action as OrderAction
 from core.fence_order import new_order, sign_order
+from core.kube import Forbidden
 from core.peer_client import OrderAnswer, OrderOutcome, PeerClient, PeerError
 
 log = logging.getLogger("nodewarden.controller.act")
@@ -200,6 +201,20 @@ class Actor:
             self.metrics.taint_changes.labels("removed").inc()
             log.info("removed the out-of-service taint from %s", node)
         return {}
+
+    def delete_evicted_pods(self, node: str) -> dict[str, Any]:
+        """The pods the out-of-service taint evicts (controller/eviction.py), force-deleted
+        now instead of at pod GC's next run. Refused (no RBAC): recorded, and left to pod GC."""
+        try:
+            pods = self.kube.delete_node_pods(node, evicted_only=True)
+        except Forbidden as exc:
+            self.metrics.pod_deletions.labels("forbidden").inc()
+            log.warning("may not delete the pods of %s (%s): pod GC force-deletes them at its next run; "
+                        "grant the controller list and delete on pods or set delete_pods_after_taint=false", node, exc)
+            return {"recovery": {"podsDeleted": 0, "podDeletionSkipped": f"Forbidden: {exc}"[:300]}}
+        self.metrics.pod_deletions.labels("deleted").inc(pods)
+        log.warning("force-deleted %d pod(s) of %s that the out-of-service taint evicts", pods, node)
+        return {"recovery": {"podsDeleted": pods}}
 
     def delete_resources(self, node: str) -> dict[str, Any]:
         pods = self.kube.delete_node_pods(node)

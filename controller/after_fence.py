@@ -11,6 +11,8 @@ node is Ready with a new boot; finished remediations only ever remove a taint le
 
 from __future__ import annotations
 
+from typing import Any
+
 from controller.decision import Action, ActionKind, Decision, MachineConfig, elapsed, stay
 from controller.evidence import Verdict
 from controller.fencing import agent_evidence, rebooted
@@ -143,12 +145,21 @@ def recovering(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> D
         return Decision(Phase.AWAITING_NODE_READY, Reason.AWAITING_NODE,
                         f"dry run: {rec.get('strategy')} would have been applied; waiting for the node")
     strategy = Strategy(rec.get("strategy") or rem.strategy)
+    status: dict[str, Any] = {}
     if strategy is Strategy.OUT_OF_SERVICE_TAINT:
         if obs.node.has_oos_taint:
             status = {} if rec.get("taintAppliedAt") else {"recovery": {"taintAppliedAt": format_time(obs.now)}}
-            return Decision(Phase.AWAITING_NODE_READY, Reason.TAINT_APPLIED,
-                            "the out-of-service taint is on the node: Kubernetes moves its workloads", status)
-        action = Action(ActionKind.APPLY_TAINT)
+            if not cfg.delete_pods_after_taint or rec.get("podsDeleted") is not None:
+                deleted = "" if rec.get("podsDeleted") is None else \
+                    f"; {rec.get('podsDeleted')} pod(s) it evicts deleted at once"
+                return Decision(Phase.AWAITING_NODE_READY, Reason.TAINT_APPLIED,
+                                f"the out-of-service taint is on the node: Kubernetes moves its workloads{deleted}",
+                                status)
+            # The pods the taint evicts, deleted now rather than at pod GC's next run: at
+            # the moment of deleting, the same checks as at the moment of tainting.
+            action = Action(ActionKind.DELETE_EVICTED_PODS)
+        else:
+            action = Action(ActionKind.APPLY_TAINT)
     else:
         if rec.get("podsDeleted") is not None:
             return Decision(Phase.AWAITING_NODE_READY, Reason.RESOURCES_DELETED,
@@ -165,7 +176,7 @@ def recovering(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> D
     refused = _unproven(rem, obs, cfg)  # the moment of tainting (or deleting)
     if refused is not None:
         return refused
-    return stay(rem, Reason.RECOVERY_STARTED, f"recovering with {strategy}", actions=(action,), requeue_s=1.0)
+    return stay(rem, Reason.RECOVERY_STARTED, f"recovering with {strategy}", status, actions=(action,), requeue_s=1.0)
 
 
 def awaiting_node_ready(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:

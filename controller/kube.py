@@ -18,6 +18,7 @@ from typing import Any
 
 from kubernetes import client
 
+from controller.eviction import evicted_by_out_of_service
 from core import names
 from core.kube import (
     JSON,
@@ -90,12 +91,16 @@ class ControllerKube:
         key, value, effect = OOS
         return ensure_node_taint(self.kube, node, key, value, effect, present)
 
-    def delete_node_pods(self, node: str) -> int:
-        """Force-delete (grace 0) every pod bound to `node`; returns how many."""
+    def delete_node_pods(self, node: str, evicted_only: bool = False) -> int:
+        """Force-delete (grace 0) every pod bound to `node` (`evicted_only`: only those the
+        out-of-service taint evicts, controller/eviction.py); returns how many."""
         pods: Any = call(self.kube.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node}",
                          _request_timeout=self.kube.timeout)
         deleted = 0
         for pod in pods.items or []:
+            tolerations = [t.to_dict() for t in (pod.spec.tolerations or [])] if pod.spec else []
+            if evicted_only and not evicted_by_out_of_service({"spec": {"tolerations": tolerations}}):
+                continue
             try:
                 call(self.kube.core.delete_namespaced_pod, pod.metadata.name, pod.metadata.namespace,
                      grace_period_seconds=0,

@@ -74,7 +74,8 @@ def machine_config(s: ControllerSettings, order_key: OrderKey | None = None) -> 
         kubelet_restart_wait_s=s.kubelet_restart_wait_s, fence_timeout_s=s.fence_timeout_s,
         escalation_timeout_s=s.escalation_timeout_s, fence_agent_configured=bool(s.fence_agent_command),
         fence_agent_attempts=s.fence_agent_attempts, recover_timeout_s=s.recover_timeout_s,
-        node_not_back_after_s=s.node_not_back_after_s, silence_settle_s=s.silence_settle_s)
+        node_not_back_after_s=s.node_not_back_after_s, silence_settle_s=s.silence_settle_s,
+        delete_pods_after_taint=s.delete_pods_after_taint)
 
 
 def witness_after(seen: Witness, kind: ActionKind, results: dict[str, Any], now: float) -> Witness:
@@ -461,6 +462,8 @@ class Controller:
             return self.actor.remove_taint(rem.node)
         if kind is ActionKind.DELETE_RESOURCES:
             return self.actor.delete_resources(rem.node)
+        if kind is ActionKind.DELETE_EVICTED_PODS:
+            return self.actor.delete_evicted_pods(rem.node)
         return {}
 
     def _node_labels(self) -> list[tuple[str, dict[str, str]]]:

@@ -65,6 +65,10 @@ class ControllerMetrics:
         self.errors = Counter(P + "reconcile_errors_total", "Reconcile failures, by kind.", ["kind"], registry=r)
         self.taint_changes = Counter(P + "taint_changes_total", "Out-of-service taint changes made.",
                                      ["change"], registry=r)
+        self.pod_deletions = Counter(P + "pod_deletions_total",
+                                     "Pods of fenced nodes the controller force-deleted after the out-of-service "
+                                     "taint (outcome deleted), or could not (forbidden: left to pod GC).",
+                                     ["outcome"], registry=r)
         self.evidence_refusals = Counter(P + "evidence_refusals_total",
                                          "Fence evidence refused (a refused order, a forged or unauthenticated "
                                          "input, an unchecked assumption), by reason.", ["reason"], registry=r)

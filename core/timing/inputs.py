@@ -44,6 +44,9 @@ class ControllerTimings:
     max_clock_skew_s: float = 1.0
     silence_settle_s: float = 2.0
     peer_timeout_s: float = 3.0
+    # With the out-of-service taint: the controller deletes the pods it evicts at once
+    # rather than waiting for pod GC's next run.
+    delete_pods_after_taint: bool = True
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ expected (median) one. The milestones:
                      record) and the AgentHeartbeatStale deadline from the agent's last
                      heartbeat
   taint_added        at once
-  pod_force_deleted  OutOfServiceTaint: pod GC's next run; ResourceDeletion: at once
+  pod_force_deleted  at once: ResourceDeletion, or the controller deleting the pods the
+                     taint evicts (delete_pods_after_taint); else pod GC's next run
   replacement_running + the Kubernetes side's start time (an input, measured)
 """
 
@@ -116,7 +117,8 @@ def timeline(inputs: TimingInputs, phase: float | dict[str, float] = 0.5) -> Tim
     ordered = received + min(a.peer_request_timeout_s, c.peer_timeout_s)
     deadline = agent_heartbeat + fence_deadline_s(AGENT_HEARTBEAT_STALE, a, c)
     proven = max(ordered + c.silence_settle_s, deadline)
-    deleted = proven if inputs.strategy == "ResourceDeletion" else proven + k.pod_gc_period_s * p["pod_gc"]
+    at_once = inputs.strategy == "ResourceDeletion" or c.delete_pods_after_taint
+    deleted = proven if at_once else proven + k.pod_gc_period_s * p["pod_gc"]
     at = {"node_not_ready": not_ready, "alert_firing": firing, "alert_received": received,
           "fence_ordered": ordered, "fence_proven": proven, "taint_added": proven,
           "pod_force_deleted": deleted, "replacement_running": deleted + k.replacement_start_s}

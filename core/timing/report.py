@@ -55,7 +55,10 @@ def render(inputs: TimingInputs, changed: dict[str, str] | None = None) -> str:
 DOC_SETS: dict[str, dict[str, str]] = {
     "chart defaults": {},
     "+ NodeLeaseStale": {"node_lease_stale_enabled": "true"},
-    "+ NodeLeaseStale + ResourceDeletion": {"node_lease_stale_enabled": "true", "strategy": "ResourceDeletion"},
+    "+ NodeLeaseStale, pods left to pod GC": {"node_lease_stale_enabled": "true", "delete_pods_after_taint": "false"},
+    "+ NodeLeaseStale, Prometheus at 5 s / 5 s": {"node_lease_stale_enabled": "true",
+                                                  "kube_state_metrics_scrape_interval_s": "5s",
+                                                  "rule_evaluation_interval_s": "5s"},
     "Prometheus at 30 s / 30 s": {"kube_state_metrics_scrape_interval_s": "30s", "rule_evaluation_interval_s": "30s"},
     "+ NodeLeaseStale, Prometheus at 30 s / 30 s": {"node_lease_stale_enabled": "true",
                                                     "kube_state_metrics_scrape_interval_s": "30s",

@@ -444,9 +444,34 @@ def recovering(**kw: Any) -> Any:
 def test_recovering_applies_the_taint_until_it_is_there() -> None:
     rem = recovering(recovery={"strategy": "OutOfServiceTaint"})
     check(decide(rem, observe(T0 + 234), CFG), "Recovering", "RecoveryStarted", ["ApplyTaint"])
-    d = decide(rem, observe(T0 + 235, node(oos=True)), CFG)
+    by_gc = replace(CFG, delete_pods_after_taint=False)
+    d = decide(rem, observe(T0 + 235, node(oos=True)), by_gc)
     check(d, "AwaitingNodeReady", "OutOfServiceTaintApplied", [])
     assert d.status["recovery"]["taintAppliedAt"]
+
+
+def test_with_the_taint_on_the_pods_it_evicts_are_deleted_once_then_recovery_waits() -> None:
+    rem = recovering(recovery={"strategy": "OutOfServiceTaint"})
+    d = decide(rem, observe(T0 + 235, node(oos=True)), CFG)
+    check(d, "Recovering", "RecoveryStarted", ["DeleteEvictedPods"])
+    assert d.status["recovery"]["taintAppliedAt"]  # recorded with the intent to delete
+    done = recovering(recovery={"strategy": "OutOfServiceTaint", "taintAppliedAt": format_time(T0 + 235),
+                                "podsDeleted": 2})
+    d = decide(done, observe(T0 + 236, node(oos=True)), CFG)
+    check(d, "AwaitingNodeReady", "OutOfServiceTaintApplied", [])
+    assert "2 pod(s)" in d.message
+
+
+def test_no_pod_is_deleted_once_the_node_is_seen_alive_or_the_proof_is_gone() -> None:
+    """Deleting is the moment of recovery too: the checks made before the taint are made
+    again before the deletion."""
+    rem = recovering(recovery={"strategy": "OutOfServiceTaint", "taintAppliedAt": format_time(T0 + 235)})
+    alive = decide(rem, observe(T0 + 236, node("Unknown", lease=T0 + 235, oos=True)), CFG)
+    assert "DeleteEvictedPods" not in kinds(alive), alive
+    forged = remediation("Recovering", phase_since=T0 + 233, fence=fence_status(evidence=FORGED_EVIDENCE),
+                         recovery={"strategy": "OutOfServiceTaint", "taintAppliedAt": format_time(T0 + 235)})
+    refused = decide(forged, observe(T0 + 236, node(oos=True), witness=seen(delivered=False)), CFG)
+    assert "DeleteEvictedPods" not in kinds(refused), refused
 
 
 def test_resource_deletion_completes_when_recorded() -> None:

@@ -101,7 +101,7 @@ def test_the_timeline_with_the_defaults() -> None:
     # NodeNotReady: half a scrape and half an evaluation after the node turned not Ready,
     # then its `for: 30s`, two 15 s evaluations.
     assert e["alert_firing"] == -5 + 50 + 2.5 + 7.5 + 7.5 + 30
-    assert e["replacement_running"] == 92.5 + 2 + 2 + 10 + 6
+    assert e["replacement_running"] == 92.5 + 2 + 2 + 6  # ordered, settled, the pods deleted at once
 
 
 def test_the_timeline_with_the_lease_rule() -> None:
@@ -116,15 +116,21 @@ def test_the_timeline_with_the_lease_rule() -> None:
     # The AgentHeartbeatStale deadline (heartbeat 2.5 s before the power-off + 67) is past
     # once peer silence settles: the controller's own time decides.
     assert e["fence_proven"] == max(64.5 + 2, -2.5 + 67)
-    assert e["pod_force_deleted"] == 66.5 + 10  # pod GC, half its 20 s period
-    assert e["replacement_running"] == 76.5 + 6
+    # The controller deletes the pods the taint evicts at once (delete_pods_after_taint) ...
+    assert e["pod_force_deleted"] == e["taint_added"] == 66.5
+    assert e["replacement_running"] == 66.5 + 6
+    # ... where pod GC would take half its 20 s period.
+    gc = timing.predict(timing.with_overrides(FAST, {"delete_pods_after_taint": "false"})).expected.at_s
+    assert gc["pod_force_deleted"] == 66.5 + 10 and gc["replacement_running"] == 76.5 + 6
 
 
 def test_levers_move_the_timeline() -> None:
     base = timing.predict(FAST).expected.at_s
     deletion = timing.predict(timing.with_overrides(FAST, {"strategy": "ResourceDeletion"})).expected.at_s
     assert deletion["pod_force_deleted"] == deletion["taint_added"]
-    assert base["replacement_running"] - deletion["replacement_running"] == 10
+    assert base["replacement_running"] == deletion["replacement_running"]  # both delete at once
+    gc = timing.predict(timing.with_overrides(FAST, {"delete_pods_after_taint": "false"})).expected.at_s
+    assert gc["replacement_running"] - deletion["replacement_running"] == 10
     # Without the lease rule, NodeNotReady's `for: 30s` is two 15 s evaluations more.
     assert timing.predict(TimingInputs()).expected.at_s["alert_firing"] == base["alert_firing"] + 30
     common = timing.with_overrides(FAST, {"kube_state_metrics_scrape_interval_s": "30s",
@@ -140,8 +146,9 @@ def test_levers_move_the_timeline() -> None:
 
 
 def test_phases_are_independent() -> None:
-    base = timing.timeline(TimingInputs(), 0.5).at_s
-    late_gc = timing.timeline(TimingInputs(), {"pod_gc": 1.0}).at_s
+    by_gc = timing.with_overrides(TimingInputs(), {"delete_pods_after_taint": "false"})
+    base = timing.timeline(by_gc, 0.5).at_s
+    late_gc = timing.timeline(by_gc, {"pod_gc": 1.0}).at_s
     assert late_gc["pod_force_deleted"] == base["pod_force_deleted"] + 10
     assert late_gc["taint_added"] == base["taint_added"]
     assert set(PHASES) >= {"pod_gc", "scrape", "evaluation"}

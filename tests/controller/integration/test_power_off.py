@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from harness.waits import running_on, wait_running
 from harness.world import nodewarden_world
 
@@ -18,6 +20,13 @@ def test_power_off_recovery_and_return(tmp_path: Path) -> None:
         placed = wait_running(c, ["db-0", "db-1", "db-2"], timeout=20)
         victim = placed["db-0"]
         boot = c.node_state(victim)["bootId"]
+        # A pod that asked to stay on its node through the out-of-service taint.
+        c.apply_manifest(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stays", "namespace": "default"},
+            "spec": {"nodeName": victim, "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}],
+                     "tolerations": [{"key": "node.kubernetes.io/out-of-service", "operator": "Exists",
+                                      "effect": "NoExecute"}]}}))
+        c.wait_for(lambda: running_on(c, "stays") == victim, 20, message="the tolerating pod runs")
         t0 = c.clock()
         c.fault("power-off", victim)
         c.wait_for(lambda: c.get("nodes", victim)["status"]["conditions"][-1]["status"] == "Unknown", 10)
@@ -27,8 +36,14 @@ def test_power_off_recovery_and_return(tmp_path: Path) -> None:
         evidence = rem["status"]["fence"]["evidence"]
         assert evidence["rule"] == "AgentHeartbeatStale", evidence
         assert w.has_taint(victim)
+        # The controller deleted the pods the taint evicts itself (pod GC had no part in
+        # db-0's deletion), and left the pod that tolerates the taint.
+        assert rem["status"]["recovery"]["podsDeleted"] >= 1, rem["status"]["recovery"]
+        assert c.get("pods", "stays", "default") is not None
         c.wait_for(lambda: running_on(c, "db-0") not in (None, victim), 20, message="db-0 moved")
         moved_at = c.clock()
+        assert c.timeline.first("pod-force-deleted", obj="default/db-0", since=0) is None
+        assert c.get("pods", "stays", "default") is not None
         # bring the node back: the taint goes once it is Ready with a new boot
         c.fault("power-on", victim)
         rem = w.wait_phase(victim, "Succeeded", timeout=60)
