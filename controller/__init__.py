@@ -6,5 +6,6 @@ applies recovery to a node that could still be running its workloads.
 - `machine`: the pure transition function `(remediation, observations) -> decision`; its
   phases in `before_fence`, `fencing` and `after_fence`, its types in `decision`.
 - `leader`: Lease-based leader election (client-go semantics).
-- `observe` / `act` / `loop`: the I/O shell around the pure core.
+- `observe` / `act` / `reconcile` / `report` / `loop`: the I/O shell around the pure core
+  (one remediation in `reconcile`, the caches, queue, workers and leadership in `loop`).
 """

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from controller.loop import Controller
 from controller.model import RemediationView
+from controller.reconcile import Reconciler
 from controller.status import merge
 from core.kube import Conflict
 from tests.controller.builders import remediation
@@ -40,7 +40,7 @@ def run(conflicts: int) -> Api:
     api = Api(conflicts)
     fake = SimpleNamespace(kube=api, _write=api.write)
     results = {"recovery": {"podsDeleted": 3, "volumeAttachmentsDeleted": 1}}
-    Controller._write_results(fake, remediation("Recovering"), results)  # type: ignore[arg-type]
+    Reconciler._write_results(fake, remediation("Recovering"), results)  # type: ignore[arg-type]
     return api
 
 
