@@ -67,14 +67,14 @@ class AlertingTimings:
     """Prometheus and Alertmanager, as the chart ships them (rules/nodewarden-alerts.yaml,
     helm values `monitoring.*`): the kube-state-metrics scrape interval, the trigger
     groups' evaluation interval, the rules' `for:` and Lease-age threshold, and
-    Alertmanager's `group_wait` for a new group. NodeLeaseStale, the faster trigger, is off
-    in the chart by default (`monitoring.rules.nodeLeaseStale`: it needs kube-state-metrics'
+    Alertmanager's `group_wait` for a new group. NodeLeaseStale, the faster trigger, is on
+    in the chart by default (`monitoring.rules.nodeLeaseStale`; it needs kube-state-metrics'
     Lease series)."""
 
     kube_state_metrics_scrape_interval_s: float = 15.0
     rule_evaluation_interval_s: float = 15.0
     node_not_ready_for_s: float = 30.0
-    node_lease_stale_enabled: bool = False
+    node_lease_stale_enabled: bool = True
     node_lease_stale_threshold_s: float = 40.0
     group_wait_s: float = 0.0
 

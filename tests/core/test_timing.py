@@ -93,11 +93,12 @@ def test_the_timeline_is_ordered_and_bracketed() -> None:
         assert p.earliest.at_s[m] <= p.expected.at_s[m] <= p.latest.at_s[m]
 
 
-FAST = timing.with_overrides(TimingInputs(), {"node_lease_stale_enabled": "true"})
+FAST = TimingInputs()  # the chart's defaults: NodeLeaseStale on
+NOT_READY_ONLY = timing.with_overrides(TimingInputs(), {"node_lease_stale_enabled": "false"})
 
 
-def test_the_timeline_with_the_defaults() -> None:
-    e = timing.predict(TimingInputs()).expected.at_s
+def test_the_timeline_with_node_not_ready_alone() -> None:
+    e = timing.predict(NOT_READY_ONLY).expected.at_s
     # NodeNotReady: half a scrape and half an evaluation after the node turned not Ready,
     # then its `for: 30s`, two 15 s evaluations.
     assert e["alert_firing"] == -5 + 50 + 2.5 + 7.5 + 7.5 + 30
@@ -132,12 +133,12 @@ def test_levers_move_the_timeline() -> None:
     gc = timing.predict(timing.with_overrides(FAST, {"delete_pods_after_taint": "false"})).expected.at_s
     assert gc["replacement_running"] - deletion["replacement_running"] == 10
     # Without the lease rule, NodeNotReady's `for: 30s` is two 15 s evaluations more.
-    assert timing.predict(TimingInputs()).expected.at_s["alert_firing"] == base["alert_firing"] + 30
+    assert timing.predict(NOT_READY_ONLY).expected.at_s["alert_firing"] == base["alert_firing"] + 30
     common = timing.with_overrides(FAST, {"kube_state_metrics_scrape_interval_s": "30s",
                                           "rule_evaluation_interval_s": "30s"})
     assert timing.predict(common).expected.at_s["alert_firing"] == base["alert_firing"] + 15
     # NodeNotReady at 30 s evaluations: `for: 30s` is one evaluation, not two.
-    slow = timing.with_overrides(TimingInputs(), {"rule_evaluation_interval_s": "30s"})
+    slow = timing.with_overrides(NOT_READY_ONLY, {"rule_evaluation_interval_s": "30s"})
     assert timing.predict(slow).expected.at_s["alert_firing"] == 47.5 + 7.5 + 15 + 30
     slow_dog = timing.with_overrides(FAST, {"watchdog_timeout_s": "60s"})
     line = timing.predict(slow_dog).expected

@@ -76,7 +76,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "agent": {"rebootFallback": {"enabled": True}, "kubeletRestart": {"enabled": True},
                   "config": {"watchdog_timeout_s": "30s", "api_check_interval_s": 10}},
         "policy": (ROOT / "rules" / "remediation.yaml").read_text().replace(
-            "names: [NodeNotReady, KubeNodeNotReady, KubeNodeUnreachable]",
+            "names: [NodeNotReady, NodeLeaseStale, KubeNodeNotReady, KubeNodeUnreachable]",
             "names: [NodeNotReady, NodeLeaseStale]").replace(
             "strategy: OutOfServiceTaint   #", "strategy: ResourceDeletion   #"),
     },

@@ -90,7 +90,7 @@ def _chart_rules(values: dict) -> list[dict]:
 def test_the_prometheus_rule_is_the_rules_file_with_the_namespace_label() -> None:
     values = VALUE_SETS["prometheus-operator-on"]
     by_name = {r["alert"]: r for r in _chart_rules(values)}
-    expected = [a for a in alerts() if a["alert"] != "NodeLeaseStale"]  # optional, off by default
+    expected = alerts()  # NodeLeaseStale included: on by default
     assert set(by_name) == {a["alert"] for a in expected}
     for original in expected:
         rendered = by_name[original["alert"]]
@@ -115,6 +115,8 @@ def test_rules_can_be_left_out_and_the_lease_rule_needs_the_policy_to_handle_it(
     policy = (ROOT / "rules" / "remediation.yaml").read_text().replace("NodeLeaseStale, ", "")
     with pytest.raises(helm_python.HelmError, match="NodeLeaseStale"):
         render({**lease_on, "policy": policy})
+    lease_off = {**on, "monitoring": {**on["monitoring"], "rules": {"nodeLeaseStale": False}}}
+    assert "NodeLeaseStale" not in {r["alert"] for r in _chart_rules({**lease_off, "policy": policy})}
     with pytest.raises(helm_python.HelmError, match="no alert named Nope"):
         render({**on, "monitoring": {**on["monitoring"], "rules": {"disabled": ["Nope"]}}})
 

@@ -73,7 +73,7 @@ class MaxUnhealthy:
 
 @dataclass(frozen=True)
 class AlertRules:
-    names: tuple[str, ...] = ("NodeNotReady", "KubeNodeNotReady", "KubeNodeUnreachable")
+    names: tuple[str, ...] = ("NodeNotReady", "NodeLeaseStale", "KubeNodeNotReady", "KubeNodeUnreachable")
     node_labels: tuple[str, ...] = ("node", "kubernetes_node")
     match_labels: tuple[tuple[str, str], ...] = ()
 

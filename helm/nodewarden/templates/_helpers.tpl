@@ -78,7 +78,7 @@ app.kubernetes.io/component: agent
 {{- define "nodewarden.policyAlertNames" -}}
 {{- $policy := include "nodewarden.policy" . | fromYaml }}
 {{- $alerts := $policy.alerts | default dict }}
-{{- $names := $alerts.names | default (list "NodeNotReady" "KubeNodeNotReady" "KubeNodeUnreachable") }}
+{{- $names := $alerts.names | default (list "NodeNotReady" "NodeLeaseStale" "KubeNodeNotReady" "KubeNodeUnreachable") }}
 {{- join "|" $names }}
 {{- end }}
 
