@@ -99,6 +99,13 @@ class PhaseWatch:
         self.first.setdefault(phase, now)
 
 
+def replacement_start_s(k: Timings) -> float:
+    """The old pod's deletion to its replacement Running, from the simulator's own delays:
+    the StatefulSet controller, the scheduler and the attach/detach controller each at
+    their next pass, the CSI detach of the old attachment, the attach, the start."""
+    return 3 * k.controller_period_s + k.csi_detach_delay_s + k.attach_delay_s + k.pod_start_delay_s
+
+
 def world_inputs(agent_config: dict[str, Any], strategy: str, scrape_s: float, evaluation_s: float,
                  delete_pods: bool = True) -> timing.TimingInputs:
     """The timing model's inputs for a world at SCALE, in cluster seconds: the agents'
@@ -125,7 +132,8 @@ def world_inputs(agent_config: dict[str, Any], strategy: str, scrape_s: float, e
         kubernetes=timing.KubernetesTimings(node_lease_renew_interval_s=k.lease_renew_interval_s,
                                             node_monitor_grace_period_s=k.node_monitor_grace_period_s,
                                             node_monitor_period_s=k.node_monitor_period_s,
-                                            pod_gc_period_s=k.pod_gc_period_s),
+                                            pod_gc_period_s=k.pod_gc_period_s,
+                                            replacement_start_s=replacement_start_s(k)),
         alerting=timing.AlertingTimings(kube_state_metrics_scrape_interval_s=scrape_s,
                                         rule_evaluation_interval_s=evaluation_s, node_not_ready_for_s=not_ready_for,
                                         node_lease_stale_enabled=True, group_wait_s=GROUP_WAIT_S),

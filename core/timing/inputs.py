@@ -59,7 +59,11 @@ class KubernetesTimings:
     node_monitor_grace_period_s: float = 50.0
     node_monitor_period_s: float = 5.0
     pod_gc_period_s: float = 20.0
-    replacement_start_s: float = 6.0
+    # The StatefulSet controller, the scheduler and the attach/detach controller each at
+    # their next pass (about 1 s each), the CSI driver's ControllerUnpublish of the old
+    # attachment (about 5 s) and ControllerPublish of the new one (about 2 s), the
+    # kubelet's start (about 2 s): sim/world/timings.py's defaults, sourced in docs/sim.md.
+    replacement_start_s: float = 12.0
 
 
 @dataclass(frozen=True)

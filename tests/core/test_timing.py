@@ -102,7 +102,7 @@ def test_the_timeline_with_node_not_ready_alone() -> None:
     # NodeNotReady: half a scrape and half an evaluation after the node turned not Ready,
     # then its `for: 30s`, two 15 s evaluations.
     assert e["alert_firing"] == -5 + 50 + 2.5 + 7.5 + 7.5 + 30
-    assert e["replacement_running"] == 92.5 + 2 + 2 + 6  # ordered, settled, the pods deleted at once
+    assert e["replacement_running"] == 92.5 + 2 + 2 + 12  # ordered, settled, the pods deleted at once
 
 
 def test_the_timeline_with_the_lease_rule() -> None:
@@ -119,10 +119,10 @@ def test_the_timeline_with_the_lease_rule() -> None:
     assert e["fence_proven"] == max(64.5 + 2, -2.5 + 67)
     # The controller deletes the pods the taint evicts at once (delete_pods_after_taint) ...
     assert e["pod_force_deleted"] == e["taint_added"] == 66.5
-    assert e["replacement_running"] == 66.5 + 6
+    assert e["replacement_running"] == 66.5 + 12
     # ... where pod GC would take half its 20 s period.
     gc = timing.predict(timing.with_overrides(FAST, {"delete_pods_after_taint": "false"})).expected.at_s
-    assert gc["pod_force_deleted"] == 66.5 + 10 and gc["replacement_running"] == 76.5 + 6
+    assert gc["pod_force_deleted"] == 66.5 + 10 and gc["replacement_running"] == 76.5 + 12
 
 
 def test_levers_move_the_timeline() -> None:
