@@ -14,7 +14,6 @@ that restricts agents' writes (and its binding) exists.
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -22,7 +21,7 @@ from typing import Any, Protocol
 from kubernetes import client
 
 from controller.leader import LeaseStore
-from core import names
+from core import names, resources
 from core.kube import (
     JSON,
     Kube,
@@ -34,16 +33,19 @@ from core.kube import (
     raw_list,
     raw_watch,
 )
+from core.resources import Watched
 
 OOS = (names.OUT_OF_SERVICE_TAINT_KEY, names.OUT_OF_SERVICE_TAINT_VALUE, names.OUT_OF_SERVICE_TAINT_EFFECT)
 
 
-class Kind(enum.StrEnum):
-    NODES = "nodes"
-    REMEDIATIONS = "noderemediations"
-    NODE_LEASES = "node-leases"
-    AGENT_LEASES = "agent-leases"
-    PAUSE = "pause"
+class Kind(Watched):
+    """What the controller lists and watches (each one's API: `core.resources`)."""
+
+    NODES = resources.NODES.name
+    REMEDIATIONS = resources.REMEDIATIONS.name
+    NODE_LEASES = resources.NODE_LEASES.name
+    AGENT_LEASES = resources.AGENT_LEASES.name
+    PAUSE = resources.PAUSE.name
 
 
 class ControllerKube(Protocol):
@@ -101,9 +103,10 @@ class RealControllerKube:
         if kind is Kind.NODES:
             return k.core.list_node, (), {}
         if kind is Kind.REMEDIATIONS:
-            return k.custom.list_cluster_custom_object, (names.GROUP, names.VERSION, names.PLURAL), {}
+            return k.custom.list_cluster_custom_object, (
+                resources.REMEDIATIONS.group, resources.REMEDIATIONS.version, resources.REMEDIATIONS.plural), {}
         if kind is Kind.NODE_LEASES:
-            return k.coordination.list_namespaced_lease, (names.NODE_LEASE_NAMESPACE,), {}
+            return k.coordination.list_namespaced_lease, (resources.NODE_LEASES.namespace,), {}
         if kind is Kind.AGENT_LEASES:
             return k.coordination.list_namespaced_lease, (self.namespace,), {}
         return (k.core.list_namespaced_config_map, (self.namespace,),
