@@ -15,7 +15,7 @@ import threading
 
 from controller.act import Actor
 from controller.fence_agent import FenceAgents
-from controller.kube import ControllerKube
+from controller.kube import RealControllerKube
 from controller.leader import LeaderElector, LeaderTiming
 from controller.loop import Controller
 from controller.metrics import ControllerMetrics, serve_health_and_metrics
@@ -73,7 +73,7 @@ def main() -> int:
         return 2
     clock = RealClock()
     metrics = ControllerMetrics()
-    ckube = ControllerKube(kube, settings.namespace, settings.pause_configmap)
+    ckube = RealControllerKube(kube, settings.namespace, settings.pause_configmap)
     peers = PeerClient(secret, timeout_s=settings.peer_timeout_s, clock=clock,
                        verify=settings.peer_ca_file or True)
     elector = LeaderElector(

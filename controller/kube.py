@@ -1,4 +1,7 @@
-"""Every Kubernetes API call the controller makes, on top of `core.kube`.
+"""Every Kubernetes API call the controller makes, behind one protocol (`ControllerKube`).
+
+`RealControllerKube` implements it on top of `core.kube` (its timeouts and error tree);
+`tests.controller.fakes.FakeControllerKube` is the in-memory twin for unit tests.
 
 Objects cross this boundary as plain dicts. Lists and watches cover four kinds: Nodes,
 NodeRemediations, the kubelets' Leases (`kube-node-lease`) and nodewarden's own Leases
@@ -11,15 +14,15 @@ that restricts agents' writes (and its binding) exists.
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import client
 
 from controller.eviction import evicted_by_out_of_service
-from core import names
+from controller.leader import LeaseStore
+from core import names, resources
 from core.kube import (
     JSON,
     Kube,
@@ -31,19 +34,65 @@ from core.kube import (
     raw_list,
     raw_watch,
 )
+from core.resources import Watched
 
 OOS = (names.OUT_OF_SERVICE_TAINT_KEY, names.OUT_OF_SERVICE_TAINT_VALUE, names.OUT_OF_SERVICE_TAINT_EFFECT)
 
 
-class Kind(enum.StrEnum):
-    NODES = "nodes"
-    REMEDIATIONS = "noderemediations"
-    NODE_LEASES = "node-leases"
-    AGENT_LEASES = "agent-leases"
-    PAUSE = "pause"
+class Kind(Watched):
+    """What the controller lists and watches (each one's API: `core.resources`)."""
+
+    NODES = resources.NODES.name
+    REMEDIATIONS = resources.REMEDIATIONS.name
+    NODE_LEASES = resources.NODE_LEASES.name
+    AGENT_LEASES = resources.AGENT_LEASES.name
+    PAUSE = resources.PAUSE.name
 
 
-class ControllerKube:
+class ControllerKube(Protocol):
+    """The calls the controller makes (`loop`, `reconcile`, `act`, `informer`, the leader
+    election and the Event recorder), and nothing else."""
+
+    pause_configmap: str  # the name of the operators' pause-switch ConfigMap (Kind.PAUSE)
+
+    def list(self, kind: Kind) -> Listing:
+        """All objects of `kind` and the list's resourceVersion."""
+
+    def watch(self, kind: Kind, resource_version: str, timeout_s: float) -> Iterator[WatchEvent]:
+        """Changes after `resource_version`; ends after about `timeout_s` (WatchExpired on 410)."""
+
+    def get_remediation(self, name: str) -> JSON:
+        """The NodeRemediation `name`, read now (NotFound)."""
+
+    def patch_remediation_status(self, name: str, status: JSON, resource_version: str) -> JSON:
+        """Merge-patch `status` into /status, guarded by `resource_version` (Conflict, NotFound)."""
+
+    def set_out_of_service_taint(self, node: str, present: bool) -> bool:
+        """Add or remove nodewarden's out-of-service taint; True if the Node changed."""
+
+    def delete_node_pods(self, node: str, evicted_only: bool = False) -> int:
+        """Force-delete every pod bound to `node` (`evicted_only`: only those the
+        out-of-service taint evicts); how many were deleted."""
+
+    def delete_node_volume_attachments(self, node: str) -> int:
+        """Delete every VolumeAttachment of `node`; how many were deleted."""
+
+    def server_version(self) -> tuple[int, int]:
+        """The API server's (major, minor) version."""
+
+    def agent_writes_policy_present(self) -> bool:
+        """The admission policy restricting agents' writes, and its binding, both exist."""
+
+    def create_event(self, namespace: str, body: JSON) -> None:
+        """Create an events.k8s.io/v1 Event."""
+
+    def lease_store(self, name: str) -> LeaseStore:
+        """The leader Lease `name` in the controller's namespace."""
+
+
+class RealControllerKube:
+    """`ControllerKube` over the official client (see the module docstring)."""
+
     def __init__(self, kube: Kube, namespace: str, pause_configmap: str = "nodewarden-control") -> None:
         self.kube = kube
         self.namespace = namespace
@@ -56,9 +105,10 @@ class ControllerKube:
         if kind is Kind.NODES:
             return k.core.list_node, (), {}
         if kind is Kind.REMEDIATIONS:
-            return k.custom.list_cluster_custom_object, (names.GROUP, names.VERSION, names.PLURAL), {}
+            return k.custom.list_cluster_custom_object, (
+                resources.REMEDIATIONS.group, resources.REMEDIATIONS.version, resources.REMEDIATIONS.plural), {}
         if kind is Kind.NODE_LEASES:
-            return k.coordination.list_namespaced_lease, (names.NODE_LEASE_NAMESPACE,), {}
+            return k.coordination.list_namespaced_lease, (resources.NODE_LEASES.namespace,), {}
         if kind is Kind.AGENT_LEASES:
             return k.coordination.list_namespaced_lease, (self.namespace,), {}
         return (k.core.list_namespaced_config_map, (self.namespace,),

@@ -23,25 +23,25 @@ Edge cases, once:
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Iterator
 from typing import Any, Protocol
 
 from kubernetes import client
 
-from core import history, names
+from core import history, names, resources
 from core.kube import JSON, Kube, Listing, WatchEvent, call, expect_object, raw_list, raw_watch
+from core.resources import Watched
 
 Records = list[JSON]  # NodeRemediationRecords (a name: `list` is a method below)
 
 
-class Resource(enum.StrEnum):
-    """What the webhook lists and watches."""
+class Resource(Watched):
+    """What the webhook lists and watches (each one's API: `core.resources`)."""
 
-    NODES = "nodes"
-    REMEDIATIONS = "noderemediations"
-    PAUSE = "pause"  # the pause-switch ConfigMap, one object, by name
+    NODES = resources.NODES.name
+    REMEDIATIONS = resources.REMEDIATIONS.name
+    PAUSE = resources.PAUSE.name  # the pause-switch ConfigMap, one object, by name
 
 
 class WebhookKube(Protocol):
@@ -117,7 +117,7 @@ class RealWebhookKube:
         if resource is Resource.REMEDIATIONS:
             return (
                 self.kube.custom.list_cluster_custom_object,
-                (names.GROUP, names.VERSION, names.PLURAL),
+                (resources.REMEDIATIONS.group, resources.REMEDIATIONS.version, resources.REMEDIATIONS.plural),
                 {},
             )
         return (

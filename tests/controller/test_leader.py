@@ -1,57 +1,22 @@
 """Leader election semantics with a fake clock and an in-memory Lease store that behaves
-like the API server (resourceVersion preconditions)."""
+like the API server (resourceVersion preconditions): `tests.controller.fakes.FakeLease`,
+the one `FakeControllerKube.lease_store` hands out."""
 
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import pytest
 
 from controller.leader import LeaderElector, LeaderTiming
 from core.clock import FakeClock
-from core.kube import AlreadyExists, Conflict, NotFound
+from tests.controller.fakes import FakeLease
 
 TIMING = LeaderTiming(lease_duration_s=15.0, renew_deadline_s=10.0, retry_period_s=2.0)
 
 
-class MemoryLease:
-    def __init__(self) -> None:
-        self.obj: dict[str, Any] | None = None
-        self.rv = 0
-        self.fail = False
-
-    def get(self) -> dict[str, Any]:
-        if self.fail:
-            from core.kube import Unavailable
-
-            raise Unavailable(0, "Unavailable", "partitioned")
-        if self.obj is None:
-            raise NotFound(404, "NotFound", "no lease")
-        return copy.deepcopy(self.obj)
-
-    def create(self, spec: dict[str, Any]) -> dict[str, Any]:
-        if self.obj is not None:
-            raise AlreadyExists(409, "AlreadyExists", "exists")
-        self.rv += 1
-        self.obj = {"metadata": {"resourceVersion": str(self.rv)}, "spec": spec}
-        return copy.deepcopy(self.obj)
-
-    def update(self, spec: dict[str, Any], resource_version: str) -> dict[str, Any]:
-        if self.fail:
-            from core.kube import Unavailable
-
-            raise Unavailable(0, "Unavailable", "partitioned")
-        assert self.obj is not None
-        if resource_version != self.obj["metadata"]["resourceVersion"]:
-            raise Conflict(409, "Conflict", "modified")
-        self.rv += 1
-        self.obj = {"metadata": {"resourceVersion": str(self.rv)}, "spec": spec}
-        return copy.deepcopy(self.obj)
-
-
 def test_first_candidate_acquires_and_the_second_stands_by() -> None:
-    store, clock = MemoryLease(), FakeClock()
+    store, clock = FakeLease(), FakeClock()
     a, b = LeaderElector(store, "a", TIMING, clock), LeaderElector(store, "b", TIMING, clock)
     assert a.step() and a.is_leader()
     assert not b.step() and not b.is_leader()
@@ -59,7 +24,7 @@ def test_first_candidate_acquires_and_the_second_stands_by() -> None:
 
 
 def test_standby_takes_over_only_after_a_full_lease_duration_without_change() -> None:
-    store, clock = MemoryLease(), FakeClock()
+    store, clock = FakeLease(), FakeClock()
     a, b = LeaderElector(store, "a", TIMING, clock), LeaderElector(store, "b", TIMING, clock)
     a.step()
     b.step()  # observes a's record now
@@ -71,7 +36,7 @@ def test_standby_takes_over_only_after_a_full_lease_duration_without_change() ->
 
 
 def test_renewals_keep_the_leader() -> None:
-    store, clock = MemoryLease(), FakeClock()
+    store, clock = FakeLease(), FakeClock()
     a, b = LeaderElector(store, "a", TIMING, clock), LeaderElector(store, "b", TIMING, clock)
     a.step()
     for _ in range(20):
@@ -82,7 +47,7 @@ def test_renewals_keep_the_leader() -> None:
 
 def test_holders_timestamps_are_never_trusted() -> None:
     """A holder whose clock is far behind still holds while it keeps changing the record."""
-    store, clock = MemoryLease(), FakeClock()
+    store, clock = FakeLease(), FakeClock()
     a = LeaderElector(store, "a", TIMING, FakeClock(start=1_000_000.0))  # wall clock days behind
     b = LeaderElector(store, "b", TIMING, clock)
     a.step()
@@ -95,7 +60,7 @@ def test_holders_timestamps_are_never_trusted() -> None:
 
 
 def test_a_leader_that_cannot_renew_stops_before_anyone_can_take_over() -> None:
-    store, clock = MemoryLease(), FakeClock()
+    store, clock = FakeLease(), FakeClock()
     changes: list[bool] = []
     a = LeaderElector(store, "a", TIMING, clock, on_change=changes.append)
     b = LeaderElector(store, "b", TIMING, clock)
@@ -117,7 +82,7 @@ def test_a_leader_that_cannot_renew_stops_before_anyone_can_take_over() -> None:
 
 
 def test_conflicting_takeovers_have_one_winner() -> None:
-    store, clock = MemoryLease(), FakeClock()
+    store, clock = FakeLease(), FakeClock()
     a = LeaderElector(store, "a", TIMING, clock)
     a.step()
     b, c = LeaderElector(store, "b", TIMING, clock), LeaderElector(store, "c", TIMING, clock)

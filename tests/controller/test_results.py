@@ -4,52 +4,51 @@ nothing the second time: a pod deleted twice counts zero)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any
-
 import pytest
 
+from controller.kube import Kind
 from controller.model import RemediationView
-from controller.reconcile import Reconciler
-from controller.status import merge
+from core.clock import FakeClock
 from core.kube import Conflict
-from tests.controller.builders import remediation
+from tests.controller.builders import T0, remediation
+from tests.controller.fakes import FakeControllerKube, make_reconciler
+
+RESULTS = {"recovery": {"podsDeleted": 3, "volumeAttachmentsDeleted": 1}}
 
 
-class Api:
-    def __init__(self, conflicts: int) -> None:
-        self.conflicts = conflicts
-        self.status = dict(remediation("Recovering").raw_status)
-        self.status["alerts"] = [{"fingerprint": "a", "status": "firing"}]  # someone else's write
-        self.writes: list[dict[str, Any]] = []
-
-    def get_remediation(self, name: str) -> dict[str, Any]:
-        return {"metadata": {"name": name, "uid": "uid-1", "resourceVersion": "9"},
-                "spec": {"nodeName": name}, "status": self.status}
-
-    def write(self, rem: RemediationView, patch: dict[str, Any]) -> RemediationView:
-        if self.conflicts:
-            self.conflicts -= 1
-            raise Conflict(409, "Conflict", "the object has been modified")
-        self.status = merge(self.status, patch)
-        self.writes.append(patch)
-        return RemediationView.parse(self.get_remediation(rem.name))
+def stored(kube: FakeControllerKube) -> RemediationView:
+    rem = remediation("Recovering")
+    obj = {"metadata": {"name": rem.name, "uid": rem.uid}, "spec": {"nodeName": rem.node},
+           "status": dict(rem.raw_status)}
+    return RemediationView.parse(kube.put(Kind.REMEDIATIONS, obj))
 
 
-def run(conflicts: int) -> Api:
-    api = Api(conflicts)
-    fake = SimpleNamespace(kube=api, _write=api.write)
-    results = {"recovery": {"podsDeleted": 3, "volumeAttachmentsDeleted": 1}}
-    Reconciler._write_results(fake, remediation("Recovering"), results)  # type: ignore[arg-type]
-    return api
+def run(others_first: int) -> FakeControllerKube:
+    """Write RESULTS on a view read before another writer (an alert recorded) wrote
+    `others_first` times, each just before one of the controller's writes."""
+    kube = FakeControllerKube()
+    rem = stored(kube)
+    reconciler = make_reconciler(kube, FakeClock(T0))
+    left = [others_first]
+
+    def alert_recorded(name: str) -> None:
+        if left[0]:
+            left[0] -= 1
+            kube.write_status(name, {"alerts": [{"fingerprint": "a", "status": "firing"}]})
+
+    kube.before_status_patch = alert_recorded
+    reconciler._write_results(rem, RESULTS)
+    return kube
 
 
 def test_a_lost_race_is_retried_on_the_fresh_object() -> None:
-    api = run(conflicts=2)
-    assert api.status["recovery"]["podsDeleted"] == 3
-    assert api.status["alerts"] == [{"fingerprint": "a", "status": "firing"}]  # theirs is kept
+    kube = run(others_first=2)
+    status = kube.object(Kind.REMEDIATIONS, "node-1")["status"]
+    assert status["recovery"]["podsDeleted"] == 3
+    assert status["alerts"] == [{"fingerprint": "a", "status": "firing"}]  # theirs is kept
+    assert kube.calls["patch_remediation_status"] == 3  # two conflicts, then the write
 
 
 def test_persistent_conflicts_surface() -> None:
     with pytest.raises(Conflict):
-        run(conflicts=10)
+        run(others_first=10)
