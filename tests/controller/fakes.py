@@ -145,8 +145,10 @@ class FakeControllerKube:
             obj = self._objects[Kind.REMEDIATIONS][name]
             return self._store(Kind.REMEDIATIONS, {**obj, "status": merge_patch(obj.get("status") or {}, patch)})
 
-    def add_pod(self, name: str, node: str, namespace: str = "default") -> None:
-        self.pods.append({"metadata": {"name": name, "namespace": namespace}, "spec": {"nodeName": node}})
+    def add_pod(self, name: str, node: str, namespace: str = "default",
+                tolerations: list[dict[str, Any]] | None = None) -> None:
+        self.pods.append({"metadata": {"name": name, "namespace": namespace},
+                          "spec": {"nodeName": node, "tolerations": list(tolerations or [])}})
 
     def add_volume_attachment(self, name: str, node: str) -> None:
         self.volume_attachments.append({"metadata": {"name": name}, "spec": {"nodeName": node}})

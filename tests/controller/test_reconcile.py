@@ -12,7 +12,7 @@ import pytest
 from controller.kube import OOS, Kind
 from core import names
 from core.clock import FakeClock
-from core.kube import Conflict
+from core.kube import Conflict, Forbidden
 from tests.controller.builders import T0
 from tests.controller.fakes import FakeControllerKube, make_reconciler, sync
 
@@ -92,3 +92,30 @@ def test_resource_deletion_counts_only_the_nodes_pods_and_attachments(kube: Fake
     actor = make_reconciler(kube, FakeClock(T0)).actor
     assert actor.delete_resources("node-1") == {"recovery": {"podsDeleted": 1, "volumeAttachmentsDeleted": 1}}
     assert [p["metadata"]["name"] for p in kube.pods] == ["web-1"]
+
+
+def test_after_the_taint_only_the_pods_it_evicts_are_deleted(kube: FakeControllerKube) -> None:
+    key, _, effect = OOS
+    kube.add_pod("db-0", "node-1")
+    kube.add_pod("stays", "node-1", tolerations=[{"key": key, "operator": "Exists", "effect": effect}])
+    kube.add_pod("web-1", "node-2")
+    actor = make_reconciler(kube, FakeClock(T0)).actor
+    assert actor.delete_evicted_pods("node-1") == {"recovery": {"podsDeleted": 1}}
+    assert sorted(p["metadata"]["name"] for p in kube.pods) == ["stays", "web-1"]
+    assert actor.metrics.pod_deletions.labels("deleted")._value.get() == 1
+
+
+def test_a_controller_that_may_not_delete_pods_records_why_and_leaves_them_to_pod_gc(
+        kube: FakeControllerKube, monkeypatch: pytest.MonkeyPatch) -> None:
+    kube.add_pod("db-0", "node-1")
+    actor = make_reconciler(kube, FakeClock(T0)).actor
+
+    def forbidden(node: str, evicted_only: bool = False) -> int:
+        raise Forbidden(403, "Forbidden", 'pods is forbidden: cannot list resource "pods"')
+
+    monkeypatch.setattr(kube, "delete_node_pods", forbidden)
+    result = actor.delete_evicted_pods("node-1")
+    assert result["recovery"]["podsDeleted"] == 0
+    assert result["recovery"]["podDeletionSkipped"].startswith("Forbidden")
+    assert actor.metrics.pod_deletions.labels("forbidden")._value.get() == 1
+    assert [p["metadata"]["name"] for p in kube.pods] == ["db-0"]
