@@ -51,12 +51,18 @@ class Stamp:
     @classmethod
     def at(cls, ts: float) -> Stamp:
         """A controller or agent time (microseconds)."""
-        return cls(ts, format_time(ts))
+        return cls._of(format_time(ts))
 
     @classmethod
     def second(cls, ts: float) -> Stamp:
         """A webhook time (Kubernetes' second precision)."""
-        return cls(ts, rfc3339(ts))
+        return cls._of(rfc3339(ts))
+
+    @classmethod
+    def _of(cls, text: str) -> Stamp:
+        stamp = cls.parse(text)
+        assert stamp is not None, text  # we formatted it
+        return stamp
 
     @classmethod
     def parse(cls, value: object) -> Stamp | None:
