@@ -3,9 +3,10 @@
 The webhook creates NodeRemediations and writes the operator's parts of them; the
 controller drives `status.phase` and records what it did; the agent reports on its own
 node. All of them spell the resource's enumerated values from here, so a phase, a
-strategy or an escalation rung is named once. The CRD's schema
-(`helm/nodewarden/crds/noderemediations.yaml`) must list the same values; a test checks
-that it does.
+strategy or an escalation rung is named once, and `WRITERS` says which identity writes
+which field. The typed status parts and their one parser are `core.remediation_status`.
+The CRD's schema (`helm/nodewarden/crds/noderemediations.yaml`) and
+docs/noderemediation.md must say the same; tests check that they do.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ the parts it writes with these shapes and stores `to_json()`; every reader goes 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -66,8 +67,14 @@ class Stamp:
 
     @classmethod
     def parse(cls, value: object) -> Stamp | None:
-        ts = parse_time(value) if isinstance(value, str) else None
-        return None if ts is None else cls(ts, str(value))
+        return _stamp(value) if isinstance(value, str) else None
+
+
+@functools.lru_cache(maxsize=8192)
+def _stamp(text: str) -> Stamp | None:
+    """Memoized: an object's times are read again at every change of it."""
+    ts = parse_time(text)
+    return None if ts is None else Stamp(ts, text)
 
 
 def stamp_ts(stamp: Stamp | None) -> float | None:
@@ -181,21 +188,34 @@ class Part:
     __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     @classmethod
-    def from_json(cls, value: object) -> Self | None:
+    def _spec(cls) -> dict[str, tuple[str, Callable[[object], Any]]]:
+        """JSON key -> (attribute, reader) of every field, computed once per shape."""
+        spec = cls.__dict__.get("_spec_cache")
+        if spec is None:
+            spec = {f.metadata["key"]: (f.name, f.metadata["read"]) for f in dataclasses.fields(cls)}
+            cls._spec_cache = spec  # type: ignore[attr-defined]
+        return spec
+
+    @classmethod
+    def from_json(cls, value: object, only: frozenset[str] | None = None) -> Self | None:
+        """The part `value` holds (None if it is not an object). With `only`, just those
+        JSON keys are read (the rest stay None), for a reader that needs a few."""
         if not isinstance(value, dict):
             return None
-        try:
-            return cls(**{f.name: f.metadata["read"](value.get(f.metadata["key"]))
-                          for f in dataclasses.fields(cls)})
-        except RecursionError:  # nesting deeper than the interpreter: not ours
-            return None
+        spec = cls._spec()
+        fields = {}
+        for key in value if only is None else only & value.keys():
+            known = spec.get(key) if isinstance(key, str) else None
+            if known is not None:
+                fields[known[0]] = known[1](value[key])
+        return cls(**fields)
 
     def to_json(self) -> JSON:
         out: JSON = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
+        for key, (name, _) in self._spec().items():
+            value = getattr(self, name)
             if value is not None:
-                out[f.metadata["key"]] = _out(value)
+                out[key] = _out(value)
         return out
 
 
@@ -410,10 +430,11 @@ class RemediationStatus(Part):
     conditions: tuple[Condition, ...] | None = parts("conditions", Condition, MAX_CONDITIONS)
 
 
-def parse_status(obj: object) -> RemediationStatus:
-    """The typed status of a NodeRemediation object (every part absent when it has none)."""
+def parse_status(obj: object, only: frozenset[str] | None = None) -> RemediationStatus:
+    """The typed status of a NodeRemediation object (every part absent when it has none);
+    with `only`, just those top-level keys of it."""
     status = obj.get("status") if isinstance(obj, dict) else None
-    return RemediationStatus.from_json(status) or RemediationStatus()
+    return RemediationStatus.from_json(status, only) or RemediationStatus()
 
 
 def status_fields(shape: type[Part] = RemediationStatus, prefix: str = "") -> Iterator[tuple[str, str]]:

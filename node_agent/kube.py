@@ -283,7 +283,7 @@ def _dict(value: Any) -> dict[str, Any]:
 
 def order_token_of(obj: Any) -> str | None:
     """status.fence.order of a NodeRemediation (a dict), if it is a string."""
-    fence = parse_status(obj).fence
+    fence = parse_status(obj, frozenset({"fence"})).fence
     return (fence.order or None) if fence is not None else None
 
 

@@ -64,11 +64,16 @@ def ready_status(node: JSON) -> str | None:
     return None
 
 
+# The parts of a status the webhook's decisions read (parsed at every change of the object).
+_FACT_KEYS = frozenset({"phase", "phaseSince", "fence", "approval", "alerts"})
+_PLAN = frozenset({"plan"})
+
+
 def plan_of(obj: JSON) -> JSON:
     """What the remediation was decided with: `status.plan` for a person's kubectl request
     (its spec is theirs, so none of it counts), else the spec the webhook wrote."""
     if is_foreign(obj):
-        plan = parse_status(obj).plan
+        plan = parse_status(obj, _PLAN).plan
         return plan.to_json() if plan is not None else {}
     return obj.get("spec") or {}
 
@@ -84,7 +89,7 @@ def requester(obj: JSON) -> str:
 def existing_facts(obj: JSON) -> ExistingFacts:
     """Facts about a stored NodeRemediation, from its spec and its status (read through
     `core.remediation_status`: a malformed part reads as absent)."""
-    status = parse_status(obj)
+    status = parse_status(obj, _FACT_KEYS)
     plan = plan_of(obj)
     latest: dict[str, tuple[str, float | None]] = {}
     for entry in status.alerts or ():  # oldest first, so the newest entry wins
