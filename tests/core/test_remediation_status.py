@@ -274,3 +274,11 @@ def test_parse_time_reads_both_stored_forms_and_zone_less_as_utc() -> None:
     assert parse_time(rfc3339(NOW)) == math.floor(NOW)
     assert parse_time(format_time(NOW)) == NOW
     assert parse_time("2026-01-01T00:00:01") == parse_time("2026-01-01T00:00:01Z")
+
+
+def test_a_reader_may_read_only_the_parts_it_needs() -> None:
+    stored = {"status": {"phase": "Fencing", "fence": FENCE.to_json(), "history": "x", "alerts": [5],
+                         "approval": Approval(approved_by="a", approved_at=SECOND).to_json()}}
+    read = parse_status(stored, frozenset({"phase", "fence"}))
+    assert read == RemediationStatus(phase=Phase.FENCING, fence=FENCE)
+    assert parse_status(stored, frozenset({"history"})) == RemediationStatus()
