@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from core import history
-from core.clock import parse_rfc3339
+from core.clock import parse_time
 from core.remediation import Phase, needs_acknowledgement
 
 JSON = dict[str, Any]
@@ -54,10 +54,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def age(ts: Any, now: float) -> str:
-    try:
-        when = parse_rfc3339(ts) if ts else None
-    except (TypeError, ValueError):
-        when = None
+    when = parse_time(ts)
     if when is None:
         return "<unknown>"
     seconds = max(0, int(now - when))

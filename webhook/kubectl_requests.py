@@ -42,7 +42,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from core.clock import Clock, parse_rfc3339
+from core.clock import Clock, parse_time
 from core.kube import JSON, Conflict, KubeError, NotFound, Unavailable, dig
 from core.remediation import (
     APPROVED_BY_ANNOTATION,
@@ -90,7 +90,7 @@ def next_step(obj: JSON, now: float, resume_after_s: float) -> Step:
     if not decided(obj):
         if is_foreign(obj):
             return Step.DECIDE
-        created = _time(dig(obj, "metadata", "creationTimestamp"))
+        created = parse_time(dig(obj, "metadata", "creationTimestamp"))
         if created is not None and now - created >= resume_after_s:
             return Step.RESUME
         return Step.NOTHING
@@ -335,9 +335,3 @@ class KubectlRequests:
 def _rv(obj: JSON) -> str:
     return str(dig(obj, "metadata", "resourceVersion") or "")
 
-
-def _time(value: object) -> float | None:
-    try:
-        return parse_rfc3339(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
