@@ -21,13 +21,25 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.fence_agent import FenceAgents
+from controller.fence_agent import Outcome as BmcOutcome
 from controller.kube import ControllerKube
 from controller.metrics import ControllerMetrics
-from controller.model import NodeObs, RemediationView, format_time
+from controller.model import NodeObs, RemediationView
 from core.fence_order import Action as OrderAction
 from core.fence_order import new_order, sign_order
 from core.kube import Forbidden
 from core.peer_client import OrderAnswer, OrderOutcome, PeerClient, PeerError
+from core.remediation_status import (
+    AckRecord,
+    EscalationStatus,
+    FenceStatus,
+    KubeletRestart,
+    LastAnswer,
+    PeerSilence,
+    RecoveryStatus,
+    Refusal,
+    Stamp,
+)
 
 log = logging.getLogger("nodewarden.controller.act")
 # Answers in which the agent did not take the order. "Already rebooted" is not one: the
@@ -63,10 +75,10 @@ class Actor:
         token = "dry-run" if dry_run else sign_order(order, self.key)
         self.metrics.fence_orders.labels(action, "issued").inc()
         if action == str(OrderAction.FENCE):
-            return {"fence": {"order": token, "action": action, "issuedAt": format_time(now),
-                              "expiresAt": format_time(order.expires_at), "bootId": node.boot_id,
-                              "deliveredVia": []}}
-        return {"kubeletRestart": {"order": token, "issuedAt": format_time(now)}}
+            return {"fence": FenceStatus(order=token, action=action, issued_at=Stamp.at(now),
+                                         expires_at=Stamp.at(order.expires_at), boot_id=node.boot_id,
+                                         delivered_via=()).to_json()}
+        return {"kubeletRestart": KubeletRestart(order=token, issued_at=Stamp.at(now)).to_json()}
 
     def deliver(self, rem: RemediationView, token: str, action: str, node: NodeObs,
                 relays: list[tuple[str, str]], now: float) -> dict[str, Any]:
@@ -102,26 +114,26 @@ class Actor:
         # Prefer an acknowledgement, then a refusal (the agent's own word), then the first.
         best_via, best = min(answers, key=lambda item: (item[1].acknowledgement is None,
                                                         item[1].outcome not in REFUSALS))
-        last = {"at": format_time(now), "via": best_via, "outcome": str(best.outcome),
-                "reason": best.reason or "", "detail": best.detail[:1000]}
         if action != str(OrderAction.FENCE):
-            return {"kubeletRestart": {"outcome": str(best.outcome), "detail": best.detail[:1000]}}
+            return {"kubeletRestart": KubeletRestart(outcome=str(best.outcome),
+                                                     detail=best.detail[:1000]).to_json()}
         delivered = sorted({*rem.fence.delivered_via, *(via for via, _ in answers)})[:20] if rem.fence else []
-        fence: dict[str, Any] = {"deliveredVia": delivered, "lastAnswer": last}
+        last = LastAnswer(at=Stamp.at(now), via=best_via, outcome=str(best.outcome), reason=best.reason or "",
+                          detail=best.detail[:1000])
+        acknowledgement = refusal = None
         ack = best.acknowledgement
         if (best.outcome is OrderOutcome.FENCING and ack is not None and ack.method == "watchdog"
                 and ack.last_feed_at is not None and ack.watchdog_timeout_s is not None):
-            fence["acknowledgement"] = {"at": format_time(now), "via": best_via,
-                                        "lastFeedAt": format_time(ack.last_feed_at),
-                                        "watchdogTimeoutSeconds": ack.watchdog_timeout_s}
+            acknowledgement = AckRecord(at=Stamp.at(now), via=best_via, last_feed_at=Stamp.at(ack.last_feed_at),
+                                        watchdog_timeout_s=ack.watchdog_timeout_s)
             self.metrics.fence_orders.labels(action, "acknowledged").inc()
         elif best.outcome in REFUSALS:
             self.metrics.fence_orders.labels(action, "rejected").inc()
-            fence["refusal"] = {"reason": f"{best.outcome}/{best.reason or ''}", "at": format_time(now),
-                                "via": best_via}
+            refusal = Refusal(reason=f"{best.outcome}/{best.reason or ''}", at=Stamp.at(now), via=best_via)
             log.warning("the agent of %s REFUSED the fence order: %s %s %s", rem.node, best.outcome, best.reason,
                         best.detail)
-        return {"fence": fence}
+        return {"fence": FenceStatus(delivered_via=tuple(delivered), last_answer=last,
+                                     acknowledgement=acknowledgement, refusal=refusal).to_json()}
 
     def check_peer_silence(self, rem: RemediationView, peers: list[tuple[str, str]], now: float) -> dict[str, Any]:
         """Ask every other agent (as an observer) when it last told this node "healthy"."""
@@ -140,11 +152,10 @@ class Actor:
                     latest = max(latest or 0.0, view.last_healthy_answer_at)
         except concurrent.futures.TimeoutError:
             pass
-        silence: dict[str, Any] = {"checkedAt": format_time(now), "asked": len(peers), "answered": answered,
-                                   "complete": bool(peers) and answered == len(peers)}
-        if latest is not None:
-            silence["lastHealthyAnswerAt"] = format_time(latest)
-        return {"fence": {"peerSilence": silence}}
+        silence = PeerSilence(checked_at=Stamp.at(now), asked=len(peers), answered=answered,
+                              complete=bool(peers) and answered == len(peers),
+                              last_healthy_answer_at=None if latest is None else Stamp.at(latest))
+        return {"fence": FenceStatus(peer_silence=silence).to_json()}
 
     # -- escalation ----------------------------------------------------------------------
 
@@ -163,8 +174,8 @@ class Actor:
         except OSError as exc:
             code, output = -2, f"could not run: {exc.strerror}"
         self.metrics.fence_agent_runs.labels("success" if code == 0 else "failure").inc()
-        return {"escalation": {"finishedAttempt": attempt, "lastExitCode": code,
-                               "finishedAt": format_time(now_fn()), "output": output}}
+        return {"escalation": EscalationStatus(finished_attempt=attempt, last_exit_code=code,
+                                               finished_at=Stamp.at(now_fn()), output=output).to_json()}
 
     def _run_inventory_agent(self, rem: RemediationView, attempt: int, device_name: str,
                              now_fn: Any) -> dict[str, Any]:
@@ -173,20 +184,21 @@ class Actor:
         if agents is None or device is None:
             log.error("fence device %s of %s is no longer in the inventory", device_name, rem.node)
             self.metrics.fence_agent_runs.labels("failure").inc()
-            return {"escalation": {"finishedAttempt": attempt, "lastExitCode": -3, "outcome": "Failed",
-                                   "finishedAt": format_time(now_fn()),
-                                   "summary": f"fence device {device_name} is not in the inventory"}}
+            return {"escalation": EscalationStatus(
+                finished_attempt=attempt, last_exit_code=-3, outcome=str(BmcOutcome.FAILED),
+                finished_at=Stamp.at(now_fn()),
+                summary=f"fence device {device_name} is not in the inventory").to_json()}
         log.warning("powering %s off through its BMC: %s (device %s, action %s)", rem.node, device.agent,
                     device.name, device.action)
         result = agents.fence(device, rem.node)
         self.metrics.fence_agent_runs.labels("success" if result.fenced else "failure").inc()
-        out: dict[str, Any] = {"finishedAttempt": attempt, "lastExitCode": 0 if result.fenced else
-                               (result.exit_code or 1), "finishedAt": format_time(now_fn()),
-                               "outcome": str(result.outcome), "agent": result.agent, "action": result.action,
-                               "runs": list(result.runs), "summary": result.describe(), "output": result.output}
-        if result.power_confirmed_at is not None:
-            out["powerOffConfirmedAt"] = format_time(result.power_confirmed_at)
-        return {"escalation": out}
+        confirmed = result.power_confirmed_at
+        out = EscalationStatus(finished_attempt=attempt, last_exit_code=0 if result.fenced else (result.exit_code or 1),
+                               finished_at=Stamp.at(now_fn()), outcome=str(result.outcome), agent=result.agent,
+                               action=result.action, runs=tuple(result.runs), summary=result.describe(),
+                               output=result.output,
+                               power_off_confirmed_at=None if confirmed is None else Stamp.at(confirmed))
+        return {"escalation": out.to_json()}
 
     # -- recovery ------------------------------------------------------------------------
 
@@ -220,4 +232,4 @@ class Actor:
         pods = self.kube.delete_node_pods(node)
         attachments = self.kube.delete_node_volume_attachments(node)
         log.warning("force-deleted %d pod(s) and %d VolumeAttachment(s) of %s", pods, attachments, node)
-        return {"recovery": {"podsDeleted": pods, "volumeAttachmentsDeleted": attachments}}
+        return {"recovery": RecoveryStatus(pods_deleted=pods, volume_attachments_deleted=attachments).to_json()}

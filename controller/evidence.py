@@ -37,6 +37,7 @@ from controller.model import (
     format_time,
     parse_time,
 )
+from core.remediation_status import EvidenceRecord, Stamp
 
 
 class Verdict(enum.StrEnum):
@@ -63,12 +64,10 @@ class Evidence:
 
     def record(self, satisfied_at: float | None) -> dict[str, Any]:
         """The `status.fence.evidence` subtree."""
-        out: dict[str, Any] = {"rule": str(self.rule) if self.rule else "", "inputs": self.inputs}
-        if self.deadline is not None:
-            out["deadline"] = format_time(self.deadline)
-        if satisfied_at is not None:
-            out["satisfiedAt"] = format_time(satisfied_at)
-        return out
+        return EvidenceRecord(
+            rule=str(self.rule) if self.rule else "", inputs=self.inputs,
+            deadline=None if self.deadline is None else Stamp.at(self.deadline),
+            satisfied_at=None if satisfied_at is None else Stamp.at(satisfied_at)).to_json()
 
 
 def _acknowledged(last_feed_at: float, watchdog_timeout_s: float, via: str, t: FenceTiming,

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from core import clock as core_clock
 from core.kube import dig
 from core.remediation import Escalation, Phase, Strategy, is_foreign
+from core.remediation_status import FenceStatus, Part, parse_status, stamp_ts
 
 
 class Reason(enum.StrEnum):
@@ -88,25 +89,10 @@ class EvidenceRule(enum.StrEnum):
     NODE_REBOOTED = "NodeRebooted"
 
 
-# -- time helpers ------------------------------------------------------------------------
+# -- time helpers (one pair for the whole product: core.clock) ---------------------------
 
-
-def parse_time(value: Any) -> float | None:
-    if not value:
-        return None
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def format_time(ts: float) -> str:
-    """RFC 3339 with microseconds (status timestamps are ours; precision matters)."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
+parse_time = core_clock.parse_time
+format_time = core_clock.format_time
 _get = dig
 
 
@@ -162,31 +148,22 @@ class RemediationView:
 
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> RemediationView:
+        """The view of a stored object, its status read through `core.remediation_status`
+        (a malformed part reads as absent). A phase that is none of ours raises ValueError:
+        the controller does not act on an object it cannot place."""
         meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+        typed = parse_status(obj)
         # A person's kubectl request: its spec is theirs; what counts is the plan the
         # webhook decided (status.plan). The trigger stays theirs (source, reason).
         trigger = (obj.get("spec") or {}).get("trigger") or {}
-        spec = {**(status.get("plan") or {}), "trigger": trigger} if is_foreign(obj) else obj.get("spec") or {}
-        raw_phase = status.get("phase")
-        if raw_phase:
-            phase = Phase(raw_phase)
+        plan = typed.plan.to_json() if typed.plan else {}
+        spec = {**plan, "trigger": trigger} if is_foreign(obj) else obj.get("spec") or {}
+        if typed.phase is not None:
+            phase = typed.phase
+        elif status.get("phase"):
+            raise ValueError(f"status.phase {str(status.get('phase'))[:64]!r} is not a phase")
         else:  # creation is two writes: treat a missing phase as the one being written
             phase = Phase.AWAITING_APPROVAL if spec.get("approvalRequired") else Phase.PENDING
-        fence = None
-        f = status.get("fence") or {}
-        if f.get("order") and f.get("issuedAt"):
-            ack = None
-            a = f.get("acknowledgement") or {}
-            if a.get("lastFeedAt") and a.get("watchdogTimeoutSeconds") is not None:
-                ack = Acknowledgement(parse_time(a.get("at")) or 0.0, str(a.get("via", "")),
-                                      parse_time(a["lastFeedAt"]) or 0.0, float(a["watchdogTimeoutSeconds"]))
-            fence = FenceRecord(
-                order=f["order"], action=str(f.get("action", "fence")),
-                issued_at=parse_time(f["issuedAt"]) or 0.0,
-                expires_at=parse_time(f.get("expiresAt")) or 0.0,
-                boot_id=str(f.get("bootId", "")), delivered_via=tuple(f.get("deliveredVia") or ()),
-                ack=ack, evidence=f.get("evidence"), peer_silence=dict(f.get("peerSilence") or {}),
-                refusal_reason=str(_get(f, "refusal", "reason") or ""))
         try:
             strategy = Strategy(spec.get("strategy", Strategy.OUT_OF_SERVICE_TAINT))
         except ValueError:
@@ -198,18 +175,19 @@ class RemediationView:
         return cls(
             name=str(meta.get("name", "")), uid=str(meta.get("uid", "")),
             resource_version=str(meta.get("resourceVersion", "")),
-            phase=phase, reason=str(status.get("reason", "")),
-            phase_since=parse_time(status.get("phaseSince")),
+            phase=phase, reason=typed.reason or "",
+            phase_since=stamp_ts(typed.phase_since),
             dry_run=bool(spec.get("dryRun")), approval_required=bool(spec.get("approvalRequired")),
-            approved_at=parse_time(_get(status, "approval", "approvedAt")),
+            approved_at=stamp_ts(typed.approval.approved_at) if typed.approval else None,
             strategy=strategy, escalation=escalation,
             trigger_source=str(_get(spec, "trigger", "source") or ""),
             received_at=parse_time(meta.get("creationTimestamp") if is_foreign(obj)
                                    else _get(spec, "trigger", "receivedAt")),
-            fence=fence, agent_report=dict(status.get("agentReport") or {}),
-            recovery=dict(status.get("recovery") or {}),
-            escalation_state=dict(status.get("escalation") or {}),
-            kubelet_restart=dict(status.get("kubeletRestart") or {}),
+            fence=_fence_record(typed.fence),
+            agent_report=_json(typed.agent_report),
+            recovery=_json(typed.recovery),
+            escalation_state=_json(typed.escalation),
+            kubelet_restart=_json(typed.kubelet_restart),
             raw_status=status,
             force=bool(spec.get("force")),
         )
@@ -220,6 +198,27 @@ class RemediationView:
 
     def approved_since(self, since: float | None) -> bool:
         return self.approved_at is not None and (since is None or self.approved_at >= since)
+
+
+def _json(value: Part | None) -> dict[str, Any]:
+    return value.to_json() if value is not None else {}
+
+
+def _fence_record(f: FenceStatus | None) -> FenceRecord | None:
+    """The recorded order, when there is one (an order token and its issue time)."""
+    if f is None or not f.order or f.issued_at is None:
+        return None
+    ack = None
+    a = f.acknowledgement
+    if a is not None and a.last_feed_at is not None and a.watchdog_timeout_s is not None:
+        ack = Acknowledgement(stamp_ts(a.at) or 0.0, a.via or "", a.last_feed_at.ts, float(a.watchdog_timeout_s))
+    return FenceRecord(
+        order=f.order, action="fence" if f.action is None else f.action, issued_at=f.issued_at.ts,
+        expires_at=stamp_ts(f.expires_at) or 0.0, boot_id=f.boot_id or "",
+        delivered_via=f.delivered_via or (), ack=ack,
+        evidence=f.evidence.to_json() if f.evidence is not None else None,
+        peer_silence=_json(f.peer_silence),
+        refusal_reason=(f.refusal.reason or "") if f.refusal else "")
 
 
 # -- what the shell observed -------------------------------------------------------------

@@ -7,16 +7,18 @@ from __future__ import annotations
 from typing import Any
 
 from controller.machine import Decision
-from controller.model import Phase, RemediationView, format_time
+from controller.model import Phase, RemediationView
 from core.kube import merge_patch
+from core.remediation import ConditionType
+from core.remediation_status import Condition, HistoryEntry, Stamp
 
 HISTORY_LIMIT = 50
 REPLACED_SUBTREES = (("fence", "evidence"),)  # written whole: stale keys are removed
 
 _CONDITIONS = {  # entering a phase sets these conditions
-    Phase.FENCED: [("Fenced", "True")],
-    Phase.AWAITING_NODE_READY: [("Recovered", "True")],
-    Phase.SUCCEEDED: [("NodeReady", "True")],
+    Phase.FENCED: [(ConditionType.FENCED, "True")],
+    Phase.AWAITING_NODE_READY: [(ConditionType.RECOVERED, "True")],
+    Phase.SUCCEEDED: [(ConditionType.NODE_READY, "True")],
 }
 
 
@@ -44,16 +46,17 @@ def decision_patch(rem: RemediationView, decision: Decision, now: float,
         patch.update({"phase": str(decision.phase), "reason": str(decision.reason),
                       "message": decision.message[:1024]})
         if phase_changed:
-            patch["phaseSince"] = format_time(now)
+            patch["phaseSince"] = Stamp.at(now).text
         history = list(status.get("history") or [])
-        history.append({"phase": str(decision.phase), "reason": str(decision.reason),
-                        "message": decision.message[:1024], "at": format_time(now)})
+        history.append(HistoryEntry(phase=str(decision.phase), reason=str(decision.reason),
+                                    message=decision.message[:1024], at=Stamp.at(now)).to_json())
         patch["history"] = history[-HISTORY_LIMIT:]
         if phase_changed and decision.phase in _CONDITIONS:
             conditions = {c.get("type"): c for c in status.get("conditions") or []}
             for ctype, value in _CONDITIONS[decision.phase]:
-                conditions[ctype] = {"type": ctype, "status": value, "reason": str(decision.reason),
-                                     "message": decision.message[:1024], "lastTransitionTime": format_time(now)}
+                conditions[str(ctype)] = Condition(type=str(ctype), status=value, reason=str(decision.reason),
+                                                   message=decision.message[:1024],
+                                                   last_transition_time=Stamp.at(now)).to_json()
             patch["conditions"] = list(conditions.values())
     for subtree in (decision.status, extra or {}):
         for key, value in subtree.items():

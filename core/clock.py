@@ -4,6 +4,7 @@ monotonic time for local intervals. Components take a `Clock`; tests pass `FakeC
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from datetime import UTC, datetime
@@ -73,6 +74,25 @@ def rfc3339(ts: float) -> str:
 def rfc3339_micro(ts: float) -> str:
     """Kubernetes' MicroTime form (Leases, events.k8s.io eventTime)."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def format_time(ts: float) -> str:
+    """The form nodewarden's controller and agent stamp status with: RFC 3339, UTC, with
+    microseconds (their times are compared to fractions of a second)."""
+    return rfc3339_micro(ts)
+
+
+def parse_time(value: object) -> float | None:
+    """A stored timestamp as unix seconds, or None for anything that is not one (absent,
+    empty, not a string, not RFC 3339, out of range). Never raises: status is read from
+    objects others may have written. A zone-less time counts as UTC."""
+    if not value or not isinstance(value, str | datetime):
+        return None
+    try:
+        ts = parse_rfc3339(value)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return ts if ts is not None and math.isfinite(ts) else None
 
 
 def parse_rfc3339(value: str | datetime | None) -> float | None:

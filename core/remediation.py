@@ -3,9 +3,10 @@
 The webhook creates NodeRemediations and writes the operator's parts of them; the
 controller drives `status.phase` and records what it did; the agent reports on its own
 node. All of them spell the resource's enumerated values from here, so a phase, a
-strategy or an escalation rung is named once. The CRD's schema
-(`helm/nodewarden/crds/noderemediations.yaml`) must list the same values; a test checks
-that it does.
+strategy or an escalation rung is named once, and `WRITERS` says which identity writes
+which field. The typed status parts and their one parser are `core.remediation_status`.
+The CRD's schema (`helm/nodewarden/crds/noderemediations.yaml`) and
+docs/noderemediation.md must say the same; tests check that they do.
 """
 
 from __future__ import annotations
@@ -110,3 +111,58 @@ def is_foreign(obj: dict[str, Any]) -> bool:
 def decided(obj: dict[str, Any]) -> bool:
     """The webhook has written the first phase: before that, nobody acts on the object."""
     return bool((obj.get("status") or {}).get("phase"))
+
+
+# -- who writes what ------------------------------------------------------------------------
+
+
+class Writer(enum.StrEnum):
+    """The identities that write a NodeRemediation."""
+
+    WEBHOOK = "webhook"
+    CONTROLLER = "controller"
+    AGENT = "node agent"  # the node's own agent, `status.agentReport` only
+    PERSON = "person"  # with kubectl and their own credentials: the object, spec, annotations
+
+
+_BOTH = frozenset({Writer.WEBHOOK, Writer.CONTROLLER})
+# Every field of the object and the identities that write it; docs/noderemediation.md's
+# status table says the same (a test checks), and the chart's RBAC and admission policies
+# enforce it. The status paths are the ones `core.remediation_status` shapes.
+WRITERS: dict[str, frozenset[Writer]] = {
+    "spec": frozenset({Writer.WEBHOOK, Writer.PERSON}),
+    f"metadata.annotations.{REQUESTED_BY_ANNOTATION}": frozenset({Writer.PERSON}),
+    f"metadata.annotations.{APPROVED_BY_ANNOTATION}": frozenset({Writer.PERSON}),
+    f"metadata.annotations.{CANCELLED_BY_ANNOTATION}": frozenset({Writer.PERSON}),
+    f"metadata.annotations.{CANCEL_REASON_ANNOTATION}": frozenset({Writer.PERSON}),
+    f"metadata.annotations.{ACKNOWLEDGED_ANNOTATION}": frozenset({Writer.PERSON}),
+    "status.phase": _BOTH,
+    "status.reason": _BOTH,
+    "status.message": _BOTH,
+    "status.phaseSince": _BOTH,
+    "status.history": _BOTH,
+    "status.alerts": frozenset({Writer.WEBHOOK}),
+    "status.requestedBy": frozenset({Writer.WEBHOOK}),
+    "status.plan": frozenset({Writer.WEBHOOK}),
+    "status.approval": frozenset({Writer.WEBHOOK}),
+    "status.cancellation": frozenset({Writer.WEBHOOK}),
+    "status.fence": frozenset({Writer.CONTROLLER}),
+    "status.fence.acknowledgement": frozenset({Writer.CONTROLLER}),
+    "status.fence.evidence": frozenset({Writer.CONTROLLER}),
+    "status.fence.peerSilence": frozenset({Writer.CONTROLLER}),
+    "status.fence.lastAnswer": frozenset({Writer.CONTROLLER}),
+    "status.fence.refusal": frozenset({Writer.CONTROLLER}),
+    "status.recovery": frozenset({Writer.CONTROLLER}),
+    "status.escalation": frozenset({Writer.CONTROLLER}),
+    "status.kubeletRestart": frozenset({Writer.CONTROLLER}),
+    "status.agentReport": frozenset({Writer.AGENT}),
+    "status.conditions": frozenset({Writer.CONTROLLER}),
+}
+
+
+class ConditionType(enum.StrEnum):
+    """`status.conditions[].type`, set by the controller on entering a phase."""
+
+    FENCED = "Fenced"
+    RECOVERED = "Recovered"
+    NODE_READY = "NodeReady"

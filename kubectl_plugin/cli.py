@@ -28,10 +28,11 @@ import yaml
 
 from core import names
 from core.kube import JSON, AlreadyExists, Conflict, KubeError, Unauthorized, Unavailable
+from core.remediation import TERMINAL_PHASES
 from kubectl_plugin import render
 from kubectl_plugin.kube import PluginKube, Refused
 
-TERMINAL = {"Succeeded", "Cancelled", "Failed"}
+TERMINAL = TERMINAL_PHASES
 DEFAULT_PAUSE_CONFIGMAP = "nodewarden-control"
 
 

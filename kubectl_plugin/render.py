@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from core import history
-from core.clock import parse_rfc3339
-from core.remediation import needs_acknowledgement
+from core.clock import parse_time
+from core.remediation import Phase, needs_acknowledgement
 
 JSON = dict[str, Any]
 MESSAGE_WIDTH = 70
@@ -31,17 +31,18 @@ ANN_CANCELLED_BY = "nodewarden.io/cancelled-by"
 ANN_CANCEL_REASON = "nodewarden.io/cancel-reason"
 
 # What happens next, by phase: the operator's question after "why".
-NEXT = {
-    "Pending": "the controller is about to check the node and order the fence",
-    "AwaitingApproval": "waits for a person: `kubectl nodewarden approve NODE` (or cancel)",
-    "Confirming": "the controller is confirming the node is down before it orders a fence",
-    "Fencing": "a fence order is out; the node is assumed alive until the evidence proves it fenced",
-    "Fenced": "the node is proven fenced; workloads are recovered next",
-    "Recovering": "workloads are being recovered (out-of-service taint or deletions)",
-    "AwaitingNodeReady": "workloads are recovered; the taint is removed once the node is Ready again",
-    "Succeeded": "finished: the node came back and the taint was removed",
-    "Cancelled": "finished: cancelled before any fence order; nothing was done to the node",
-    "Failed": "finished without recovery; read the reason and message",
+NEXT: dict[str, str] = {
+    Phase.PENDING: "the controller is about to check the node and order the fence",
+    Phase.AWAITING_APPROVAL: "waits for a person: `kubectl nodewarden approve NODE` (or cancel)",
+    Phase.CONFIRMING: "the controller is confirming the node is down before it orders a fence",
+    Phase.FENCING: "a fence order is out; the node is assumed alive until the evidence proves it fenced",
+    Phase.FENCED: "the node is proven fenced; workloads are recovered next",
+    Phase.RECOVERING: "workloads are being recovered (out-of-service taint or deletions)",
+    Phase.AWAITING_NODE_READY: "workloads are recovered; the taint is removed once the node is Ready again",
+    Phase.SUCCEEDED: "finished: the node came back and the taint was removed",
+    Phase.CANCELLED: "finished: cancelled before any fence order; nothing was done to the node",
+    Phase.FAILED: "finished without recovery; read the reason and message",
+    Phase.REJECTED: "finished: policy refused this kubectl request; nothing was done to the node",
 }
 
 
@@ -53,10 +54,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def age(ts: Any, now: float) -> str:
-    try:
-        when = parse_rfc3339(ts) if ts else None
-    except (TypeError, ValueError):
-        when = None
+    when = parse_time(ts)
     if when is None:
         return "<unknown>"
     seconds = max(0, int(now - when))

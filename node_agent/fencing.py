@@ -20,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from core.clock import Clock, rfc3339_micro
+from core.clock import Clock
 from core.fence_order import FenceOrder
 from core.peer_client import Acknowledgement
+from core.remediation_status import AgentReport, Stamp
 from node_agent.commands import CommandResult, CommandRunner
 from node_agent.feeder import FeedStop, WatchdogKeeper
 from node_agent.metrics import AgentMetrics
@@ -155,15 +156,13 @@ class Fencer:
         record = self._record
         if record is None or self._reported:
             return None
-        report: dict[str, Any] = {"fenceStartedAt": rfc3339_micro(record.started_at)}
-        if record.stop.last_feed_at is not None:  # absent: no watchdog was armed
-            report["lastFeedAt"] = rfc3339_micro(record.stop.last_feed_at)
-        if record.stop.watchdog_timeout_s is not None:
-            report["watchdogTimeoutSeconds"] = record.stop.watchdog_timeout_s
-        boot_id = self._boot_id()
-        if boot_id:
-            report["bootId"] = boot_id
-        return report
+        last_feed_at = record.stop.last_feed_at  # None: no watchdog was armed
+        return AgentReport(
+            fence_started_at=Stamp.at(record.started_at),
+            last_feed_at=None if last_feed_at is None else Stamp.at(last_feed_at),
+            watchdog_timeout_s=record.stop.watchdog_timeout_s,
+            boot_id=self._boot_id() or None,
+        ).to_json()
 
     def report_written(self) -> None:
         self._reported = True

@@ -48,6 +48,7 @@ from kubernetes.client.rest import RESTClientObject
 from core import names
 from core.clock import Clock, RealClock, parse_rfc3339, rfc3339_micro
 from core.kube_errors import AlreadyExists, NotFound, Unavailable, call
+from core.remediation_status import parse_status
 from node_agent.settings import POD_SERVICE_ACCOUNT_DIR
 from node_agent.skew import OffsetEstimator, parse_http_date
 
@@ -205,6 +206,7 @@ class KubeAgentApi:
         return order_token_of(obj)
 
     def report_fence(self, node: str, report: dict[str, Any], timeout_s: float) -> None:
+        """Merge `report` (an `AgentReport.to_json()`) into `status.agentReport`."""
         self._request(
             "PATCH",
             _REMEDIATION + "/status",
@@ -281,9 +283,8 @@ def _dict(value: Any) -> dict[str, Any]:
 
 def order_token_of(obj: Any) -> str | None:
     """status.fence.order of a NodeRemediation (a dict), if it is a string."""
-    fence = _dict(_dict(_dict(obj).get("status")).get("fence"))
-    token = fence.get("order")
-    return token if isinstance(token, str) and token else None
+    fence = parse_status(obj, frozenset({"fence"})).fence
+    return (fence.order or None) if fence is not None else None
 
 
 def node_facts(node: Any) -> NodeFacts:

@@ -134,7 +134,7 @@ class OrderDesk:
 
     def _restart_kubelet(self, order: FenceOrder) -> OrderAnswer:
         if self._fencer.record is not None:
-            return self._answer(OrderOutcome.REJECTED, "Fencing", "a fence is under way")
+            return self._answer(OrderOutcome.REJECTED, FENCE_UNDER_WAY, "a fence is under way")
         key = (order.remediation_uid, order.nonce)
         with self._lock:
             known = key in self._restarts
@@ -189,6 +189,9 @@ class OrderDesk:
 # Rejections that say nothing against this node's running: the order is void (expired) or
 # was for an earlier boot. Any other rejection of a relayed fence order, and "cannot fence",
 # is a refusal (isolation row 13).
+# A restart-kubelet order refused because a fence is under way: the reason names the
+# outcome of the order this agent is carrying out.
+FENCE_UNDER_WAY = str(OrderOutcome.FENCING)
 _NOT_REFUSALS = frozenset({str(RejectReason.EXPIRED), str(RejectReason.STALE_BOOT)})
 
 
@@ -198,7 +201,7 @@ def refused(answer: OrderAnswer | None) -> bool:
         return False
     if answer.outcome is OrderOutcome.CANNOT_FENCE:
         return True
-    return answer.outcome is OrderOutcome.REJECTED and answer.reason not in _NOT_REFUSALS and answer.reason != "Fencing"
+    return answer.outcome is OrderOutcome.REJECTED and answer.reason not in _NOT_REFUSALS and answer.reason != FENCE_UNDER_WAY
 
 
 def _action_of(token: str) -> str:

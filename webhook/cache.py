@@ -18,15 +18,17 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
-from core.clock import parse_rfc3339
+from core.clock import parse_time
 from core.kube import JSON, WatchEvent, dig
 from core.remediation import (
     COOLDOWN_PHASES,
     REQUESTED_BY_ANNOTATION,
+    Phase,
     annotation,
     decided,
     is_foreign,
 )
+from core.remediation_status import parse_status, stamp_ts
 from webhook.kube import Resource
 from webhook.policy import ClusterFacts, ExistingFacts, NodeFacts, Policy
 from webhook.policy.decide import TERMINAL_PHASES
@@ -62,19 +64,17 @@ def ready_status(node: JSON) -> str | None:
     return None
 
 
-def _time(value: object) -> float | None:
-    try:
-        return parse_rfc3339(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
+# The parts of a status the webhook's decisions read (parsed at every change of the object).
+_FACT_KEYS = frozenset({"phase", "phaseSince", "fence", "approval", "alerts"})
+_PLAN = frozenset({"plan"})
 
 
 def plan_of(obj: JSON) -> JSON:
     """What the remediation was decided with: `status.plan` for a person's kubectl request
     (its spec is theirs, so none of it counts), else the spec the webhook wrote."""
     if is_foreign(obj):
-        plan = (obj.get("status") or {}).get("plan")
-        return plan if isinstance(plan, dict) else {}
+        plan = parse_status(obj, _PLAN).plan
+        return plan.to_json() if plan is not None else {}
     return obj.get("spec") or {}
 
 
@@ -87,23 +87,23 @@ def requester(obj: JSON) -> str:
 
 
 def existing_facts(obj: JSON) -> ExistingFacts:
-    """Facts about a stored NodeRemediation, from its spec and status."""
-    status = obj.get("status") or {}
+    """Facts about a stored NodeRemediation, from its spec and its status (read through
+    `core.remediation_status`: a malformed part reads as absent)."""
+    status = parse_status(obj, _FACT_KEYS)
     plan = plan_of(obj)
     latest: dict[str, tuple[str, float | None]] = {}
-    for entry in status.get("alerts") or []:  # oldest first, so the newest entry wins
-        if isinstance(entry, dict) and entry.get("fingerprint"):
-            latest[str(entry["fingerprint"])] = (
-                str(entry.get("status")),
-                _time(entry.get("startsAt")),
-            )
+    for entry in status.alerts or ():  # oldest first, so the newest entry wins
+        if entry.fingerprint:
+            latest[entry.fingerprint] = (str(entry.status), stamp_ts(entry.starts_at))
+    fence = status.fence
     return ExistingFacts(
-        phase=status.get("phase"),
-        phase_since=_time(status.get("phaseSince")),
-        fence_issued=bool(_get(status, "fence", "issuedAt")),
+        phase=status.phase,
+        phase_since=stamp_ts(status.phase_since),
+        # Any trace of an order counts: the webhook never cancels past one.
+        fence_issued=fence is not None and bool(fence.issued_at or fence.order),
         source=str(_get(obj, "spec", "trigger", "source") or ""),
         approval_required=bool(plan.get("approvalRequired")),
-        approved_at=_time(_get(status, "approval", "approvedAt")),
+        approved_at=stamp_ts(status.approval.approved_at) if status.approval else None,
         alerts=latest,
         dry_run=bool(plan.get("dryRun")),
         requested_by=requester(obj),
@@ -121,8 +121,8 @@ def _parse_remediation(obj: JSON) -> _Remediation:
     return _Remediation(
         obj=obj,
         facts=facts,
-        received_at=_time(when),
-        counts_for_rate=facts.decided and facts.phase not in ("Cancelled", "Rejected")
+        received_at=parse_time(when),
+        counts_for_rate=facts.decided and facts.phase not in (Phase.CANCELLED, Phase.REJECTED)
         and not facts.dry_run,
     )
 
@@ -338,7 +338,7 @@ class ClusterCache:
 
     def phase_counts(self) -> Counter[str]:
         with self._lock:
-            return Counter(r.facts.phase or "Pending" for r in self._rems.values())
+            return Counter(r.facts.phase or Phase.PENDING for r in self._rems.values())
 
     def storm_state(self, policy: Policy) -> tuple[int, int, int, bool]:
         """(unhealthy nodes, all nodes, the limit, whether storm protection is engaged)."""

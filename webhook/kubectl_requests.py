@@ -42,7 +42,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from core.clock import Clock, parse_rfc3339, rfc3339
+from core.clock import Clock, parse_time
 from core.kube import JSON, Conflict, KubeError, NotFound, Unavailable, dig
 from core.remediation import (
     APPROVED_BY_ANNOTATION,
@@ -54,6 +54,7 @@ from core.remediation import (
     decided,
     is_foreign,
 )
+from core.remediation_status import RemediationStatus, Stamp
 from webhook.cache import ClusterCache, existing_facts, requester
 from webhook.decisions import Context, Decisions
 from webhook.ledger import RateLedger
@@ -68,7 +69,7 @@ from webhook.policy import (
     decide_firing,
 )
 from webhook.policy.decide import valid_node_name
-from webhook.records import MAX_TEXT, history_entry, plan_json, rejected_status
+from webhook.records import MAX_TEXT, history_record, plan_record, rejected_status
 from webhook.writer import RemediationWriter
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def next_step(obj: JSON, now: float, resume_after_s: float) -> Step:
     if not decided(obj):
         if is_foreign(obj):
             return Step.DECIDE
-        created = _time(dig(obj, "metadata", "creationTimestamp"))
+        created = parse_time(dig(obj, "metadata", "creationTimestamp"))
         if created is not None and now - created >= resume_after_s:
             return Step.RESUME
         return Step.NOTHING
@@ -151,15 +152,15 @@ def first_status(obj: JSON, verdict: Verdict, now: float) -> JSON:
     phase = Phase.AWAITING_APPROVAL if verdict.plan.approval_required else Phase.PENDING
     reason_text = str(dig(obj, "spec", "trigger", "reason") or "")
     message = f"{verdict.message}; requested by {who}" + (f": {reason_text}" if reason_text else "")
-    return {
-        "phase": phase,
-        "reason": str(verdict.reason),
-        "message": message[:MAX_TEXT],
-        "phaseSince": rfc3339(now),
-        "requestedBy": who[:253],
-        "plan": plan_json(verdict.plan),
-        "history": [history_entry(phase, str(verdict.reason), message, now)],
-    }
+    return RemediationStatus(
+        phase=phase,
+        reason=str(verdict.reason),
+        message=message[:MAX_TEXT],
+        phase_since=Stamp.second(now),
+        requested_by=who[:253],
+        plan=plan_record(verdict.plan),
+        history=(history_record(phase, str(verdict.reason), message, now),),
+    ).to_json()
 
 
 class KubectlRequests:
@@ -334,9 +335,3 @@ class KubectlRequests:
 def _rv(obj: JSON) -> str:
     return str(dig(obj, "metadata", "resourceVersion") or "")
 
-
-def _time(value: object) -> float | None:
-    try:
-        return parse_rfc3339(value) if isinstance(value, str) else None
-    except ValueError:
-        return None

@@ -32,22 +32,12 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from core.remediation import Phase
 from webhook.cache import ClusterCache
 from webhook.policy import Policy
 
 PREFIX = "nodewarden_webhook_"
-PHASES = (
-    "Pending",
-    "AwaitingApproval",
-    "Confirming",
-    "Fencing",
-    "Fenced",
-    "Recovering",
-    "AwaitingNodeReady",
-    "Succeeded",
-    "Cancelled",
-    "Failed",
-)
+PHASES = tuple(str(phase) for phase in Phase)
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 

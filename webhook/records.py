@@ -1,6 +1,7 @@
-"""The NodeRemediation fields the webhook writes, built as plain JSON (pure functions).
+"""The NodeRemediation fields the webhook writes (pure functions).
 
-The stored contract is docs/noderemediation.md; this module is the webhook's side of it:
+The stored contract is docs/noderemediation.md and its shapes `core.remediation_status`;
+every status part here is built with those shapes and stored as their `to_json()`:
 - `remediation_body`: metadata + `spec` (written once at creation, never changed);
 - `initial_status`: `phase` Pending or AwaitingApproval, `reason`, `message`,
   `phaseSince`, `history[0]` and the first `alerts[]` entry;
@@ -8,7 +9,7 @@ The stored contract is docs/noderemediation.md; this module is the webhook's sid
   delivery `count` and the last `receivedAt`, newest last, at most 20;
 - `cancelled_status`: `phase` Cancelled + `cancellation` + a history entry;
 - `approval_status`: `approval`;
-- `plan_json` / `rejected_status`: what a person's kubectl request is decided with
+- `plan_record` / `rejected_status`: what a person's kubectl request is decided with
   (`status.plan`), or the Rejected status when policy refuses it.
 Lists are returned whole, because a JSON merge patch replaces lists.
 """
@@ -24,10 +25,19 @@ from core import names
 from core.clock import rfc3339
 from core.kube import JSON
 from core.remediation import Phase
+from core.remediation_status import (
+    MAX_ALERTS,
+    MAX_HISTORY,
+    AlertRecord,
+    Approval,
+    Cancellation,
+    HistoryEntry,
+    PlanRecord,
+    RemediationStatus,
+    Stamp,
+)
 from webhook.policy import Plan, Source, Verdict
 
-MAX_HISTORY = 50
-MAX_ALERTS = 20
 MAX_TEXT = 1024
 LABEL_NODE = names.ANNOTATION_PREFIX + "node"
 
@@ -124,36 +134,40 @@ def remediation_body(node: str, trigger: Trigger, plan: Plan) -> JSON:
     }
 
 
-def plan_json(plan: Plan) -> JSON:
+def plan_record(plan: Plan) -> PlanRecord:
     """`status.plan`: what policy decided for a person's kubectl request, whose spec is theirs."""
-    return {
-        "policyGroup": plan.group,
-        "strategy": str(plan.strategy),
-        "escalation": str(plan.escalation),
-        "approvalRequired": plan.approval_required,
-        "fourEyes": plan.four_eyes,
-        "dryRun": plan.dry_run,
-        "force": plan.force,
-    }
+    return PlanRecord(
+        policy_group=plan.group,
+        strategy=str(plan.strategy),
+        escalation=str(plan.escalation),
+        approval_required=plan.approval_required,
+        four_eyes=plan.four_eyes,
+        dry_run=plan.dry_run,
+        force=plan.force,
+    )
 
 
 def rejected_status(verdict: Verdict, requested_by: str, now: float) -> JSON:
     """The status of a person's kubectl request that policy refused (terminal, no cooldown)."""
-    return {
-        "phase": Phase.REJECTED,
-        "reason": str(verdict.reason),
-        "message": verdict.message[:MAX_TEXT],
-        "phaseSince": rfc3339(now),
-        "requestedBy": requested_by[:253],
-        "history": [history_entry(Phase.REJECTED, str(verdict.reason), verdict.message, now)],
-    }
+    return RemediationStatus(
+        phase=Phase.REJECTED,
+        reason=str(verdict.reason),
+        message=verdict.message[:MAX_TEXT],
+        phase_since=Stamp.second(now),
+        requested_by=requested_by[:253],
+        history=(history_record(Phase.REJECTED, str(verdict.reason), verdict.message, now),),
+    ).to_json()
+
+
+def history_record(phase: str, reason: str, message: str, at: float) -> HistoryEntry:
+    return HistoryEntry(phase=str(phase), reason=reason, message=message[:MAX_TEXT], at=Stamp.second(at))
 
 
 def history_entry(phase: str, reason: str, message: str, at: float) -> JSON:
-    return {"phase": phase, "reason": reason, "message": message[:MAX_TEXT], "at": rfc3339(at)}
+    return history_record(phase, reason, message, at).to_json()
 
 
-def initial_phase(spec: JSON) -> str:
+def initial_phase(spec: JSON) -> Phase:
     return Phase.AWAITING_APPROVAL if spec.get("approvalRequired") else Phase.PENDING
 
 
@@ -163,14 +177,15 @@ def initial_status(
     """The status a new remediation starts with (written through /status after create)."""
     phase = initial_phase(spec)
     message = verdict.message + (f"; {note}" if note else "")
-    return {
-        "phase": phase,
-        "reason": str(verdict.reason),
-        "message": message[:MAX_TEXT],
-        "phaseSince": rfc3339(now),
-        "history": [history_entry(phase, str(verdict.reason), message, now)],
-        "alerts": with_alert([], alert, 1) if alert else [],
-    }
+    out = RemediationStatus(
+        phase=phase,
+        reason=str(verdict.reason),
+        message=message[:MAX_TEXT],
+        phase_since=Stamp.second(now),
+        history=(history_record(phase, str(verdict.reason), message, now),),
+    ).to_json()
+    out["alerts"] = with_alert([], alert, 1) if alert else []
+    return out
 
 
 def with_alert(alerts: list[Any], entry: AlertEntry, deliveries: int) -> list[JSON]:
@@ -185,16 +200,15 @@ def with_alert(alerts: list[Any], entry: AlertEntry, deliveries: int) -> list[JS
             count = int(item.get("count") or 0)
         else:
             kept.append(item)
-    record: JSON = {
-        "alertName": entry.alert_name[:253],
-        "fingerprint": entry.fingerprint[:64],
-        "status": entry.status,
-        "receivedAt": rfc3339(entry.received_at),
-        "count": count + deliveries,
-    }
-    if entry.starts_at is not None:
-        record["startsAt"] = rfc3339(entry.starts_at)
-    return [*kept, record][-MAX_ALERTS:]
+    record = AlertRecord(
+        alert_name=entry.alert_name[:253],
+        fingerprint=entry.fingerprint[:64],
+        status=entry.status,
+        received_at=Stamp.second(entry.received_at),
+        count=count + deliveries,
+        starts_at=None if entry.starts_at is None else Stamp(entry.starts_at, _starts_text(entry.starts_at)),
+    )
+    return [*kept, record.to_json()][-MAX_ALERTS:]
 
 
 def has_entry(alerts: list[Any], entry: AlertEntry) -> bool:
@@ -221,22 +235,23 @@ def cancelled_status(
     """The status patch that moves a remediation to Cancelled."""
     history = [h for h in status.get("history") or [] if isinstance(h, dict)]
     history.append(history_entry(Phase.CANCELLED, str(verdict.reason), verdict.message, now))
-    return {
-        "phase": Phase.CANCELLED,
-        "reason": str(verdict.reason),
-        "message": verdict.message[:MAX_TEXT],
-        "phaseSince": rfc3339(now),
-        "history": history[-MAX_HISTORY:],
-        "cancellation": {
-            "requestedBy": requested_by[:253],
-            "reason": reason_text[:MAX_TEXT],
-            "at": rfc3339(now),
-        },
-    }
+    out = RemediationStatus(
+        phase=Phase.CANCELLED,
+        reason=str(verdict.reason),
+        message=verdict.message[:MAX_TEXT],
+        phase_since=Stamp.second(now),
+        cancellation=Cancellation(
+            requested_by=requested_by[:253], reason=reason_text[:MAX_TEXT], at=Stamp.second(now)
+        ),
+    ).to_json()
+    # Entries already stored are kept as they are (a merge patch replaces the whole list).
+    out["history"] = history[-MAX_HISTORY:]
+    return out
 
 
 def approval_status(approved_by: str, now: float) -> JSON:
-    return {"approval": {"approvedBy": approved_by[:253], "approvedAt": rfc3339(now)}}
+    approval = Approval(approved_by=approved_by[:253], approved_at=Stamp.second(now))
+    return RemediationStatus(approval=approval).to_json()
 
 
 def summary(obj: JSON) -> JSON:

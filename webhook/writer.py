@@ -22,20 +22,21 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from core.clock import Clock, rfc3339
+from core.clock import Clock
 from core.kube import JSON, AlreadyExists, Conflict, KubeError, NotFound, retry_on_conflict
-from core.remediation import is_foreign
+from core.remediation import Phase, is_foreign
+from core.remediation_status import RemediationStatus, Stamp
 from webhook.cache import ClusterCache, existing_facts
 from webhook.history import HistoryArchive
 from webhook.kube import WebhookKube
-from webhook.policy import ExistingFacts, Outcome, Verdict
+from webhook.policy import ExistingFacts, Outcome, Reason, Verdict
 from webhook.records import (
     AlertEntry,
     Trigger,
     approval_status,
     cancelled_status,
     has_entry,
-    history_entry,
+    history_record,
     initial_phase,
     initial_status,
     recorded_recently,
@@ -266,13 +267,13 @@ class RemediationWriter:
         spec = obj.get("spec") or {}
         phase, now = initial_phase(spec), self.clock.now()
         message = "status written after an interrupted creation"
-        return {
-            "phase": phase,
-            "reason": "Accepted" if phase == "Pending" else "AwaitingApproval",
-            "message": message,
-            "phaseSince": rfc3339(now),
-            "history": [history_entry(phase, "Resumed", message, now)],
-        }
+        return RemediationStatus(
+            phase=phase,
+            reason=str(Reason.ACCEPTED if phase is Phase.PENDING else Reason.AWAITING_APPROVAL),
+            message=message,
+            phase_since=Stamp.second(now),
+            history=(history_record(phase, "Resumed", message, now),),
+        ).to_json()
 
 
 def _phase(obj: JSON) -> str | None:

@@ -382,7 +382,7 @@ def decide_approve(node: str, existing: ExistingFacts | None, approver: str = ""
         return _reject(
             Reason.NOT_DECIDED, f"the request for {node} has not been decided by policy yet"
         )
-    if existing.effective_phase != "AwaitingApproval":
+    if existing.effective_phase != Phase.AWAITING_APPROVAL:
         return _reject(
             Reason.NOT_AWAITING_APPROVAL,
             f"remediation of {node} is {existing.effective_phase}, not AwaitingApproval",
