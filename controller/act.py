@@ -223,10 +223,11 @@ class Actor:
             self.metrics.pod_deletions.labels("forbidden").inc()
             log.warning("may not delete the pods of %s (%s): pod GC force-deletes them at its next run; "
                         "grant the controller list and delete on pods or set delete_pods_after_taint=false", node, exc)
-            return {"recovery": {"podsDeleted": 0, "podDeletionSkipped": f"Forbidden: {exc}"[:300]}}
+            skipped = RecoveryStatus(pods_deleted=0, pod_deletion_skipped=f"Forbidden: {exc}"[:300])
+            return {"recovery": skipped.to_json()}
         self.metrics.pod_deletions.labels("deleted").inc(pods)
         log.warning("force-deleted %d pod(s) of %s that the out-of-service taint evicts", pods, node)
-        return {"recovery": {"podsDeleted": pods}}
+        return {"recovery": RecoveryStatus(pods_deleted=pods).to_json()}
 
     def delete_resources(self, node: str) -> dict[str, Any]:
         pods = self.kube.delete_node_pods(node)

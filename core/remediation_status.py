@@ -246,6 +246,8 @@ class RecoveryStatus(Part):
     taint_applied_at: Stamp | None = time("taintAppliedAt")
     pods_deleted: int | None = integer("podsDeleted")
     volume_attachments_deleted: int | None = integer("volumeAttachmentsDeleted")
+    # Why the controller did not delete the pods the taint evicts (pod GC does).
+    pod_deletion_skipped: str | None = text("podDeletionSkipped")
     taint_removed_at: Stamp | None = time("taintRemovedAt")
 
 

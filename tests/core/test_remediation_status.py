@@ -83,7 +83,7 @@ FULL: list[Part] = [
                      agent="fence_ipmilan", action="off", outcome="PoweredOff", runs=("off:0", "status:Off"),
                      summary="powered off", power_off_confirmed_at=AT),
     RecoveryStatus(strategy="OutOfServiceTaint", requested_at=AT, taint_applied_at=AT, pods_deleted=0,
-                   volume_attachments_deleted=0, taint_removed_at=AT),
+                   volume_attachments_deleted=0, pod_deletion_skipped="Forbidden: no RBAC", taint_removed_at=AT),
     KubeletRestart(order="nwf1.x.y", issued_at=AT, outcome="KubeletRestartSucceeded", detail="restarted"),
     AgentReport(fence_started_at=AT, last_feed_at=Stamp.at(NOW - 1), watchdog_timeout_s=15.0, boot_id="boot-1"),
     Condition(type="Fenced", status="True", reason="FenceProven", message="proven", last_transition_time=AT,
