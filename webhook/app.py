@@ -148,7 +148,8 @@ def create_app(
     actions = Actions(decisions, writer, cache, ledger, read_node=kube.get_node)
     kubectl_requests = KubectlRequests(cache, writer, decisions, ledger, clock)
     watcher = Watcher(kube, cache, settings.watch_timeout_s, on_error=count_watch_error,
-                      on_remediation=kubectl_requests.notify)
+                      on_remediation=kubectl_requests.notify,
+                      on_remediation_deleted=kubectl_requests.deleted)
     svc = Services(
         settings=settings,
         policy=policy,

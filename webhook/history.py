@@ -1,7 +1,9 @@
 """Keeps a finished remediation before its replacement deletes it, and prunes the archive.
 
 `RemediationWriter.create` calls `keep(predecessor)` before it deletes the finished
-NodeRemediation of a node, then `prune(node)`. The record's shape is `core.history`'s.
+NodeRemediation of a node, then `prune(node)`. A remediation deleted by anyone else (a
+person with kubectl) is archived from the watch's DELETED event (`keep_deleted`). The
+record's shape is `core.history`'s.
 
 The rule an operator can rely on: **no remediation is deleted unless its record is
 stored.** So:
@@ -91,6 +93,27 @@ class HistoryArchive:
                 f"finished remediation {uid} kept, new one not started",
             ) from exc
         return name
+
+    def keep_deleted(self, remediation: JSON) -> bool:
+        """Archive a remediation someone else deleted (a person with kubectl, once it
+        finished): the watch's DELETED event carries its final state. Every webhook
+        process sees the event and each tries; the first stores the record and the others
+        find it stored (AlreadyExists, same state). False: the API server did not answer,
+        try again later; any other failure is logged and counted, and given up."""
+        if not (remediation.get("status") or {}).get("phase"):
+            return True  # never decided: nothing happened that history would show
+        node = str(((remediation.get("spec") or {}).get("nodeName")) or "")
+        try:
+            name = self.keep(remediation)
+        except Unavailable:
+            return False
+        except KubeError:
+            return True  # logged and counted by keep
+        log.info("kept history record %s of remediation %s, deleted by someone else", name,
+                 (remediation.get("metadata") or {}).get("uid"))
+        if node:
+            self.prune(node)
+        return True
 
     def prune(self, node: str) -> int:
         """Delete all but the newest `keep_per_node` records of `node`; how many went."""

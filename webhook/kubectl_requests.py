@@ -32,6 +32,10 @@ Every status write carries the resourceVersion it was decided on: several worker
 replicas run this at once, exactly one write wins, and only the winner reports the
 verdict (log line, metric, Event). A refusal (a self-approval, a cancel after the fence
 order) is reported once per process for each (object, annotation value).
+
+The same thread archives every NodeRemediation a watch DELETED event removes (a person
+deleted a finished one to ask again): `HistoryArchive.keep_deleted`, tried again at each
+rescan while the API server does not answer.
 """
 
 from __future__ import annotations
@@ -163,6 +167,9 @@ def first_status(obj: JSON, verdict: Verdict, now: float) -> JSON:
     ).to_json()
 
 
+MAX_UNARCHIVED = 1000  # deleted remediations held for another try while the API is away
+
+
 class KubectlRequests:
     """Runs `next_step` for every NodeRemediation the watch delivers, on its own thread,
     and once per `rescan_s` for all of them (so an interrupted creation is resumed)."""
@@ -184,7 +191,9 @@ class KubectlRequests:
         self.clock = clock
         self.resume_after_s = resume_after_s
         self.rescan_s = rescan_s
-        self._queue: queue.Queue[str | None] = queue.Queue()
+        # Names to look at, and objects a DELETED event removed (to archive).
+        self._queue: queue.Queue[str | JSON | None] = queue.Queue()
+        self._unarchived: list[JSON] = []  # deleted while the API server did not answer
         self._reported: set[tuple[str, str, str]] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -194,6 +203,11 @@ class KubectlRequests:
     def notify(self, name: str) -> None:
         """A NodeRemediation changed (called from the watch thread: only queues)."""
         self._queue.put(name)
+
+    def deleted(self, obj: JSON) -> None:
+        """A NodeRemediation was deleted (watch thread: only queues); it is archived unless
+        the webhook archived it itself before deleting it (then this finds it stored)."""
+        self._queue.put(obj)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="kubectl-requests", daemon=True)
@@ -206,13 +220,25 @@ class KubectlRequests:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                name = self._queue.get(timeout=self.rescan_s)
+                item = self._queue.get(timeout=self.rescan_s)
             except queue.Empty:
                 for obj in self.cache.remediations():
                     self._safely(str(dig(obj, "metadata", "name") or ""))
+                self._archive_again()
                 continue
-            if name is not None:
-                self._safely(name)
+            if isinstance(item, dict):
+                self._archive(item)
+            elif item is not None:
+                self._safely(item)
+
+    def _archive(self, obj: JSON) -> None:
+        if not self.writer.archive.keep_deleted(obj) and len(self._unarchived) < MAX_UNARCHIVED:
+            self._unarchived.append(obj)  # the API server did not answer: at the next rescan
+
+    def _archive_again(self) -> None:
+        pending, self._unarchived = self._unarchived, []
+        for obj in pending:
+            self._archive(obj)
 
     def _safely(self, name: str) -> None:
         try:

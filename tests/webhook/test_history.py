@@ -4,6 +4,7 @@ retention."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -191,3 +192,49 @@ def test_archiving_again_is_idempotent_but_a_name_taken_by_another_remediation_i
         archive.keep(_remediation(uid="cafe0000-2"))  # same 8-character prefix
     assert kube.records["node-1-cafe0000"]["remediation"]["uid"] == "cafe0000-1"
 
+
+
+def _deleted_by_hand(w: World, node: str) -> dict[str, Any]:
+    """A person deletes the finished remediation with kubectl (the admission policy lets
+    them, once it finished): the webhook sees only the watch's DELETED event."""
+    rem = w.remediation(node)
+    assert rem is not None
+    w.kube.delete_remediation(node, rem["metadata"]["uid"], rem["metadata"]["resourceVersion"])
+    return rem
+
+
+def _wait_for_records(w: World, count: int, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and len(w.kube.records) < count:
+        time.sleep(0.01)
+    return list(w.kube.records.values())
+
+
+def test_a_remediation_deleted_by_hand_is_archived_from_the_watch(world: WorldFactory) -> None:
+    w = _world(world)
+    _cycle(w, "node-3", "first")
+    gone = _deleted_by_hand(w, "node-3")
+    (record,) = _wait_for_records(w, 1)
+    assert record["remediation"]["uid"] == gone["metadata"]["uid"]
+    assert record["remediation"]["status"] == gone["status"]
+    # The webhook's own replacement (archive, then delete) is not archived twice.
+    _cycle(w, "node-3", "second")
+    assert w.op("POST", BASE, {"node": "node-3", "reason": "third"}).status_code == 201
+    w.settle()
+    time.sleep(0.2)  # the DELETED event of the second is handled by now
+    assert len(w.kube.records) == 2
+
+
+def test_a_deletion_while_the_api_server_is_away_is_archived_when_it_answers(world: WorldFactory) -> None:
+    w = _world(world)
+    _cycle(w, "node-3", "first")
+    w.kube.refuse_records = Unavailable(0, "ConnectionRefused", "connection refused")
+    gone = _deleted_by_hand(w, "node-3")
+    time.sleep(0.2)
+    assert w.kube.records == {}
+    w.kube.refuse_records = None
+    requests = w.svc.kubectl_requests
+    assert requests is not None
+    requests._archive_again()  # the rescan's retry, without waiting for it
+    (record,) = _wait_for_records(w, 1)
+    assert record["remediation"]["uid"] == gone["metadata"]["uid"]
