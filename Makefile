@@ -23,7 +23,7 @@ CHAOS_WORKERS ?=
 CHAOS_MINIMIZE ?= 1
 CHAOS_MINIMIZE_TRIES ?= 30
 
-.PHONY: venv debs tools demo playground test test-extended bench soak lint chaos clean
+.PHONY: venv debs tools demo playground test test-extended bench soak lint chaos clean client-e2e
 
 venv: $(STAMP)
 
@@ -74,3 +74,9 @@ lint: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Opt-in, not part of make test: the official Python client's own e2e tests against a
+# simulated cluster (harness/client_e2e.py; docs/sim.md says how to get the tests).
+# CLIENT_E2E_ARGS='--from-git PATH/TO/python/.git' the first time, or '--tests DIR'.
+client-e2e: venv
+	$(BIN)/python -m harness.client_e2e $(CLIENT_E2E_ARGS)
