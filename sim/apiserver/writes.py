@@ -1,6 +1,6 @@
 """Writes over HTTP: create, update, patch (on an object or its status), delete with
-DeleteOptions (grace period, preconditions, dry run; JSON or protobuf) and
-deletecollection, the eviction and scale subresources, each recorded in the audit log
+DeleteOptions (grace period, preconditions, dry run; JSON or protobuf; the deleted object
+or a `Success` Status as the real storage answers) and deletecollection, the eviction and scale subresources, each recorded in the audit log
 with the answer's code."""
 
 from __future__ import annotations
@@ -18,6 +18,11 @@ from .registry import Registry, Result, WriteOptions
 from .resources import ResourceType
 
 MUTATING = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+# Kinds whose storage sets `ReturnDeletedObject: true` (pkg/registry/core/{pod,service,
+# persistentvolume,persistentvolumeclaim,serviceaccount,namespace}/storage): a finished
+# DELETE answers with the deleted object; every other built-in kind with a `Success` Status.
+RETURNS_DELETED_OBJECT = {("", "pods"), ("", "services"), ("", "persistentvolumes"),
+                          ("", "persistentvolumeclaims"), ("", "serviceaccounts"), ("", "namespaces")}
 
 
 class Writes:
@@ -126,13 +131,13 @@ class Writes:
         opts = self._delete_options(req)
         result = self.registry.delete(rt, namespace, name, opts.get("gracePeriodSeconds"),
                                       opts.get("preconditions"), bool(opts.get("dryRun")), req.identity)
-        if result.deleted and not (rt.kind == "Pod" or rt.custom):
+        if result.deleted and not ((rt.group, rt.plural) in RETURNS_DELETED_OBJECT or rt.custom):
             meta = result.obj.get("metadata", {})
             details = {"name": name, "kind": rt.plural, "uid": meta.get("uid", "")}
             if rt.group:
                 details["group"] = rt.group
             return json_response(200, {"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                       "status": "Success", "details": details})
+                                       "status": "Success", "details": errors.ordered_details(details)})
         return self.reads.object_response(req, rt, result.entry, 200)
 
     def _delete_collection(self, req: Request, rt: ResourceType, namespace: str) -> Response:

@@ -1,0 +1,95 @@
+"""What the official Python client's own e2e tests (harness.client_e2e) found different from
+a real API server, each pinned here through the official client, with the Kubernetes source
+the simulator now follows."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from kubernetes import client, utils
+from kubernetes.client.exceptions import ApiException
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def service(name: str, ports: list[dict]) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"ports": ports, "selector": {"app": name}}}
+
+
+def deployment(name: str) -> dict:
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": 0, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": "c", "image": "pause"}]}}}}
+
+
+def test_already_exists_status_is_the_real_servers_json_text(k8s: client.ApiClient) -> None:
+    """metav1.Status and StatusDetails are encoded in their declaration order (kind, apiVersion,
+    metadata, status, message, reason, details{name, group, kind}, code) by Go's
+    json.Encoder, which ends the body with a newline (apimachinery's runtime/serializer/json).
+    utils.create_from_yaml quotes that body verbatim in its FailToCreateError."""
+    name = unique("dup")
+    utils.create_from_dict(k8s, deployment(name))
+    with pytest.raises(utils.FailToCreateError) as err:
+        utils.create_from_dict(k8s, deployment(name))
+    assert str(err.value) == (
+        'Error from server (Conflict): {"kind":"Status","apiVersion":"v1","metadata":{},'
+        f'"status":"Failure","message":"deployments.apps \\"{name}\\" already exists",'
+        f'"reason":"AlreadyExists","details":{{"name":"{name}","group":"apps",'
+        '"kind":"deployments"},"code":409}\n')
+    client.AppsV1Api(k8s).delete_namespaced_deployment(name, "default")
+
+
+def test_deleting_a_service_or_service_account_answers_with_the_object(core: client.CoreV1Api) -> None:
+    """`ReturnDeletedObject: true` in pkg/registry/core/service/storage and
+    serviceaccount/storage: DELETE answers with the deleted object, which the client decodes
+    as that kind (a Status there fails its model validation); a ConfigMap's storage does not
+    set it and answers with a `Success` Status."""
+    name = unique("svc")
+    core.create_namespaced_service("default", service(name, [{"port": 80}]))
+    deleted = core.delete_namespaced_service(name, "default")
+    assert isinstance(deleted, client.V1Service)
+    assert deleted.metadata.name == name and deleted.spec.ports[0].port == 80
+
+    core.create_namespaced_service_account("default", {"metadata": {"name": name}})
+    gone = core.delete_namespaced_service_account(name, "default")
+    assert isinstance(gone, client.V1ServiceAccount) and gone.metadata.name == name
+
+    core.create_namespaced_config_map("default", {"metadata": {"name": name}})
+    status = core.delete_namespaced_config_map(name, "default")
+    status = status if isinstance(status, dict) else status.to_dict()
+    assert status["kind"] == "Status" and status["status"] == "Success"
+    assert list(status["details"]) == ["name", "kind", "uid"]
+
+
+def test_service_ports_merge_on_port_in_a_strategic_merge_patch(core: client.CoreV1Api) -> None:
+    """core/v1 ServiceSpec.Ports carries `patchMergeKey:"port"`: a strategic merge patch
+    adds a port with a new number and merges into the one with the same number."""
+    name = unique("svc")
+    core.create_namespaced_service("default", service(name, [
+        {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80}]))
+    patched = core.patch_namespaced_service(name, "default", service(name, [
+        {"name": "new", "port": 8080, "protocol": "TCP", "targetPort": 8080}]))
+    assert sorted((p.name, p.port) for p in patched.spec.ports) == [("http", 80), ("new", 8080)]
+    patched = core.patch_namespaced_service(name, "default", {"spec": {"ports": [
+        {"port": 80, "targetPort": 8081}]}})
+    by_port = {p.port: p for p in patched.spec.ports}
+    assert len(by_port) == 2 and by_port[80].name == "http" and by_port[80].target_port == 8081
+    core.delete_namespaced_service(name, "default")
+
+
+def test_a_patch_item_without_its_merge_key_is_quoted_as_go_prints_it(core: client.CoreV1Api) -> None:
+    """apimachinery's mergepatch.ErrNoMergeKey: `map: %v does not contain declared merge key:
+    %s`, the map printed by Go's fmt (`map[k:v ...]`, keys sorted), not a Python dict."""
+    name = unique("svc")
+    core.create_namespaced_service("default", service(name, [{"port": 80}]))
+    with pytest.raises(ApiException) as err:
+        core.patch_namespaced_service(name, "default", {"spec": {"ports": [
+            {"name": "x", "targetPort": 81}]}})
+    assert "map: map[name:x targetPort:81] does not contain declared merge key: port" in err.value.body
+    core.delete_namespaced_service(name, "default")
