@@ -1,6 +1,7 @@
-"""Writes over HTTP: create, update, patch (on an object or its status), delete with
-DeleteOptions (grace period, preconditions, dry run; JSON or protobuf; the deleted object
-or a `Success` Status as the real storage answers) and deletecollection, the eviction and scale subresources, each recorded in the audit log
+"""Writes over HTTP: create, update, patch (on an object or its status; server-side apply
+in apply.py), delete with DeleteOptions (grace period, preconditions, dry run; JSON or
+protobuf; the deleted object or a `Success` Status as the real storage answers) and
+deletecollection, the eviction and scale subresources, each recorded in the audit log
 with the answer's code."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import errors, eviction, protobuf, scale
+from .apply import APPLY_PATCH
 from .auth import AuditLog, AuditRecord
 from .http import Request, Response, json_response
 from .reads import Reads
@@ -76,6 +78,12 @@ class Writes:
             body = req.json()
             if body is None:
                 raise errors.bad_request("the body of the request was empty")
+            if ctype == APPLY_PATCH and not sub:
+                result, created = self.registry.apply(rt, namespace, name, body,
+                                                      req.query.get("fieldManager"), opts)
+                if created:
+                    return self.reads.object_response(req, rt, result.entry, 201, result.warnings)
+                return self._write_result(req, rt, result)
             result = self.registry.patch(rt, namespace, name, ctype, body, sub, opts)
             return self._write_result(req, rt, result)
         if verb == "delete":
