@@ -7,6 +7,7 @@
 #   make lint    ruff, mypy and the import-layer contracts
 #   make playground  the whole product on a simulated cluster, for you to drive
 #   make soak    opt-in: the webhook at 200 alerts/s with 64 slow clients (SOAK_S, default 600 s)
+#   make client-e2e  opt-in: the official Python client's own e2e tests against the simulator
 
 SHELL       := /bin/bash
 PYTHON      ?= python3

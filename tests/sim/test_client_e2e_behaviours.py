@@ -5,6 +5,7 @@ the simulator now follows."""
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from collections.abc import Callable
 
@@ -155,6 +156,7 @@ def test_server_side_apply_needs_a_field_manager(k8s: client.ApiClient) -> None:
 
 
 @pytest.mark.kubectl
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is required (scripts/ensure-tools)")
 def test_kubectl_apply_server_side(kubectl: Callable[..., str]) -> None:
     """`kubectl apply --server-side` sends the apply patch with `fieldManager=kubectl`; the
     label it stops applying goes, and the object answers `serverside-applied`."""
