@@ -7,6 +7,7 @@
 #   make lint    ruff, mypy and the import-layer contracts
 #   make playground  the whole product on a simulated cluster, for you to drive
 #   make soak    opt-in: the webhook at 200 alerts/s with 64 slow clients (SOAK_S, default 600 s)
+#   make client-e2e  opt-in: the official Python client's own e2e tests against the simulator
 
 SHELL       := /bin/bash
 PYTHON      ?= python3
@@ -23,7 +24,7 @@ CHAOS_WORKERS ?=
 CHAOS_MINIMIZE ?= 1
 CHAOS_MINIMIZE_TRIES ?= 30
 
-.PHONY: venv debs tools demo playground test test-extended bench soak lint chaos clean
+.PHONY: venv debs tools demo playground test test-extended bench soak lint chaos clean client-e2e
 
 venv: $(STAMP)
 
@@ -74,3 +75,9 @@ lint: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Opt-in, not part of make test: the official Python client's own e2e tests against a
+# simulated cluster (harness/client_e2e.py; docs/sim.md says how to get the tests).
+# CLIENT_E2E_ARGS='--from-git PATH/TO/python/.git' the first time, or '--tests DIR'.
+client-e2e: venv
+	$(BIN)/python -m harness.client_e2e $(CLIENT_E2E_ARGS)

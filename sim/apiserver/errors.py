@@ -1,5 +1,6 @@
 """API errors as the real server reports them: `kind: Status` bodies with its reasons,
-codes and messages (e.g. `nodes "x" not found`)."""
+codes and messages (e.g. `nodes "x" not found`), their fields in the order the real server's
+JSON encoder writes metav1.Status and metav1.StatusDetails (clients compare the text)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,20 @@ class ApiError(Exception):
         body: dict[str, Any] = {
             "kind": "Status", "apiVersion": "v1", "metadata": {},
             "status": "Failure", "message": self.message, "reason": self.reason,
-            "code": self.code,
         }
         if self.details is not None:
-            body["details"] = self.details
+            body["details"] = ordered_details(self.details)
+        body["code"] = self.code
         return body
+
+
+# metav1.StatusDetails' fields in declaration order (k8s.io/apimachinery/pkg/apis/meta/v1/types.go).
+_DETAILS_ORDER = ("name", "group", "kind", "uid", "causes", "retryAfterSeconds")
+
+
+def ordered_details(details: dict[str, Any]) -> dict[str, Any]:
+    rank = {key: i for i, key in enumerate(_DETAILS_ORDER)}
+    return dict(sorted(details.items(), key=lambda kv: rank.get(kv[0], len(rank))))
 
 
 def qualified(plural: str, group: str) -> str:

@@ -109,7 +109,8 @@ ExtraRoute = Callable[[Request], Response | None]
 
 
 def json_response(code: int, obj: Any, headers: list[tuple[str, str]] | None = None) -> Response:
-    return Response(code, json.dumps(obj, separators=(",", ":")).encode(), headers=headers or [])
+    """Compact JSON ending in a newline, as the real server's encoder (json.Encoder.Encode) writes it."""
+    return Response(code, json.dumps(obj, separators=(",", ":")).encode() + b"\n", headers=headers or [])
 
 
 def error_response(err: errors.ApiError) -> Response:

@@ -169,6 +169,29 @@ MERGE_KEYS: dict[str, str] = {
     "resourceClaims": "name",
     **_CONTAINER_KEYS,
 }
+# Merge keys that differ by where the list is: a Service's `spec.ports` merge on `port`
+# (core/v1 ServiceSpec: `patchMergeKey:"port"`), a container's `ports` on `containerPort`.
+PATH_MERGE_KEYS: dict[tuple[str, ...], str] = {("spec", "ports"): "port"}
+
+
+def merge_key(path: tuple[str, ...]) -> str | None:
+    """The strategic-merge key of the list at `path` (None: the list is atomic)."""
+    return PATH_MERGE_KEYS.get(tuple(path)) or MERGE_KEYS.get(path[-1])
+
+
+def go_map(item: dict) -> str:
+    """A map as Go's fmt prints it (`map[a:1 b:x]`), as the real server's messages quote it."""
+    def text(value: Any) -> str:
+        if isinstance(value, dict):
+            return go_map(value)
+        if isinstance(value, list):
+            return "[" + " ".join(text(v) for v in value) + "]"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return "<nil>" if value is None else str(value)
+    return "map[" + " ".join(f"{k}:{text(v)}" for k, v in sorted(item.items())) + "]"
+
+
 # Primitive lists merged as sets.
 PRIMITIVE_MERGE = {"finalizers"}
 # Lists that are atomic even though a merge key of the same name exists elsewhere.
@@ -228,7 +251,7 @@ def _smp_map(original: dict, patch: dict, path: tuple[str, ...]) -> Any:
         result = {k: v for k, v in result.items() if k in retain}
     for field, order in orders.items():
         if isinstance(result.get(field), list) and isinstance(order, list):
-            result[field] = _apply_order(result[field], order, MERGE_KEYS.get(field))
+            result[field] = _apply_order(result[field], order, merge_key((*path, field)))
     return result
 
 
@@ -242,7 +265,7 @@ def _smp_list(original: list, patch: list, path: tuple[str, ...]) -> list:
             if v not in merged:
                 merged.append(copy.deepcopy(v))
         return merged
-    key = MERGE_KEYS.get(field)
+    key = merge_key(path)
     if key is None or not all(isinstance(v, dict) for v in patch):
         return [copy.deepcopy(v) for v in patch]
     if any(v.get(_DIRECTIVE) == "replace" for v in patch):
@@ -251,7 +274,7 @@ def _smp_list(original: list, patch: list, path: tuple[str, ...]) -> list:
     merged = [copy.deepcopy(v) for v in original]
     for item in patch:
         if key not in item:
-            raise PatchError(f"map: {item} does not contain declared merge key: {key}")
+            raise PatchError(f"map: {go_map(item)} does not contain declared merge key: {key}")
         idx = next((i for i, v in enumerate(merged)
                     if isinstance(v, dict) and v.get(key) == item[key]), None)
         if item.get(_DIRECTIVE) == "delete":

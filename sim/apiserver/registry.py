@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..timefmt import rfc3339
+from . import apply as apply_mod
 from . import crd as crds
 from . import errors, strategies
 from .admission import Request as AdmissionRequest
@@ -79,7 +80,8 @@ class Registry(TypedStore):
     # -- create -----------------------------------------------------------------------
 
     def create(self, rt: ResourceType, namespace: str, obj: Any,
-               opts: WriteOptions = INTERNAL, created_at: float | None = None) -> Result:
+               opts: WriteOptions = INTERNAL, created_at: float | None = None,
+               managed_fields: list[dict[str, Any]] | None = None) -> Result:
         obj = self._check_kind(rt, copy.deepcopy(obj))
         meta = obj["metadata"]
         if rt.namespaced:
@@ -117,6 +119,8 @@ class Registry(TypedStore):
             for key in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds",
                         "managedFields", "selfLink"):
                 meta.pop(key, None)
+            if managed_fields is not None:
+                meta["managedFields"] = managed_fields
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = rfc3339(created_at) if created_at is not None else self._now()
             strategies.prepare_create(rt, obj)
@@ -190,6 +194,33 @@ class Registry(TypedStore):
                 raise errors.conflict(rt.plural, rt.group, name)
             patched = self._check_kind(rt, patched)
             return self._store_update(rt, namespace, name, current, patched, subresource, opts)
+
+    def apply(self, rt: ResourceType, namespace: str, name: str, config: Any, manager: str | None,
+              opts: WriteOptions = INTERNAL) -> tuple[Result, bool]:
+        """Server-side apply (sim/apiserver/apply.py); True when it created the object."""
+        manager = apply_mod.require_manager(manager)
+        config = self._check_kind(rt, copy.deepcopy(apply_mod.check_applied(config)))
+        if config["metadata"].get("name", name) != name:
+            raise errors.bad_request(
+                f'the name of the object ({config["metadata"]["name"]}) does not match the name '
+                f"on the URL ({name})")
+        with self.store.lock:
+            entry = self.store.get(self.table(rt), namespace if rt.namespaced else "", name)
+            if entry is None:
+                paths = apply_mod.field_paths(config, custom=rt.custom)
+                config["metadata"]["name"] = name
+                return self.create(rt, namespace, config, opts, managed_fields=[
+                    apply_mod.managed_entry(manager, rt.api_version, self._now(), paths)]), True
+            current = self.decode(rt, entry)
+            try:
+                applied = apply_mod.apply(current, config, manager, rt.api_version, self._now(),
+                                          rt.custom)
+            except PatchError as exc:
+                raise errors.ApiError(422, "Invalid", str(exc)) from None
+            applied_rv = config["metadata"].get("resourceVersion")
+            if applied_rv not in (None, "") and str(applied_rv) != str(entry.rv):
+                raise errors.conflict(rt.plural, rt.group, name)
+            return self._store_update(rt, namespace, name, current, applied, None, opts), False
 
     def _store_update(self, rt: ResourceType, namespace: str, name: str, old: dict[str, Any],
                       new: dict[str, Any], subresource: str | None, opts: WriteOptions) -> Result:

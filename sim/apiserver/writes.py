@@ -1,5 +1,6 @@
-"""Writes over HTTP: create, update, patch (on an object or its status), delete with
-DeleteOptions (grace period, preconditions, dry run; JSON or protobuf) and
+"""Writes over HTTP: create, update, patch (on an object or its status; server-side apply
+in apply.py), delete with DeleteOptions (grace period, preconditions, dry run; JSON or
+protobuf; the deleted object or a `Success` Status as the real storage answers) and
 deletecollection, the eviction and scale subresources, each recorded in the audit log
 with the answer's code."""
 
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import errors, eviction, protobuf, scale
+from .apply import APPLY_PATCH
 from .auth import AuditLog, AuditRecord
 from .http import Request, Response, json_response
 from .reads import Reads
@@ -18,6 +20,11 @@ from .registry import Registry, Result, WriteOptions
 from .resources import ResourceType
 
 MUTATING = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+# Kinds whose storage sets `ReturnDeletedObject: true` (pkg/registry/core/{pod,service,
+# persistentvolume,persistentvolumeclaim,serviceaccount,namespace}/storage): a finished
+# DELETE answers with the deleted object; every other built-in kind with a `Success` Status.
+RETURNS_DELETED_OBJECT = {("", "pods"), ("", "services"), ("", "persistentvolumes"),
+                          ("", "persistentvolumeclaims"), ("", "serviceaccounts"), ("", "namespaces")}
 
 
 class Writes:
@@ -71,6 +78,12 @@ class Writes:
             body = req.json()
             if body is None:
                 raise errors.bad_request("the body of the request was empty")
+            if ctype == APPLY_PATCH and not sub:
+                result, created = self.registry.apply(rt, namespace, name, body,
+                                                      req.query.get("fieldManager"), opts)
+                if created:
+                    return self.reads.object_response(req, rt, result.entry, 201, result.warnings)
+                return self._write_result(req, rt, result)
             result = self.registry.patch(rt, namespace, name, ctype, body, sub, opts)
             return self._write_result(req, rt, result)
         if verb == "delete":
@@ -126,13 +139,13 @@ class Writes:
         opts = self._delete_options(req)
         result = self.registry.delete(rt, namespace, name, opts.get("gracePeriodSeconds"),
                                       opts.get("preconditions"), bool(opts.get("dryRun")), req.identity)
-        if result.deleted and not (rt.kind == "Pod" or rt.custom):
+        if result.deleted and not ((rt.group, rt.plural) in RETURNS_DELETED_OBJECT or rt.custom):
             meta = result.obj.get("metadata", {})
             details = {"name": name, "kind": rt.plural, "uid": meta.get("uid", "")}
             if rt.group:
                 details["group"] = rt.group
             return json_response(200, {"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                       "status": "Success", "details": details})
+                                       "status": "Success", "details": errors.ordered_details(details)})
         return self.reads.object_response(req, rt, result.entry, 200)
 
     def _delete_collection(self, req: Request, rt: ResourceType, namespace: str) -> Response:

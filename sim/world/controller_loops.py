@@ -11,6 +11,7 @@ from .controller_manager import Loop
 from .disruption import DisruptionController
 from .nodelifecycle import NodeLifecycleController
 from .podgc import PodGCController
+from .serviceaccounts import ServiceAccountsController
 from .statefulset import StatefulSetController
 from .tainteviction import TaintEvictionController
 from .workloads import WorkloadControllers
@@ -21,11 +22,12 @@ def controller_manager_loops(cfg: ControllerConfig) -> tuple[list[Loop], dict[st
     t = cfg.timings
     lifecycle, eviction, gc = NodeLifecycleController(cfg), TaintEvictionController(cfg), PodGCController(cfg)
     adc, sts, workloads = AttachDetachController(cfg), StatefulSetController(cfg), WorkloadControllers(cfg)
-    disruption = DisruptionController(cfg)
+    disruption, accounts = DisruptionController(cfg), ServiceAccountsController(cfg)
     loops: list[Loop] = [
         (t.node_monitor_period_s, lifecycle.run), (t.controller_period_s, lifecycle.tainting_pass),
         (t.controller_period_s, eviction.run), (t.pod_gc_period_s, gc.run), (t.controller_period_s, adc.run),
         (t.controller_period_s, sts.run), (t.controller_period_s, workloads.run),
-        (t.controller_period_s, disruption.run)]
+        (t.controller_period_s, disruption.run), (t.controller_period_s, accounts.run)]
     return loops, {"nodelifecycle": lifecycle, "tainteviction": eviction, "podgc": gc, "attachdetach": adc,
-                   "statefulset": sts, "workloads": workloads, "disruption": disruption}
+                   "statefulset": sts, "workloads": workloads, "disruption": disruption,
+                   "serviceaccounts": accounts}
