@@ -23,7 +23,7 @@ from typing import Protocol
 
 from core import names
 from core.clock import Clock, rfc3339_micro
-from core.kube import JSON, KubeError
+from core.kube import JSON, AlreadyExists, KubeError
 from core.recent import RecentKeys
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class NodeEvent:
     action: str  # Remediate | Cancel | Approve | RecordAlert
     note: str
     related: JSON | None = None  # object reference of the NodeRemediation, if any
+    name: str = ""  # a fixed name (see EventRecorder.claim); empty: a random one
 
 
 def event_body(event: NodeEvent, instance: str, now: float,
@@ -56,7 +57,7 @@ def event_body(event: NodeEvent, instance: str, now: float,
     body: JSON = {
         "apiVersion": "events.k8s.io/v1",
         "kind": "Event",
-        "metadata": {"name": f"{event.node}.{secrets.token_hex(8)}"},
+        "metadata": {"name": event.name or f"{event.node}.{secrets.token_hex(8)}"},
         "eventTime": rfc3339_micro(now),
         "reportingController": controller,
         "reportingInstance": instance[:128],
@@ -130,6 +131,26 @@ class EventRecorder:
                     event.node,
                     folded,
                 )
+
+    def claim(self, event: NodeEvent) -> bool:
+        """Create `event` (which has a fixed `name`) now, on the caller's thread: whether
+        this process is the first to report it. Several processes that each see the same
+        thing (every webhook worker of every replica) report it once between them, the
+        API server deciding who: AlreadyExists says another one did. If the API server
+        cannot say (any other error), True: reported twice rather than never."""
+        try:
+            self.kube.create_event(
+                self.namespace, event_body(event, self.instance, self.clock.now(), self.controller)
+            )
+        except AlreadyExists:
+            self._count("deduplicated")
+            return False
+        except KubeError as exc:
+            self._count("failed")
+            log.warning("could not create event %s for node %s: %s", event.reason, event.node, exc)
+            return True
+        self._count("sent")
+        return True
 
     def pending(self) -> int:
         return self._queue.qsize()

@@ -13,6 +13,7 @@ per alert for nothing new, and the line is a large part of answering a duplicate
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -79,9 +80,27 @@ class Decisions:
         return verdict, obj
 
     def report(
-        self, verdict: Verdict, node: str | None, ctx: Context, obj: JSON | None = None
+        self, verdict: Verdict, node: str | None, ctx: Context, obj: JSON | None = None,
+        once: str = "",
     ) -> None:
-        """Log, count and (when about a node) publish an Event for `verdict`."""
+        """Log, count and (when about a node) publish an Event for `verdict`. `once`: a
+        key that every webhook process seeing the same thing derives alike (a refused
+        annotation value): only the process whose Event named after it is created first
+        reports; the others say nothing (`EventRecorder.claim`)."""
+        event = None
+        if node:
+            event = NodeEvent(
+                node=node,
+                node_uid=self.cache.node_uid(node),
+                type="Warning" if verdict.outcome in _WARNING else "Normal",
+                reason=str(verdict.reason),
+                action=ctx.action,
+                note=_note(verdict, ctx),
+                related=object_ref(obj),
+                name=once_name(node, once) if once else "",
+            )
+            if once and not self.recorder.claim(event):
+                return
         self.metrics.child(self.metrics.decisions, verdict.outcome, verdict.reason).inc()
         self.metrics.last_decision.set(self.clock.now())
         fields: dict[str, Any] = {
@@ -110,19 +129,15 @@ class Decisions:
             if folded:
                 fields["folded"] = folded
             log.info("decision", extra={"fields": fields})
-        if node:
-            self.recorder.record(
-                NodeEvent(
-                    node=node,
-                    node_uid=self.cache.node_uid(node),
-                    type="Warning" if verdict.outcome in _WARNING else "Normal",
-                    reason=str(verdict.reason),
-                    action=ctx.action,
-                    note=_note(verdict, ctx),
-                    related=object_ref(obj),
-                )
-            )
+        if event is not None and not once:
+            self.recorder.record(event)
         self.metrics.event_queue.set(self.recorder.pending())
+
+
+def once_name(node: str, key: str) -> str:
+    """The fixed Event name for what `key` names about `node` (a valid object name)."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+    return f"{node[:200]}.nw-{digest}"
 
 
 class LineFolder:

@@ -31,7 +31,9 @@ What this module does with each NodeRemediation it sees (`next_step`, pure):
 Every status write carries the resourceVersion it was decided on: several workers and
 replicas run this at once, exactly one write wins, and only the winner reports the
 verdict (log line, metric, Event). A refusal (a self-approval, a cancel after the fence
-order) is reported once per process for each (object, annotation value).
+order) is reported once for each (object, annotation value) by all the processes together:
+each builds the same Event name from it, and only the one whose Event the API server
+creates first logs and counts it.
 
 The same thread archives every NodeRemediation a watch DELETED event removes (a person
 deleted a finished one to ask again): `HistoryArchive.keep_deleted`, tried again at each
@@ -344,9 +346,11 @@ class KubectlRequests:
         self, obj: JSON, key: str, by: str, verdict: Verdict, written: JSON | None, action: str
     ) -> None:
         """Report a carried-out verdict (this worker's write won), or a refusal once per
-        (object, annotation value) in this process; never another worker's success."""
+        (object, annotation value) in all (every worker and replica sees it: the first to
+        create its Event reports it); never another worker's success."""
         if verdict.outcome is Outcome.DUPLICATE or verdict.reason is Reason.ALREADY_FINISHED:
             return
+        once = ""
         if verdict.outcome is Outcome.REJECTED:
             seen = (str(obj["metadata"]["uid"]), key, by)
             if seen in self._reported:
@@ -354,8 +358,9 @@ class KubectlRequests:
             if len(self._reported) > 10_000:
                 self._reported.clear()
             self._reported.add(seen)
+            once = "\x00".join(("refused", *seen))
         ctx = Context(source=str(Source.KUBECTL), action=action, actor=by)
-        self.decisions.report(verdict, str(obj["metadata"]["name"]), ctx, written or obj)
+        self.decisions.report(verdict, str(obj["metadata"]["name"]), ctx, written or obj, once=once)
 
 
 def _rv(obj: JSON) -> str:

@@ -270,6 +270,9 @@ class FakeWebhookKube:
     def create_event(self, namespace: str, body: JSON) -> None:
         self._enter("create_event")
         with self._cond:
+            name = (body.get("metadata") or {}).get("name")
+            if any(e["namespace"] == namespace and e["metadata"]["name"] == name for e in self.events):
+                raise AlreadyExists(409, "AlreadyExists", f'events.events.k8s.io "{name}" already exists')
             self.events.append({"namespace": namespace, **copy.deepcopy(body)})
 
     # History records: created, listed by label, deleted with a uid precondition.

@@ -15,9 +15,12 @@ from core.clock import FakeClock, rfc3339
 from core.kube import JSON
 from tests.webhook.conftest import START, World, WorldFactory
 from tests.webhook.fake_kube import FakeWebhookKube
+from webhook.app import create_app
+from webhook.auth import load_credentials
 from webhook.kube import Resource
 from webhook.kubectl_requests import Step, next_step
 from webhook.ledger import RateLedger, read_starts
+from webhook.metrics import WebhookMetrics
 from webhook.policy import parse_policy
 
 GUARDED = {"groups": [{"name": "guarded", "selector": {"matchLabels": {"nodewarden.io/group": "guarded"}},
@@ -229,3 +232,35 @@ def test_a_keyed_reservation_takes_one_slot_however_many_workers_reserve_it() ->
     refused = workers[1].reserve("node-3", policy, key="uid-3")
     assert refused is not None and str(refused.reason) == "RateLimited"
     assert json.loads(kube.get_ledger()["data"]["starts"])[0] == ["node-1", START, "uid-1"]
+
+
+def test_a_refusal_seen_by_every_worker_is_reported_once_between_them(world: WorldFactory) -> None:
+    """Two webhook processes over one API server each see alice approve her own forced
+    request: one Event, one log line, one count between them, whichever saw it first."""
+    w = world()
+    config = w.svc.settings
+    other_metrics = WebhookMetrics()
+    other = create_app(config, w.kube, w.clock, policy=w.svc.policy, credentials=load_credentials(config),
+                       metrics=other_metrics)
+    try:
+        w.kube.create_remediation(kubectl_body("node-2", force=True))
+        decided(w, "node-2", "AwaitingApproval")
+        w.kube.annotate("node-2", {"nodewarden.io/approved-by": "alice"})
+        counted = 0.0
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            counted = sum(r.get_sample_value("nodewarden_webhook_decisions_total",
+                                             {"verdict": "rejected", "reason": "SelfApproval"}) or 0.0
+                          for r in (w.metrics.registry, other_metrics.registry))
+            if counted:
+                break
+            time.sleep(0.01)
+        time.sleep(0.3)  # the slower process has seen the annotation by now
+        w.settle()
+        assert reasons(w, "node-2").count("SelfApproval") == 1
+        assert counted == 1
+        assert sum(r.get_sample_value("nodewarden_webhook_decisions_total",
+                                      {"verdict": "rejected", "reason": "SelfApproval"}) or 0.0
+                   for r in (w.metrics.registry, other_metrics.registry)) == 1
+    finally:
+        other.extensions["nodewarden"].stop()
