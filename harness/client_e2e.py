@@ -127,6 +127,8 @@ def run_tests(root: Path, kubeconfig: Path, keyword: str | None, workdir: Path,
            *[f"kubernetes/e2e_test/{name}" for name in TEST_FILES]]
     with log.open("w") as out:     # test_utils opens its YAML relative to root
         subprocess.run(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+    if not junit.exists():
+        raise SystemExit(f"pytest wrote no report; its output is in {log}")
     return parse_junit(junit)
 
 

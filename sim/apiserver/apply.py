@@ -132,7 +132,8 @@ def apply(live: dict[str, Any], config: dict[str, Any], manager: str, api_versio
     before = from_fields_v1(mine.get("fieldsV1") or {}) if mine else set()
     now_applied = field_paths(config, custom=custom)
     result = copy.deepcopy(live)
-    for path in sorted(before - now_applied, key=len, reverse=True):
+    # Whole list items first (their merge key still finds them), then fields, deepest first.
+    for path in sorted(before - now_applied, key=lambda p: (p[-1] != ".", -len(p), p)):
         _remove(result, path)
     body = {k: v for k, v in config.items() if k != "status"}
     body["metadata"] = {k: v for k, v in (config.get("metadata") or {}).items() if k != "managedFields"}

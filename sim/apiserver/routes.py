@@ -8,10 +8,12 @@ import time
 from collections.abc import Callable
 
 from . import discovery, errors, openapi, protobuf, rbac, scale
+from .apply import APPLY_PATCH
 from .auth import SA_PREFIX, AuditLog, Identity, service_account
 from .http import Request, Response, json_response
 from .reads import Reads
 from .registry import Registry
+from .resources import ResourceType
 from .reviews import Reviews
 from .watch import serve as watch_stream
 from .writes import MUTATING, Writes
@@ -132,7 +134,19 @@ class ApiRoutes:
             return self.reads.list(req, rt, namespace)
         if verb == "delete" and not name:
             verb = "deletecollection"
+        if verb == "patch" and req.identity is not None and self._apply_creates(req, rt, namespace, name, sub):
+            # handlers/patch.go: an apply that creates the object is authorized for create too.
+            self._authorize(req, rbac.Attributes.of(req.identity, verb="create", api_group=group,
+                                                    resource=rest[0], namespace=namespace, name=name))
         return self.writes.handle(req, rt, namespace, name, sub, verb)
+
+    def _apply_creates(self, req: Request, rt: ResourceType, namespace: str, name: str,
+                       sub: str | None) -> bool:
+        if self.authorizer is None or sub or not name:
+            return False
+        if (req.headers.get("Content-Type") or "").split(";")[0].strip() != APPLY_PATCH:
+            return False
+        return self.registry.store.get(self.registry.table(rt), namespace, name) is None
 
     # -- authorization ----------------------------------------------------------------
 
