@@ -17,6 +17,8 @@ name and the log of their watch events, with the API server's rules for them:
 Unavailable as if the API server were down. `lock` is the store's condition variable
 (reentrant): hold it across a read and the write that depends on it.
 Objects go in and come out as deep copies: no caller shares a dict with the store.
+
+`OnFakeStore` is the base of a fake over one: its `unavailable` and `calls` are the store's.
 """
 
 from __future__ import annotations
@@ -158,3 +160,21 @@ class FakeStore(Generic[K]):
             for rv, event in pending:
                 since = rv
                 yield WatchEvent(event.type, copy.deepcopy(event.object))
+
+
+class OnFakeStore(Generic[K]):
+    """A fake API over `self._api`: the test's switch and counts are the store's."""
+
+    _api: FakeStore[K]
+
+    @property
+    def unavailable(self) -> bool:
+        return self._api.unavailable
+
+    @unavailable.setter
+    def unavailable(self, down: bool) -> None:
+        self._api.unavailable = down
+
+    @property
+    def calls(self) -> Counter[str]:
+        return self._api.calls

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import copy
-from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -45,7 +44,7 @@ from core.kube import (
 )
 from core.peer_client import PeerClient
 from tests.controller.builders import KEY
-from tests.fake_api import FakeStore
+from tests.fake_api import FakeStore, OnFakeStore
 
 
 class FakeLease:
@@ -82,7 +81,7 @@ class FakeLease:
         return copy.deepcopy(self.obj)
 
 
-class FakeControllerKube:
+class FakeControllerKube(OnFakeStore[Kind]):
     def __init__(self, pause_configmap: str = "nodewarden-control", version: tuple[int, int] = (1, 30)) -> None:
         self.pause_configmap = pause_configmap
         self.version = version
@@ -95,18 +94,6 @@ class FakeControllerKube:
         self._api: FakeStore[Kind] = FakeStore(Kind)
 
     # -- the test's side -------------------------------------------------------------------
-
-    @property
-    def unavailable(self) -> bool:
-        return self._api.unavailable
-
-    @unavailable.setter
-    def unavailable(self, down: bool) -> None:
-        self._api.unavailable = down
-
-    @property
-    def calls(self) -> Counter[str]:
-        return self._api.calls
 
     def put(self, kind: Kind, obj: JSON) -> JSON:
         """Create or replace an object as another party would (no precondition)."""

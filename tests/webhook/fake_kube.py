@@ -15,7 +15,6 @@ from __future__ import annotations
 import builtins
 import copy
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 
 from core import history, names
@@ -29,7 +28,7 @@ from core.kube import (
     WatchEvent,
     merge_patch,
 )
-from tests.fake_api import FakeStore
+from tests.fake_api import FakeStore, OnFakeStore
 from webhook.kube import Resource
 
 MAX_EVENTS_KEPT = 10_000
@@ -48,7 +47,7 @@ def node_object(
     }
 
 
-class FakeWebhookKube:
+class FakeWebhookKube(OnFakeStore[Resource]):
     def __init__(
         self,
         clock: Clock | None = None,
@@ -65,18 +64,6 @@ class FakeWebhookKube:
         self._api: FakeStore[Resource] = FakeStore(Resource, max_events=MAX_EVENTS_KEPT)
 
     # Internals --------------------------------------------------------------------
-
-    @property
-    def unavailable(self) -> bool:
-        return self._api.unavailable
-
-    @unavailable.setter
-    def unavailable(self, down: bool) -> None:
-        self._api.unavailable = down
-
-    @property
-    def calls(self) -> Counter[str]:
-        return self._api.calls
 
     @property
     def latest_resource_version(self) -> int:
