@@ -4,7 +4,8 @@ unit tests, and `FakeLease`, the leader Lease it hands out.
 It keeps the behaviours the controller depends on: resourceVersions that grow on every
 write, 409 Conflict on a stale resourceVersion (the remediation's status, the Lease),
 404 NotFound, JSON merge patch of `/status` touching nothing else, the out-of-service
-taint added or removed without touching other taints, and list + watch per `Kind`.
+taint added or removed without touching other taints, and list + watch per `Kind`
+(the objects, their resourceVersions and watch events live in a `tests.fake_api.FakeStore`).
 `calls` counts calls by method; `unavailable = True` makes every call fail as if the API
 server were down; `before_status_patch` runs before every status patch, so a test can
 let another writer (the webhook, an agent) get in first, as on a real cluster.
@@ -16,10 +17,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import copy
-import itertools
-import threading
-import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -47,6 +44,7 @@ from core.kube import (
 )
 from core.peer_client import PeerClient
 from tests.controller.builders import KEY
+from tests.fake_api import FakeStore, OnFakeStore
 
 
 class FakeLease:
@@ -83,67 +81,39 @@ class FakeLease:
         return copy.deepcopy(self.obj)
 
 
-class FakeControllerKube:
+class FakeControllerKube(OnFakeStore[Kind]):
     def __init__(self, pause_configmap: str = "nodewarden-control", version: tuple[int, int] = (1, 30)) -> None:
         self.pause_configmap = pause_configmap
         self.version = version
         self.agent_writes_policy = True
-        self.unavailable = False
         self.before_status_patch: Callable[[str], object] | None = None
-        self.calls: Counter[str] = Counter()
         self.events: list[tuple[str, JSON]] = []
         self.leases: dict[str, FakeLease] = {}
         self.pods: list[JSON] = []
         self.volume_attachments: list[JSON] = []
-        self._rv = itertools.count(1)
-        self._last_rv = 0
-        self._objects: dict[Kind, dict[str, JSON]] = {k: {} for k in Kind}
-        self._log: dict[Kind, list[tuple[int, WatchEvent]]] = {k: [] for k in Kind}
-        self._cond = threading.Condition()
+        self._api: FakeStore[Kind] = FakeStore(Kind)
 
     # -- the test's side -------------------------------------------------------------------
 
-    def _enter(self, method: str) -> None:
-        self.calls[method] += 1
-        if self.unavailable:
-            raise Unavailable(0, "ConnectionRefused", "the fake API server is down")
-
-    def _store(self, kind: Kind, obj: JSON, event: str = "") -> JSON:
-        """Store `obj` under a new resourceVersion and log its watch event (lock held)."""
-        rv = next(self._rv)
-        self._last_rv = rv
-        obj = copy.deepcopy(obj)
-        obj.setdefault("metadata", {})["resourceVersion"] = str(rv)
-        name = obj["metadata"]["name"]
-        event = event or ("MODIFIED" if name in self._objects[kind] else "ADDED")
-        if event == "DELETED":
-            self._objects[kind].pop(name, None)
-        else:
-            self._objects[kind][name] = obj
-        self._log[kind].append((rv, WatchEvent(event, copy.deepcopy(obj))))
-        self._cond.notify_all()
-        return copy.deepcopy(obj)
-
     def put(self, kind: Kind, obj: JSON) -> JSON:
         """Create or replace an object as another party would (no precondition)."""
-        with self._cond:
-            return self._store(kind, obj)
+        return self._api.put(kind, obj)
 
     def delete(self, kind: Kind, name: str) -> None:
-        with self._cond:
-            obj = self._objects[kind].get(name)
-            if obj is not None:
-                self._store(kind, obj, "DELETED")
+        self._api.delete(kind, name)
 
     def object(self, kind: Kind, name: str) -> JSON:
-        with self._cond:
-            return copy.deepcopy(self._objects[kind][name])
+        obj = self._api.find(kind, name)
+        if obj is None:
+            raise KeyError(name)
+        return obj
 
     def write_status(self, name: str, patch: JSON) -> JSON:
         """Another writer's status merge patch (no resourceVersion: it always lands)."""
-        with self._cond:
-            obj = self._objects[Kind.REMEDIATIONS][name]
-            return self._store(Kind.REMEDIATIONS, {**obj, "status": merge_patch(obj.get("status") or {}, patch)})
+        with self._api.lock:
+            obj = self.object(Kind.REMEDIATIONS, name)
+            return self._api.put(Kind.REMEDIATIONS,
+                                 {**obj, "status": merge_patch(obj.get("status") or {}, patch)})
 
     def add_pod(self, name: str, node: str, namespace: str = "default",
                 tolerations: list[dict[str, Any]] | None = None) -> None:
@@ -156,55 +126,32 @@ class FakeControllerKube:
     # -- ControllerKube --------------------------------------------------------------------
 
     def list(self, kind: Kind) -> Listing:
-        self._enter(f"list:{kind}")
-        with self._cond:
-            return Listing([copy.deepcopy(o) for o in self._objects[kind].values()], str(self._last_rv))
+        self._api.enter(f"list:{kind}")
+        return self._api.list(kind)
 
     def watch(self, kind: Kind, resource_version: str, timeout_s: float) -> Iterator[WatchEvent]:
-        self._enter(f"watch:{kind}")
-        since = int(resource_version or 0)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            with self._cond:
-                pending = [(rv, e) for rv, e in self._log[kind] if rv > since]
-                if not pending:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or self.unavailable:
-                        return
-                    self._cond.wait(min(remaining, 0.5))
-                    continue
-            for rv, event in pending:
-                since = rv
-                yield WatchEvent(event.type, copy.deepcopy(event.object))
+        self._api.enter(f"watch:{kind}")
+        yield from self._api.watch(kind, resource_version, timeout_s)
 
     def get_remediation(self, name: str) -> JSON:
-        self._enter("get_remediation")
-        with self._cond:
-            obj = self._objects[Kind.REMEDIATIONS].get(name)
-            if obj is None:
-                raise NotFound(404, "NotFound", f'{names.PLURAL} "{name}" not found')
-            return copy.deepcopy(obj)
+        self._api.enter("get_remediation")
+        return self._api.get(Kind.REMEDIATIONS, name, f'{names.PLURAL} "{name}" not found')
 
     def patch_remediation_status(self, name: str, status: JSON, resource_version: str) -> JSON:
-        self._enter("patch_remediation_status")
+        self._api.enter("patch_remediation_status")
         if self.before_status_patch is not None:
             self.before_status_patch(name)
-        with self._cond:
-            obj = self._objects[Kind.REMEDIATIONS].get(name)
-            if obj is None:
-                raise NotFound(404, "NotFound", f'{names.PLURAL} "{name}" not found')
-            if resource_version and resource_version != obj["metadata"]["resourceVersion"]:
-                raise Conflict(409, "Conflict", "the object has been modified; please apply your changes "
-                                                "to the latest version and try again")
-            return self._store(Kind.REMEDIATIONS, {**obj, "status": merge_patch(obj.get("status") or {}, status)})
+        with self._api.lock:
+            obj = self._api.get(Kind.REMEDIATIONS, name, f'{names.PLURAL} "{name}" not found')
+            self._api.check_version(obj, resource_version)
+            return self._api.put(Kind.REMEDIATIONS,
+                                 {**obj, "status": merge_patch(obj.get("status") or {}, status)})
 
     def set_out_of_service_taint(self, node: str, present: bool) -> bool:
-        self._enter("set_out_of_service_taint")
+        self._api.enter("set_out_of_service_taint")
         key, value, effect = OOS
-        with self._cond:
-            obj = self._objects[Kind.NODES].get(node)
-            if obj is None:
-                raise NotFound(404, "NotFound", f'nodes "{node}" not found')
+        with self._api.lock:
+            obj = self._api.get(Kind.NODES, node, f'nodes "{node}" not found')
             taints = list((obj.get("spec") or {}).get("taints") or [])
             ours = [t for t in taints if t.get("key") == key and t.get("effect") == effect]
             if present and any(t.get("value") == value for t in ours):
@@ -214,36 +161,36 @@ class FakeControllerKube:
             taints = [t for t in taints if not (t.get("key") == key and t.get("effect") == effect)]
             if present:
                 taints.append({"key": key, "value": value, "effect": effect})
-            self._store(Kind.NODES, {**obj, "spec": {**(obj.get("spec") or {}), "taints": taints}})
+            self._api.put(Kind.NODES, {**obj, "spec": {**(obj.get("spec") or {}), "taints": taints}})
             return True
 
     def delete_node_pods(self, node: str, evicted_only: bool = False) -> int:
-        self._enter("delete_node_pods")
+        self._api.enter("delete_node_pods")
         gone = [p for p in self.pods if p["spec"]["nodeName"] == node
                 and (not evicted_only or evicted_by_out_of_service(p))]
         self.pods = [p for p in self.pods if not any(p is g for g in gone)]
         return len(gone)
 
     def delete_node_volume_attachments(self, node: str) -> int:
-        self._enter("delete_node_volume_attachments")
+        self._api.enter("delete_node_volume_attachments")
         gone = [v for v in self.volume_attachments if v["spec"]["nodeName"] == node]
         self.volume_attachments = [v for v in self.volume_attachments if v["spec"]["nodeName"] != node]
         return len(gone)
 
     def server_version(self) -> tuple[int, int]:
-        self._enter("server_version")
+        self._api.enter("server_version")
         return self.version
 
     def agent_writes_policy_present(self) -> bool:
-        self._enter("agent_writes_policy_present")
+        self._api.enter("agent_writes_policy_present")
         return self.agent_writes_policy
 
     def create_event(self, namespace: str, body: JSON) -> None:
-        self._enter("create_event")
+        self._api.enter("create_event")
         self.events.append((namespace, copy.deepcopy(body)))
 
     def lease_store(self, name: str) -> FakeLease:
-        self._enter("lease_store")
+        self._api.enter("lease_store")
         return self.leases.setdefault(name, FakeLease())
 
 
