@@ -122,7 +122,7 @@ class Decisions:
                     related=object_ref(obj),
                 )
             )
-        self.metrics.event_queue.set(self.recorder.pending())
+        self.metrics.set_event_queue(self.recorder.pending())
 
 
 class LineFolder:
