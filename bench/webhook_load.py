@@ -197,6 +197,7 @@ def open_loop(port: int, requests: list[bytes], rate: float, warmup_s: float,
     latencies: list[float] = []
     service: list[float] = []
     statuses: Counter[int] = Counter()
+    warmup_statuses: Counter[int] = Counter()  # answers to the warm-up's posts
     late: list[float] = []
     total = int((warmup_s + duration_s) * rate)
     warm = max(1, int(warmup_s * rate))
@@ -253,6 +254,8 @@ def open_loop(port: int, requests: list[bytes], rate: float, warmup_s: float,
                 latencies.append(conn.done_at - conn.scheduled)
                 service.append(conn.done_at - conn.sent)
                 statuses[status] += 1
+            else:
+                warmup_statuses[status] += 1
     for conn in idle:
         conn.close()
     ms = [x * 1000 for x in latencies]
@@ -263,7 +266,8 @@ def open_loop(port: int, requests: list[bytes], rate: float, warmup_s: float,
             "service_p99_ms": _percentile([x * 1000 for x in service], 0.99),
             "client_late_p99_ms": _percentile([x * 1000 for x in late], 0.99),
             "connections_opened": opened, "errors": errors,
-            "statuses": {str(k): v for k, v in statuses.items()}}
+            "statuses": {str(k): v for k, v in statuses.items()},
+            "warmup_statuses": {str(k): v for k, v in warmup_statuses.items()}}
 
 
 def load_child() -> None:
