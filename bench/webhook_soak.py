@@ -28,11 +28,13 @@ Writes `bench/results/webhook_soak.json`.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -108,19 +110,31 @@ class HealthProbe:
                 "p50_ms": pick(0.50), "p99_ms": pick(0.99), "max_ms": round(ms[-1], 1) if ms else None}
 
 
-def log_counts(path: Path) -> dict[str, int]:
-    """Lines of the webhook's whole log by kind (read line by line: it can be large)."""
-    counts = {"lines": 0, "error": 0, "warning": 0, "tracebacks": 0}
+def log_counts(path: Path) -> dict[str, Any]:
+    """Lines of the webhook's whole log by kind (read line by line: it can be large),
+    and how many of each error or warning message (its first 60 characters)."""
+    counts: dict[str, Any] = {"lines": 0, "error": 0, "warning": 0, "tracebacks": 0}
+    kinds: Counter[str] = Counter()
     with path.open("rb") as log:
         for raw in log:
             counts["lines"] += 1
-            if b'"level":"error"' in raw or b"[ERROR]" in raw:
-                counts["error"] += 1
-            elif b'"level":"warning"' in raw or b"[WARNING]" in raw:
-                counts["warning"] += 1
+            level = ("error" if b'"level":"error"' in raw or b"[ERROR]" in raw else
+                     "warning" if b'"level":"warning"' in raw or b"[WARNING]" in raw else "")
+            if level:
+                counts[level] += 1
+                kinds[f"{level}: {_message(raw)[:60]}"] += 1
             if raw.startswith(b"Traceback"):
                 counts["tracebacks"] += 1
+    counts["kinds"] = dict(kinds.most_common(20))
     return counts
+
+
+def _message(raw: bytes) -> str:
+    line = raw.decode(errors="replace").strip()
+    try:
+        return str(json.loads(line).get("msg", line))
+    except ValueError:
+        return line.split("] ", 3)[-1]  # gunicorn's own: "[time] [pid] [LEVEL] message"
 
 
 def load_average() -> list[float]:
@@ -227,6 +241,4 @@ def run() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    import json
-
     print(json.dumps(run(), indent=2))
