@@ -186,17 +186,22 @@ def closed_loop(port: int, requests: list[bytes], connections: int, warmup_s: fl
             "statuses": {str(k): v for k, v in statuses.items()}, "reconnects": errors}
 
 
+WINDOW_S = 30.0  # the open loop's p99 is also reported per window of this many seconds
+
+
 def open_loop(port: int, requests: list[bytes], rate: float, warmup_s: float,
               duration_s: float) -> dict[str, Any]:
     """Request i is due at start + i/rate whatever happened before; a free keep-alive
     connection sends it (a new one is opened if none is free). Latency counts from the
-    due time to the last byte of the answer."""
+    due time to the last byte of the answer; its p99 is also given per WINDOW_S of due
+    time, and the most posts ever waiting for an answer at once."""
     sel = selectors.DefaultSelector()
     idle: list[Conn] = [Conn(port, sel) for _ in range(8)]
     busy: set[Conn] = set()
     latencies: list[float] = []
     service: list[float] = []
     statuses: Counter[int] = Counter()
+    warmup_statuses: Counter[int] = Counter()  # answers to the warm-up's posts
     late: list[float] = []
     total = int((warmup_s + duration_s) * rate)
     warm = max(1, int(warmup_s * rate))
@@ -204,6 +209,8 @@ def open_loop(port: int, requests: list[bytes], rate: float, warmup_s: float,
     sent = errors = opened = 0
     announced = False
     index_of: dict[Conn, int] = {}
+    by_window: dict[int, list[float]] = {}  # WINDOW_S of due time -> latencies in it
+    peak_in_flight = 0
     while sent < total or busy:
         now = time.perf_counter()
         if sent >= warm and not announced:
@@ -232,6 +239,7 @@ def open_loop(port: int, requests: list[bytes], rate: float, warmup_s: float,
             late.append(conn.sent - due)
             index_of[conn] = sent
             busy.add(conn)
+            peak_in_flight = max(peak_in_flight, len(busy))
             sent += 1
         timeout = max(0.0, start + sent / rate - time.perf_counter()) if sent < total else 1.0
         for key, _ in sel.select(timeout=timeout):
@@ -251,8 +259,12 @@ def open_loop(port: int, requests: list[bytes], rate: float, warmup_s: float,
             idle.append(conn)
             if index_of[conn] >= warm:
                 latencies.append(conn.done_at - conn.scheduled)
+                window = int((conn.scheduled - start) // WINDOW_S)
+                by_window.setdefault(window, []).append((conn.done_at - conn.scheduled) * 1000)
                 service.append(conn.done_at - conn.sent)
                 statuses[status] += 1
+            else:
+                warmup_statuses[status] += 1
     for conn in idle:
         conn.close()
     ms = [x * 1000 for x in latencies]
@@ -262,8 +274,10 @@ def open_loop(port: int, requests: list[bytes], rate: float, warmup_s: float,
             "mean_ms": statistics.fmean(ms) if ms else float("nan"),
             "service_p99_ms": _percentile([x * 1000 for x in service], 0.99),
             "client_late_p99_ms": _percentile([x * 1000 for x in late], 0.99),
-            "connections_opened": opened, "errors": errors,
-            "statuses": {str(k): v for k, v in statuses.items()}}
+            "connections_opened": opened, "errors": errors, "peak_in_flight": peak_in_flight,
+            "p99_ms_by_window": [round(_percentile(by_window[w], 0.99), 1) for w in sorted(by_window)],
+            "statuses": {str(k): v for k, v in statuses.items()},
+            "warmup_statuses": {str(k): v for k, v in warmup_statuses.items()}}
 
 
 def load_child() -> None:

@@ -131,7 +131,7 @@ class Decisions:
             log.info("decision", extra={"fields": fields})
         if event is not None and not once:
             self.recorder.record(event)
-        self.metrics.event_queue.set(self.recorder.pending())
+        self.metrics.set_event_queue(self.recorder.pending())
 
 
 def once_name(node: str, key: str) -> str:

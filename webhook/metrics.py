@@ -126,6 +126,16 @@ class WebhookMetrics:
             multiprocess_mode="livesum",
         )
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+        self._event_queue_written: int | None = None
+
+    def set_event_queue(self, length: int, always: bool = False) -> None:
+        """`event_queue.set(length)`, skipped when `length` is what this process wrote
+        last (unless `always`, as before a scrape): in multiprocess mode the value is a
+        write to a shared file, and every decision reports the queue's length, almost
+        always the same (0)."""
+        if always or length != self._event_queue_written:
+            self._event_queue_written = length
+            self.event_queue.set(length)
 
     def child(self, metric: Counter | Histogram, *values: str) -> Any:
         """`metric.labels(*values)`, memoized. prometheus_client validates the values and

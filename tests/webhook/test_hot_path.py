@@ -140,3 +140,20 @@ def test_response_bodies_are_flasks_own(value: object) -> None:
     assert ours.response(value).mimetype == "application/json"
     app.debug = True
     assert ours.response(value).get_data() == flasks.response(value).get_data()
+
+
+def test_the_event_queue_gauge_is_written_only_when_it_changes_but_always_before_a_scrape() -> None:
+    metrics = WebhookMetrics()
+
+    def gauge() -> float | None:
+        return metrics.registry.get_sample_value("nodewarden_webhook_event_queue_length")
+
+    metrics.set_event_queue(3)
+    assert gauge() == 3
+    metrics.event_queue.set(7)  # a write that did not go through the memo
+    metrics.set_event_queue(3)  # what this process wrote last: skipped
+    assert gauge() == 7
+    metrics.set_event_queue(3, always=True)  # as before a scrape: written whatever the memo
+    assert gauge() == 3
+    metrics.set_event_queue(0)
+    assert gauge() == 0

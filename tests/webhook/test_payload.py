@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 from typing import Any
 
@@ -222,6 +223,54 @@ def test_body_over_the_limit_is_413(world: WorldFactory) -> None:
     r = w.client.post("/api/v1/alerts", json=big, headers=AUTH)
     assert r.status_code == 413
     assert r.get_json()["code"] == 413
+
+
+class Trickle(io.RawIOBase):
+    """A request body that answers every read with at most `step` bytes, then EOF."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.step = data, step
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        n = self.step if size is None or size < 0 else min(size, self.step)
+        out, self.data = self.data[:n], self.data[n:]
+        return out
+
+
+def post_raw(w: Any, stream: io.RawIOBase, length: int) -> Any:
+    return w.client.post(
+        "/api/v1/alerts",
+        headers=AUTH,
+        content_type="application/json",
+        environ_overrides={"wsgi.input": stream, "CONTENT_LENGTH": str(length)},
+    )
+
+
+def test_a_body_that_arrives_in_parts_is_read_whole(world: WorldFactory) -> None:
+    w = world()
+    body = json.dumps(valid()).encode()
+    r = post_raw(w, Trickle(body, 7), len(body))
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["alerts"][0]["node"] == "node-1"
+
+
+def test_a_body_shorter_than_its_content_length_is_400(world: WorldFactory) -> None:
+    w = world()
+    body = json.dumps(valid()).encode()
+    r = post_raw(w, Trickle(body[:50], 7), len(body))
+    assert r.status_code == 400
+    assert r.get_json()["code"] == 400
+
+
+def test_a_declared_length_over_the_limit_is_413_before_reading(world: WorldFactory) -> None:
+    w = world(max_body_bytes=4096)
+    stream = Trickle(b"{}" * 4000, 7)
+    r = post_raw(w, stream, 8000)
+    assert r.status_code == 413
+    assert stream.data == b"{}" * 4000  # not a byte read
 
 
 def test_default_limit_is_one_mebibyte(world: WorldFactory) -> None:

@@ -18,7 +18,7 @@ import logging
 from typing import Any
 
 from flask import Request, current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from webhook.auth import AuthError, Identity, Role
 from webhook.reviews import Attributes, ReviewsBusy, ReviewUnavailable
@@ -147,13 +147,30 @@ def json_body(required: bool) -> Any:
 
 
 def _read_body(req: Request) -> bytes:
-    """The body, at most MAX_CONTENT_LENGTH bytes (413 beyond). Werkzeug enforces the
-    limit on a declared Content-Length but silently truncates a chunked body at it, so
-    a chunked body is read here, one byte past the limit to tell the two apart."""
-    if req.content_length is not None or "wsgi.input_terminated" not in req.environ:
-        return req.get_data(cache=False)
+    """The body, at most MAX_CONTENT_LENGTH bytes (413 beyond, before anything is read).
+
+    A declared Content-Length is read here in one call of exactly that many bytes:
+    Werkzeug's stream wrapper would read in 64 KiB steps up to the limit and once more
+    to see the end, each a deadline-bound read on the socket (`webhook.server`), on
+    every alert post. A body shorter than declared is 400 (`ClientDisconnected`), as
+    Werkzeug answers it. Werkzeug enforces the limit on a declared Content-Length but
+    silently truncates a chunked body at it, so a chunked body is read here too, one
+    byte past the limit to tell the two apart."""
     limit = int(current_app.config["MAX_CONTENT_LENGTH"])
     stream = req.environ["wsgi.input"]
+    length = req.content_length
+    if length is not None:
+        if length > limit:
+            raise RequestEntityTooLarge()
+        data = stream.read(length) if length else b""
+        while len(data) < length:  # a stream may answer a large read in parts
+            more = stream.read(length - len(data))
+            if not more:
+                raise ClientDisconnected()
+            data += more
+        return data
+    if "wsgi.input_terminated" not in req.environ:
+        return b""  # no length and no terminated stream: no body (as Werkzeug reads it)
     chunks: list[bytes] = []
     total = 0
     while True:

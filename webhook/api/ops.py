@@ -57,7 +57,7 @@ def metrics() -> ResponseReturnValue:
     body, content_type = exposition(
         svc.metrics,
         svc.state_collector,
-        before=lambda: svc.metrics.event_queue.set(svc.recorder.pending()),
+        before=lambda: svc.metrics.set_event_queue(svc.recorder.pending(), always=True),
     )
     return Response(body, content_type=content_type)
 
