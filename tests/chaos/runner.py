@@ -7,7 +7,7 @@ and two controller processes (one leader, one standby). Alertmanager is emulated
 (`tests/chaos/alerts.py`).
 
 The schedule's steps are executed at their times (scaled), attacks and mistakes included
-(tests/chaos/adversary.py), every NodeRemediation transition is recorded, and the world is
+(tests/chaos/adversary.py) and world faults (tests/chaos/world_faults.py), every NodeRemediation transition is recorded, and the world is
 given time to settle; then the run is judged (tests/chaos/judge.py) and reported
 (tests/chaos/report.py). The recovery bound is in tests/chaos/bound.py.
 """
@@ -19,7 +19,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from tests.chaos.bound import WALL_SLACK_S, controller_timings, leader_takeover_
 from tests.chaos.judge import SETTLE_S, Recovery, Transition
 from tests.chaos.report import Report
 from tests.chaos.schedule import ATTACK_ACTIONS, Schedule, Step
+from tests.chaos.world_faults import carry_out, is_world_step
 
 __all__ = ["SCALE", "WALL_SLACK_S", "Recovery", "Runner", "Transition", "controller_timings",
            "leader_takeover_s", "recovery_bound", "reproduce_command", "run_schedule"]
@@ -169,10 +170,11 @@ class Runner(Report):
     def execute(self, step: Step) -> None:
         c, w = self.c, self.w
         self.step_at[step] = time.time()
-        if step.action in ("power-off", "kubelet-stop", "partition"):
-            self.pods_at_fault[step] = sorted(
-                p.split("/", 1)[1] for p in c.node_state(step.node)["runningPods"]
-                if p.split("/", 1)[1] in STATEFULSET_PODS)
+        if step.action in ("power-off", "kubelet-stop", "partition", "group-partition"):
+            for node in step.nodes:  # a group's pods are kept per node (Judge.pods_at)
+                self.pods_at_fault[step if node == step.node else replace(step, node=node)] = sorted(
+                    p.split("/", 1)[1] for p in c.node_state(node)["runningPods"]
+                    if p.split("/", 1)[1] in STATEFULSET_PODS)
         try:
             if step.action == "leader-kill":
                 leader = w.leader()
@@ -191,6 +193,8 @@ class Runner(Report):
                 thread.start()
             elif step.action in ATTACK_ACTIONS:
                 self.attack(step)
+            elif is_world_step(step):
+                self.note(step, carry_out(c, step))
             elif step.action == "alert-stale":
                 self.note(step, "redelivered" if self.am.stale(step.node) else "nothing fired for it yet")
             else:
@@ -399,8 +403,10 @@ def run_schedule(schedule: Schedule, out: Path,
     """Run `schedule` in a new world under `out` and judge it: (the runner, its findings).
     `controller_overrides`: settings every controller of the world starts with."""
     begin = time.time()
+    offsets = {node: o * SCALE for node, o in schedule.clock_offsets.items()}  # the agents' wall seconds
     with nodewarden_world(out, nodes=NODES, time_scale=SCALE, workloads=list(WORKLOADS), controllers=2,
-                          remediation_policy=policy(), controller_overrides=controller_overrides) as w:
+                          remediation_policy=policy(), controller_overrides=controller_overrides,
+                          agent_clock_offsets=offsets or None) as w:
         runner = Runner(w, schedule, out)
         findings: list[str] = []
         try:
