@@ -5,10 +5,11 @@
   cut off from everything: its recovery bound counts from the partition, and its
   watchdog reset has its cause (`cut_off_by_group`). The nodes outside it are held to
   the judge's usual rules: no reset without cause, no taint without fault.
-- API slowness, 429 throttling and a kube-controller-manager restart may delay a
-  recovery: the bound restarts at their end, as after an API outage (`world_windows`;
-  the restart lasts the manager's back-off, lease and retry period). They never excuse
-  an unsafe taint or a reset without cause.
+- API slowness, 429 throttling, a kube-controller-manager restart and a stalled CSI
+  detach may delay a recovery: the bound restarts at their end, as after an API outage
+  (`world_windows`; the restart lasts the manager's back-off, lease and retry period).
+  They never excuse an unsafe taint, a volume on two nodes (the invariant monitor) or a
+  reset without cause.
 - An agent clock off by more than the controller's skew bound: the controller must
   refuse that agent's evidence rather than act on it. No out-of-service taint on that
   node unless it booted again since its fault began (a new boot is evidence that does
@@ -60,11 +61,11 @@ class WorldJudge:
         return self.pods_at_fault.get(step, [])
 
     def world_windows(self) -> list[tuple[float, float]]:
-        """(wall start, wall end) of the API slowness, throttling and controller-manager
-        restarts that ran: a recovery's bound restarts at their end."""
+        """(wall start, wall end) of the API slowness, throttling, controller-manager
+        restarts and CSI stalls that ran: a recovery's bound restarts at their end."""
         out = []
         for st in self.schedule.steps:
-            if st in self.step_at and st.action in ("api-slow", "api-throttle", "kcm-restart"):
+            if st in self.step_at and st.action in ("api-slow", "api-throttle", "kcm-restart", "csi-stall"):
                 length = kcm_restart_s() if st.action == "kcm-restart" else st.duration
                 out.append((self.step_at[st], self.step_at[st] + length * self.scale))
         return out

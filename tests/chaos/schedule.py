@@ -24,12 +24,13 @@ Step actions:
 | `api-slow` | every API answer comes `delay` cluster seconds late, for `duration` |
 | `api-throttle` | a share `fraction` of API requests is answered 429 with `Retry-After: retry_after` (whole wall seconds, as the real header), for `duration` |
 | `kcm-restart` | the simulated kube-controller-manager exits and comes back after its restart back-off and lease wait |
+| `csi-stall` | the CSI driver's detach hangs for `duration` (slow or stuck): no volume detaches before its end |
 
 Besides the steps, `clock_offsets` (`{node: cluster seconds}`, a world option: the agent
 reads it when it starts) runs a node's agent with a wall clock that far off.
 
-Kinds not generated yet (`TODO_ACTIONS`, refused in a file): a slow or stuck CSI detach
-and a webhook replica restarting mid-delivery.
+Kinds not generated yet (`TODO_ACTIONS`, refused in a file): a webhook replica
+restarting mid-delivery.
 
 World faults (`WORLD_LIMITS`, `WORLD_P`, `WORLD_S`) come from a third random stream
 (`random.Random(f"world-faults-{seed}")`), drawn after the benign faults and the attacks,
@@ -43,7 +44,8 @@ outages (an agent may take a slow or refused API for a lost one) and keep 100 s 
 every other outage and from a stopped agent; an agent clock beyond the controller's skew
 bound (±60 s) makes that agent a silent peer for ever (its peers refuse its dates), so it
 is given only when no outage ever has more than one other silent peer, otherwise the
-offset is one within the bound (under half a second).
+offset is one within the bound (under half a second); a CSI stall begins while a long
+dead fault's pods are moving (`CSI_STALL_AFTER_S` into it), when there is one.
 
 Attacks and mistakes (`ATTACK_LIMITS` bounds each per schedule, `ATTACK_S` their
 durations) are drawn from their own random stream (`random.Random(f"attacks-{seed}")`), so
@@ -101,11 +103,11 @@ NODE_ACTIONS = {"power-off", "power-on", "reboot", "kubelet-stop", "kubelet-star
 ALERT_ACTIONS = {"alert-flap", "alert-stale"}
 ATTACK_ACTIONS = {"forge-status", "untrusted-key", "agent-stop", "slow-clients", "flood"}
 ACTIONS = NODE_ACTIONS | ALERT_ACTIONS | ATTACK_ACTIONS | {"api-outage", "leader-kill"}
-WORLD_ACTIONS = {"group-partition", "api-slow", "api-throttle", "kcm-restart"}
+WORLD_ACTIONS = {"group-partition", "api-slow", "api-throttle", "kcm-restart", "csi-stall"}
 ACTIONS |= WORLD_ACTIONS
-DURATION_ACTIONS = {"api-outage", "untrusted-key", "slow-clients", "flood", "api-slow", "api-throttle"}
+DURATION_ACTIONS = {"api-outage", "untrusted-key", "slow-clients", "flood", "api-slow", "api-throttle", "csi-stall"}
 # Fault kinds of issue 16 not generated yet (refused in a file).
-TODO_ACTIONS = {"csi-stall", "webhook-restart"}
+TODO_ACTIONS = {"webhook-restart"}
 
 FORGE_KINDS = ("agent-report", "phase-fenced")
 ATTACK_TARGETS = ("agents", "webhook")
@@ -117,9 +119,12 @@ ATTACK_S = {"untrusted-key": (120.0, 300.0), "slow-clients": (30.0, 200.0), "flo
 OUTAGE_CLEARANCE_S = 100.0  # a lone stopped agent keeps this far from any API outage
 
 # World faults (their own stream, see the module docstring): at most this many of each.
-WORLD_LIMITS = {"group-partition": 1, "api-slow": 1, "api-throttle": 1, "kcm-restart": 1, "clock-offset": 1}
-WORLD_P = {"group-partition": 0.4, "api-slow": 0.3, "api-throttle": 0.3, "kcm-restart": 0.3, "clock-offset": 0.3}
-WORLD_S = {"api-slow": (20.0, 90.0), "api-throttle": (20.0, 120.0)}  # durations
+WORLD_LIMITS = {"group-partition": 1, "api-slow": 1, "api-throttle": 1, "kcm-restart": 1, "clock-offset": 1,
+                "csi-stall": 1}
+WORLD_P = {"group-partition": 0.4, "api-slow": 0.3, "api-throttle": 0.3, "kcm-restart": 0.3, "clock-offset": 0.3,
+           "csi-stall": 0.3}
+WORLD_S = {"api-slow": (20.0, 90.0), "api-throttle": (20.0, 120.0), "csi-stall": (10.0, 300.0)}  # durations
+CSI_STALL_AFTER_S = (30.0, 250.0)  # a stall begins this long into a long dead fault: while its pods move
 GROUP_SIZES = (2, 3)  # a minority of the 7 nodes, and never above max_unhealthy
 GROUP_END_S = ACTIVE_S + DEAD_LONG_S[1]  # a group partition may start late, once the benign faults leave room
 API_SLOW_DELAY_S = (0.5, 5.0)  # around the agents' API check timeout (2.5 cluster s in the chaos world)
@@ -469,6 +474,7 @@ def generate(seed: int, attacks: bool = True, world_faults: bool = True) -> Sche
     if world_faults:
         from tests.chaos.world_faults import draw  # it builds on this module
 
-        extra, schedule.clock_offsets = draw(seed, b, [s for s in schedule.steps if s.action in ATTACK_ACTIONS])
+        extra, schedule.clock_offsets = draw(seed, b, [s for s in schedule.steps if s.action in ATTACK_ACTIONS],
+                                             schedule.incidents())
         schedule.steps = sorted(schedule.steps + extra, key=lambda s: s.at)
     return schedule

@@ -192,8 +192,9 @@ def test_a_reset_inside_a_group_partition_has_its_cause_and_one_outside_it_does_
 
 
 @pytest.mark.parametrize("fault", [Step(5.0, "api-slow", duration=300.0, delay=3.0),
-                                   Step(5.0, "api-throttle", duration=300.0, retry_after=1, fraction=0.6)])
-def test_api_slowness_or_throttling_restarts_the_bound_at_its_end(fault: Step) -> None:
+                                   Step(5.0, "api-throttle", duration=300.0, retry_after=1, fraction=0.6),
+                                   Step(5.0, "csi-stall", duration=300.0)])
+def test_api_slowness_throttling_or_a_csi_stall_restarts_the_bound_at_its_end(fault: Step) -> None:
     plain = judge([Step(10.0, "power-off", "node-1")], [(400.0, "pod-started", "node-2")]).recoveries[0]
     (slowed,) = judge([Step(10.0, "power-off", "node-1"), fault], [(400.0, "pod-started", "node-2")]).recoveries
     assert slowed.started_from == 305.0 and slowed.deadline == plain.deadline + (305.0 - 10.0)
@@ -207,9 +208,9 @@ def test_a_controller_manager_restart_restarts_the_bound_at_its_end() -> None:
     assert restarted.deadline == plain.deadline + (restarted.started_from - 10.0)
 
 
-def test_api_slowness_excuses_no_reset() -> None:
+def test_api_slowness_throttling_a_kcm_restart_or_a_csi_stall_excuse_no_reset() -> None:
     steps = [Step(5.0, "api-slow", duration=300.0, delay=3.0), Step(5.0, "api-throttle", duration=300.0),
-             Step(5.0, "kcm-restart")]
+             Step(5.0, "kcm-restart"), Step(5.0, "csi-stall", duration=300.0)]
     runner = bare_runner(steps, [(50.0, "watchdog-fired", "node-1", {})])
     runner.out = Path("/nonexistent")
     (finding,) = runner.judge_resets()

@@ -255,6 +255,11 @@ def test_each_world_fault_keeps_its_bound_per_schedule() -> None:
                 assert len(s.nodes) in GROUP_SIZES and len(s.nodes) <= schedule.max_unhealthy, (seed, s)
                 assert len(s.nodes) < len(NODES) / 2, (seed, s)  # a minority
                 assert any(e.action == "heal" and e.node == s.node and e.at > s.at for e in schedule.steps), (seed, s)
+            if s.action == "csi-stall":  # over a long dead fault's recovery when there is one
+                long_dead = [i for i in schedule.incidents() if i.dead and i.end - i.start >= 150.0
+                             and i.kind != "partition-group"]
+                assert not long_dead or any(i.start < s.at <= i.start + 250.1 or s.at >= ACTIVE_S - 10.1
+                                            for i in long_dead), (seed, s)
         for node, offset in schedule.clock_offsets.items():
             assert node in NODES, (seed, node)
             assert abs(offset) <= CLOCK_OFFSET_WITHIN_S or abs(offset) == CLOCK_OFFSET_BEYOND_S, (seed, offset)
@@ -297,6 +302,7 @@ def test_world_steps_print_as_commands() -> None:
     assert Step(5.0, "api-throttle", duration=30.0, retry_after=2, fraction=0.6).describe().endswith(
         "api-throttle --duration 30 --retry-after 2 --fraction 0.6")
     assert Step(5.0, "kcm-restart").describe().endswith("kcm-restart")
+    assert Step(5.0, "csi-stall", duration=120.0).describe().endswith("csi-stall --duration 120")
 
 
 def test_a_clock_offset_for_an_unknown_node_is_refused_in_a_file() -> None:

@@ -1,5 +1,5 @@
 """The chaos suite's world faults: group partitions, API slowness and 429 throttling, a
-kube-controller-manager restart and an agent clock offset. Drawn for a seed from their
+kube-controller-manager restart, a slow or stuck CSI detach and an agent clock offset. Drawn for a seed from their
 own random stream (`draw`), after the benign faults and the attacks, so that those are
 the same with or without them; carried out by the runner (`carry_out`) through the
 simulator's faults (docs/sim.md "Faults"). The rules they keep are in
@@ -20,6 +20,7 @@ from tests.chaos.schedule import (
     API_SLOW_DELAY_S,
     CLOCK_OFFSET_BEYOND_S,
     CLOCK_OFFSET_WITHIN_S,
+    CSI_STALL_AFTER_S,
     DEAD_LONG_S,
     DEAD_SHORT_S,
     GROUP_END_S,
@@ -32,6 +33,7 @@ from tests.chaos.schedule import (
     THROTTLE_RETRY_AFTER_S,
     WORLD_P,
     WORLD_S,
+    Incident,
     Step,
     _overlap,
 )
@@ -42,10 +44,10 @@ if TYPE_CHECKING:
 TRIES = 10  # places tried for an API fault
 
 
-def draw(seed: int, b: _Builder, attacks: list[Step]) -> tuple[list[Step], dict[str, float]]:
+def draw(seed: int, b: _Builder, attacks: list[Step], incidents: list[Incident]) -> tuple[list[Step], dict[str, float]]:
     """(steps, clock offsets) of the seed's world faults, fitted around the benign faults
-    already in `b` (unhealthy and silent spans, outages, when each node is free) and the
-    `attacks`. Updates `b` with what it adds."""
+    already in `b` (unhealthy and silent spans, outages, when each node is free; their
+    `incidents`) and the `attacks`. Updates `b` with what it adds."""
     rng = random.Random(f"world-faults-{seed}")
     out: list[Step] = []
     stops = [(s.at, s.at + (s.restart_after or 5.0)) for s in attacks if s.action == "agent-stop"]
@@ -112,13 +114,23 @@ def draw(seed: int, b: _Builder, attacks: list[Step]) -> tuple[list[Step], dict[
         else:
             offsets[node] = round(rng.uniform(-CLOCK_OFFSET_WITHIN_S, CLOCK_OFFSET_WITHIN_S), 2)
 
+    if rng.random() < WORLD_P["csi-stall"]:
+        long_dead = [i for i in incidents if i.dead and i.end - i.start >= 150.0]
+        duration = rng.uniform(*WORLD_S["csi-stall"])
+        if long_dead:
+            at = rng.choice(long_dead).start + rng.uniform(*CSI_STALL_AFTER_S)
+        else:
+            at = rng.uniform(10.0, ACTIVE_S - WORLD_S["csi-stall"][0])
+        at = min(at, ACTIVE_S - WORLD_S["csi-stall"][0])
+        out.append(Step(at, "csi-stall", duration=min(duration, ACTIVE_S - at)))
+
     steps = [replace(s, at=round(s.at, 1), duration=round(s.duration, 1)) for s in out]
     return steps, offsets
 
 
 def is_world_step(step: Step) -> bool:
     """A step `carry_out` runs: a world fault, or the heal of a group partition."""
-    return step.action in ("group-partition", "api-slow", "api-throttle", "kcm-restart") or (
+    return step.action in ("group-partition", "api-slow", "api-throttle", "kcm-restart", "csi-stall") or (
         step.action == "heal" and "," in step.node)
 
 
@@ -142,4 +154,7 @@ def carry_out(cluster: Any, step: Step) -> str:
     if step.action == "kcm-restart":
         c.fault("controller-manager-restart")
         return "kube-controller-manager restarting"
+    if step.action == "csi-stall":
+        c.fault("csi-stall", duration_s=step.duration)
+        return f"no volume detaches for {step.duration:g}s"
     raise ValueError(f"not a world step: {step}")
