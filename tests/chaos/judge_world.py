@@ -5,9 +5,13 @@
   cut off from everything: its recovery bound counts from the partition, and its
   watchdog reset has its cause (`cut_off_by_group`). The nodes outside it are held to
   the judge's usual rules: no reset without cause, no taint without fault.
-- API slowness, 429 throttling, a kube-controller-manager restart and a stalled CSI
-  detach may delay a recovery: the bound restarts at their end, as after an API outage
-  (`world_windows`; the restart lasts the manager's back-off, lease and retry period).
+- API slowness, 429 throttling, a kube-controller-manager restart, a stalled CSI
+  detach and a webhook replica restarting may delay a recovery: the bound restarts at
+  their end, as after an API outage (`world_windows`; the manager's restart lasts its
+  back-off, lease and retry period, the webhook's until it answered ready again). A
+  webhook killed mid-delivery may have created the remediation without answering:
+  Alertmanager's retry must not make a second one act (the judge's two-orders and
+  invariant checks).
   They never excuse an unsafe taint, a volume on two nodes (the invariant monitor) or a
   reset without cause.
 - An agent clock off by more than the controller's skew bound: the controller must
@@ -62,12 +66,14 @@ class WorldJudge:
 
     def world_windows(self) -> list[tuple[float, float]]:
         """(wall start, wall end) of the API slowness, throttling, controller-manager
-        restarts and CSI stalls that ran: a recovery's bound restarts at their end."""
+        restarts, CSI stalls and webhook restarts that ran: a recovery's bound restarts at
+        their end."""
         out = []
         for st in self.schedule.steps:
             if st in self.step_at and st.action in ("api-slow", "api-throttle", "kcm-restart", "csi-stall"):
                 length = kcm_restart_s() if st.action == "kcm-restart" else st.duration
                 out.append((self.step_at[st], self.step_at[st] + length * self.scale))
+        out += [r.window for r in getattr(self, "webhook_restarts", []) if r.window is not None]
         return out
 
     def cut_off_by_group(self, node: str, at: float, after: float) -> bool:

@@ -20,6 +20,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,9 @@ from tests.chaos.adversary import (
 from tests.chaos.alerts import Alertmanager
 from tests.chaos.bound import WALL_SLACK_S, controller_timings, leader_takeover_s, recovery_bound
 from tests.chaos.judge import SETTLE_S, Recovery, Transition
-from tests.chaos.report import Report
+from tests.chaos.report import Report, reproduce_command
 from tests.chaos.schedule import ATTACK_ACTIONS, Schedule, Step
-from tests.chaos.world_faults import carry_out, is_world_step
+from tests.chaos.world_faults import WebhookRestart, carry_out, is_world_step
 
 __all__ = ["SCALE", "WALL_SLACK_S", "Recovery", "Runner", "Transition", "controller_timings",
            "leader_takeover_s", "recovery_bound", "reproduce_command", "run_schedule"]
@@ -60,15 +61,6 @@ STATEFULSET_PODS = ("db-0", "db-1", "db-2")
 DEPLOYMENT_REPLICAS = 3
 START_WAIT_S = 90.0  # wall seconds for the world's workloads and a leader before the schedule starts
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
-
-
-def reproduce_command(seed: int | None, schedule_file: Path | None = None, attacks: bool = True,
-                      reintroduce: str = "") -> str:
-    bug = f" --chaos-reintroduce={reintroduce}" if reintroduce else ""
-    if schedule_file is not None:
-        return f".venv/bin/python -m pytest tests/chaos --chaos-schedule={schedule_file} -x{bug}"
-    return (f".venv/bin/python -m pytest tests/chaos --chaos-seeds=1 --chaos-first-seed={seed} -x"
-            + ("" if attacks else " --chaos-no-attacks") + bug)
 
 
 @dataclass
@@ -103,6 +95,7 @@ class Runner(Report):
         self._stopping = False
         self._rotating = 0  # controller rotations under way
         self._frozen: list[str] = []  # untrusted controllers, started and stopped (SIGSTOP) until their window
+        self.webhook_restarts: list[WebhookRestart] = []
 
     # -- recording ----------------------------------------------------------------------
 
@@ -193,6 +186,9 @@ class Runner(Report):
                 thread.start()
             elif step.action in ATTACK_ACTIONS:
                 self.attack(step)
+            elif step.action == "webhook-restart":
+                self.webhook_restarts.append(WebhookRestart(w, step, partial(self.note, step)))
+                self.am.on_post.append(self.webhook_restarts[-1].on_post)
             elif is_world_step(step):
                 self.note(step, carry_out(c, step))
             elif step.action == "alert-stale":
@@ -385,7 +381,8 @@ class Runner(Report):
         while True:
             self.end_attacks()
             why = self._not_settled()
-            if self._attacks or self._rotating or time.time() < self.untrusted_until:
+            if self._attacks or self._rotating or time.time() < self.untrusted_until or any(
+                    r.busy for r in self.webhook_restarts):
                 why.append("an attack or mistake is still under way")
             if not why:
                 self.settled_at = time.time()

@@ -25,12 +25,12 @@ Step actions:
 | `api-throttle` | a share `fraction` of API requests is answered 429 with `Retry-After: retry_after` (whole wall seconds, as the real header), for `duration` |
 | `kcm-restart` | the simulated kube-controller-manager exits and comes back after its restart back-off and lease wait |
 | `csi-stall` | the CSI driver's detach hangs for `duration` (slow or stuck): no volume detaches before its end |
+| `webhook-restart` | the webhook replica is SIGKILLed (master and workers) just after Alertmanager begins its first firing delivery for `node` after `at`, mid-delivery, and started again `restart_after` later |
 
 Besides the steps, `clock_offsets` (`{node: cluster seconds}`, a world option: the agent
 reads it when it starts) runs a node's agent with a wall clock that far off.
 
-Kinds not generated yet (`TODO_ACTIONS`, refused in a file): a webhook replica
-restarting mid-delivery.
+Every kind of issue 16 is generated (`TODO_ACTIONS`, refused in a file, is empty).
 
 World faults (`WORLD_LIMITS`, `WORLD_P`, `WORLD_S`) come from a third random stream
 (`random.Random(f"world-faults-{seed}")`), drawn after the benign faults and the attacks,
@@ -45,7 +45,8 @@ every other outage and from a stopped agent; an agent clock beyond the controlle
 bound (±60 s) makes that agent a silent peer for ever (its peers refuse its dates), so it
 is given only when no outage ever has more than one other silent peer, otherwise the
 offset is one within the bound (under half a second); a CSI stall begins while a long
-dead fault's pods are moving (`CSI_STALL_AFTER_S` into it), when there is one.
+dead fault's pods are moving (`CSI_STALL_AFTER_S` into it), when there is one; a webhook
+restart waits for the alert of a long dead fault's node.
 
 Attacks and mistakes (`ATTACK_LIMITS` bounds each per schedule, `ATTACK_S` their
 durations) are drawn from their own random stream (`random.Random(f"attacks-{seed}")`), so
@@ -103,11 +104,11 @@ NODE_ACTIONS = {"power-off", "power-on", "reboot", "kubelet-stop", "kubelet-star
 ALERT_ACTIONS = {"alert-flap", "alert-stale"}
 ATTACK_ACTIONS = {"forge-status", "untrusted-key", "agent-stop", "slow-clients", "flood"}
 ACTIONS = NODE_ACTIONS | ALERT_ACTIONS | ATTACK_ACTIONS | {"api-outage", "leader-kill"}
-WORLD_ACTIONS = {"group-partition", "api-slow", "api-throttle", "kcm-restart", "csi-stall"}
+WORLD_ACTIONS = {"group-partition", "api-slow", "api-throttle", "kcm-restart", "csi-stall", "webhook-restart"}
 ACTIONS |= WORLD_ACTIONS
 DURATION_ACTIONS = {"api-outage", "untrusted-key", "slow-clients", "flood", "api-slow", "api-throttle", "csi-stall"}
-# Fault kinds of issue 16 not generated yet (refused in a file).
-TODO_ACTIONS = {"webhook-restart"}
+# Fault kinds of issue 16 not generated yet (refused in a file): none left.
+TODO_ACTIONS: set[str] = set()
 
 FORGE_KINDS = ("agent-report", "phase-fenced")
 ATTACK_TARGETS = ("agents", "webhook")
@@ -120,9 +121,10 @@ OUTAGE_CLEARANCE_S = 100.0  # a lone stopped agent keeps this far from any API o
 
 # World faults (their own stream, see the module docstring): at most this many of each.
 WORLD_LIMITS = {"group-partition": 1, "api-slow": 1, "api-throttle": 1, "kcm-restart": 1, "clock-offset": 1,
-                "csi-stall": 1}
+                "csi-stall": 1, "webhook-restart": 1}
 WORLD_P = {"group-partition": 0.4, "api-slow": 0.3, "api-throttle": 0.3, "kcm-restart": 0.3, "clock-offset": 0.3,
-           "csi-stall": 0.3}
+           "csi-stall": 0.3, "webhook-restart": 0.3}
+WEBHOOK_DOWN_S = (0.0, 30.0)  # restart_after: the replica is started again this long after it was killed
 WORLD_S = {"api-slow": (20.0, 90.0), "api-throttle": (20.0, 120.0), "csi-stall": (10.0, 300.0)}  # durations
 CSI_STALL_AFTER_S = (30.0, 250.0)  # a stall begins this long into a long dead fault: while its pods move
 GROUP_SIZES = (2, 3)  # a minority of the 7 nodes, and never above max_unhealthy
@@ -169,7 +171,7 @@ class Step:
             words.append(f"--delay {self.delay:g}")
         if self.action == "api-throttle":
             words.append(f"--retry-after {self.retry_after} --fraction {self.fraction:g}")
-        if self.action in ("agent-kill", "agent-stop") and self.restart_after is not None:
+        if self.action in ("agent-kill", "agent-stop", "webhook-restart") and self.restart_after is not None:
             words.append(f"--restart-after {self.restart_after:g}")
         return f"t={self.at:7.1f}s  " + " ".join(words)
 

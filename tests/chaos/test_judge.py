@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,6 +14,7 @@ from tests.chaos.judge import finding_kind
 from tests.chaos.judge_world import kcm_restart_s
 from tests.chaos.runner import Runner, Transition
 from tests.chaos.schedule import Schedule, Step
+from tests.chaos.world_faults import WebhookRestart
 
 NODES = ("node-1", "node-2", "node-3")
 
@@ -240,3 +242,34 @@ def test_a_dead_node_with_its_agent_clock_off_that_escalates_is_not_held_to_the_
         excused = escalated and offsets["node-1"] == 60.0
         assert r.checked is not excused and r.ok() is excused, (offsets, escalated)
         assert ("clock is +60s off" in r.note) is excused
+
+
+def test_a_webhook_restart_restarts_the_bound_once_the_webhook_is_ready_again() -> None:
+    steps = [Step(10.0, "power-off", "node-1")]
+    plain = judge(steps, [(400.0, "pod-started", "node-2")]).recoveries[0]
+    runner = bare_runner(steps, [(400.0, "pod-started", "node-2", {})])
+    runner.c.timeline = judge(steps, [(400.0, "pod-started", "node-2")]).c.timeline
+    runner.webhook_restarts = [SimpleNamespace(window=(100.0, 305.0))]  # type: ignore[list-item]
+    runner.pods_at_fault, runner.recoveries = {steps[0]: ["db-1"]}, []
+    runner.judge_recoveries()
+    (restarted,) = runner.recoveries
+    assert restarted.started_from == 305.0 and restarted.ok() and not plain.ok()
+
+
+def test_a_webhook_restart_kills_once_at_the_first_firing_delivery_for_its_node() -> None:
+    calls: list[str] = []
+    world = SimpleNamespace(scale=0.001, kill_webhook=lambda replica: calls.append(f"kill {replica}"),
+                            start_webhook=lambda replica: calls.append(f"start {replica}"))
+    notes: list[str] = []
+    restart = WebhookRestart(world, Step(10.0, "webhook-restart", "node-2", restart_after=5.0),  # type: ignore[arg-type]
+                             notes.append)
+    restart.on_post("node-1", "firing")
+    restart.on_post("node-2", "resolved")
+    assert calls == [] and not restart.busy and restart.window is None
+    restart.on_post("node-2", "firing")
+    restart.on_post("node-2", "firing")  # a retry of the same delivery: no second restart
+    deadline = time.time() + 10
+    while restart.busy and time.time() < deadline:
+        time.sleep(0.01)
+    assert calls == ["kill 0", "start 0"] and restart.window is not None
+    assert restart.window[0] < restart.window[1] and "killed mid-delivery of node-2's alert" in notes[0]

@@ -26,6 +26,7 @@ from tests.chaos.schedule import (
     THROTTLE_FRACTIONS,
     THROTTLE_RETRY_AFTER_S,
     TODO_ACTIONS,
+    WEBHOOK_DOWN_S,
     WORLD_ACTIONS,
     WORLD_LIMITS,
     WORLD_S,
@@ -303,6 +304,8 @@ def test_world_steps_print_as_commands() -> None:
         "api-throttle --duration 30 --retry-after 2 --fraction 0.6")
     assert Step(5.0, "kcm-restart").describe().endswith("kcm-restart")
     assert Step(5.0, "csi-stall", duration=120.0).describe().endswith("csi-stall --duration 120")
+    assert Step(5.0, "webhook-restart", "node-3", restart_after=12.5).describe().endswith(
+        "webhook-restart node-3 --restart-after 12.5")
 
 
 def test_a_clock_offset_for_an_unknown_node_is_refused_in_a_file() -> None:
@@ -310,10 +313,23 @@ def test_a_clock_offset_for_an_unknown_node_is_refused_in_a_file() -> None:
         Schedule.from_json({"seed": None, "steps": [], "clockOffsets": {"node-99": 60.0}})
 
 
-def test_the_simulator_s_missing_kinds_are_refused_in_a_file() -> None:
-    for action in TODO_ACTIONS:
-        with pytest.raises(ValueError, match="waits for the simulator"):
-            Schedule.from_json({"seed": None, "steps": [{"at": 1.0, "action": action}]})
+def test_unknown_or_missing_kinds_are_refused_in_a_file() -> None:
+    assert not TODO_ACTIONS  # every kind of issue 16 is generated
+    with pytest.raises(ValueError, match="unknown action"):
+        Schedule.from_json({"seed": None, "steps": [{"at": 1.0, "action": "clock-offset"}]})  # a world option
+
+
+def test_a_webhook_restart_waits_for_a_long_dead_node_s_alert() -> None:
+    seen = 0
+    for seed in SEEDS:
+        schedule = generate(seed)
+        for s in schedule.steps:
+            if s.action == "webhook-restart":
+                seen += 1
+                assert s.restart_after is not None and WEBHOOK_DOWN_S[0] <= s.restart_after <= WEBHOOK_DOWN_S[1]
+                assert any(i.node == s.node and i.start == s.at and i.dead and i.end - i.start >= 150.0
+                           for i in schedule.incidents()), (seed, s)
+    assert seen >= 50
 
 
 def test_attack_steps_print_as_commands() -> None:

@@ -1,5 +1,6 @@
 """The chaos suite's world faults: group partitions, API slowness and 429 throttling, a
-kube-controller-manager restart, a slow or stuck CSI detach and an agent clock offset. Drawn for a seed from their
+kube-controller-manager restart, a slow or stuck CSI detach, a webhook replica restarting
+mid-delivery and an agent clock offset. Drawn for a seed from their
 own random stream (`draw`), after the benign faults and the attacks, so that those are
 the same with or without them; carried out by the runner (`carry_out`) through the
 simulator's faults (docs/sim.md "Faults"). The rules they keep are in
@@ -12,6 +13,9 @@ The clock offset is not a step: the agent reads its offset when it starts
 from __future__ import annotations
 
 import random
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +35,7 @@ from tests.chaos.schedule import (
     TAIL_S,
     THROTTLE_FRACTIONS,
     THROTTLE_RETRY_AFTER_S,
+    WEBHOOK_DOWN_S,
     WORLD_P,
     WORLD_S,
     Incident,
@@ -39,8 +44,10 @@ from tests.chaos.schedule import (
 )
 
 if TYPE_CHECKING:
+    from harness.world import World
     from tests.chaos.schedule import _Builder
 
+MID_DELIVERY_S = 0.03  # wall: the kill follows the delivery's start by this much, while it is handled
 TRIES = 10  # places tried for an API fault
 
 
@@ -124,8 +131,51 @@ def draw(seed: int, b: _Builder, attacks: list[Step], incidents: list[Incident])
         at = min(at, ACTIVE_S - WORLD_S["csi-stall"][0])
         out.append(Step(at, "csi-stall", duration=min(duration, ACTIVE_S - at)))
 
+    if rng.random() < WORLD_P["webhook-restart"]:
+        long_dead = [i for i in incidents if i.dead and i.end - i.start >= 150.0]
+        if long_dead:
+            target = rng.choice(long_dead)
+            out.append(Step(target.start, "webhook-restart", target.node,
+                            restart_after=round(rng.uniform(*WEBHOOK_DOWN_S), 1)))
+
     steps = [replace(s, at=round(s.at, 1), duration=round(s.duration, 1)) for s in out]
     return steps, offsets
+
+
+class WebhookRestart:
+    """`webhook-restart`: armed at its step, it SIGKILLs the webhook replica just after
+    Alertmanager begins a firing delivery for the step's node (`on_post`, an Alertmanager
+    hook), starts it again `restart_after` later and records when it was down and when it
+    was ready again (`window`, wall seconds)."""
+
+    def __init__(self, world: World, step: Step, note: Callable[[str], None]) -> None:
+        self.w, self.step, self.note = world, step, note
+        self.window: tuple[float, float] | None = None
+        self.busy = False
+        self._armed = True
+        self._lock = threading.Lock()
+
+    def on_post(self, node: str, status: str) -> None:
+        with self._lock:
+            if not self._armed or node != self.step.node or status != "firing":
+                return
+            self._armed, self.busy = False, True
+        threading.Thread(target=self._restart, daemon=True, name="webhook-restart").start()
+
+    def _restart(self) -> None:
+        time.sleep(MID_DELIVERY_S)
+        down = time.time()
+        try:
+            self.w.kill_webhook(0)
+            time.sleep((self.step.restart_after or 0.0) * self.w.scale)
+            self.w.start_webhook(0)
+            self.note(f"killed mid-delivery of {self.step.node}'s alert, ready again after "
+                      f"{(time.time() - down) / self.w.scale:.0f}s")
+        except Exception as err:  # reported, and the world judged without a webhook
+            self.note(f"webhook restart failed: {type(err).__name__}: {err}")
+        finally:
+            self.window = (down, time.time())
+            self.busy = False
 
 
 def is_world_step(step: Step) -> bool:
@@ -157,4 +207,4 @@ def carry_out(cluster: Any, step: Step) -> str:
     if step.action == "csi-stall":
         c.fault("csi-stall", duration_s=step.duration)
         return f"no volume detaches for {step.duration:g}s"
-    raise ValueError(f"not a world step: {step}")
+    raise ValueError(f"not a world step: {step}")  # webhook-restart is armed by the runner (WebhookRestart)
