@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +111,8 @@ class World:
     controllers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     controller_metrics: dict[str, str] = field(default_factory=dict)  # identity -> host:port
     _controller_env: dict[str, Any] = field(default_factory=dict)
+    webhook_procs: list[subprocess.Popen[bytes]] = field(default_factory=list)  # by replica
+    _webhook_launch: list[Callable[[], subprocess.Popen[bytes]]] = field(default_factory=list)
 
     # -- the product's processes ------------------------------------------------------
 
@@ -142,6 +144,29 @@ class World:
         except subprocess.TimeoutExpired:  # a starved machine: do not leave it running
             proc.kill()
             proc.wait(timeout=10)
+
+    def kill_webhook(self, replica: int = 0) -> None:
+        """SIGKILL a webhook replica, its gunicorn master and workers at once, as a
+        container killed by its runtime."""
+        proc = self.webhook_procs[replica]
+        try:
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        except OSError:
+            children = []
+        proc.kill()
+        for pid in children:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        proc.wait(timeout=10)
+
+    def start_webhook(self, replica: int = 0, timeout: float = 90.0) -> None:
+        """Start a killed webhook replica again, on its address, and wait until it is ready."""
+        proc = self._webhook_launch[replica]()
+        self.webhook_procs[replica] = proc
+        name = "webhook.log" if replica == 0 else f"webhook-{replica}.log"
+        _wait_http(self.webhook_urls[replica] + "/readyz", proc, self.tmp / name, timeout=timeout)
 
     def leader(self) -> str:
         lease = self.cluster.get("leases", "nodewarden-controller", "nodewarden", "coordination.k8s.io")
@@ -244,7 +269,6 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
     # Every product identity runs with exactly what the chart grants it, enforced.
     apply_security(cluster.api, remediation_policy or policy())
     world = World(cluster, tmp, time_scale, _controller_env=dict(controller_overrides or {}))
-    webhook_procs: list[subprocess.Popen[bytes]] = []
     try:
         cluster.start()
         doc = dict(remediation_policy or policy())
@@ -270,11 +294,17 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
                            PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
                 env.update(webhook_env or {})
                 name = "webhook.log" if replica == 0 else f"webhook-{replica}.log"
-                log = open(tmp / name, "ab")  # noqa: SIM115
-                proc = subprocess.Popen([str(GUNICORN), "-c", "webhook/gunicorn.conf.py", "webhook.wsgi:app"],
-                                        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-                log.close()
-                webhook_procs.append(proc)
+
+                def launch(env: dict[str, str] = env, name: str = name) -> subprocess.Popen[bytes]:
+                    log = open(tmp / name, "ab")  # noqa: SIM115
+                    proc = subprocess.Popen([str(GUNICORN), "-c", "webhook/gunicorn.conf.py", "webhook.wsgi:app"],
+                                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                    log.close()
+                    return proc
+
+                proc = launch()
+                world._webhook_launch.append(launch)
+                world.webhook_procs.append(proc)
                 url = f"http://127.0.0.1:{port}"
                 world.webhook_urls.append(url)
                 _wait_http(url + "/readyz", proc, tmp / name, timeout=90.0)  # a loaded machine imports slowly
@@ -286,7 +316,7 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
     finally:
         for identity in list(world.controllers):
             world.kill_controller(identity, signal.SIGTERM)
-        for proc in webhook_procs:
+        for proc in world.webhook_procs:
             proc.terminate()
             try:
                 proc.wait(timeout=10)

@@ -153,9 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument("--kubeconfig", required=True, help="the admin kubeconfig")
     fault.add_argument("action", choices=ACTIONS)
     fault.add_argument("node", nargs="?", help="the node (partition-group: NODE,NODE,...; none for "
-                       "api-outage, api-slow, api-throttle, controller-manager-restart; optional for heal)")
+                       "api-outage, api-slow, api-throttle, controller-manager-restart, csi-stall; optional for heal)")
     fault.add_argument("--from", dest="from_", choices=["api", "peers", "all"], help="partition scope")
-    fault.add_argument("--duration", type=float, help="api-outage length in cluster seconds (scaled)")
+    fault.add_argument("--duration", type=float, help="api-outage, api-slow, api-throttle, csi-stall: length in cluster seconds (scaled)")
     fault.add_argument("--mode", choices=["unavailable", "drop"], help="api-outage: 503 or no answer")
     fault.add_argument("--restart-after", type=float, help="agent-kill: restart delay in cluster seconds")
     fault.add_argument("--delay", type=float, help="api-slow: answer delay in cluster seconds")

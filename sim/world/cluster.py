@@ -125,9 +125,10 @@ class Cluster:
         self.controller_manager = ControllerManager(self.controller_config, self.ticker,
                                                     self.control_plane_up, controller_manager_loops)
         paused = self.connectivity.paused_during_outage
+        self.external_attacher = ExternalAttacher(self.controller_config)
         self.controllers: list[tuple[float, Callable[[], None]]] = [
             (self.timings.controller_period_s, paused(Scheduler(self.controller_config).run)),
-            (self.timings.controller_period_s, paused(ExternalAttacher(self.controller_config).run)),
+            (self.timings.controller_period_s, paused(self.external_attacher.run)),
             (self.timings.controller_period_s, self.invariants_monitor.run),
         ]
 

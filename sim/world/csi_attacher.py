@@ -6,6 +6,10 @@ driver is asked to publish it; attach_delay_s later (ControllerPublishVolume) it
 `status.attached` turns true. A deleted VolumeAttachment stays (deletionTimestamp set)
 while the driver unpublishes it: csi_detach_delay_s later the finalizer is removed and the
 object goes. Deleting a VolumeAttachment by hand therefore detaches nothing at once.
+
+`stall(until)` is the fault `csi-stall`: the driver's ControllerUnpublishVolume hangs
+(a storage backend that is slow or stuck): no detach completes before `until`, those
+already under way included; they complete at its end once their own delay has passed.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ class ExternalAttacher:
         self.cfg = cfg
         self._publish_started: dict[str, float] = {}  # by VolumeAttachment uid
         self._unpublish_started: dict[str, float] = {}
+        self.stalled_until = 0.0  # no ControllerUnpublishVolume completes before this (clock)
+
+    def stall(self, until: float) -> None:
+        self.stalled_until = max(self.stalled_until, until)
 
     def run(self) -> None:
         cfg = self.cfg
@@ -41,7 +49,7 @@ class ExternalAttacher:
             if meta.get("deletionTimestamp"):
                 if FINALIZER in finalizers:
                     started = self._unpublish_started.setdefault(uid, now)
-                    if now - started >= cfg.timings.csi_detach_delay_s:
+                    if now - started >= cfg.timings.csi_detach_delay_s and now >= self.stalled_until:
                         self._release(rt, name, uid, (va.get("spec") or {}).get("nodeName", ""))
                 continue
             if (va.get("status") or {}).get("attached"):

@@ -8,7 +8,8 @@ api-outage --duration S [--mode unavailable|drop], api-slow --duration S --delay
 API answer D cluster seconds late), api-throttle --duration S [--retry-after N]
 [--fraction F] (a share F of API requests answered 429 TooManyRequests with
 `Retry-After: N`, N whole wall-clock seconds as in the real header, default 1),
-controller-manager-restart, agent-kill [--restart-after S].
+controller-manager-restart, csi-stall --duration S (the CSI driver's detach hangs: no
+volume detaches before S cluster seconds have passed), agent-kill [--restart-after S].
 
 API traffic is cut by identity: each node's agent has its own token, and in-process
 kubelets ask the cluster. Peer traffic is cut by the per-node proxies (`network`).
@@ -27,9 +28,9 @@ if TYPE_CHECKING:
 
 ACTIONS = ("power-off", "power-on", "reboot", "kubelet-stop", "kubelet-start", "partition",
            "partition-group", "heal", "api-outage", "api-slow", "api-throttle", "controller-manager-restart",
-           "agent-kill")
+           "csi-stall", "agent-kill")
 NODE_ACTIONS = set(ACTIONS) - {"api-outage", "api-slow", "api-throttle", "heal", "controller-manager-restart",
-                               "partition-group"}
+                               "partition-group", "csi-stall"}
 
 
 class FaultError(ValueError):
@@ -41,7 +42,7 @@ class Fault:
     action: str
     node: str = ""
     from_: str = ""  # partition: api | peers | all
-    duration_s: float = 0.0  # api-outage (simulation seconds)
+    duration_s: float = 0.0  # api-outage, api-slow, api-throttle, csi-stall (simulation seconds)
     mode: str = ""  # api-outage: unavailable | drop
     restart_after_s: float | None = None  # agent-kill
     delay_s: float = 0.0  # api-slow (simulation seconds)
@@ -144,6 +145,11 @@ def apply(cluster: Cluster, fault: Fault) -> dict[str, Any]:
     elif fault.action == "controller-manager-restart":
         c.timeline.add("fault", detail="controller-manager-restart")
         c.controller_manager.restart()
+    elif fault.action == "csi-stall":
+        if fault.duration_s <= 0:
+            raise FaultError("csi-stall needs --duration > 0")
+        c.external_attacher.stall(c.clock() + fault.duration_s * c.timings.scale)
+        c.timeline.add("fault", detail=f"csi-stall for {fault.duration_s:g}s")
     elif fault.action == "agent-kill":
         c.kill_agent(fault.node, fault.restart_after_s)
     return {"ok": True, "action": fault.action, "node": fault.node, "at": c.clock()}

@@ -38,6 +38,7 @@ import hashlib
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -113,6 +114,7 @@ class Alertmanager:
         self._counter = 0
         self._threads: list[threading.Thread] = []
         self._loop = threading.Thread(target=self._run, name="alertmanager", daemon=True)
+        self.on_post: list[Callable[[str, str], None]] = []  # (node, status) as each delivery attempt begins
 
     # -- the rule ---------------------------------------------------------------------
 
@@ -226,6 +228,8 @@ class Alertmanager:
                 "externalURL": "http://alertmanager:9093", "alerts": [alert]}
         while True:
             sent.attempts += 1
+            for hook in list(self.on_post):
+                hook(sent.node, sent.status)
             try:
                 response = requests.post(f"{self.w.webhook_url}/api/v1/alerts", json=body, timeout=5,
                                          headers={"Authorization": f"Bearer {ALERTMANAGER_TOKEN}"})

@@ -7,9 +7,10 @@
     .venv/bin/python -m tests.chaos.parallel --seeds 1-40 --chaos-workers 2   # several worlds at once
     .venv/bin/python -m pytest tests/chaos/test_chaos.py --chaos-schedule=F --chaos-reintroduce=forged-report-trusted
 
-Seeds given with --chaos-seeds or --chaos-first-seed run with attacks and mistakes
-(tests/chaos/schedule.py) unless --chaos-no-attacks; the default seeds run without them
-unless --chaos-attacks (DEFAULT_ATTACKS).
+Seeds given with --chaos-seeds or --chaos-first-seed run with attacks and mistakes and
+the world faults (tests/chaos/schedule.py, world_faults.py) unless --chaos-no-attacks
+(the benign faults alone); the default seeds run without them unless --chaos-attacks
+(DEFAULT_ATTACKS), so that `make test`'s seeds keep their schedules.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     seeds = chaos_seeds(metafunc.config)
     attacks = chaos_attacks(metafunc.config)
-    metafunc.parametrize("chaos_schedule", [generate(s, attacks=attacks) for s in seeds],
+    metafunc.parametrize("chaos_schedule", [generate(s, attacks=attacks, world_faults=attacks) for s in seeds],
                          ids=[f"seed-{s}" for s in seeds])
 
 

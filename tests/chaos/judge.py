@@ -16,7 +16,9 @@ remediation finished and every pod running (or the settle time ran out):
 5. no node is reset by its watchdog without a reason: a fence order for it since it
    booted, or a fault that cuts it off (`judge_resets`). Resetting is always safe, so the
    invariant monitor cannot see a node fenced for nothing; this check does;
-6. no fence without cause under attack: no remediation reaches Fenced while the last
+6. the world faults' own rules (tests/chaos/judge_world.py): group partitions, API
+   slowness and throttling, a controller-manager restart, agent clocks off;
+7. no fence without cause under attack: no remediation reaches Fenced while the last
    answer to its order is a refusal (anything but AlreadyRebooted) and the node has not
    been reset or powered off since the order (`judge_refused`); no out-of-service taint on
    a node that had no fault and no reset before it (`judge_taints`).
@@ -43,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from harness.waits import ready
 from sim.world.timings import Timings
 from tests.chaos.bound import leader_takeover_s, recovery_bound
+from tests.chaos.judge_world import WorldJudge
 from tests.chaos.schedule import ATTACK_ACTIONS, Incident, Schedule, Step
 
 if TYPE_CHECKING:
@@ -60,6 +63,7 @@ FINDING_KINDS = (
     ("invariant:other", re.compile(r"^invariant ")),
     ("fenced-although-refused", re.compile(r"although its agent refused the order")),
     ("taint-without-fault", re.compile(r"tainted out-of-service at .* without any fault")),
+    ("taint-on-untrusted-clock", re.compile(r"tainted out-of-service at .* although its clock is")),
     ("reset-without-cause", re.compile(r"reset by its watchdog at .* with no fence order")),
     ("two-fence-orders", re.compile(r"stored \d+ different fence orders")),
     ("fence-not-observed", re.compile(r"Failed/FenceNotObserved")),
@@ -118,7 +122,7 @@ class Recovery:
         return not self.checked or (self.moved_at is not None and self.moved_at <= self.deadline)
 
 
-class Judge:
+class Judge(WorldJudge):
     """The judging half of the runner: reads what the run recorded."""
 
     w: World
@@ -171,7 +175,7 @@ class Judge:
         takeover = leader_takeover_s(self.scale) * self.scale
         api_outages = [(self.step_at[s], self.step_at[s] + s.duration * self.scale)
                        for s in self.schedule.steps if s.action == "api-outage" and s in self.step_at]
-        outages = list(api_outages)
+        outages = api_outages + self.world_windows()
         if attacks:
             outages += [(a, b) for a, b, _ in self.attack_windows(node)]
         kills = [self.step_at[s] for s in self.schedule.steps if s.action == "leader-kill" and s in self.step_at]
@@ -212,7 +216,7 @@ class Judge:
         spans = self._dead_spans()
         for inc, died_at, back_at in spans:
             start, deadline, bound_s = self._deadline(died_at)
-            for pod in (self.pods_at_fault.get(inc.start_step, []) if inc.start_step else []):
+            for pod in self.pods_at(inc):
                 obj, left, since, note = f"default/{pod}", {inc.node}, died_at, ""
                 pod_start, pod_deadline, pod_bound = start, deadline, bound_s
                 first_placed: float | None = None
@@ -241,6 +245,7 @@ class Judge:
                                     checked=first_placed is not None or back_at > pod_deadline, note=note,
                                     base_deadline=pod_deadline)
                 self._under_attack(recovery, back_at)
+                self.excuse_off_clock(recovery)
                 self.recoveries.append(recovery)
 
     def _under_attack(self, r: Recovery, back_at: float) -> None:
@@ -297,7 +302,7 @@ class Judge:
         def cut_off(node: str, at: float) -> bool:
             # A stopped agent that could not withdraw its capability (cut off from the API)
             # leaves its watchdog armed on purpose: the reset is its promise kept.
-            if any(n == node and a <= at <= b + after for n, a, b in stops):
+            if any(n == node and a <= at <= b + after for n, a, b in stops) or self.cut_off_by_group(node, at, after):
                 return True
             for inc in self.schedule.incidents():
                 if inc.node != node or inc.start_step not in self.step_at:
@@ -395,6 +400,7 @@ class Judge:
         out += self.judge_resets()
         out += self.judge_refused()
         out += self.judge_taints()
+        out += self.judge_clock()
         self.judge_recoveries()
         for r in self.recoveries:
             if not r.ok():

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--confirm", type=int, default=1, help="runs of the result again")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    schedule = generate(args.seed, attacks=not args.no_attacks) if args.seed is not None else Schedule.load(args.schedule)
+    schedule = generate(args.seed, attacks=not args.no_attacks, world_faults=not args.no_attacks) if args.seed is not None else Schedule.load(args.schedule)
     origin = (f"Chaos seed {args.seed}" + (" without attacks" if args.no_attacks else "") if args.seed is not None
               else f"The chaos schedule {args.schedule.name}")
     out = (args.out or ROOT / "results" / f"chaos-minimize-{args.seed if args.seed is not None else 'file'}").resolve()

@@ -10,6 +10,7 @@ import json
 import os
 import threading
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tests.chaos.judge import Judge
@@ -17,6 +18,15 @@ from tests.chaos.schedule import Step
 
 if TYPE_CHECKING:
     from tests.chaos.alerts import Alertmanager
+
+
+def reproduce_command(seed: int | None, schedule_file: Path | None = None, attacks: bool = True,
+                      reintroduce: str = "") -> str:
+    bug = f" --chaos-reintroduce={reintroduce}" if reintroduce else ""
+    if schedule_file is not None:
+        return f".venv/bin/python -m pytest tests/chaos --chaos-schedule={schedule_file} -x{bug}"
+    return (f".venv/bin/python -m pytest tests/chaos --chaos-seeds=1 --chaos-first-seed={seed} -x"
+            + ("" if attacks else " --chaos-no-attacks") + bug)
 
 
 class Report(Judge):

@@ -7,7 +7,7 @@ and two controller processes (one leader, one standby). Alertmanager is emulated
 (`tests/chaos/alerts.py`).
 
 The schedule's steps are executed at their times (scaled), attacks and mistakes included
-(tests/chaos/adversary.py), every NodeRemediation transition is recorded, and the world is
+(tests/chaos/adversary.py) and world faults (tests/chaos/world_faults.py), every NodeRemediation transition is recorded, and the world is
 given time to settle; then the run is judged (tests/chaos/judge.py) and reported
 (tests/chaos/report.py). The recovery bound is in tests/chaos/bound.py.
 """
@@ -19,7 +19,8 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,9 @@ from tests.chaos.adversary import (
 from tests.chaos.alerts import Alertmanager
 from tests.chaos.bound import WALL_SLACK_S, controller_timings, leader_takeover_s, recovery_bound
 from tests.chaos.judge import SETTLE_S, Recovery, Transition
-from tests.chaos.report import Report
+from tests.chaos.report import Report, reproduce_command
 from tests.chaos.schedule import ATTACK_ACTIONS, Schedule, Step
+from tests.chaos.world_faults import WebhookRestart, carry_out, is_world_step
 
 __all__ = ["SCALE", "WALL_SLACK_S", "Recovery", "Runner", "Transition", "controller_timings",
            "leader_takeover_s", "recovery_bound", "reproduce_command", "run_schedule"]
@@ -59,15 +61,6 @@ STATEFULSET_PODS = ("db-0", "db-1", "db-2")
 DEPLOYMENT_REPLICAS = 3
 START_WAIT_S = 90.0  # wall seconds for the world's workloads and a leader before the schedule starts
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
-
-
-def reproduce_command(seed: int | None, schedule_file: Path | None = None, attacks: bool = True,
-                      reintroduce: str = "") -> str:
-    bug = f" --chaos-reintroduce={reintroduce}" if reintroduce else ""
-    if schedule_file is not None:
-        return f".venv/bin/python -m pytest tests/chaos --chaos-schedule={schedule_file} -x{bug}"
-    return (f".venv/bin/python -m pytest tests/chaos --chaos-seeds=1 --chaos-first-seed={seed} -x"
-            + ("" if attacks else " --chaos-no-attacks") + bug)
 
 
 @dataclass
@@ -102,6 +95,7 @@ class Runner(Report):
         self._stopping = False
         self._rotating = 0  # controller rotations under way
         self._frozen: list[str] = []  # untrusted controllers, started and stopped (SIGSTOP) until their window
+        self.webhook_restarts: list[WebhookRestart] = []
 
     # -- recording ----------------------------------------------------------------------
 
@@ -169,10 +163,11 @@ class Runner(Report):
     def execute(self, step: Step) -> None:
         c, w = self.c, self.w
         self.step_at[step] = time.time()
-        if step.action in ("power-off", "kubelet-stop", "partition"):
-            self.pods_at_fault[step] = sorted(
-                p.split("/", 1)[1] for p in c.node_state(step.node)["runningPods"]
-                if p.split("/", 1)[1] in STATEFULSET_PODS)
+        if step.action in ("power-off", "kubelet-stop", "partition", "group-partition"):
+            for node in step.nodes:  # a group's pods are kept per node (Judge.pods_at)
+                self.pods_at_fault[step if node == step.node else replace(step, node=node)] = sorted(
+                    p.split("/", 1)[1] for p in c.node_state(node)["runningPods"]
+                    if p.split("/", 1)[1] in STATEFULSET_PODS)
         try:
             if step.action == "leader-kill":
                 leader = w.leader()
@@ -191,6 +186,11 @@ class Runner(Report):
                 thread.start()
             elif step.action in ATTACK_ACTIONS:
                 self.attack(step)
+            elif step.action == "webhook-restart":
+                self.webhook_restarts.append(WebhookRestart(w, step, partial(self.note, step)))
+                self.am.on_post.append(self.webhook_restarts[-1].on_post)
+            elif is_world_step(step):
+                self.note(step, carry_out(c, step))
             elif step.action == "alert-stale":
                 self.note(step, "redelivered" if self.am.stale(step.node) else "nothing fired for it yet")
             else:
@@ -381,7 +381,8 @@ class Runner(Report):
         while True:
             self.end_attacks()
             why = self._not_settled()
-            if self._attacks or self._rotating or time.time() < self.untrusted_until:
+            if self._attacks or self._rotating or time.time() < self.untrusted_until or any(
+                    r.busy for r in self.webhook_restarts):
                 why.append("an attack or mistake is still under way")
             if not why:
                 self.settled_at = time.time()
@@ -399,8 +400,10 @@ def run_schedule(schedule: Schedule, out: Path,
     """Run `schedule` in a new world under `out` and judge it: (the runner, its findings).
     `controller_overrides`: settings every controller of the world starts with."""
     begin = time.time()
+    offsets = {node: o * SCALE for node, o in schedule.clock_offsets.items()}  # the agents' wall seconds
     with nodewarden_world(out, nodes=NODES, time_scale=SCALE, workloads=list(WORKLOADS), controllers=2,
-                          remediation_policy=policy(), controller_overrides=controller_overrides) as w:
+                          remediation_policy=policy(), controller_overrides=controller_overrides,
+                          agent_clock_offsets=offsets or None) as w:
         runner = Runner(w, schedule, out)
         findings: list[str] = []
         try:

@@ -20,10 +20,33 @@ Step actions:
 | `agent-stop` | mistake: `node`'s agent is stopped cleanly (SIGTERM: it withdraws its capability and disarms), started again after `restart_after` |
 | `slow-clients` | adversary without credentials: for `duration`, slow clients hold `scope` (`agents`: every agent's peer port, 40 connections each sending a body one byte every 2 s; `webhook`: 16 connections sending headers a byte at a time) |
 | `flood` | adversary without credentials: for `duration`, unauthenticated requests as fast as 4 connections go, at `scope` (`agents` or `webhook`) |
+| `group-partition` | the simulator's group partition of `node` (`node-2,node-5`: a zone or a site), cut from the API and from every other node, connected among themselves; `heal` with the same `node` ends it |
+| `api-slow` | every API answer comes `delay` cluster seconds late, for `duration` |
+| `api-throttle` | a share `fraction` of API requests is answered 429 with `Retry-After: retry_after` (whole wall seconds, as the real header), for `duration` |
+| `kcm-restart` | the simulated kube-controller-manager exits and comes back after its restart back-off and lease wait |
+| `csi-stall` | the CSI driver's detach hangs for `duration` (slow or stuck): no volume detaches before its end |
+| `webhook-restart` | the webhook replica is SIGKILLed (master and workers) just after Alertmanager begins its first firing delivery for `node` after `at`, mid-delivery, and started again `restart_after` later |
 
-Kinds not generated yet, because the simulator cannot do them yet (`TODO_ACTIONS`): agent
-clock offset, group partitions, a slow or stuck CSI detach, a controller-manager restart,
-API slowness and 429 throttling, a webhook replica restarting mid-delivery.
+Besides the steps, `clock_offsets` (`{node: cluster seconds}`, a world option: the agent
+reads it when it starts) runs a node's agent with a wall clock that far off.
+
+Every kind of issue 16 is generated (`TODO_ACTIONS`, refused in a file, is empty).
+
+World faults (`WORLD_LIMITS`, `WORLD_P`, `WORLD_S`) come from a third random stream
+(`random.Random(f"world-faults-{seed}")`), drawn after the benign faults and the attacks,
+which are the same with or without them (`generate(seed, world_faults=False)`). They keep
+the same rules: each node of a group partition is an unhealthy node and a silent peer
+(its agent cannot answer the rest), and the group is a minority (2 or 3 nodes, never
+more than `max_unhealthy` unhealthy at once: since the benign faults keep that many down
+most of the time, the group goes at the first moment from a random one that leaves room,
+and may end after `ACTIVE_S`, by `GROUP_END_S`); API slowness and throttling count as API
+outages (an agent may take a slow or refused API for a lost one) and keep 100 s away from
+every other outage and from a stopped agent; an agent clock beyond the controller's skew
+bound (±60 s) makes that agent a silent peer for ever (its peers refuse its dates), so it
+is given only when no outage ever has more than one other silent peer, otherwise the
+offset is one within the bound (under half a second); a CSI stall begins while a long
+dead fault's pods are moving (`CSI_STALL_AFTER_S` into it), when there is one; a webhook
+restart waits for the alert of a long dead fault's node.
 
 Attacks and mistakes (`ATTACK_LIMITS` bounds each per schedule, `ATTACK_S` their
 durations) are drawn from their own random stream (`random.Random(f"attacks-{seed}")`), so
@@ -81,9 +104,11 @@ NODE_ACTIONS = {"power-off", "power-on", "reboot", "kubelet-stop", "kubelet-star
 ALERT_ACTIONS = {"alert-flap", "alert-stale"}
 ATTACK_ACTIONS = {"forge-status", "untrusted-key", "agent-stop", "slow-clients", "flood"}
 ACTIONS = NODE_ACTIONS | ALERT_ACTIONS | ATTACK_ACTIONS | {"api-outage", "leader-kill"}
-DURATION_ACTIONS = {"api-outage", "untrusted-key", "slow-clients", "flood"}
-# Fault kinds of issue 16 that wait for the simulator (not generated, refused in a file).
-TODO_ACTIONS = {"clock-offset", "group-partition", "csi-stall", "kcm-restart", "api-throttle", "webhook-restart"}
+WORLD_ACTIONS = {"group-partition", "api-slow", "api-throttle", "kcm-restart", "csi-stall", "webhook-restart"}
+ACTIONS |= WORLD_ACTIONS
+DURATION_ACTIONS = {"api-outage", "untrusted-key", "slow-clients", "flood", "api-slow", "api-throttle", "csi-stall"}
+# Fault kinds of issue 16 not generated yet (refused in a file): none left.
+TODO_ACTIONS: set[str] = set()
 
 FORGE_KINDS = ("agent-report", "phase-fenced")
 ATTACK_TARGETS = ("agents", "webhook")
@@ -93,6 +118,23 @@ ATTACK_P = {"forge-status": 0.5, "untrusted-key": 0.35, "agent-stop": 0.3, "slow
 ATTACK_S = {"untrusted-key": (120.0, 300.0), "slow-clients": (30.0, 200.0), "flood": (20.0, 90.0),
             "agent-stop": (30.0, 240.0)}  # agent-stop: restart_after
 OUTAGE_CLEARANCE_S = 100.0  # a lone stopped agent keeps this far from any API outage
+
+# World faults (their own stream, see the module docstring): at most this many of each.
+WORLD_LIMITS = {"group-partition": 1, "api-slow": 1, "api-throttle": 1, "kcm-restart": 1, "clock-offset": 1,
+                "csi-stall": 1, "webhook-restart": 1}
+WORLD_P = {"group-partition": 0.4, "api-slow": 0.3, "api-throttle": 0.3, "kcm-restart": 0.3, "clock-offset": 0.3,
+           "csi-stall": 0.3, "webhook-restart": 0.3}
+WEBHOOK_DOWN_S = (0.0, 30.0)  # restart_after: the replica is started again this long after it was killed
+WORLD_S = {"api-slow": (20.0, 90.0), "api-throttle": (20.0, 120.0), "csi-stall": (10.0, 300.0)}  # durations
+CSI_STALL_AFTER_S = (30.0, 250.0)  # a stall begins this long into a long dead fault: while its pods move
+GROUP_SIZES = (2, 3)  # a minority of the 7 nodes, and never above max_unhealthy
+GROUP_END_S = ACTIVE_S + DEAD_LONG_S[1]  # a group partition may start late, once the benign faults leave room
+API_SLOW_DELAY_S = (0.5, 5.0)  # around the agents' API check timeout (2.5 cluster s in the chaos world)
+THROTTLE_RETRY_AFTER_S = (1, 2)  # wall seconds, as the header says
+THROTTLE_FRACTIONS = (0.3, 0.6, 1.0)
+CLOCK_OFFSET_WITHIN_S = 0.4  # cluster seconds: under the controller's skew bound (1 s)
+CLOCK_OFFSET_BEYOND_S = 60.0  # cluster seconds: far beyond it
+CLOCK_SKEW_S = 1.0  # the controller's MAX_CLOCK_SKEW_S in the chaos world, in cluster seconds
 
 
 @dataclass(frozen=True)
@@ -104,6 +146,14 @@ class Step:
     duration: float = 0.0  # api-outage
     restart_after: float | None = None  # agent-kill, agent-stop
     by: str = ""  # forge-status: the node whose agent credential writes
+    delay: float = 0.0  # api-slow: cluster seconds
+    fraction: float = 0.0  # api-throttle: share of requests refused
+    retry_after: int = 0  # api-throttle: Retry-After, wall seconds
+
+    @property
+    def nodes(self) -> list[str]:
+        """The nodes a step names (a group partition, or its heal, names several)."""
+        return [n for n in self.node.split(",") if n]
 
     def describe(self) -> str:
         words = [self.action]
@@ -117,7 +167,11 @@ class Step:
             words.append(f"--as {self.by}")
         if self.action in DURATION_ACTIONS:
             words.append(f"--duration {self.duration:g}")
-        if self.action in ("agent-kill", "agent-stop") and self.restart_after is not None:
+        if self.action == "api-slow":
+            words.append(f"--delay {self.delay:g}")
+        if self.action == "api-throttle":
+            words.append(f"--retry-after {self.retry_after} --fraction {self.fraction:g}")
+        if self.action in ("agent-kill", "agent-stop", "webhook-restart") and self.restart_after is not None:
             words.append(f"--restart-after {self.restart_after:g}")
         return f"t={self.at:7.1f}s  " + " ".join(words)
 
@@ -140,7 +194,7 @@ class Incident:
     """A node's fault, from the step that starts it to the step that ends it."""
 
     node: str
-    kind: str  # power-off, kubelet-stop, partition-api, partition-all, partition-peers, reboot, agent-kill
+    kind: str  # power-off, kubelet-stop, partition-api, partition-all, partition-peers, partition-group, reboot, agent-kill
     start: float
     end: float
     start_step: Step | None = None
@@ -158,7 +212,7 @@ class Incident:
     def dead(self) -> bool:
         """The node can neither run nor report its workloads: nodewarden must fence it and
         move them (if it lasts long enough)."""
-        return self.kind in ("power-off", "kubelet-stop", "partition-api", "partition-all")
+        return self.kind in ("power-off", "kubelet-stop", "partition-api", "partition-all", "partition-group")
 
 
 @dataclass
@@ -167,6 +221,11 @@ class Schedule:
     steps: list[Step]
     max_unhealthy: int = 3
     delivery: Delivery = field(default_factory=Delivery)
+    clock_offsets: dict[str, float] = field(default_factory=dict)  # node -> cluster seconds its agent's clock is off
+
+    def off_clock(self) -> set[str]:
+        """The nodes whose agent's clock is off beyond the controller's skew bound."""
+        return {n for n, o in self.clock_offsets.items() if abs(o) > CLOCK_SKEW_S}
 
     @property
     def end(self) -> float:
@@ -184,11 +243,15 @@ class Schedule:
             if s.action in DEAD_ACTIONS or s.action == "partition":
                 kind = s.action if s.action != "partition" else f"partition-{s.scope}"
                 open_[s.node] = Incident(s.node, kind, s.at, float("inf"), s)
+            elif s.action == "group-partition":  # one incident per node of the group
+                for node in s.nodes:
+                    open_[node] = Incident(node, "partition-group", s.at, float("inf"), s)
             elif s.action in DEAD_ACTIONS.values() or s.action == "heal":
-                inc = open_.pop(s.node, None)
-                if inc is not None:
-                    inc.end, inc.end_step = s.at, s
-                    done.append(inc)
+                for node in s.nodes:
+                    inc = open_.pop(node, None)
+                    if inc is not None:
+                        inc.end, inc.end_step = s.at, s
+                        done.append(inc)
             elif s.action in ("reboot", "agent-kill"):
                 done.append(Incident(s.node, s.action, s.at, s.at, s, s))
         return sorted(done + list(open_.values()), key=lambda i: i.start)
@@ -197,11 +260,16 @@ class Schedule:
         head = (f"schedule (seed {self.seed}): {len(self.steps)} steps over {self.end:.0f} cluster seconds, "
                 f"at most {self.max_unhealthy} nodes unhealthy; Alertmanager duplicates "
                 f"{self.delivery.duplicate_p:.0%}, delays {self.delivery.delay_p:.0%} of its notifications")
+        if self.clock_offsets:
+            head += "; agent clocks off: " + ", ".join(f"{n} {o:+g}s" for n, o in sorted(self.clock_offsets.items()))
         return "\n".join([head] + ["  " + s.describe() for s in self.steps])
 
     def to_json(self) -> dict[str, Any]:
-        return {"seed": self.seed, "maxUnhealthy": self.max_unhealthy, "delivery": asdict(self.delivery),
-                "steps": [s.to_json() for s in self.steps]}
+        doc = {"seed": self.seed, "maxUnhealthy": self.max_unhealthy, "delivery": asdict(self.delivery),
+               "steps": [s.to_json() for s in self.steps]}
+        if self.clock_offsets:
+            doc["clockOffsets"] = dict(self.clock_offsets)
+        return doc
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Schedule:
@@ -211,8 +279,12 @@ class Schedule:
                 raise ValueError(f"action {s.action!r} waits for the simulator (TODO) in {s}")
             if s.action not in ACTIONS:
                 raise ValueError(f"unknown action {s.action!r} in {s}")
+        offsets = {str(n): float(o) for n, o in (doc.get("clockOffsets") or {}).items()}
+        unknown = set(offsets) - set(NODES)
+        if unknown:
+            raise ValueError(f"clockOffsets for unknown nodes {sorted(unknown)}")
         return cls(doc.get("seed"), sorted(steps, key=lambda s: s.at), int(doc.get("maxUnhealthy", 3)),
-                   Delivery(**doc.get("delivery", {})))
+                   Delivery(**doc.get("delivery", {})), offsets)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
@@ -367,7 +439,7 @@ def _attacks(seed: int, steps: list[Step], incidents: list[Incident], outages: l
                  None if s.restart_after is None else round(s.restart_after, 1), s.by) for s in out]
 
 
-def generate(seed: int, attacks: bool = True) -> Schedule:
+def generate(seed: int, attacks: bool = True, world_faults: bool = True) -> Schedule:
     rng = random.Random(seed)
     b = _Builder(rng, max_unhealthy=rng.choice([2, 3]))
     delivery = Delivery(duplicate_p=rng.choice([0.0, 0.3, 0.6]), delay_p=rng.choice([0.0, 0.3]))
@@ -401,4 +473,10 @@ def generate(seed: int, attacks: bool = True) -> Schedule:
     if attacks:
         outages = [s for s in steps if s.action == "api-outage"]
         schedule.steps = sorted(steps + _attacks(seed, steps, schedule.incidents(), outages), key=lambda s: s.at)
+    if world_faults:
+        from tests.chaos.world_faults import draw  # it builds on this module
+
+        extra, schedule.clock_offsets = draw(seed, b, [s for s in schedule.steps if s.action in ATTACK_ACTIONS],
+                                             schedule.incidents())
+        schedule.steps = sorted(schedule.steps + extra, key=lambda s: s.at)
     return schedule

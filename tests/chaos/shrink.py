@@ -63,9 +63,10 @@ def units(schedule: Schedule) -> list[Unit]:
 
 
 def assemble(base: Schedule, parts: Sequence[Unit]) -> Schedule:
-    """A schedule of `parts`, with `base`'s seed, limits and Alertmanager behaviour."""
+    """A schedule of `parts`, with `base`'s seed, limits, Alertmanager behaviour and agent
+    clock offsets."""
     steps = sorted((s for u in parts for s in u), key=lambda s: s.at)
-    return Schedule(base.seed, steps, base.max_unhealthy, base.delivery)
+    return Schedule(base.seed, steps, base.max_unhealthy, base.delivery, dict(base.clock_offsets))
 
 
 def key(schedule: Schedule) -> str:

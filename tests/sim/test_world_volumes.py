@@ -167,3 +167,19 @@ def test_out_of_band_attachment_deletion_is_noticed_only_at_the_sync_period(
     phase = since_start % sync_s
     assert phase <= 4.0 or phase >= sync_s - 1.0, since_start  # on a sync tick, not at the deletion
     cluster.wait_for(lambda: running_on(cluster, "db-0") not in (None, victim), 5, message="db-0 moved")
+
+
+def test_a_csi_stall_holds_every_detach_until_it_ends(make_cluster: Callable[..., Cluster]) -> None:
+    """csi-stall: ControllerUnpublishVolume hangs for its duration, so a deleted
+    VolumeAttachment keeps its finalizer (and its node the volume) until the stall ends,
+    then goes once its own detach delay has passed."""
+    cluster = make_cluster(nodes=2, time_scale=SCALE, workloads=["db=statefulset:1"])
+    node = wait_running(cluster, ["db-0"])["db-0"]
+    va_name = attachment_name(pv_of(cluster, "data-db-0"), node)
+    t0 = cluster.clock()
+    cluster.fault("csi-stall", duration_s=60.0)
+    cluster.registry.delete(cluster.rt("volumeattachments", "storage.k8s.io"), "", va_name)
+    cluster.wait_for(lambda: cluster.timeline.first("csi-unpublished", since=t0) is not None, 10,
+                     message="the volume detached once the stall ended")
+    gone = cluster.timeline.first("csi-unpublished", since=t0)
+    assert gone is not None and 60.0 <= secs(cluster, gone.at - t0) <= 60.0 + 5.0  # not after 5 s as unstalled
