@@ -62,6 +62,15 @@ def watchdog_opener(settings: AgentSettings, fallback_enabled: bool) -> Watchdog
     return lambda: LinuxWatchdog.open(path, timeout)
 
 
+def agent_state_dir(s: AgentSettings) -> Path | None:
+    """The agent's state directory on the node's disk: the folder of `peer_cache_file`,
+    with `{node}` replaced by the node's name as the peer cache does (agents that share a
+    disk, as in the simulator, each get their own replay state and self-fence markers)."""
+    if not s.peer_cache_file:
+        return None
+    return Path(s.peer_cache_file.replace("{node}", s.node_name)).parent
+
+
 @dataclass
 class Seams:
     clock: Clock
@@ -156,6 +165,7 @@ class Runtime:
             self_fence_capable=lambda: self.publisher.self_fence_capable(),
         )
         host, port = s.listen_host_port
+        state_dir = agent_state_dir(s)
         self.server = PeerServer(
             (host, port),
             service=self.service,
@@ -167,7 +177,7 @@ class Runtime:
                 read_timeout_s=s.request_read_timeout_s,
                 serve_peer_api=True,
                 node=s.node_name,
-                replay_file=str(Path(s.peer_cache_file).parent / "peer-replay.json") if s.peer_cache_file else None,
+                replay_file=str(state_dir / "peer-replay.json") if state_dir else None,
             ),
             clock=clock,
             metrics=metrics,
@@ -175,7 +185,6 @@ class Runtime:
             tls=_server_tls(s),
             known_clients=self.directory.hosts,
         )
-        state_dir = Path(s.peer_cache_file).parent if s.peer_cache_file else None
         self.commitment = Commitment(state_dir, lambda: seams.boot.boot_id)
         self.publisher = Publisher(
             settings=s,

@@ -94,3 +94,17 @@ def test_agent_restarted_during_an_api_outage_finds_the_outage_through_cached_pe
     after.api.cut_off()
     after.peers.set_all(after.peer_urls, reachable=False)
     assert run_for(after, 8.0)[-1].reason is reason
+
+
+def test_agents_sharing_a_disk_keep_their_replay_state_and_markers_apart(
+        tmp_path: Path, world_factory: Callable[..., AgentWorld]) -> None:
+    """`peer_cache_file` may name `{node}`; the replay state and the self-fence markers live
+    beside it, so they follow the same substitution (two agents on one disk, as in the
+    simulator, must not share one folder literally named `{node}`)."""
+    template = str(tmp_path / "agent-state" / "{node}" / "peers.json")
+    for node in ("node-1", "node-2"):
+        w = world_factory(scaled_settings(node_name=node, peer_cache_file=template))
+        mine = tmp_path / "agent-state" / node
+        assert w.runtime.server.replays._path == mine / "peer-replay.json"
+        assert w.runtime.commitment._dir == mine
+    assert not (tmp_path / "agent-state" / "{node}").exists()
