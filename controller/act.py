@@ -27,7 +27,7 @@ from controller.metrics import ControllerMetrics
 from controller.model import NodeObs, RemediationView
 from core.fence_order import Action as OrderAction
 from core.fence_order import new_order, sign_order
-from core.kube import Forbidden
+from core.kube import Forbidden, KubeError, Unavailable
 from core.peer_client import OrderAnswer, OrderOutcome, PeerClient, PeerError
 from core.remediation_status import (
     AckRecord,
@@ -216,14 +216,18 @@ class Actor:
 
     def delete_evicted_pods(self, node: str) -> dict[str, Any]:
         """The pods the out-of-service taint evicts (controller/eviction.py), force-deleted
-        now instead of at pod GC's next run. Refused (no RBAC): recorded, and left to pod GC."""
+        now instead of at pod GC's next run. Refused (RBAC, or any answer but "unavailable"):
+        recorded as `podDeletionSkipped`, and left to pod GC."""
         try:
             pods = self.kube.delete_node_pods(node, evicted_only=True)
-        except Forbidden as exc:
-            self.metrics.pod_deletions.labels("forbidden").inc()
-            log.warning("may not delete the pods of %s (%s): pod GC force-deletes them at its next run; "
-                        "grant the controller list and delete on pods or set delete_pods_after_taint=false", node, exc)
-            skipped = RecoveryStatus(pods_deleted=0, pod_deletion_skipped=f"Forbidden: {exc}"[:300])
+        except Unavailable:
+            raise  # tried again at the next reconcile
+        except KubeError as exc:  # RBAC (Forbidden) or any other refusal: pod GC does it
+            self.metrics.pod_deletions.labels("forbidden" if isinstance(exc, Forbidden) else "failed").inc()
+            log.warning("could not delete the pods of %s (%s): pod GC force-deletes them at its next run; "
+                        "if this is RBAC, grant the controller list and delete on pods or set "
+                        "delete_pods_after_taint=false", node, exc)
+            skipped = RecoveryStatus(pod_deletion_skipped=f"{type(exc).__name__}: {exc}"[:300])
             return {"recovery": skipped.to_json()}
         self.metrics.pod_deletions.labels("deleted").inc(pods)
         log.warning("force-deleted %d pod(s) of %s that the out-of-service taint evicts", pods, node)

@@ -149,12 +149,21 @@ def recovering(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> D
     if strategy is Strategy.OUT_OF_SERVICE_TAINT:
         if obs.node.has_oos_taint:
             status = {} if rec.get("taintAppliedAt") else {"recovery": {"taintAppliedAt": format_time(obs.now)}}
-            if not cfg.delete_pods_after_taint or rec.get("podsDeleted") is not None:
+            if not cfg.delete_pods_after_taint or rec.get("podsDeleted") is not None or rec.get("podDeletionSkipped"):
                 deleted = "" if rec.get("podsDeleted") is None else \
                     f"; {rec.get('podsDeleted')} pod(s) it evicts deleted at once"
+                if rec.get("podDeletionSkipped"):
+                    deleted = f"; the pods it evicts are left to pod GC ({rec.get('podDeletionSkipped')})"
                 return Decision(Phase.AWAITING_NODE_READY, Reason.TAINT_APPLIED,
                                 f"the out-of-service taint is on the node: Kubernetes moves its workloads{deleted}",
                                 status)
+            if elapsed(rem, obs.now) > cfg.recover_timeout_s:
+                # The taint is on: Kubernetes recovers the workloads whatever happens to
+                # the deletion; the remediation never fails for want of it.
+                why = f"not deleted within {cfg.recover_timeout_s:g}s: pod GC deletes them"
+                return Decision(Phase.AWAITING_NODE_READY, Reason.TAINT_APPLIED,
+                                f"the out-of-service taint is on the node; the pods it evicts were {why}",
+                                {"recovery": {**(status.get("recovery") or {}), "podDeletionSkipped": why}})
             # The pods the taint evicts, deleted now rather than at pod GC's next run: at
             # the moment of deleting, the same checks as at the moment of tainting.
             action = Action(ActionKind.DELETE_EVICTED_PODS)

@@ -67,7 +67,7 @@ class ControllerMetrics:
                                      ["change"], registry=r)
         self.pod_deletions = Counter(P + "pod_deletions_total",
                                      "Pods of fenced nodes the controller force-deleted after the out-of-service "
-                                     "taint (outcome deleted), or could not (forbidden: left to pod GC).",
+                                     "taint (outcome deleted), or could not (forbidden, failed: left to pod GC).",
                                      ["outcome"], registry=r)
         self.evidence_refusals = Counter(P + "evidence_refusals_total",
                                          "Fence evidence refused (a refused order, a forged or unauthenticated "

@@ -462,6 +462,19 @@ def test_with_the_taint_on_the_pods_it_evicts_are_deleted_once_then_recovery_wai
     assert "2 pod(s)" in d.message
 
 
+def test_a_deletion_that_cannot_be_made_never_fails_a_tainted_remediation() -> None:
+    """The taint is on: Kubernetes recovers the workloads with or without the deletion."""
+    skipped = recovering(recovery={"strategy": "OutOfServiceTaint", "taintAppliedAt": format_time(T0 + 235),
+                                   "podDeletionSkipped": "Forbidden: no RBAC"})
+    d = decide(skipped, observe(T0 + 236, node(oos=True)), CFG)
+    check(d, "AwaitingNodeReady", "OutOfServiceTaintApplied", [])
+    assert "pod GC" in d.message
+    pending = recovering(recovery={"strategy": "OutOfServiceTaint", "taintAppliedAt": format_time(T0 + 235)})
+    d = decide(pending, observe(T0 + 233 + CFG.recover_timeout_s + 1, node(oos=True)), CFG)
+    check(d, "AwaitingNodeReady", "OutOfServiceTaintApplied", [])
+    assert d.status["recovery"]["podDeletionSkipped"]
+
+
 def test_no_pod_is_deleted_once_the_node_is_seen_alive_or_the_proof_is_gone() -> None:
     """Deleting is the moment of recovery too: the checks made before the taint are made
     again before the deletion."""
