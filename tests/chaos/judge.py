@@ -40,13 +40,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness.waits import ready
 from sim.world.timings import Timings
 from tests.chaos.bound import leader_takeover_s, recovery_bound
 from tests.chaos.judge_world import WorldJudge
-from tests.chaos.schedule import ATTACK_ACTIONS, Incident, Schedule, Step
+from tests.chaos.schedule import ATTACK_ACTIONS, Incident, Step
 
 if TYPE_CHECKING:
     from harness.world import World
@@ -126,20 +126,9 @@ class Judge(WorldJudge):
     """The judging half of the runner: reads what the run recorded."""
 
     w: World
-    c: Any  # the world's Cluster
-    scale: float
-    schedule: Schedule
     out: Path
-    t0: float
-    step_at: dict[Step, float]
-    pods_at_fault: dict[Step, list[str]]
-    transitions: list[Transition]
     recoveries: list[Recovery]
     unsettled: list[str]
-
-    def ct(self, wall: float) -> float:
-        """A wall time as cluster seconds since the schedule started."""
-        return (wall - self.t0) / self.scale
 
     def published(self) -> tuple[float, float]:
         """The largest isolation-detect and watchdog timeout the agents publish (wall s)."""

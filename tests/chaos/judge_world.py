@@ -52,6 +52,7 @@ class WorldJudge:
     transitions: list[Transition]
 
     def ct(self, wall: float) -> float:
+        """A wall time as cluster seconds since the schedule started."""
         return (wall - self.t0) / self.scale
 
     def pods_at(self, inc: Incident) -> list[str]:
