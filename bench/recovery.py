@@ -53,11 +53,11 @@ MEDIK8S_UNHEALTHY_S, MEDIK8S_SAFE_TIME_S = 300.0, 180.0
 # Settings sets: (recovery strategy, kube-state-metrics scrape interval, rule evaluation
 # interval, whether the controller deletes the pods the taint evicts at once).
 SETTINGS_SETS = {
-    "default": ("OutOfServiceTaint", SCRAPE_INTERVAL_S, EVALUATION_INTERVAL_S, True),
-    "pod-gc": ("OutOfServiceTaint", SCRAPE_INTERVAL_S, EVALUATION_INTERVAL_S, False),
+    "default": ("OutOfServiceTaint", SCRAPE_INTERVAL_S, EVALUATION_INTERVAL_S, False),
+    "delete-pods": ("OutOfServiceTaint", SCRAPE_INTERVAL_S, EVALUATION_INTERVAL_S, True),
     "resource-deletion": ("ResourceDeletion", SCRAPE_INTERVAL_S, EVALUATION_INTERVAL_S, True),
-    "prometheus-30s": ("OutOfServiceTaint", 30.0, 30.0, True),
-    "prometheus-5s": ("OutOfServiceTaint", 5.0, 5.0, True),
+    "prometheus-30s": ("OutOfServiceTaint", 30.0, 30.0, False),
+    "prometheus-5s": ("OutOfServiceTaint", 5.0, 5.0, False),
 }
 GROUP_WAIT_S = 0.0  # the chart's Alertmanager route
 # "NAME" or "NAME:TRIALS" (TRIALS defaults to BENCH_RECOVERY_TRIALS), comma-separated.

@@ -58,7 +58,7 @@ class MachineConfig:
     fence_agent_configured: bool = False
     fence_agent_attempts: int = 3
     recover_timeout_s: float = 120.0
-    delete_pods_after_taint: bool = True  # once the taint is on, delete the pods it evicts at once
+    delete_pods_after_taint: bool = False  # once the taint is on, delete the pods it evicts at once
     node_not_back_after_s: float = 1800.0
     alive_grace_s: float = 30.0  # a node seen alive after its fence: how long to wait for its new boot
     silence_settle_s: float = 2.0  # after the order is stored, before peers' "healthy" answers are final

@@ -46,7 +46,7 @@ class ControllerTimings:
     peer_timeout_s: float = 3.0
     # With the out-of-service taint: the controller deletes the pods it evicts at once
     # rather than waiting for pod GC's next run.
-    delete_pods_after_taint: bool = True
+    delete_pods_after_taint: bool = False
 
 
 @dataclass(frozen=True)

@@ -444,20 +444,22 @@ def recovering(**kw: Any) -> Any:
 def test_recovering_applies_the_taint_until_it_is_there() -> None:
     rem = recovering(recovery={"strategy": "OutOfServiceTaint"})
     check(decide(rem, observe(T0 + 234), CFG), "Recovering", "RecoveryStarted", ["ApplyTaint"])
-    by_gc = replace(CFG, delete_pods_after_taint=False)
-    d = decide(rem, observe(T0 + 235, node(oos=True)), by_gc)
+    d = decide(rem, observe(T0 + 235, node(oos=True)), CFG)  # the default: pod GC deletes
     check(d, "AwaitingNodeReady", "OutOfServiceTaintApplied", [])
     assert d.status["recovery"]["taintAppliedAt"]
 
 
+DELETING = replace(CFG, delete_pods_after_taint=True)
+
+
 def test_with_the_taint_on_the_pods_it_evicts_are_deleted_once_then_recovery_waits() -> None:
     rem = recovering(recovery={"strategy": "OutOfServiceTaint"})
-    d = decide(rem, observe(T0 + 235, node(oos=True)), CFG)
+    d = decide(rem, observe(T0 + 235, node(oos=True)), DELETING)
     check(d, "Recovering", "RecoveryStarted", ["DeleteEvictedPods"])
     assert d.status["recovery"]["taintAppliedAt"]  # recorded with the intent to delete
     done = recovering(recovery={"strategy": "OutOfServiceTaint", "taintAppliedAt": format_time(T0 + 235),
                                 "podsDeleted": 2})
-    d = decide(done, observe(T0 + 236, node(oos=True)), CFG)
+    d = decide(done, observe(T0 + 236, node(oos=True)), DELETING)
     check(d, "AwaitingNodeReady", "OutOfServiceTaintApplied", [])
     assert "2 pod(s)" in d.message
 
@@ -466,11 +468,11 @@ def test_a_deletion_that_cannot_be_made_never_fails_a_tainted_remediation() -> N
     """The taint is on: Kubernetes recovers the workloads with or without the deletion."""
     skipped = recovering(recovery={"strategy": "OutOfServiceTaint", "taintAppliedAt": format_time(T0 + 235),
                                    "podDeletionSkipped": "Forbidden: no RBAC"})
-    d = decide(skipped, observe(T0 + 236, node(oos=True)), CFG)
+    d = decide(skipped, observe(T0 + 236, node(oos=True)), DELETING)
     check(d, "AwaitingNodeReady", "OutOfServiceTaintApplied", [])
     assert "pod GC" in d.message
     pending = recovering(recovery={"strategy": "OutOfServiceTaint", "taintAppliedAt": format_time(T0 + 235)})
-    d = decide(pending, observe(T0 + 233 + CFG.recover_timeout_s + 1, node(oos=True)), CFG)
+    d = decide(pending, observe(T0 + 233 + CFG.recover_timeout_s + 1, node(oos=True)), DELETING)
     check(d, "AwaitingNodeReady", "OutOfServiceTaintApplied", [])
     assert d.status["recovery"]["podDeletionSkipped"]
 
@@ -479,11 +481,11 @@ def test_no_pod_is_deleted_once_the_node_is_seen_alive_or_the_proof_is_gone() ->
     """Deleting is the moment of recovery too: the checks made before the taint are made
     again before the deletion."""
     rem = recovering(recovery={"strategy": "OutOfServiceTaint", "taintAppliedAt": format_time(T0 + 235)})
-    alive = decide(rem, observe(T0 + 236, node("Unknown", lease=T0 + 235, oos=True)), CFG)
+    alive = decide(rem, observe(T0 + 236, node("Unknown", lease=T0 + 235, oos=True)), DELETING)
     assert "DeleteEvictedPods" not in kinds(alive), alive
     forged = remediation("Recovering", phase_since=T0 + 233, fence=fence_status(evidence=FORGED_EVIDENCE),
                          recovery={"strategy": "OutOfServiceTaint", "taintAppliedAt": format_time(T0 + 235)})
-    refused = decide(forged, observe(T0 + 236, node(oos=True), witness=seen(delivered=False)), CFG)
+    refused = decide(forged, observe(T0 + 236, node(oos=True), witness=seen(delivered=False)), DELETING)
     assert "DeleteEvictedPods" not in kinds(refused), refused
 
 

@@ -102,7 +102,7 @@ def test_the_timeline_with_node_not_ready_alone() -> None:
     # NodeNotReady: half a scrape and half an evaluation after the node turned not Ready,
     # then its `for: 30s`, two 15 s evaluations.
     assert e["alert_firing"] == -5 + 50 + 2.5 + 7.5 + 7.5 + 30
-    assert e["replacement_running"] == 92.5 + 2 + 2 + 12  # ordered, settled, the pods deleted at once
+    assert e["replacement_running"] == 92.5 + 2 + 2 + 10 + 12  # ordered, settled, pod GC, the start
 
 
 def test_the_timeline_with_the_lease_rule() -> None:
@@ -117,21 +117,21 @@ def test_the_timeline_with_the_lease_rule() -> None:
     # The AgentHeartbeatStale deadline (heartbeat 2.5 s before the power-off + 67) is past
     # once peer silence settles: the controller's own time decides.
     assert e["fence_proven"] == max(64.5 + 2, -2.5 + 67)
-    # The controller deletes the pods the taint evicts at once (delete_pods_after_taint) ...
-    assert e["pod_force_deleted"] == e["taint_added"] == 66.5
-    assert e["replacement_running"] == 66.5 + 12
-    # ... where pod GC would take half its 20 s period.
-    gc = timing.predict(timing.with_overrides(FAST, {"delete_pods_after_taint": "false"})).expected.at_s
-    assert gc["pod_force_deleted"] == 66.5 + 10 and gc["replacement_running"] == 76.5 + 12
+    # Pod GC, half its 20 s period ...
+    assert e["pod_force_deleted"] == 66.5 + 10
+    assert e["replacement_running"] == 76.5 + 12
+    # ... or the controller deleting the pods the taint evicts at once (opt-in).
+    now = timing.predict(timing.with_overrides(FAST, {"delete_pods_after_taint": "true"})).expected.at_s
+    assert now["pod_force_deleted"] == now["taint_added"] == 66.5 and now["replacement_running"] == 66.5 + 12
 
 
 def test_levers_move_the_timeline() -> None:
     base = timing.predict(FAST).expected.at_s
     deletion = timing.predict(timing.with_overrides(FAST, {"strategy": "ResourceDeletion"})).expected.at_s
     assert deletion["pod_force_deleted"] == deletion["taint_added"]
-    assert base["replacement_running"] == deletion["replacement_running"]  # both delete at once
-    gc = timing.predict(timing.with_overrides(FAST, {"delete_pods_after_taint": "false"})).expected.at_s
-    assert gc["replacement_running"] - deletion["replacement_running"] == 10
+    assert base["replacement_running"] - deletion["replacement_running"] == 10  # pod GC's wait
+    now = timing.predict(timing.with_overrides(FAST, {"delete_pods_after_taint": "true"})).expected.at_s
+    assert now["replacement_running"] == deletion["replacement_running"]  # both delete at once
     # Without the lease rule, NodeNotReady's `for: 30s` is two 15 s evaluations more.
     assert timing.predict(NOT_READY_ONLY).expected.at_s["alert_firing"] == base["alert_firing"] + 30
     common = timing.with_overrides(FAST, {"kube_state_metrics_scrape_interval_s": "30s",

@@ -15,7 +15,8 @@ SCALE = 0.05
 
 
 def test_power_off_recovery_and_return(tmp_path: Path) -> None:
-    with nodewarden_world(tmp_path, nodes=5, time_scale=SCALE) as w:
+    with nodewarden_world(tmp_path, nodes=5, time_scale=SCALE,
+                          controller_overrides={"DELETE_PODS_AFTER_TAINT": "true"}) as w:
         c = w.cluster
         placed = wait_running(c, ["db-0", "db-1", "db-2"], timeout=20)
         victim = placed["db-0"]
