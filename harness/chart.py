@@ -50,10 +50,11 @@ def security_manifests(policy_doc: dict[str, Any] | None = None,
     return [d for d in docs if d.get("kind") in RBAC_KINDS + ADMISSION_KINDS]
 
 
-def apply_security(api: Any, policy_doc: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Create the chart's RBAC and admission objects in `api` (a sim ApiServer) and turn
-    RBAC enforcement on. Returns what was created."""
-    docs = security_manifests(policy_doc)
+def apply_security(api: Any, policy_doc: dict[str, Any] | None = None,
+                   values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Create the chart's RBAC and admission objects (rendered with `values`) in `api` (a
+    sim ApiServer) and turn RBAC enforcement on. Returns what was created."""
+    docs = security_manifests(policy_doc, values)
     for ns in {d["metadata"].get("namespace") for d in docs} - {None}:
         rt = api.resource("namespaces")
         if api.store.get(api.registry.table(rt), "", ns) is None:

@@ -267,7 +267,11 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
     cluster.apply_file(RECORD_CRD)
     cluster.apply_manifest("apiVersion: v1\nkind: Namespace\nmetadata: {name: nodewarden}\n")
     # Every product identity runs with exactly what the chart grants it, enforced.
-    apply_security(cluster.api, remediation_policy or policy())
+    # The chart value that goes with a controller setting the world overrides: the RBAC
+    # the chart renders for it (the chart sets the controller's variable from the value).
+    deletes = str((controller_overrides or {}).get("DELETE_PODS_AFTER_TAINT", "false")).lower() == "true"
+    apply_security(cluster.api, remediation_policy or policy(),
+                   {"controller": {"deletePodsAfterTaint": True}} if deletes else None)
     world = World(cluster, tmp, time_scale, _controller_env=dict(controller_overrides or {}))
     try:
         cluster.start()
