@@ -58,6 +58,7 @@ class FakeWebhookKube(OnFakeStore[Resource]):
         self.pause_namespace = pause_namespace
         self.pause_name = pause_name
         self.events: list[JSON] = []
+        self._event_names: set[tuple[str, str]] = set()  # (namespace, name): AlreadyExists
         self.ledger: JSON | None = None
         self.records: dict[str, JSON] = {}
         self.refuse_records: Exception | None = None
@@ -205,9 +206,10 @@ class FakeWebhookKube(OnFakeStore[Resource]):
     def create_event(self, namespace: str, body: JSON) -> None:
         self._api.enter("create_event")
         with self._api.lock:
-            name = (body.get("metadata") or {}).get("name")
-            if any(e["namespace"] == namespace and e["metadata"]["name"] == name for e in self.events):
+            name = str((body.get("metadata") or {}).get("name"))
+            if (namespace, name) in self._event_names:
                 raise AlreadyExists(409, "AlreadyExists", f'events.events.k8s.io "{name}" already exists')
+            self._event_names.add((namespace, name))
             self.events.append({"namespace": namespace, **copy.deepcopy(body)})
 
     # History records: created, listed by label, deleted with a uid precondition.
