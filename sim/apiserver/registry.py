@@ -49,6 +49,23 @@ __all__ = ["INTERNAL", "Registry", "Result", "WriteOptions"]
 Admission = Callable[[str, ResourceType, dict[str, Any], dict[str, Any] | None], None]
 
 
+
+def apply_patch(content_type: str, current: Any, body: Any) -> Any:
+    """`body` applied to `current` as `content_type` says (merge, JSON or strategic merge
+    patch); a malformed patch is 400 BadRequest, one that cannot apply 422 Invalid."""
+    try:
+        if content_type == MERGE_PATCH:
+            if not isinstance(body, dict):
+                raise PatchError("merge patch must be a JSON object", bad_request=True)
+            return merge_patch(current, body)
+        if content_type == JSON_PATCH:
+            return json_patch(current, body)
+        return strategic_merge_patch(current, body)
+    except PatchError as exc:
+        if exc.bad_request:
+            raise errors.bad_request(str(exc)) from None
+        raise errors.ApiError(422, "Invalid", str(exc)) from None
+
 class Registry(TypedStore):
     """The API verbs over a `TypedStore`, with admission hooks and validation."""
 
@@ -174,19 +191,7 @@ class Registry(TypedStore):
         with self.store.lock:
             current_entry = self.get(rt, namespace, name)
             current = self.decode(rt, current_entry)
-            try:
-                if content_type == MERGE_PATCH:
-                    if not isinstance(body, dict):
-                        raise PatchError("merge patch must be a JSON object", bad_request=True)
-                    patched = merge_patch(current, body)
-                elif content_type == JSON_PATCH:
-                    patched = json_patch(current, body)
-                else:
-                    patched = strategic_merge_patch(current, body)
-            except PatchError as exc:
-                if exc.bad_request:
-                    raise errors.bad_request(str(exc)) from None
-                raise errors.ApiError(422, "Invalid", str(exc)) from None
+            patched = apply_patch(content_type, current, body)
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patch did not produce an object")
             patched_rv = (patched.get("metadata") or {}).get("resourceVersion")

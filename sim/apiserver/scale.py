@@ -16,8 +16,7 @@ from typing import Any
 
 from . import errors
 from .object_checks import WriteOptions
-from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
-from .registry import JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, Registry
+from .registry import JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, Registry, apply_patch
 from .resources import ResourceType
 from .selectors import label_selector_requirements
 
@@ -41,19 +40,7 @@ def patch(registry: Registry, rt: ResourceType, namespace: str, name: str, conte
         raise errors.unsupported_media_type(content_type)
     with registry.store.lock:
         current = get(registry, rt, namespace, name)
-        try:
-            if content_type == JSON_PATCH:
-                patched = json_patch(current, body)
-            elif not isinstance(body, dict):
-                raise PatchError("patch must be a JSON object", bad_request=True)
-            elif content_type == MERGE_PATCH:
-                patched = merge_patch(current, body)
-            else:
-                patched = strategic_merge_patch(current, body)
-        except PatchError as exc:
-            if exc.bad_request:
-                raise errors.bad_request(str(exc)) from None
-            raise errors.ApiError(422, "Invalid", str(exc)) from None
+        patched = apply_patch(content_type, current, body)
         return _write(registry, rt, namespace, name, patched, opts)
 
 
