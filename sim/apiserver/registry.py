@@ -54,17 +54,18 @@ def apply_patch(content_type: str, current: Any, body: Any) -> Any:
     """`body` applied to `current` as `content_type` says (merge, JSON or strategic merge
     patch); a malformed patch is 400 BadRequest, one that cannot apply 422 Invalid."""
     try:
-        if content_type == MERGE_PATCH:
-            if not isinstance(body, dict):
-                raise PatchError("merge patch must be a JSON object", bad_request=True)
-            return merge_patch(current, body)
         if content_type == JSON_PATCH:
             return json_patch(current, body)
+        if not isinstance(body, dict):
+            raise PatchError("merge patch must be a JSON object", bad_request=True)
+        if content_type == MERGE_PATCH:
+            return merge_patch(current, body)
         return strategic_merge_patch(current, body)
     except PatchError as exc:
         if exc.bad_request:
             raise errors.bad_request(str(exc)) from None
         raise errors.ApiError(422, "Invalid", str(exc)) from None
+
 
 class Registry(TypedStore):
     """The API verbs over a `TypedStore`, with admission hooks and validation."""
