@@ -121,7 +121,8 @@ def world_inputs(agent_config: dict[str, Any], strategy: str, scrape_s: float, e
     agent["watchdog_timeout_s"] = math.ceil(float(agent_config["watchdog_timeout_s"])) / SCALE
     env = controller_env(SCALE, Path(), Path(), Path(), Path(), "", "probe")
     controller = {f: float(env[f"NODEWARDEN_CONTROLLER_{f.upper()}"]) / SCALE
-                  for f in ("safety_margin_s", "max_clock_skew_s", "silence_settle_s", "peer_timeout_s")}
+                  for f in ("safety_margin_s", "max_clock_skew_s", "silence_settle_s", "peer_timeout_s",
+                            "fencing_taint_settle_s")}
     k = Timings()
     rules = yaml.safe_load(RULES.read_text())
     not_ready_for = next(parse_duration(r["for"]) for g in rules["groups"] for r in g["rules"]

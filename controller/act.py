@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import math
 import shlex
 import subprocess
 from typing import Any
@@ -25,6 +26,8 @@ from controller.fence_agent import Outcome as BmcOutcome
 from controller.kube import ControllerKube
 from controller.metrics import ControllerMetrics
 from controller.model import NodeObs, RemediationView
+from core import names
+from core.clock import rfc3339
 from core.fence_order import Action as OrderAction
 from core.fence_order import new_order, sign_order
 from core.kube import Forbidden, KubeError, Unavailable
@@ -208,18 +211,36 @@ class Actor:
             log.warning("applied the out-of-service taint to %s", node)
         return {}
 
+    def add_fencing_taint(self, node: str, now: float) -> dict[str, Any]:
+        """nodewarden's NoExecute taint (controller/after_fence.py), timed by this clock,
+        rounded up: `timeAdded` has whole seconds, and a settle counted from a time
+        earlier than the real one would be too short."""
+        if self.kube.set_fencing_taint(node, True, rfc3339(float(math.ceil(now)))):
+            self.metrics.fencing_taint_changes.labels("added").inc()
+            log.warning("added the fencing taint %s:%s to %s: a kubelet that comes back on a new boot "
+                        "refuses the pods that do not tolerate it", names.FENCING_TAINT_KEY,
+                        names.FENCING_TAINT_EFFECT, node)
+        return {}
+
     def remove_taint(self, node: str) -> dict[str, Any]:
+        """The out-of-service taint, then the fencing taint."""
         if self.kube.set_out_of_service_taint(node, False):
             self.metrics.taint_changes.labels("removed").inc()
             log.info("removed the out-of-service taint from %s", node)
+        self.remove_fencing_taint(node, "the node is back")
         return {}
 
+    def remove_fencing_taint(self, node: str, why: str) -> None:
+        if self.kube.set_fencing_taint(node, False):
+            self.metrics.fencing_taint_changes.labels("removed").inc()
+            log.info("removed the fencing taint from %s: %s", node, why)
+
     def delete_evicted_pods(self, node: str) -> dict[str, Any]:
-        """The pods the out-of-service taint evicts (controller/eviction.py), force-deleted
+        """The node's terminating pods (pod GC's rule, controller/eviction.py), force-deleted
         now instead of at pod GC's next run. Refused (RBAC, or any answer but "unavailable"):
         recorded as `podDeletionSkipped`, and left to pod GC."""
         try:
-            pods = self.kube.delete_node_pods(node, evicted_only=True)
+            pods = self.kube.delete_node_pods(node, terminating_only=True)
         except Unavailable:
             raise  # tried again at the next reconcile
         except KubeError as exc:  # RBAC (Forbidden) or any other refusal: pod GC does it
@@ -230,7 +251,8 @@ class Actor:
             skipped = RecoveryStatus(pod_deletion_skipped=f"{type(exc).__name__}: {exc}"[:300])
             return {"recovery": skipped.to_json()}
         self.metrics.pod_deletions.labels("deleted").inc(pods)
-        log.warning("force-deleted %d pod(s) of %s that the out-of-service taint evicts", pods, node)
+        log.warning("force-deleted %d terminating pod(s) of %s (pod GC's rule, without waiting for its next run)",
+                    pods, node)
         return {"recovery": RecoveryStatus(pods_deleted=pods).to_json()}
 
     def delete_resources(self, node: str) -> dict[str, Any]:

@@ -7,6 +7,17 @@ that moment from trusted inputs; a stored status claiming a fence is a record, n
 A node whose kubelet renews its Lease on the fenced boot was not fenced: no taint, or the
 taint stays and the remediation fails (FenceNotObserved). The taint is removed only once the
 node is Ready with a new boot; finished remediations only ever remove a taint left behind.
+
+A proof says the fenced boot is dead; it does not say the machine is still down. A node
+reset by its watchdog reboots, and a kubelet that comes back before its Lease renewal is
+seen reads its pods from the API and starts the old ones, while the out-of-service taint
+lets their replacements run elsewhere (chaos seed 116). So recovery also needs
+nodewarden's own NoExecute taint (`nodewarden.io/fencing`, put on with the fence order):
+a returning kubelet refuses at admission every pod that does not tolerate it. It protects
+only kubelets that read their pods after it was there; one that read them before renews
+its Lease within 10 s, which the alive check sees. Hence recovery waits until the taint
+has been on the node for `fencing_taint_settle_s` (plus the clock skew) by its `timeAdded`,
+and adds it again if someone removed it.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from controller.model import (
     parse_time,
 )
 from controller.proof import Refusal, operator_confirmed, trusted_fence, witness_for
+from core import names
 
 
 def _alive_after_fence(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> bool:
@@ -117,6 +129,26 @@ def _unproven(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> De
                     "no taint is applied")
 
 
+def _fencing_taint_unsettled(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision | None:
+    """Recovery waits for the fencing taint (module docstring); None when it has settled."""
+    node = obs.node
+    added = node.fencing_taint_added_at
+    if not node.has_fencing_taint or added is None:
+        why = ("the fencing taint carries no timeAdded" if node.has_fencing_taint else
+               "the fencing taint is not on the node (removed by someone, or never added)")
+        return stay(rem, Reason.AWAITING_FENCING_TAINT,
+                    f"{why}: adding it, and no recovery until it has been on the node for "
+                    f"{cfg.fencing_taint_settle_s:g}s", actions=(Action(ActionKind.ADD_FENCING_TAINT),),
+                    requeue_s=1.0)
+    ready_at = added + cfg.fencing_taint_settle_s + cfg.timing.max_clock_skew_s
+    if obs.now < ready_at:
+        return stay(rem, Reason.AWAITING_FENCING_TAINT,
+                    f"the fencing taint has been on the node for {max(0.0, obs.now - added):.1f}s: recovery waits "
+                    f"{ready_at - obs.now:.1f}s more, until a kubelet that read its pods before it would "
+                    "have renewed its Lease", requeue_s=max(0.05, ready_at - obs.now))
+    return None
+
+
 def fenced(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
     refused = None if rem.dry_run else _unproven(rem, obs, cfg)
     if refused is not None:
@@ -124,6 +156,9 @@ def fenced(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decis
     alive = _node_alive_check(rem, obs, cfg)
     if alive is not None:
         return alive
+    unsettled = None if rem.dry_run else _fencing_taint_unsettled(rem, obs, cfg)
+    if unsettled is not None:
+        return unsettled
     strategy = rem.strategy
     if strategy is Strategy.OUT_OF_SERVICE_TAINT and not obs.oos_taint_supported:
         strategy = Strategy.RESOURCE_DELETION
@@ -164,8 +199,16 @@ def recovering(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> D
                 return Decision(Phase.AWAITING_NODE_READY, Reason.TAINT_APPLIED,
                                 f"the out-of-service taint is on the node; the pods it evicts were {why}",
                                 {"recovery": {**(status.get("recovery") or {}), "podDeletionSkipped": why}})
-            # The pods the taint evicts, deleted now rather than at pod GC's next run: at
-            # the moment of deleting, the same checks as at the moment of tainting.
+            if obs.node.ready == "True":
+                # Pod GC's rule needs a node that is not Ready; a Ready kubelet finishes its
+                # terminating pods itself (and the alive checks below judge the fence).
+                why = "the node is Ready: pod GC's rule does not apply, its kubelet finishes them"
+                return Decision(Phase.AWAITING_NODE_READY, Reason.TAINT_APPLIED,
+                                f"the out-of-service taint is on the node; the pods it evicts were not deleted: {why}",
+                                {"recovery": {**(status.get("recovery") or {}), "podDeletionSkipped": why}})
+            # Pod GC's rule (the terminating pods of a NotReady out-of-service node), now
+            # rather than at its next run: at the moment of deleting, the same checks as at
+            # the moment of tainting.
             action = Action(ActionKind.DELETE_EVICTED_PODS)
         else:
             action = Action(ActionKind.APPLY_TAINT)
@@ -185,6 +228,9 @@ def recovering(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> D
     refused = _unproven(rem, obs, cfg)  # the moment of tainting (or deleting)
     if refused is not None:
         return refused
+    unsettled = _fencing_taint_unsettled(rem, obs, cfg)
+    if unsettled is not None:
+        return unsettled
     return stay(rem, Reason.RECOVERY_STARTED, f"recovering with {strategy}", status, actions=(action,), requeue_s=1.0)
 
 
@@ -198,8 +244,8 @@ def awaiting_node_ready(rem: RemediationView, obs: Observations, cfg: MachineCon
         fence_boot = rem.fence.boot_id if rem.fence else ""
         if fence_boot and node.boot_id == fence_boot:
             return _ready_on_fenced_boot(rem, obs, cfg)
-        if node.has_oos_taint:
-            return stay(rem, Reason.NODE_RETURNED, "the node is back with a new boot: removing the taint",
+        if node.has_oos_taint or node.has_fencing_taint:
+            return stay(rem, Reason.NODE_RETURNED, "the node is back with a new boot: removing the taints",
                          actions=(Action(ActionKind.REMOVE_TAINT),), requeue_s=1.0)
         status = {} if rem.recovery.get("taintRemovedAt") or not rem.recovery.get("taintAppliedAt") else \
             {"recovery": {"taintRemovedAt": format_time(obs.now)}}
@@ -225,7 +271,32 @@ def terminal(rem: RemediationView, obs: Observations) -> Decision:
     if (rem.phase is Phase.FAILED and rem.reason != Reason.FENCE_NOT_OBSERVED and rec.get("taintAppliedAt")
             and not rec.get("taintRemovedAt") and fence is not None and node.exists and node.ready == "True"
             and node.boot_id and node.boot_id != fence.boot_id):
-        if node.has_oos_taint:
+        if node.has_oos_taint or node.has_fencing_taint:
             return Decision(rem.phase, reason, message, actions=(Action(ActionKind.REMOVE_TAINT),))
         return Decision(rem.phase, reason, message, {"recovery": {"taintRemovedAt": format_time(obs.now)}})
     return Decision(rem.phase, reason, message)
+
+
+def _finished(remediation: dict[str, Any]) -> bool:
+    phase = str((remediation.get("status") or {}).get("phase") or "Pending")
+    return phase in {str(p) for p in Phase if p.terminal}  # an unknown phase: unfinished, keep the taint
+
+
+def fencing_taints_to_remove(nodes: list[dict[str, Any]], remediations: list[dict[str, Any]], now: float,
+                             grace_s: float) -> list[str]:
+    """Nodes whose fencing taint nothing needs any more: no unfinished remediation of the
+    node (a remediation is named after its node) and no out-of-service taint (that one and
+    the fencing taint go together, when the node is back). A taint younger than `grace_s`
+    stays: the remediation that added it may not be in this view yet."""
+    active = {str((r.get("metadata") or {}).get("name") or "") for r in remediations if not _finished(r)}
+    out = []
+    for node in nodes:
+        name = str((node.get("metadata") or {}).get("name") or "")
+        taints = [t for t in (node.get("spec") or {}).get("taints") or [] if isinstance(t, dict)]
+        fencing = next((t for t in taints if t.get("key") == names.FENCING_TAINT_KEY), None)
+        if fencing is None or name in active or any(t.get("key") == names.OUT_OF_SERVICE_TAINT_KEY for t in taints):
+            continue
+        added = parse_time(fencing.get("timeAdded"))
+        if added is None or now - added >= grace_s:
+            out.append(name)
+    return sorted(out)

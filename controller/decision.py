@@ -22,10 +22,11 @@ class ActionKind(enum.StrEnum):
     DELIVER_ORDER = "DeliverOrder"  # deliver the recorded order, directly and through peers
     CHECK_PEER_SILENCE = "CheckPeerSilence"  # ask every other agent when it last said "healthy"
     RUN_FENCE_AGENT = "RunFenceAgent"  # the escalation command (attempt already recorded)
+    ADD_FENCING_TAINT = "AddFencingTaint"  # nodewarden's NoExecute taint, before the order goes out
     APPLY_TAINT = "ApplyTaint"
-    DELETE_EVICTED_PODS = "DeleteEvictedPods"  # the pods the taint evicts, without waiting for pod GC
+    DELETE_EVICTED_PODS = "DeleteEvictedPods"  # pod GC's rule (terminating pods), without waiting for it
     DELETE_RESOURCES = "DeleteResources"
-    REMOVE_TAINT = "RemoveTaint"
+    REMOVE_TAINT = "RemoveTaint"  # the out-of-service taint and the fencing taint
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ class MachineConfig:
     fence_agent_attempts: int = 3
     recover_timeout_s: float = 120.0
     delete_pods_after_taint: bool = False  # once the taint is on, delete the pods it evicts at once
+    # How long the fencing taint must have been on the node (plus the clock skew) before
+    # recovery: a kubelet that read its pods before the taint was there has renewed its Lease
+    # by then (every 10 s), and the watch has shown it.
+    fencing_taint_settle_s: float = 11.0
     node_not_back_after_s: float = 1800.0
     alive_grace_s: float = 30.0  # a node seen alive after its fence: how long to wait for its new boot
     silence_settle_s: float = 2.0  # after the order is stored, before peers' "healthy" answers are final

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from kubernetes import client
 
-from controller.eviction import evicted_by_out_of_service
+from controller.eviction import terminating
 from controller.leader import LeaseStore
 from core import names, resources
 from core.kube import (
@@ -37,6 +37,7 @@ from core.kube import (
 from core.resources import Watched
 
 OOS = (names.OUT_OF_SERVICE_TAINT_KEY, names.OUT_OF_SERVICE_TAINT_VALUE, names.OUT_OF_SERVICE_TAINT_EFFECT)
+FENCING = (names.FENCING_TAINT_KEY, names.FENCING_TAINT_VALUE, names.FENCING_TAINT_EFFECT)
 
 
 class Kind(Watched):
@@ -70,9 +71,13 @@ class ControllerKube(Protocol):
     def set_out_of_service_taint(self, node: str, present: bool) -> bool:
         """Add or remove nodewarden's out-of-service taint; True if the Node changed."""
 
-    def delete_node_pods(self, node: str, evicted_only: bool = False) -> int:
-        """Force-delete every pod bound to `node` (`evicted_only`: only those the
-        out-of-service taint evicts); how many were deleted."""
+    def set_fencing_taint(self, node: str, present: bool, time_added: str | None = None) -> bool:
+        """Add (with `timeAdded`, replacing one without) or remove nodewarden's fencing
+        taint; True if the Node changed."""
+
+    def delete_node_pods(self, node: str, terminating_only: bool = False) -> int:
+        """Force-delete every pod bound to `node` (`terminating_only`: only the terminating
+        ones, pod GC's rule, controller/eviction.py); how many were deleted."""
 
     def delete_node_volume_attachments(self, node: str) -> int:
         """Delete every VolumeAttachment of `node`; how many were deleted."""
@@ -141,15 +146,19 @@ class RealControllerKube:
         key, value, effect = OOS
         return ensure_node_taint(self.kube, node, key, value, effect, present)
 
-    def delete_node_pods(self, node: str, evicted_only: bool = False) -> int:
-        """Force-delete (grace 0) every pod bound to `node` (`evicted_only`: only those the
-        out-of-service taint evicts, controller/eviction.py); returns how many."""
+    def set_fencing_taint(self, node: str, present: bool, time_added: str | None = None) -> bool:
+        key, value, effect = FENCING
+        return ensure_node_taint(self.kube, node, key, value, effect, present, time_added)
+
+    def delete_node_pods(self, node: str, terminating_only: bool = False) -> int:
+        """Force-delete (grace 0) every pod bound to `node` (`terminating_only`: only the
+        terminating ones, pod GC's rule, controller/eviction.py); returns how many."""
         pods: Any = call(self.kube.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node}",
                          _request_timeout=self.kube.timeout)
         deleted = 0
         for pod in pods.items or []:
-            tolerations = [t.to_dict() for t in (pod.spec.tolerations or [])] if pod.spec else []
-            if evicted_only and not evicted_by_out_of_service({"spec": {"tolerations": tolerations}}):
+            if terminating_only and not terminating(
+                    {"metadata": {"deletionTimestamp": pod.metadata.deletion_timestamp}}):
                 continue
             try:
                 call(self.kube.core.delete_namespaced_pod, pod.metadata.name, pod.metadata.namespace,

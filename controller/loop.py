@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from controller.act import Actor
+from controller.after_fence import fencing_taints_to_remove
 from controller.fence_checks import FenceDeviceChecks
 from controller.informer import Informer
 from controller.kube import ControllerKube, Kind
@@ -227,6 +228,22 @@ class Controller:
             self.metrics.unacknowledged.clear()
             for node in sorted(unacknowledged):
                 self.metrics.unacknowledged.labels(node).set(1)
+            if leading:
+                self._sweep_fencing_taints(nodes)
+
+    def _sweep_fencing_taints(self, nodes: list[dict[str, Any]]) -> None:
+        """Remove the fencing taints no remediation needs (a finished or deleted one's):
+        left on a Ready node, a NoExecute taint would evict its pods and keep new ones off."""
+        grace = 10 * self.s.resync_s
+        for node in fencing_taints_to_remove(nodes, self.informers[Kind.REMEDIATIONS].items(), self.clock.now(),
+                                             grace):
+            if not self.elector.is_leader():
+                return
+            try:
+                self.actor.remove_fencing_taint(node, "no unfinished remediation of the node needs it")
+            except KubeError as exc:
+                log.warning("could not remove the fencing taint from %s (%s): trying again at the next resync",
+                            node, exc)
 
     def check_agent_writes(self) -> None:
         """Are agents' reports evidence? Only while their writes are admission-restricted."""

@@ -65,6 +65,11 @@ class ControllerMetrics:
         self.errors = Counter(P + "reconcile_errors_total", "Reconcile failures, by kind.", ["kind"], registry=r)
         self.taint_changes = Counter(P + "taint_changes_total", "Out-of-service taint changes made.",
                                      ["change"], registry=r)
+        self.fencing_taint_changes = Counter(
+            P + "fencing_taint_changes_total",
+            "Changes to nodewarden's fencing taint (nodewarden.io/fencing:NoExecute): added with a fence "
+            "order or again before recovery, removed when the node is back or no remediation needs it.",
+            ["change"], registry=r)
         self.pod_deletions = Counter(P + "pod_deletions_total",
                                      "Pods of fenced nodes the controller force-deleted after the out-of-service "
                                      "taint (outcome deleted), or could not (forbidden, failed: left to pod GC).",

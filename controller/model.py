@@ -68,6 +68,7 @@ class Reason(enum.StrEnum):
     # Fenced / recovering
     FENCE_PROVEN = "FenceProven"
     RECOVERY_STARTED = "RecoveryStarted"
+    AWAITING_FENCING_TAINT = "AwaitingFencingTaint"  # recovery waits until the fencing taint has settled
     TAINT_APPLIED = "OutOfServiceTaintApplied"
     RESOURCES_DELETED = "ResourcesDeleted"
     RECOVERY_FAILED = "RecoveryFailed"
@@ -251,6 +252,8 @@ class NodeObs:
     lease_renewed_at: float | None = None  # kube-node-lease renewTime (kubelet clock)
     lease_duration_s: float = 40.0
     has_oos_taint: bool = False
+    has_fencing_taint: bool = False  # nodewarden's NoExecute taint (core.names.FENCING_TAINT_KEY)
+    fencing_taint_added_at: float | None = None  # its timeAdded (None: absent, or added without one)
     control_plane: bool = False
     agent: AgentInfo = AgentInfo()
 

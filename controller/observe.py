@@ -58,12 +58,16 @@ def node_obs(node: dict[str, Any] | None, node_lease: dict[str, Any] | None,
     spec = (node_lease or {}).get("spec") or {}
     taints = (node.get("spec") or {}).get("taints") or []
     labels = (node.get("metadata") or {}).get("labels") or {}
+    fencing = next((t for t in taints if isinstance(t, dict) and t.get("key") == names.FENCING_TAINT_KEY
+                    and t.get("effect") == names.FENCING_TAINT_EFFECT), None)
     return NodeObs(
         exists=True, ready=ready_status(node),
         boot_id=str(((node.get("status") or {}).get("nodeInfo") or {}).get("bootID", "")),
         lease_renewed_at=parse_time(spec.get("renewTime")) if node_lease else None,
         lease_duration_s=lease_duration_s or _float(spec.get("leaseDurationSeconds")) or 40.0,
         has_oos_taint=any(t.get("key") == names.OUT_OF_SERVICE_TAINT_KEY for t in taints),
+        has_fencing_taint=fencing is not None,
+        fencing_taint_added_at=None if fencing is None else parse_time(fencing.get("timeAdded")),
         control_plane=names.LABEL_CONTROL_PLANE in labels,
         agent=agent_info(node, agent_lease),
     )

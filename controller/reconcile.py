@@ -56,7 +56,7 @@ def machine_config(s: ControllerSettings, order_key: OrderKey | None = None) -> 
         escalation_timeout_s=s.escalation_timeout_s, fence_agent_configured=bool(s.fence_agent_command),
         fence_agent_attempts=s.fence_agent_attempts, recover_timeout_s=s.recover_timeout_s,
         node_not_back_after_s=s.node_not_back_after_s, silence_settle_s=s.silence_settle_s,
-        delete_pods_after_taint=s.delete_pods_after_taint)
+        delete_pods_after_taint=s.delete_pods_after_taint, fencing_taint_settle_s=s.fencing_taint_settle_s)
 
 
 def witness_after(seen: Witness, kind: ActionKind, results: dict[str, Any], now: float) -> Witness:
@@ -219,6 +219,8 @@ class Reconciler:
             return self.actor.check_peer_silence(rem, published, now)
         if kind is ActionKind.RUN_FENCE_AGENT:
             return self.actor.run_fence_agent(rem, int(action.detail.get("attempt", 1)), self.clock.now)
+        if kind is ActionKind.ADD_FENCING_TAINT:
+            return None if rem.dry_run else self.actor.add_fencing_taint(rem.node, self.clock.now())
         if kind is ActionKind.APPLY_TAINT:
             return self.actor.apply_taint(rem.node)
         if kind is ActionKind.REMOVE_TAINT:

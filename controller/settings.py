@@ -55,6 +55,11 @@ class ControllerSettings:
     # Fencing safety.
     safety_margin_s: float = 2.0  # added to every fence deadline (2 x watchdog already doubles its bound)
     silence_settle_s: float = 2.0  # > the agents' peer_api_timeout_s: a peer's live read in flight when the order was stored
+    # Recovery waits until nodewarden's fencing taint has been on the node this long (plus
+    # max_clock_skew_s): > the kubelets' Lease renew interval (a quarter of the node Lease
+    # duration, 10 s), so that a kubelet that read its pods before the taint was there is
+    # seen renewing its Lease first (controller/after_fence.py).
+    fencing_taint_settle_s: float = 11.0
     max_clock_skew_s: float = 1.0  # between this controller's clock and any node's (nodes run NTP)
     order_ttl_s: float = 1800.0  # fence orders expire after this
     ack_timeout_s: float = 60.0  # an agent that reaches the API must acknowledge within this
@@ -145,6 +150,13 @@ def unsafe_timings(s: ControllerSettings, agent: timing.AgentTimings | None = No
             f"silence_settle_s={s.silence_settle_s:g}s must exceed the agents' peer_api_timeout_s="
             f"{agent.peer_api_timeout_s:g}s: a peer's live read that began before the order was stored "
             "may still end in \"no order for you\" that long after, and peer silence would count it out")
+    renew = 0.25 * (s.node_lease_duration_s or 40.0)
+    if s.fencing_taint_settle_s <= renew:
+        problems.append(
+            f"fencing_taint_settle_s={s.fencing_taint_settle_s:g}s must exceed the kubelets' Lease renew interval, "
+            f"{renew:g}s (a quarter of the node Lease duration): a kubelet that came back on a new boot and read "
+            "its pods just before the fencing taint was added may not have renewed its Lease yet, and recovery "
+            "would let its old pods' replacements start while it starts them again")
     if not s.retry_period_s < s.renew_deadline_s < s.lease_duration_s:
         problems.append(
             "leader election needs retry_period_s < renew_deadline_s < lease_duration_s "

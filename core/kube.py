@@ -110,20 +110,25 @@ def _taint_dicts(node: Any) -> list[dict[str, Any]]:
 
 
 def ensure_node_taint(
-    kube: Kube, node_name: str, key: str, value: str | None, effect: str, present: bool
+    kube: Kube, node_name: str, key: str, value: str | None, effect: str, present: bool,
+    time_added: str | None = None,
 ) -> bool:
     """Add (present=True) or remove the taint (key, effect). Returns True if it changed
-    the node. Other taints are kept as they are. Retries on 409."""
+    the node. Other taints are kept as they are. Retries on 409. With `time_added` (an
+    RFC 3339 time), the taint is added with that `timeAdded`, and one already there counts
+    only if it carries a `timeAdded` of its own (else it is replaced)."""
 
     def attempt() -> bool:
         node: Any = call(kube.core.read_node, node_name, _request_timeout=kube.timeout)
         taints = _taint_dicts(node)
         matching = [t for t in taints if t["key"] == key and t["effect"] == effect]
         if present:
-            if any(t.get("value") == value for t in matching):
+            if any(t.get("value") == value and (time_added is None or t.get("timeAdded")) for t in matching):
                 return False
             taints = [t for t in taints if not (t["key"] == key and t["effect"] == effect)]
             new: dict[str, Any] = {"key": key, "effect": effect}
+            if time_added is not None:
+                new["timeAdded"] = time_added
             if value is not None:
                 new["value"] = value
             taints.append(new)

@@ -74,7 +74,8 @@ def controller_env(scale: float, tmp: Path, kubeconfig: Path, key: Path, secret:
         "RECOVER_TIMEOUT_S": 120 * scale, "NODE_NOT_BACK_AFTER_S": 1800 * scale,
         "KUBELET_RESTART_WAIT_S": 60 * scale, "FENCE_AGENT_TIMEOUT_S": max(1.0, 60 * scale),
         "NODE_LEASE_DURATION_S": 40 * scale, "KUBE_REQUEST_TIMEOUT_S": 5,
-        "SILENCE_SETTLE_S": max(0.3, 2 * scale), "AGENT_CONFIG_FILE": str(tmp / "agent.yaml"),
+        "SILENCE_SETTLE_S": max(0.3, 2 * scale), "FENCING_TAINT_SETTLE_S": 11 * scale,
+        "AGENT_CONFIG_FILE": str(tmp / "agent.yaml"),
     }
     values.update(overrides)
     env.update({f"NODEWARDEN_CONTROLLER_{k}": str(v) for k, v in values.items()})

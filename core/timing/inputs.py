@@ -44,6 +44,8 @@ class ControllerTimings:
     max_clock_skew_s: float = 1.0
     silence_settle_s: float = 2.0
     peer_timeout_s: float = 3.0
+    # Recovery waits this long (plus the skew) after the fencing taint, added with the order.
+    fencing_taint_settle_s: float = 11.0
     # With the out-of-service taint: the controller deletes the pods it evicts at once
     # rather than waiting for pod GC's next run.
     delete_pods_after_taint: bool = False

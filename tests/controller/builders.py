@@ -73,9 +73,11 @@ def agent(heartbeat: float | None = T0 - 60, *, capable: bool = True, watchdog: 
 
 
 def node(ready: str = "Unknown", *, lease: float | None = T0 - 60, boot: str = BOOT, exists: bool = True,
-         oos: bool = False, agent_info: AgentInfo | None = None) -> NodeObs:
+         oos: bool = False, agent_info: AgentInfo | None = None, fencing: float | None = T0) -> NodeObs:
+    """`fencing`: when nodewarden's fencing taint was added (None: not on the node)."""
     return NodeObs(exists=exists, ready=ready, boot_id=boot, lease_renewed_at=lease, lease_duration_s=40.0,
-                   has_oos_taint=oos, agent=agent_info if agent_info is not None else agent())
+                   has_oos_taint=oos, has_fencing_taint=fencing is not None, fencing_taint_added_at=fencing,
+                   agent=agent_info if agent_info is not None else agent())
 
 
 NOBODY_REACHES = PeerObs(asked=3, reachable=0, unreachable=3, errors=0)

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from controller.act import Actor
-from controller.eviction import evicted_by_out_of_service
+from controller.eviction import terminating
 from controller.informer import Informer
-from controller.kube import OOS, Kind
+from controller.kube import FENCING, OOS, Kind
 from controller.metrics import ControllerMetrics
 from controller.reconcile import ClusterFacts, Reconciler, machine_config
 from controller.report import Reporter
@@ -116,9 +116,11 @@ class FakeControllerKube(OnFakeStore[Kind]):
                                  {**obj, "status": merge_patch(obj.get("status") or {}, patch)})
 
     def add_pod(self, name: str, node: str, namespace: str = "default",
-                tolerations: list[dict[str, Any]] | None = None) -> None:
-        self.pods.append({"metadata": {"name": name, "namespace": namespace},
-                          "spec": {"nodeName": node, "tolerations": list(tolerations or [])}})
+                tolerations: list[dict[str, Any]] | None = None, terminating: bool = False) -> None:
+        meta: dict[str, Any] = {"name": name, "namespace": namespace}
+        if terminating:
+            meta["deletionTimestamp"] = "2027-01-15T08:00:00Z"
+        self.pods.append({"metadata": meta, "spec": {"nodeName": node, "tolerations": list(tolerations or [])}})
 
     def add_volume_attachment(self, name: str, node: str) -> None:
         self.volume_attachments.append({"metadata": {"name": name}, "spec": {"nodeName": node}})
@@ -164,10 +166,29 @@ class FakeControllerKube(OnFakeStore[Kind]):
             self._api.put(Kind.NODES, {**obj, "spec": {**(obj.get("spec") or {}), "taints": taints}})
             return True
 
-    def delete_node_pods(self, node: str, evicted_only: bool = False) -> int:
+    def set_fencing_taint(self, node: str, present: bool, time_added: str | None = None) -> bool:
+        self._api.enter("set_fencing_taint")
+        key, value, effect = FENCING
+        with self._api.lock:
+            obj = self._api.get(Kind.NODES, node, f'nodes "{node}" not found')
+            taints = list((obj.get("spec") or {}).get("taints") or [])
+            ours = [t for t in taints if t.get("key") == key and t.get("effect") == effect]
+            if present and any(t.get("value") == value and (time_added is None or t.get("timeAdded"))
+                               for t in ours):
+                return False
+            if not present and not ours:
+                return False
+            taints = [t for t in taints if not (t.get("key") == key and t.get("effect") == effect)]
+            if present:
+                taints.append({"key": key, "value": value, "effect": effect,
+                               **({"timeAdded": time_added} if time_added else {})})
+            self._api.put(Kind.NODES, {**obj, "spec": {**(obj.get("spec") or {}), "taints": taints}})
+            return True
+
+    def delete_node_pods(self, node: str, terminating_only: bool = False) -> int:
         self._api.enter("delete_node_pods")
         gone = [p for p in self.pods if p["spec"]["nodeName"] == node
-                and (not evicted_only or evicted_by_out_of_service(p))]
+                and (not terminating_only or terminating(p))]
         self.pods = [p for p in self.pods if not any(p is g for g in gone)]
         return len(gone)
 

@@ -97,7 +97,7 @@ def test_pause_switch_stops_new_fencing() -> None:
 
 def test_operator_trigger_fences_without_confirmation_after_the_grace_window() -> None:
     obs = observe(T0 + CFG.operator_grace_s + 1, node("True", lease=T0 - 100), peers=None)
-    check(decide(remediation(source="operator"), obs, CFG), "Fencing", "ConfirmedByOperator", ["IssueOrder"])
+    check(decide(remediation(source="operator"), obs, CFG), "Fencing", "ConfirmedByOperator", ["AddFencingTaint", "IssueOrder"])
 
 
 @pytest.mark.parametrize("source", ["operator", "kubectl"])
@@ -107,7 +107,7 @@ def test_a_persons_request_issues_no_fence_order_inside_the_grace_window(source:
     check(d, "Confirming", "OperatorGraceWindow", [])
     assert d.requeue_s is not None and 0 < d.requeue_s <= 0.5 + 1e-9
     later = observe(T0 + CFG.operator_grace_s, node("Unknown", lease=T0 - 100), peers=None)
-    check(decide(remediation(source=source), later, CFG), "Fencing", "ConfirmedByOperator", ["IssueOrder"])
+    check(decide(remediation(source=source), later, CFG), "Fencing", "ConfirmedByOperator", ["AddFencingTaint", "IssueOrder"])
 
 
 def test_a_node_still_reporting_ready_is_not_confirmed() -> None:
@@ -130,13 +130,13 @@ def test_peers_are_asked_before_deciding() -> None:
 
 
 def test_nobody_reaches_the_agent_confirms_and_orders_a_fence() -> None:
-    check(decide(remediation(), observe(T0 + 1), CFG), "Fencing", "ConfirmedUnreachable", ["IssueOrder"])
-    assert decide(remediation(), observe(T0 + 1), CFG).actions[0].detail == {"action": "fence"}
+    check(decide(remediation(), observe(T0 + 1), CFG), "Fencing", "ConfirmedUnreachable", ["AddFencingTaint", "IssueOrder"])
+    assert decide(remediation(), observe(T0 + 1), CFG).actions[1].detail == {"action": "fence"}
 
 
 def test_a_reachable_agent_is_fenced_with_acknowledgement() -> None:
     obs = observe(T0 + 1, peers=PeerObs(3, 1, 2, 0))
-    check(decide(remediation(), obs, CFG), "Fencing", "ConfirmedAgentReachable", ["IssueOrder"])
+    check(decide(remediation(), obs, CFG), "Fencing", "ConfirmedAgentReachable", ["AddFencingTaint", "IssueOrder"])
 
 
 def test_restart_kubelet_first_when_configured_and_reachable() -> None:
@@ -148,7 +148,7 @@ def test_restart_kubelet_first_when_configured_and_reachable() -> None:
     issued = remediation(kubeletRestart={"issuedAt": format_time(T0 + 1)})
     check(decide(issued, observe(T0 + 30, peers=PeerObs(3, 1, 2, 0)), cfg), "Confirming", "KubeletRestartOrdered", [])
     check(decide(issued, observe(T0 + 62, peers=PeerObs(3, 1, 2, 0)), cfg),
-          "Fencing", "KubeletRestartDidNotHelp", ["IssueOrder"])
+          "Fencing", "KubeletRestartDidNotHelp", ["AddFencingTaint", "IssueOrder"])
 
 
 # -- Fencing -------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ def fencing(**fence: Any) -> Any:
 
 
 def test_fencing_without_a_recorded_order_issues_one() -> None:
-    check(decide(remediation("Fencing"), observe(T0 + 1), CFG), "Fencing", "FenceOrdered", ["IssueOrder"])
+    check(decide(remediation("Fencing"), observe(T0 + 1), CFG), "Fencing", "FenceOrdered", ["AddFencingTaint", "IssueOrder"])
 
 
 def test_a_recorded_order_is_never_issued_again_but_delivered() -> None:
@@ -377,6 +377,57 @@ def test_fenced_starts_recovery_with_the_taint() -> None:
     assert d.status["recovery"]["strategy"] == "OutOfServiceTaint"
 
 
+# The fencing taint (controller/after_fence.py): a node reset by its watchdog reboots, and a
+# kubelet back on a new boot that read its pods before the taint was there would start the
+# old pods while the out-of-service taint lets their replacements start elsewhere.
+
+SETTLED = CFG.fencing_taint_settle_s + CFG.timing.max_clock_skew_s
+
+
+def test_no_recovery_without_the_fencing_taint_it_is_added_first() -> None:
+    for rem in (fenced(), recovering(recovery={"strategy": "OutOfServiceTaint"}),
+                recovering(recovery={"strategy": "ResourceDeletion"})):
+        d = decide(rem, observe(T0 + 233, node(fencing=None)), CFG)
+        check(d, rem.phase, "AwaitingFencingTaint", ["AddFencingTaint"])
+        assert "not on the node" in d.message
+
+
+def test_recovery_waits_until_the_fencing_taint_has_settled() -> None:
+    added = T0 + 230
+    early = decide(fenced(), observe(added + SETTLED - 0.5, node(fencing=added)), CFG)
+    check(early, "Fenced", "AwaitingFencingTaint", [])
+    assert early.requeue_s == pytest.approx(0.5)
+    for strategy, action in (("OutOfServiceTaint", "ApplyTaint"), ("ResourceDeletion", "DeleteResources")):
+        rem = recovering(recovery={"strategy": strategy})
+        check(decide(rem, observe(added + SETTLED - 0.5, node(fencing=added)), CFG),
+              "Recovering", "AwaitingFencingTaint", [])
+        check(decide(rem, observe(added + SETTLED, node(fencing=added)), CFG), "Recovering", "RecoveryStarted", [action])
+    check(decide(fenced(), observe(added + SETTLED, node(fencing=added)), CFG), "Recovering", "RecoveryStarted",
+          ["ApplyTaint"])
+
+
+def test_a_fencing_taint_with_no_time_or_a_future_time_does_not_count_as_settled() -> None:
+    untimed = replace(node(), fencing_taint_added_at=None)  # on the node, added by hand without timeAdded
+    check(decide(fenced(), observe(T0 + 233, untimed), CFG), "Fenced", "AwaitingFencingTaint", ["AddFencingTaint"])
+    ahead = node(fencing=T0 + 600)  # a writer's clock far ahead: waits for it, never less
+    check(decide(fenced(), observe(T0 + 233, ahead), CFG), "Fenced", "AwaitingFencingTaint", [])
+
+
+def test_a_kubelet_seen_renewing_during_the_settle_stops_the_recovery() -> None:
+    """Chaos seed 116: a node reset while cut off comes back when the partition heals, its
+    kubelet reads its pods and renews its Lease seconds later: no taint, whatever the proof."""
+    added = T0 + 230
+    back = node(fencing=added, lease=added + 3)  # renewed after the node must have been dead
+    d = decide(fenced(), observe(added + SETTLED + 1, back), CFG)
+    check(d, "Fenced", "NodeAliveAfterFence", [])
+    assert "no taint" in d.message
+
+
+def test_dry_runs_need_no_fencing_taint() -> None:
+    rem = fenced(dry_run=True)
+    check(decide(rem, observe(T0 + 233, node(fencing=None)), CFG), "Recovering", "RecoveryStarted", [])
+
+
 def test_old_servers_fall_back_to_resource_deletion() -> None:
     d = decide(fenced(), observe(T0 + 233, oos_taint_supported=False), CFG)
     check(d, "Recovering", "RecoveryStarted", ["DeleteResources"])
@@ -464,6 +515,13 @@ def test_with_the_taint_on_the_pods_it_evicts_are_deleted_once_then_recovery_wai
     assert "2 pod(s)" in d.message
 
 
+def test_pod_gcs_rule_needs_a_node_that_is_not_ready() -> None:
+    rem = recovering(recovery={"strategy": "OutOfServiceTaint", "taintAppliedAt": format_time(T0 + 235)})
+    d = decide(rem, observe(T0 + 236, node("True", oos=True)), DELETING)
+    check(d, "AwaitingNodeReady", "OutOfServiceTaintApplied", [])
+    assert "the node is Ready" in d.status["recovery"]["podDeletionSkipped"]
+
+
 def test_a_deletion_that_cannot_be_made_never_fails_a_tainted_remediation() -> None:
     """The taint is on: Kubernetes recovers the workloads with or without the deletion."""
     skipped = recovering(recovery={"strategy": "OutOfServiceTaint", "taintAppliedAt": format_time(T0 + 235),
@@ -511,9 +569,14 @@ def awaiting(**kw: Any) -> Any:
 def test_node_back_with_a_new_boot_gets_its_taint_removed_then_succeeds() -> None:
     back = node("True", lease=T0 + 400, boot=NEW_BOOT, oos=True)
     check(decide(awaiting(), observe(T0 + 401, back), CFG), "AwaitingNodeReady", "NodeReturned", ["RemoveTaint"])
-    d = decide(awaiting(), observe(T0 + 402, replace(back, has_oos_taint=False)), CFG)
+    d = decide(awaiting(), observe(T0 + 402, replace(back, has_oos_taint=False, has_fencing_taint=False)), CFG)
     check(d, "Succeeded", "NodeReturned", [])
     assert d.status["recovery"]["taintRemovedAt"]
+
+
+def test_node_back_with_a_new_boot_gets_its_fencing_taint_removed_too() -> None:
+    back = node("True", lease=T0 + 400, boot=NEW_BOOT, oos=False)  # the fencing taint alone is left
+    check(decide(awaiting(), observe(T0 + 401, back), CFG), "AwaitingNodeReady", "NodeReturned", ["RemoveTaint"])
 
 
 def test_node_ready_on_the_same_boot_keeps_the_taint_and_fails() -> None:
@@ -690,4 +753,27 @@ def test_a_forced_request_is_not_cancelled_because_the_node_is_ready() -> None:
     confirming = kubectl_request("Confirming", plan)
     check(decide(confirming, observe(T0 + 1, ready), CFG), "Confirming", "OperatorGraceWindow", [])
     check(decide(confirming, observe(T0 + CFG.operator_grace_s + 1, ready, peers=None), CFG),
-          "Fencing", "ConfirmedByOperator", ["IssueOrder"])
+          "Fencing", "ConfirmedByOperator", ["AddFencingTaint", "IssueOrder"])
+
+
+# -- the fencing taints nothing needs ---------------------------------------------------------
+
+def _node(name: str, *keys: str, added: float | None = T0) -> dict[str, Any]:
+    taints = [{"key": k, "effect": "NoExecute", **({"timeAdded": format_time(added)} if added is not None else {})}
+              for k in keys]
+    return {"metadata": {"name": name}, "spec": {"taints": taints}}
+
+
+def _rem(name: str, phase: str) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "status": {"phase": phase}}
+
+
+def test_fencing_taints_nobody_needs_are_removed_and_the_others_kept() -> None:
+    from controller.after_fence import fencing_taints_to_remove
+    fencing, oos = "nodewarden.io/fencing", "node.kubernetes.io/out-of-service"
+    nodes = [_node("done", fencing), _node("deleted", fencing), _node("active", fencing),
+             _node("with-oos", fencing, oos), _node("young", fencing, added=T0 + 95), _node("untimed", fencing, added=None),
+             _node("odd-phase", fencing), _node("clean")]
+    rems = [_rem("done", "Succeeded"), _rem("active", "Fencing"), _rem("with-oos", "Failed"),
+            _rem("young", "Cancelled"), _rem("untimed", "Failed"), _rem("odd-phase", "Whatever")]
+    assert fencing_taints_to_remove(nodes, rems, T0 + 100, grace_s=10) == ["deleted", "done", "untimed"]

@@ -11,7 +11,7 @@ import pytest
 
 from controller.kube import OOS, Kind
 from core import names
-from core.clock import FakeClock
+from core.clock import FakeClock, rfc3339
 from core.kube import Conflict, Forbidden
 from tests.controller.builders import T0
 from tests.controller.fakes import FakeControllerKube, make_reconciler, sync
@@ -85,6 +85,48 @@ def test_the_taint_is_added_once_and_removed_keeping_other_taints(kube: FakeCont
     assert kube.object(Kind.NODES, "node-1")["spec"]["taints"] == [other]
 
 
+def test_the_fencing_taint_goes_on_before_the_order_and_off_with_the_out_of_service_taint(
+        kube: FakeControllerKube) -> None:
+    order: list[str] = []
+    real_taint = kube.set_fencing_taint
+
+    def taint(*a: Any, **k: Any) -> bool:
+        order.append("taint")
+        return real_taint(*a, **k)
+
+    kube.set_fencing_taint = taint  # type: ignore[method-assign]
+    kube.put(Kind.REMEDIATIONS, remediation("Confirming"))
+    clock = FakeClock(T0 + 0.2)
+    reconciler = make_reconciler(kube, clock)
+    real_deliver = reconciler.actor.deliver
+
+    def deliver(*a: Any, **k: Any) -> dict[str, Any]:
+        order.append("deliver")
+        return real_deliver(*a, **k)
+
+    reconciler.actor.deliver = deliver  # type: ignore[method-assign]
+    reconciler.reconcile("node-1")
+    assert kube.object(Kind.REMEDIATIONS, "node-1")["status"]["phase"] == "Fencing"
+    assert order[:2] == ["taint", "deliver"]
+    taints = kube.object(Kind.NODES, "node-1")["spec"]["taints"]
+    assert taints == [{"key": names.FENCING_TAINT_KEY, "value": names.FENCING_TAINT_VALUE,
+                       "effect": "NoExecute", "timeAdded": rfc3339(T0 + 1)}]  # rounded up to the second
+    actor = reconciler.actor
+    actor.apply_taint("node-1")
+    actor.remove_taint("node-1")
+    assert kube.object(Kind.NODES, "node-1")["spec"]["taints"] == []
+    assert actor.metrics.fencing_taint_changes.labels("added")._value.get() == 1
+    assert actor.metrics.fencing_taint_changes.labels("removed")._value.get() == 1
+
+
+def test_a_dry_run_puts_no_fencing_taint_on_the_node(kube: FakeControllerKube) -> None:
+    kube.put(Kind.REMEDIATIONS, remediation("Fencing", dryRun=True))  # its "order" is being issued
+    make_reconciler(kube, FakeClock(T0)).reconcile("node-1")
+    assert kube.object(Kind.REMEDIATIONS, "node-1")["status"]["fence"]  # it did decide to fence
+    assert kube.object(Kind.NODES, "node-1")["spec"]["taints"] == []
+    assert kube.calls["set_fencing_taint"] == 0
+
+
 def test_resource_deletion_counts_only_the_nodes_pods_and_attachments(kube: FakeControllerKube) -> None:
     kube.add_pod("web-0", "node-1")
     kube.add_pod("web-1", "node-2")
@@ -94,11 +136,10 @@ def test_resource_deletion_counts_only_the_nodes_pods_and_attachments(kube: Fake
     assert [p["metadata"]["name"] for p in kube.pods] == ["web-1"]
 
 
-def test_after_the_taint_only_the_pods_it_evicts_are_deleted(kube: FakeControllerKube) -> None:
-    key, _, effect = OOS
-    kube.add_pod("db-0", "node-1")
-    kube.add_pod("stays", "node-1", tolerations=[{"key": key, "operator": "Exists", "effect": effect}])
-    kube.add_pod("web-1", "node-2")
+def test_after_the_taint_only_the_terminating_pods_are_deleted_as_pod_gc_would(kube: FakeControllerKube) -> None:
+    kube.add_pod("db-0", "node-1", terminating=True)  # evicted by the taint-eviction controller
+    kube.add_pod("stays", "node-1", tolerations=[{"operator": "Exists"}])  # tolerated: not evicted
+    kube.add_pod("web-1", "node-2", terminating=True)  # another node's
     actor = make_reconciler(kube, FakeClock(T0)).actor
     assert actor.delete_evicted_pods("node-1") == {"recovery": {"podsDeleted": 1}}
     assert sorted(p["metadata"]["name"] for p in kube.pods) == ["stays", "web-1"]
@@ -110,7 +151,7 @@ def test_a_controller_that_may_not_delete_pods_records_why_and_leaves_them_to_po
     kube.add_pod("db-0", "node-1")
     actor = make_reconciler(kube, FakeClock(T0)).actor
 
-    def forbidden(node: str, evicted_only: bool = False) -> int:
+    def forbidden(node: str, terminating_only: bool = False) -> int:
         raise Forbidden(403, "Forbidden", 'pods is forbidden: cannot list resource "pods"')
 
     monkeypatch.setattr(kube, "delete_node_pods", forbidden)

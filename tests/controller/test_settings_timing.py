@@ -111,3 +111,13 @@ def test_the_process_refuses_with_the_agents_worst_case(tmp_path: Path) -> None:
     d = 3 * 5 + 4 + 10 + (5 + 1)
     assert f"proven {d + 120 + 3:g} s after the agent's last heartbeat" in out.stderr
     assert str(path) in out.stderr
+
+
+def test_a_fencing_taint_settle_not_above_the_kubelets_renew_interval_is_refused() -> None:
+    from controller.settings import ControllerSettings, unsafe_timings
+    assert not [p for p in unsafe_timings(ControllerSettings()) if "fencing_taint_settle_s" in p]
+    problems = unsafe_timings(ControllerSettings(fencing_taint_settle_s=10.0))
+    assert any("fencing_taint_settle_s=10s must exceed the kubelets' Lease renew interval, 10s" in p for p in problems)
+    # A shorter node Lease renews more often: the bound follows it.
+    assert not [p for p in unsafe_timings(ControllerSettings(fencing_taint_settle_s=6.0, node_lease_duration_s=20.0))
+                if "fencing_taint_settle_s" in p]

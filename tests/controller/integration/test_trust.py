@@ -170,7 +170,12 @@ def test_another_nodes_agent_forging_a_report_gets_no_taint(tmp_path: Path) -> N
             assert "AgentWritesUnrestricted" in warning_reasons(w, victim)
             assert metric(w, "nodewarden_controller_evidence_refusals_total", reason="AgentWritesUnrestricted") >= 1
         for pod in on_victim:
-            assert running_on(c, pod) == victim  # nothing was moved off a node that still runs it
+            # Nothing was moved off a node that still runs it: the fencing taint that went on with
+            # the order marked the pod for deletion (its stopped kubelet never finishes that),
+            # but it is neither deleted nor replaced, and its containers still run there.
+            obj = c.get("pods", pod, "default") or {}
+            assert obj.get("spec", {}).get("nodeName") == victim, obj
+            assert any(p.identity == f"default/{pod}" for p in c.nodes[victim].running.values())
         no_violations(w)
 
 
