@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+from core import names
 from core.kube import Forbidden
 from harness.chart import security_manifests
 from harness.world import World, nodewarden_world, policy
@@ -166,6 +167,23 @@ def test_a_nodes_own_agent_cannot_write_beyond_its_report_and_annotations(quiet_
     assert message.endswith(DENIED + "an agent may change only its Node's nodewarden.io/ annotations")
     message = refused(core.patch_node, "node-1", {"metadata": {"annotations": {"example.com/x": "1"}}})
     assert message.endswith("an agent may change only its Node's nodewarden.io/ annotations")
+
+
+def test_a_nodes_own_agent_cannot_remove_or_backdate_its_fencing_taint(quiet_world: World) -> None:
+    """The fencing taint's `timeAdded` decides when recovery may start: the agent of the node
+    being fenced must not be able to take the taint off, or put it back as if long settled."""
+    core = client.CoreV1Api(api(quiet_world, agent_identity("node-1")))
+    backdated = {"key": names.FENCING_TAINT_KEY, "value": names.FENCING_TAINT_VALUE, "effect": "NoExecute",
+                 "timeAdded": "2026-01-01T00:00:00Z"}
+    message = refused(core.patch_node, "node-1", {"spec": {"taints": [backdated]}})
+    assert message.endswith("an agent may change only its Node's nodewarden.io/ annotations"), message
+    admin = client.CoreV1Api(api(quiet_world, ADMIN))
+    admin.patch_node("node-1", {"spec": {"taints": [{**backdated, "timeAdded": "2026-12-03T00:00:00Z"}]}})
+    try:
+        message = refused(core.patch_node, "node-1", {"spec": {"taints": []}})
+        assert message.endswith("an agent may change only its Node's nodewarden.io/ annotations"), message
+    finally:
+        admin.patch_node("node-1", {"spec": {"taints": []}})
 
 
 def test_an_agent_token_bound_to_no_node_may_write_nothing(quiet_world: World) -> None:
