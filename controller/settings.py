@@ -85,13 +85,11 @@ class ControllerSettings:
     kubelet_restart_first: bool = False  # try restart-kubelet when the agent is reachable
     kubelet_restart_wait_s: float = 60.0
     recover_timeout_s: float = 120.0
-    # Once the out-of-service taint is on a fenced node, force-delete the pods the taint
-    # evicts (controller/eviction.py) instead of waiting for pod GC's next pass (every
-    # 20 s). Needs `list` and `delete` on pods (the chart grants them when this is on).
-    # Off by default: unlike pod GC it does not wait for the pods to be terminating on a
-    # node still NotReady, and the chaos suite found a node back from a partition tainted
-    # before its kubelet reported (docs/results.md, seed 116).
-    delete_pods_after_taint: bool = False
+    # Once the out-of-service taint is on a fenced node that is not Ready, force-delete its
+    # terminating pods (pod GC's rule, controller/eviction.py) instead of waiting for pod
+    # GC's next pass (every 20 s). Needs `list` and `delete` on pods (the chart grants them
+    # when this is on).
+    delete_pods_after_taint: bool = True
     node_not_back_after_s: float = 1800.0  # AwaitingNodeReady longer than this: event + metric
     # The agents' config file (YAML, as the agents read it): their timings, for the start-up check.
     agent_config_file: str | None = None

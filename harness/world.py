@@ -270,9 +270,8 @@ def nodewarden_world(tmp: Path, *, nodes: int = 5, time_scale: float = 0.05,
     # Every product identity runs with exactly what the chart grants it, enforced.
     # The chart value that goes with a controller setting the world overrides: the RBAC
     # the chart renders for it (the chart sets the controller's variable from the value).
-    deletes = str((controller_overrides or {}).get("DELETE_PODS_AFTER_TAINT", "false")).lower() == "true"
-    apply_security(cluster.api, remediation_policy or policy(),
-                   {"controller": {"deletePodsAfterTaint": True}} if deletes else None)
+    deletes = str((controller_overrides or {}).get("DELETE_PODS_AFTER_TAINT", "true")).lower() == "true"
+    apply_security(cluster.api, remediation_policy or policy(), {"controller": {"deletePodsAfterTaint": deletes}})
     world = World(cluster, tmp, time_scale, _controller_env=dict(controller_overrides or {}))
     try:
         cluster.start()

@@ -48,7 +48,7 @@ class ControllerTimings:
     fencing_taint_settle_s: float = 11.0
     # With the out-of-service taint: the controller deletes the pods it evicts at once
     # rather than waiting for pod GC's next run.
-    delete_pods_after_taint: bool = False
+    delete_pods_after_taint: bool = True
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ def render(inputs: TimingInputs, changed: dict[str, str] | None = None) -> str:
 DOC_SETS: dict[str, dict[str, str]] = {
     "chart defaults": {},
     "NodeLeaseStale off": {"node_lease_stale_enabled": "false"},
-    "controller deletes the pods": {"delete_pods_after_taint": "true"},
+    "pod GC deletes the pods": {"delete_pods_after_taint": "false"},
     "Prometheus at 5 s / 5 s": {"kube_state_metrics_scrape_interval_s": "5s", "rule_evaluation_interval_s": "5s"},
     "Prometheus at 30 s / 30 s": {"kube_state_metrics_scrape_interval_s": "30s", "rule_evaluation_interval_s": "30s"},
     "NodeLeaseStale off, Prometheus at 30 s / 30 s": {"node_lease_stale_enabled": "false",

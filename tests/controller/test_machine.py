@@ -495,7 +495,7 @@ def recovering(**kw: Any) -> Any:
 def test_recovering_applies_the_taint_until_it_is_there() -> None:
     rem = recovering(recovery={"strategy": "OutOfServiceTaint"})
     check(decide(rem, observe(T0 + 234), CFG), "Recovering", "RecoveryStarted", ["ApplyTaint"])
-    d = decide(rem, observe(T0 + 235, node(oos=True)), CFG)  # the default: pod GC deletes
+    d = decide(rem, observe(T0 + 235, node(oos=True)), replace(CFG, delete_pods_after_taint=False))  # pod GC deletes
     check(d, "AwaitingNodeReady", "OutOfServiceTaintApplied", [])
     assert d.status["recovery"]["taintAppliedAt"]
 

@@ -102,7 +102,10 @@ def test_the_timeline_with_node_not_ready_alone() -> None:
     # NodeNotReady: half a scrape and half an evaluation after the node turned not Ready,
     # then its `for: 30s`, two 15 s evaluations.
     assert e["alert_firing"] == -5 + 50 + 2.5 + 7.5 + 7.5 + 30
-    assert e["replacement_running"] == 92.5 + 2 + 2 + 10 + 12  # ordered, settled, pod GC, the start
+    # Ordered 2 s later; the taint once the fencing taint has settled (11 s + 1 s skew + 0.5 s
+    # of rounding after the order); the controller deletes the pods at once; the start.
+    assert e["taint_added"] == 92.5 + 2 + 11 + 1 + 0.5
+    assert e["replacement_running"] == 92.5 + 2 + 12.5 + 12
 
 
 def test_the_timeline_with_the_lease_rule() -> None:
@@ -117,16 +120,18 @@ def test_the_timeline_with_the_lease_rule() -> None:
     # The AgentHeartbeatStale deadline (heartbeat 2.5 s before the power-off + 67) is past
     # once peer silence settles: the controller's own time decides.
     assert e["fence_proven"] == max(64.5 + 2, -2.5 + 67)
-    # Pod GC, half its 20 s period ...
-    assert e["pod_force_deleted"] == 66.5 + 10
-    assert e["replacement_running"] == 76.5 + 12
-    # ... or the controller deleting the pods the taint evicts at once (opt-in).
-    now = timing.predict(timing.with_overrides(FAST, {"delete_pods_after_taint": "true"})).expected.at_s
-    assert now["pod_force_deleted"] == now["taint_added"] == 66.5 and now["replacement_running"] == 66.5 + 12
+    # The fencing taint went on with the order: the out-of-service taint waits for its
+    # settle (11 s + 1 s skew + 0.5 s of rounding), later than the proof here.
+    assert e["taint_added"] == 64.5 + 12.5
+    # The controller deletes the terminating pods at once (the default) ...
+    assert e["pod_force_deleted"] == e["taint_added"] and e["replacement_running"] == 77 + 12
+    # ... or pod GC does, half its 20 s period later.
+    gc = timing.predict(timing.with_overrides(FAST, {"delete_pods_after_taint": "false"})).expected.at_s
+    assert gc["pod_force_deleted"] == 77 + 10 and gc["replacement_running"] == 87 + 12
 
 
 def test_levers_move_the_timeline() -> None:
-    base = timing.predict(FAST).expected.at_s
+    base = timing.predict(timing.with_overrides(FAST, {"delete_pods_after_taint": "false"})).expected.at_s
     deletion = timing.predict(timing.with_overrides(FAST, {"strategy": "ResourceDeletion"})).expected.at_s
     assert deletion["pod_force_deleted"] == deletion["taint_added"]
     assert base["replacement_running"] - deletion["replacement_running"] == 10  # pod GC's wait

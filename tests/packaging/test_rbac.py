@@ -102,13 +102,14 @@ def test_nothing_is_granted_that_the_code_never_uses() -> None:
 
 def test_deleting_pods_and_volume_attachments_is_granted_only_to_a_policy_that_uses_it() -> None:
     default_policy = yaml.safe_load((ROOT / "rules" / "remediation.yaml").read_text())
-    # The default policy (the taint) with the controller's pod deletion after it: pods only.
-    rbac = chart_rbac(default_policy, {"controller": {"deletePodsAfterTaint": True}})
+    # As shipped: the default policy (the taint) with the controller's pod deletion after it
+    # (pod GC's rule, sooner): pods only.
+    rbac = chart_rbac(default_policy)
     refused = {(c.verb, c.resource) for c in static_calls() if not allowed(rbac, c)}
     assert refused == {("list", "volumeattachments"), ("delete", "volumeattachments")}
     assert {g.account for g in rbac.grants if g.resource == "pods"} == {ACCOUNTS["controller"]}
-    # As shipped (off): nothing may delete pods or VolumeAttachments.
-    rbac = chart_rbac(default_policy)
+    # With it off (pod GC alone): nothing may delete pods or VolumeAttachments.
+    rbac = chart_rbac(default_policy, {"controller": {"deletePodsAfterTaint": False}})
     refused = {(c.verb, c.resource) for c in static_calls() if not allowed(rbac, c)}
     assert refused == {("list", "pods"), ("delete", "pods"), ("list", "volumeattachments"),
                        ("delete", "volumeattachments")}
