@@ -51,13 +51,14 @@ TRIALS = int(os.environ.get("BENCH_RECOVERY_TRIALS", "3"))
 K8S_ALONE_BOUND_S = 900.0  # cluster seconds the Kubernetes-alone baseline waits
 MEDIK8S_UNHEALTHY_S, MEDIK8S_SAFE_TIME_S = 300.0, 180.0
 # Settings sets: (recovery strategy, kube-state-metrics scrape interval, rule evaluation
-# interval, whether the controller deletes the pods the taint evicts at once).
+# interval, whether the controller force-deletes the terminating pods at once (the
+# default) or leaves them to pod GC).
 SETTINGS_SETS = {
-    "default": ("OutOfServiceTaint", SCRAPE_INTERVAL_S, EVALUATION_INTERVAL_S, False),
-    "delete-pods": ("OutOfServiceTaint", SCRAPE_INTERVAL_S, EVALUATION_INTERVAL_S, True),
+    "default": ("OutOfServiceTaint", SCRAPE_INTERVAL_S, EVALUATION_INTERVAL_S, True),
+    "pod-gc": ("OutOfServiceTaint", SCRAPE_INTERVAL_S, EVALUATION_INTERVAL_S, False),
     "resource-deletion": ("ResourceDeletion", SCRAPE_INTERVAL_S, EVALUATION_INTERVAL_S, True),
-    "prometheus-30s": ("OutOfServiceTaint", 30.0, 30.0, False),
-    "prometheus-5s": ("OutOfServiceTaint", 5.0, 5.0, False),
+    "prometheus-30s": ("OutOfServiceTaint", 30.0, 30.0, True),
+    "prometheus-5s": ("OutOfServiceTaint", 5.0, 5.0, True),
 }
 GROUP_WAIT_S = 0.0  # the chart's Alertmanager route
 # "NAME" or "NAME:TRIALS" (TRIALS defaults to BENCH_RECOVERY_TRIALS), comma-separated.

@@ -184,7 +184,13 @@ def recovering(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> D
     if strategy is Strategy.OUT_OF_SERVICE_TAINT:
         if obs.node.has_oos_taint:
             status = {} if rec.get("taintAppliedAt") else {"recovery": {"taintAppliedAt": format_time(obs.now)}}
-            if not cfg.delete_pods_after_taint or rec.get("podsDeleted") is not None or rec.get("podDeletionSkipped"):
+            applied = parse_time(rec.get("taintAppliedAt")) or obs.now
+            # Pod GC looks every pod_gc_period_s; so does this, once a second, for as long:
+            # a pod the taint-eviction controller has not marked yet is deleted at a later
+            # pass (it marks them within a second of the fencing taint, 11 s before).
+            deleted = rec.get("podsDeleted")
+            done = deleted is not None and (int(deleted or 0) > 0 or obs.now - applied >= cfg.pod_gc_period_s)
+            if not cfg.delete_pods_after_taint or done or rec.get("podDeletionSkipped"):
                 deleted = "" if rec.get("podsDeleted") is None else \
                     f"; {rec.get('podsDeleted')} pod(s) it evicts deleted at once"
                 if rec.get("podDeletionSkipped"):

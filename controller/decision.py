@@ -60,6 +60,7 @@ class MachineConfig:
     fence_agent_attempts: int = 3
     recover_timeout_s: float = 120.0
     delete_pods_after_taint: bool = True  # once the taint is on, delete its terminating pods (pod GC's rule) at once
+    pod_gc_period_s: float = 20.0  # Kubernetes' pod GC period: how long the deletion keeps looking
     # How long the fencing taint must have been on the node (plus the clock skew) before
     # recovery: a kubelet that read its pods before the taint was there has renewed its Lease
     # by then (every 10 s), and the watch has shown it.

@@ -56,7 +56,8 @@ def machine_config(s: ControllerSettings, order_key: OrderKey | None = None) -> 
         escalation_timeout_s=s.escalation_timeout_s, fence_agent_configured=bool(s.fence_agent_command),
         fence_agent_attempts=s.fence_agent_attempts, recover_timeout_s=s.recover_timeout_s,
         node_not_back_after_s=s.node_not_back_after_s, silence_settle_s=s.silence_settle_s,
-        delete_pods_after_taint=s.delete_pods_after_taint, fencing_taint_settle_s=s.fencing_taint_settle_s)
+        delete_pods_after_taint=s.delete_pods_after_taint, fencing_taint_settle_s=s.fencing_taint_settle_s,
+        pod_gc_period_s=s.pod_gc_period_s)
 
 
 def witness_after(seen: Witness, kind: ActionKind, results: dict[str, Any], now: float) -> Witness:

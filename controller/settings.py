@@ -90,6 +90,9 @@ class ControllerSettings:
     # GC's next pass (every 20 s). Needs `list` and `delete` on pods (the chart grants them
     # when this is on).
     delete_pods_after_taint: bool = True
+    # Kubernetes' pod GC period (fixed at 20 s): after the taint, the deletion looks again
+    # once a second for as long for pods the taint-eviction controller had not marked yet.
+    pod_gc_period_s: float = 20.0
     node_not_back_after_s: float = 1800.0  # AwaitingNodeReady longer than this: event + metric
     # The agents' config file (YAML, as the agents read it): their timings, for the start-up check.
     agent_config_file: str | None = None

@@ -75,6 +75,7 @@ def controller_env(scale: float, tmp: Path, kubeconfig: Path, key: Path, secret:
         "KUBELET_RESTART_WAIT_S": 60 * scale, "FENCE_AGENT_TIMEOUT_S": max(1.0, 60 * scale),
         "NODE_LEASE_DURATION_S": 40 * scale, "KUBE_REQUEST_TIMEOUT_S": 5,
         "SILENCE_SETTLE_S": max(0.3, 2 * scale), "FENCING_TAINT_SETTLE_S": 11 * scale,
+        "POD_GC_PERIOD_S": 20 * scale,
         "AGENT_CONFIG_FILE": str(tmp / "agent.yaml"),
     }
     values.update(overrides)

@@ -207,3 +207,44 @@ def test_slow_clients_on_every_agent_s_peer_port_during_an_api_outage_reset_noth
             attack.stop()
         fired = sorted({e.node for e in c.timeline.events(kind="watchdog-fired", since=t0)})
         claim(fired == [], f"reset: {fired}")
+
+
+def test_a_node_reset_while_cut_off_and_back_after_its_fence_order_never_starts_its_old_pods(
+        tmp_path: Path) -> None:
+    """Seed 116: a group of nodes cut off from the API and from the rest fenced themselves,
+    as they must, and rebooted while still cut off; when the partition healed, a kubelet
+    read its pods from the API and started the old StatefulSet pod, and 1-2 s later the
+    controller's sound proof (the old boot is dead) led to the out-of-service taint, which
+    lets the replacement start elsewhere (invariant unsafe-taint). Here the alert comes
+    once the machine is back on a new boot, still cut off, so the proof is due at once, and
+    the partition heals right after the order. Fixed: the fencing taint
+    (nodewarden.io/fencing:NoExecute) goes on with the order, a returning kubelet refuses
+    the old pods at admission, and recovery waits until the taint has settled."""
+    with nodewarden_world(tmp_path, nodes=5, time_scale=SCALE, workloads=("db=statefulset:3",)) as w:
+        c = w.cluster
+        victim = wait_running(c, ["db-0", "db-1", "db-2"], timeout=20)["db-0"]
+        old = (c.get("pods", "db-0", "default") or {})["metadata"]["uid"]
+        c.fault("partition", victim, from_="all")
+        c.wait_for(lambda: c.timeline.first("node-booted", node=victim) is not None and
+                   c.node_state(victim)["resets"] >= 1 and c.node_state(victim)["power"] == "Running",
+                   60, message=f"{victim} reset by its own watchdog and booted again, still cut off")
+        back_at = c.clock()
+        assert w.alert(victim).status_code == 200
+
+        def fencing_taint() -> bool:
+            node = c.get("nodes", victim) or {}
+            return any(t.get("key") == "nodewarden.io/fencing" for t in (node.get("spec") or {}).get("taints") or [])
+
+        c.wait_for(fencing_taint, 30, message="the fencing taint, put on with the order")
+        assert not w.has_taint(victim)  # the out-of-service taint waits for the fencing taint to settle
+        c.fault("heal", victim)
+        w.wait_phase(victim, "Succeeded", "Failed", timeout=60)
+        c.wait_for(lambda: c.get("pods", "db-0", "default") is not None and
+                   (c.get("pods", "db-0", "default") or {}).get("status", {}).get("phase") == "Running", 60,
+                   message="db-0 Running again")
+        started = [e for e in c.timeline.events(since=back_at, kind="pod-started", node=victim)
+                   if (e.data or {}).get("uid") == old]
+        assert started == [], f"the old db-0 started again on {victim}'s new boot: {started}"
+        c.wait_for(lambda: not fencing_taint(), 30, message="the fencing taint removed once nothing needs it")
+        report = c.invariants()
+        assert report["violations"] == [], report

@@ -777,3 +777,13 @@ def test_fencing_taints_nobody_needs_are_removed_and_the_others_kept() -> None:
     rems = [_rem("done", "Succeeded"), _rem("active", "Fencing"), _rem("with-oos", "Failed"),
             _rem("young", "Cancelled"), _rem("untimed", "Failed"), _rem("odd-phase", "Whatever")]
     assert fencing_taints_to_remove(nodes, rems, T0 + 100, grace_s=10) == ["deleted", "done", "untimed"]
+
+
+def test_the_deletion_looks_again_for_one_pod_gc_period_when_nothing_was_terminating_yet() -> None:
+    """Pod GC runs every 20 s; the controller's deletion (its rule, sooner) looks again once a
+    second for as long, for pods the taint-eviction controller had not marked yet."""
+    rec = {"strategy": "OutOfServiceTaint", "taintAppliedAt": format_time(T0 + 235), "podsDeleted": 0}
+    again = decide(recovering(recovery=rec), observe(T0 + 236, node(oos=True)), DELETING)
+    check(again, "Recovering", "RecoveryStarted", ["DeleteEvictedPods"])
+    later = decide(recovering(recovery=rec), observe(T0 + 235 + DELETING.pod_gc_period_s, node(oos=True)), DELETING)
+    check(later, "AwaitingNodeReady", "OutOfServiceTaintApplied", [])

@@ -15,18 +15,17 @@ SCALE = 0.05
 
 
 def test_power_off_recovery_and_return(tmp_path: Path) -> None:
-    with nodewarden_world(tmp_path, nodes=5, time_scale=SCALE,
-                          controller_overrides={"DELETE_PODS_AFTER_TAINT": "true"}) as w:
+    with nodewarden_world(tmp_path, nodes=5, time_scale=SCALE) as w:  # the controller deletes the pods (default)
         c = w.cluster
         placed = wait_running(c, ["db-0", "db-1", "db-2"], timeout=20)
         victim = placed["db-0"]
         boot = c.node_state(victim)["bootId"]
-        # A pod that asked to stay on its node through the out-of-service taint.
+        # A pod that asked to stay on its node through the fencing and out-of-service taints.
         c.apply_manifest(yaml.safe_dump({
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stays", "namespace": "default"},
             "spec": {"nodeName": victim, "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}],
-                     "tolerations": [{"key": "node.kubernetes.io/out-of-service", "operator": "Exists",
-                                      "effect": "NoExecute"}]}}))
+                     "tolerations": [{"key": key, "operator": "Exists", "effect": "NoExecute"}
+                                     for key in ("node.kubernetes.io/out-of-service", "nodewarden.io/fencing")]}}))
         c.wait_for(lambda: running_on(c, "stays") == victim, 20, message="the tolerating pod runs")
         t0 = c.clock()
         c.fault("power-off", victim)
@@ -37,8 +36,8 @@ def test_power_off_recovery_and_return(tmp_path: Path) -> None:
         evidence = rem["status"]["fence"]["evidence"]
         assert evidence["rule"] == "AgentHeartbeatStale", evidence
         assert w.has_taint(victim)
-        # The controller deleted the pods the taint evicts itself (pod GC had no part in
-        # db-0's deletion), and left the pod that tolerates the taint.
+        # The controller force-deleted the terminating pods itself (pod GC had no part in
+        # db-0's deletion), and left the pod that tolerates both taints (never terminating).
         assert rem["status"]["recovery"]["podsDeleted"] >= 1, rem["status"]["recovery"]
         assert c.get("pods", "stays", "default") is not None
         c.wait_for(lambda: running_on(c, "db-0") not in (None, victim), 20, message="db-0 moved")
