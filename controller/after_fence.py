@@ -284,7 +284,7 @@ def terminal(rem: RemediationView, obs: Observations) -> Decision:
 
 
 def _finished(remediation: dict[str, Any]) -> bool:
-    phase = str((remediation.get("status") or {}).get("phase") or "Pending")
+    phase = str((remediation.get("status") or {}).get("phase") or Phase.PENDING)
     return phase in {str(p) for p in Phase if p.terminal}  # an unknown phase: unfinished, keep the taint
 
 
