@@ -59,6 +59,8 @@ class Machines:
             node.running.clear()
             node.starting.clear()
             node.terminating.clear()
+            node.admitted.clear()
+            node.rejected.clear()
             node.down_since = cfg.clock()
         if name in cfg.watchdogs:
             cfg.watchdogs[name].power_lost()
@@ -75,6 +77,8 @@ class Machines:
             node.power = Power.BOOTING
             node.epoch += 1
             node.synced_since_boot = False
+            node.admitted.clear()  # a new kubelet admits every pod it sees afresh
+            node.rejected.clear()
             node.boot_id = str(uuid.uuid4())
             node.boots += 1
             epoch = node.epoch
