@@ -8,7 +8,8 @@ Every power change bumps the node's epoch; a delayed step (boot done, back from 
 agent restart) checks the epoch it was scheduled under and does nothing if the machine
 has changed state since, so a stale timer never boots a machine that was powered off again.
 Losing power stops every container at once (the invariant monitor is told of each) and
-kills the agent; the watchdog device sees the power loss and its return.
+kills the agent; the watchdog device sees the power loss and its return. The kubelet's
+admissions and refusals die with the boot: the next kubelet admits every pod afresh.
 """
 
 from __future__ import annotations

@@ -162,3 +162,20 @@ def test_admission_is_once_per_pod_per_boot(make_cluster: Callable[..., Cluster]
     assert cluster.timeline.first("pod-started", "node-1", obj="default/refused") is None
     assert sorted(node.admitted.values()) == ["default/tolerating"]
 
+
+
+def test_the_replicaset_controller_replaces_a_refused_pod_and_leaves_it(make_cluster: Callable[..., Cluster]) -> None:
+    """A pod the kubelet refused is Failed: the ReplicaSet controller no longer counts it
+    (FilterActivePods) and creates a replacement; the Failed pod stays for pod GC."""
+    cluster = make_cluster(nodes=2, time_scale=SCALE, workloads=["web=deployment:1"])
+    first = cluster.wait_for(lambda: cluster.list("pods", "default"), 5, message="web pod")[0]["metadata"]["name"]
+    wait_running(cluster, [first])
+
+    def refuse(obj: dict[str, Any]) -> None:
+        obj["status"] = {"phase": "Failed", "reason": "TaintToleration", "message": REJECTED}
+
+    cluster.registry.mutate(cluster.rt("pods"), "default", first, refuse, subresource="status")
+    others = cluster.wait_for(lambda: [p["metadata"]["name"] for p in cluster.list("pods", "default")
+                                       if p["metadata"]["name"] != first], 5, message="a replacement")
+    wait_running(cluster, others)
+    assert (pod(cluster, first) or {}).get("status", {}).get("phase") == "Failed"
