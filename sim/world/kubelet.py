@@ -208,8 +208,9 @@ class Kubelet:
             node.rejected[uid] = status
         c.events.record(object_ref({**pod, "kind": "Pod", "apiVersion": "v1"}), "Warning", reason, message,
                         COMPONENT, host=node.name)
-        keys = ",".join(sorted({str(t.get("key")) for t in taints if t.get("effect") == "NoExecute"}))
-        c.timeline.add("pod-rejected", node.name, key, f"{reason}: NoExecute taint {keys}", uid=uid)
+        refused = untolerated(taints, (pod.get("spec") or {}).get("tolerations") or [], ("NoExecute",))
+        keys = ",".join(sorted({str(t.get("key")) for t in refused}))
+        c.timeline.add("pod-rejected", node.name, key, f"{reason}: untolerated NoExecute taint {keys}", uid=uid)
         self._report_rejected(pod, status)
         return False
 

@@ -103,7 +103,7 @@ def test_a_kubelet_back_on_a_new_boot_refuses_the_old_pod_and_its_statefulset_re
 
     rejected = cluster.wait_for(lambda: cluster.timeline.first("pod-rejected", victim, obj="default/db-0"), 5,
                                 message="db-0 rejected")
-    assert "nodewarden.io/fencing" in rejected.detail
+    assert rejected.detail == "TaintToleration: untolerated NoExecute taint nodewarden.io/fencing"
     status = cluster.wait_for(lambda: (pod(cluster, "db-0") or {}).get("status", {}).get("phase") == "Failed"
                               and pod(cluster, "db-0")["status"], 5, message="db-0 Failed")
     assert (status["reason"], status["message"]) == ("TaintToleration", REJECTED)
