@@ -5,9 +5,13 @@ keep, using the simulator's ground truth (what each machine really runs), never 
    nodes at once. Live = in the container runtime of a powered-on node, whether or not
    the node is partitioned and whether or not its kubelet still runs.
 2. unsafe-taint: the out-of-service taint was applied to a node that could run its
-   workloads at that moment: powered on with its kubelet started, and either running pods
-   or synced with the API since it booted (a kubelet knows its pods only from the API). It
-   had not been reset or powered off since it was last able to run them.
+   workloads at that moment: powered on with its kubelet started, and running, starting
+   or admitted (on its current boot, and not terminated since) at least one pod. A kubelet
+   knows its pods only from the API and admits each once per boot (kubelet.py), so a
+   machine that rebooted and has not reached the API since cannot run them, nor can one
+   whose kubelet synced but refused every pod it saw (a NoExecute taint they do not
+   tolerate) or saw them all terminating. It had not been reset or powered off since it
+   was last able to run them.
 3. stale-taint: the out-of-service taint is still on a node that has been Ready on its
    current boot for longer than the configured bound: Ready since the later of the
    condition's last transition and the boot, and never while the machine is off or
@@ -123,6 +127,8 @@ class InvariantMonitor:
             unsafe = node.could_run_workloads
             state = f"power={node.power}, kubelet={'on' if node.kubelet_enabled else 'stopped'}, " \
                     f"partition={sorted(node.partition) or 'none'}, running pods={len(node.running)}, " \
+                    f"starting={len(node.starting)}, admitted on this boot={len(node.admitted)}, " \
+                    f"rejected on this boot={len(node.rejected)}, " \
                     f"synced with the API since boot={node.synced_since_boot}"
             boots = node.boots
         if unsafe:

@@ -1,8 +1,29 @@
-"""A kubelet per simulated node: renews the node Lease, posts node status, starts the
-pods bound to the node (once their volumes are attached), completes graceful deletions,
-and — once it can reach the API again after a partition — kills pods that no longer
-exist there. While it cannot reach the API it keeps running what it runs: exactly the
-danger fencing guards against."""
+"""A kubelet per simulated node: renews the node Lease, posts node status, admits or
+rejects the pods bound to the node, starts the admitted ones (once their volumes are
+attached), completes graceful deletions, and — once it can reach the API again after a
+partition — kills pods that no longer exist there. While it cannot reach the API it keeps
+running what it runs: exactly the danger fencing guards against.
+
+Admission, as the real kubelet's (pkg/kubelet/kubelet.go `HandlePodAdditions`,
+`canAdmitPod`, `rejectPod`; pkg/kubelet/lifecycle/predicate.go `Admit`, `generalFilter`):
+- once per pod per boot, when the kubelet first sees the pod (on its first sync after
+  the boot for the pods already bound); the verdict stands for the rest of the boot: a
+  pod admitted while it waits for its volumes starts even if a NoExecute taint arrives
+  meanwhile (the taint-eviction controller then deletes it and the kubelet stops it);
+- pods in a terminal phase, and pods already being deleted (the pod worker terminates
+  them without ever starting them), are not admitted;
+- of the node's taints (from the API's Node object, as the kubelet's node lister) only
+  NoExecute ones count: a pod that does not tolerate one of them is rejected, whatever
+  its tolerationSeconds (a toleration with tolerationSeconds still tolerates); NoSchedule
+  is the scheduler's business. Static pods are exempt in the real kubelet; the simulator
+  has none.
+- a rejected pod gets a Warning Event with the predicate's name as the reason
+  (`TaintToleration`, "Predicate TaintToleration failed: node(s) had taints that the pod
+  didn't tolerate") and the status phase `Failed` with that reason and the message
+  prefixed "Pod was rejected: ", reported until the API has it (the status manager
+  retries). It never starts on this boot; its owner replaces it.
+The simulated kubelet reads the Node from the store directly, so it never admits against
+a stale view of the taints, which a real kubelet's informer can."""
 
 from __future__ import annotations
 
@@ -13,12 +34,30 @@ from typing import TYPE_CHECKING, Any
 from ..apiserver.errors import ApiError
 from ..timefmt import rfc3339, rfc3339_micro
 from .nodes import RunningPod, SimNode
+from .recorder import object_ref
+from .tolerations import untolerated
 
 if TYPE_CHECKING:
     from .cluster import Cluster
 
 log = logging.getLogger("sim.kubelet")
 CSI_DRIVER = "sim.csi.k8s.io"
+COMPONENT = "kubelet"
+TAINT_TOLERATION = "TaintToleration"  # the scheduler plugin's name, the kubelet's reason
+TAINTS_NOT_TOLERATED = "node(s) had taints that the pod didn't tolerate"
+# Conditions the kubelet owns (pkg/kubelet/types PodConditionsByKubelet): a rejection's
+# status replaces them; others (DisruptionTarget, ...) are kept.
+KUBELET_CONDITIONS = frozenset({"PodScheduled", "Ready", "Initialized", "ContainersReady",
+                                "PodReadyToStartContainers"})
+
+
+def admission(pod: dict[str, Any], node_taints: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """The kubelet's taint check at admission: None to admit, else (reason, message) of
+    the rejection. Only NoExecute taints count; tolerationSeconds does not."""
+    tolerations = (pod.get("spec") or {}).get("tolerations") or []
+    if untolerated(node_taints, tolerations, ("NoExecute",)):
+        return TAINT_TOLERATION, f"Predicate {TAINT_TOLERATION} failed: {TAINTS_NOT_TOLERATED}"
+    return None
 
 
 def _ready(pod: dict[str, Any]) -> bool:
@@ -119,8 +158,9 @@ class Kubelet:
         node = self.node
         epoch = node.epoch
         with node.lock:
-            gone = [uid for uid in node.running if uid not in bound]
-        for uid in gone:  # deleted from the API (e.g. force-deleted) while we ran it
+            gone = [uid for uid in [*node.running, *node.admitted] if uid not in bound]
+            node.rejected = {uid: st for uid, st in node.rejected.items() if uid in bound}
+        for uid in dict.fromkeys(gone):  # deleted from the API (e.g. force-deleted) while we ran it
             self._kill(uid, "pod no longer exists in the API")
         for uid, pod in bound.items():
             meta = pod["metadata"]
@@ -135,12 +175,62 @@ class Kubelet:
                 # real kubelet's keeps syncing until the API has it.
                 self._report_running(pod)
             elif uid not in node.running and uid not in node.starting:
+                if uid not in node.admitted and not self._admit(pod):
+                    continue  # rejected on this boot: it never starts here
                 volumes = self._attached_volumes(pod)
                 if volumes is None:
                     continue  # waiting for the attach/detach controller
                 node.starting.add(uid)
                 c.ticker.call_later(c.timings.pod_start_delay_s,
                                     functools.partial(self._start, pod, volumes, epoch))
+
+    def _admit(self, pod: dict[str, Any]) -> bool:
+        """Admit the pod (first seen on this boot) or reject it; a rejected pod's Failed
+        status is reported again at each sync until the API has it."""
+        c, node = self.cluster, self.node
+        meta = pod["metadata"]
+        uid, key = meta["uid"], f"{meta['namespace']}/{meta['name']}"
+        with node.lock:
+            status = node.rejected.get(uid)
+        if status is not None:
+            self._report_rejected(pod, status)
+            return False
+        entry = c.store.get(c.registry.table(c.rt("nodes")), "", node.name)
+        taints = ((entry.obj().get("spec") or {}).get("taints") or []) if entry is not None else []
+        verdict = admission(pod, taints)
+        if verdict is None:
+            with node.lock:
+                node.admitted[uid] = key
+            return True
+        reason, message = verdict
+        status = {"phase": "Failed", "reason": reason, "message": f"Pod was rejected: {message}"}
+        with node.lock:
+            node.rejected[uid] = status
+        c.events.record(object_ref({**pod, "kind": "Pod", "apiVersion": "v1"}), "Warning", reason, message,
+                        COMPONENT, host=node.name)
+        refused = untolerated(taints, (pod.get("spec") or {}).get("tolerations") or [], ("NoExecute",))
+        keys = ",".join(sorted({str(t.get("key")) for t in refused}))
+        c.timeline.add("pod-rejected", node.name, key, f"{reason}: untolerated NoExecute taint {keys}", uid=uid)
+        self._report_rejected(pod, status)
+        return False
+
+    def _report_rejected(self, pod: dict[str, Any], status: dict[str, str]) -> None:
+        c = self.cluster
+        meta = pod["metadata"]
+
+        def update(obj: dict[str, Any]) -> bool | None:
+            if obj["metadata"]["uid"] != meta["uid"]:
+                return False
+            old = obj.get("status") or {}
+            kept = [cond for cond in old.get("conditions") or [] if cond.get("type") not in KUBELET_CONDITIONS]
+            obj["status"] = {**status, "qosClass": old.get("qosClass", "BestEffort"),
+                             **({"conditions": kept} if kept else {})}
+            return None
+
+        try:
+            c.registry.mutate(c.rt("pods"), meta["namespace"], meta["name"], update, subresource="status")
+        except ApiError as err:
+            log.debug("rejection status of %s: %s", meta["name"], err.message)
 
     def _attached_volumes(self, pod: dict[str, Any]) -> tuple[str, ...] | None:
         """PV names of the pod's claims, or None while any is unbound or unattached here."""
@@ -166,7 +256,7 @@ class Kubelet:
         uid = meta["uid"]
         with node.lock:
             node.starting.discard(uid)
-            if node.epoch != epoch or not node.can_run_pods or uid in node.running:
+            if node.epoch != epoch or not node.can_run_pods or uid in node.running or uid not in node.admitted:
                 return
         current = c.store.get(c.registry.table(c.rt("pods")), meta["namespace"], meta["name"])
         if current is None or current.obj()["metadata"]["uid"] != uid:
@@ -251,6 +341,7 @@ class Kubelet:
         with node.lock:
             running = node.running.pop(uid, None)
             node.starting.discard(uid)
+            node.admitted.pop(uid, None)  # terminated: never started again on this boot
         if running is not None:
             self.cluster.invariants_monitor.pod_stopped(node.name, running)
             self.cluster.timeline.add("pod-killed", node.name, running.key, why, uid=uid)

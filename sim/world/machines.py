@@ -8,7 +8,8 @@ Every power change bumps the node's epoch; a delayed step (boot done, back from 
 agent restart) checks the epoch it was scheduled under and does nothing if the machine
 has changed state since, so a stale timer never boots a machine that was powered off again.
 Losing power stops every container at once (the invariant monitor is told of each) and
-kills the agent; the watchdog device sees the power loss and its return.
+kills the agent; the watchdog device sees the power loss and its return. The kubelet's
+admissions and refusals die with the boot: the next kubelet admits every pod afresh.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class Machines:
             node.running.clear()
             node.starting.clear()
             node.terminating.clear()
+            node.admitted.clear()
+            node.rejected.clear()
             node.down_since = cfg.clock()
         if name in cfg.watchdogs:
             cfg.watchdogs[name].power_lost()
@@ -75,6 +78,8 @@ class Machines:
             node.power = Power.BOOTING
             node.epoch += 1
             node.synced_since_boot = False
+            node.admitted.clear()  # a new kubelet admits every pod it sees afresh
+            node.rejected.clear()
             node.boot_id = str(uuid.uuid4())
             node.boots += 1
             epoch = node.epoch

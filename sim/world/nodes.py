@@ -46,6 +46,10 @@ class SimNode:
     running: dict[str, RunningPod] = field(default_factory=dict)  # by pod uid
     starting: set[str] = field(default_factory=set)
     terminating: set[str] = field(default_factory=set)
+    # The kubelet's admission on this boot (see kubelet.py): pods it admitted and has not
+    # terminated yet (uid -> "ns/name"), and pods it rejected (uid -> the status to report).
+    admitted: dict[str, str] = field(default_factory=dict)
+    rejected: dict[str, dict[str, str]] = field(default_factory=dict)
     epoch: int = 0  # bumped at every power transition; stale scheduled work checks it
     synced_since_boot: bool = True  # the kubelet has read its pods from the API since it booted
     resets: int = 0
@@ -57,9 +61,12 @@ class SimNode:
 
     @property
     def could_run_workloads(self) -> bool:
-        """Runs pods, or could start them: a kubelet knows its pods only from the API, so a
-        machine that rebooted and has not reached the API since cannot run its workloads."""
-        return self.can_run_pods and (bool(self.running) or self.synced_since_boot)
+        """Runs pods, or could start them: powered on with its kubelet started, and running,
+        starting or admitted (on this boot, not terminated since) at least one pod. A kubelet
+        knows its pods only from the API and admits each once per boot, so a machine that
+        rebooted and has not reached the API since cannot run its workloads, and neither can
+        one whose kubelet synced but refused (or found terminating) every pod it saw."""
+        return self.can_run_pods and bool(self.running or self.starting or self.admitted)
 
     @property
     def kubelet_alive(self) -> bool:
@@ -76,5 +83,6 @@ class SimNode:
                 "kubeletEnabled": self.kubelet_enabled,
                 "partition": sorted(self.partition), "island": self.island, "address": self.address,
                 "runningPods": sorted(p.key for p in self.running.values()),
+                "admittedPods": sorted(self.admitted.values()),
                 "mountedVolumes": sorted(self.mounted_volumes()),
             }

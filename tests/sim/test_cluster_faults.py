@@ -65,7 +65,13 @@ def test_taint_on_a_powered_off_node_is_safe(make_cluster: Callable[..., Cluster
 
 def test_taint_on_a_rebooted_node_is_unsafe_only_once_it_reached_the_api(
         make_cluster: Callable[..., Cluster]) -> None:
+    """Unsafe once its kubelet, back on the API, admitted the pod still bound to it; a
+    kubelet that admitted nothing is tests/sim/test_world_kubelet_admission.py's."""
     cluster = make_cluster(nodes=2, time_scale=SCALE)
+    cluster.registry.create(cluster.rt("pods"), "default", {
+        "metadata": {"name": "web"},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}})
+    wait_running(cluster, ["web"])
     cluster.fault("partition", "node-1", from_="api")
     cluster.fault("reboot", "node-1")
     cluster.wait_for(lambda: cluster.node_state("node-1")["power"] == "Running", 5, message="booted")
@@ -73,10 +79,11 @@ def test_taint_on_a_rebooted_node_is_unsafe_only_once_it_reached_the_api(
     assert violations(cluster, "unsafe-taint") == []
     remove_taint(cluster, "node-1")
     cluster.fault("heal", "node-1")
-    cluster.wait_for(lambda: ready(cluster, "node-1") == "True" and cluster.nodes["node-1"].synced_since_boot,
-                     5, message="reconnected and synced")
-    add_taint(cluster, "node-1")  # now it knows its pods: unsafe
-    assert [v["node"] for v in violations(cluster, "unsafe-taint")] == ["node-1"]
+    cluster.wait_for(lambda: ready(cluster, "node-1") == "True" and cluster.nodes["node-1"].admitted,
+                     5, message="reconnected, synced, web admitted")
+    add_taint(cluster, "node-1")  # now it runs (or is starting) its pod: unsafe
+    [found] = violations(cluster, "unsafe-taint")
+    assert found["node"] == "node-1" and "admitted on this boot=1" in found["detail"]
 
 
 def test_stale_taint_is_reported_once_the_node_is_ready_again(make_cluster: Callable[..., Cluster]) -> None:
