@@ -21,6 +21,17 @@ def rss_mib(pid: int | str = "self") -> float:
     raise RuntimeError("no VmRSS")
 
 
+def pss_mib(pid: int | str = "self") -> float:
+    """Proportional set size in MiB (/proc/PID/smaps_rollup): shared pages divided among
+    the processes that share them, so that the sum over a forking server's master and
+    workers counts each page once, as the kernel's memory accounting (and a container's
+    limit) does, where the sum of RSS counts a page shared by N processes N times."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no Pss")
+
+
 def cpu_seconds(pid: int | str = "self", children: bool = False) -> float:
     """User + system CPU seconds consumed by a process (from /proc/PID/stat); with
     `children`, also that of the child processes it has waited for."""

@@ -38,7 +38,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .common import rss_mib, write_result
+from .common import pss_mib, rss_mib, write_result
 from .webhook import Load, api_server, children, get, gunicorn, machine_busy_s
 from .webhook_load import CpuWindow
 
@@ -177,10 +177,12 @@ def measure() -> dict[str, Any]:
                              "slow_clients_and_probe": [os.getpid()]})
             busy0, began = machine_busy_s(), time.monotonic()
             samples: list[tuple[float, float]] = []
+            pss: list[float] = []
             while load.proc.poll() is None:
                 pids = [server.proc.pid, *children(server.proc.pid)]
                 try:
                     samples.append((time.monotonic() - began, sum(rss_mib(p) for p in pids)))
+                    pss.append(sum(pss_mib(p) for p in pids))
                 except (OSError, RuntimeError):
                     pass
                 time.sleep(SAMPLE_S)
@@ -214,6 +216,9 @@ def measure() -> dict[str, Any]:
                     "end": round(end, 1), "max": round(max(m for _, m in samples), 1),
                     "growth": round(growth, 4),
                     "samples": [[round(t), round(m, 1)] for t, m in samples]},
+        # What the pod's memory limit counts: each shared page once (bench/common.py).
+        "pss_mib": {"start": round(pss[0], 1) if pss else None, "end": round(pss[-1], 1) if pss else None,
+                    "max": round(max(pss), 1) if pss else None},
         "machine_busy_cores": round(busy, 2),
         # Cores each part used over the run; "unattributed": other tenants of the machine.
         "cpu_cores": cores,
