@@ -274,7 +274,13 @@ def terminal(rem: RemediationView, obs: Observations) -> Decision:
     message = str(rem.raw_status.get("message", ""))
     reason = rem.reason
     rec, node, fence = rem.recovery, obs.node, rem.fence
-    if (rem.phase is Phase.FAILED and rem.reason != Reason.FENCE_NOT_OBSERVED and rec.get("taintAppliedAt")
+    # Any finished phase: a remediation can end Succeeded/NodeRebooted or Cancelled after
+    # the taint went on (chaos seed 126: the taint on, the proof then refused as the agent
+    # republished on its new boot, and the node Ready again with that boot).
+    # The taint may be on from the moment recovery was requested (its action can run
+    # before the next look records taintAppliedAt).
+    tainted = rec.get("taintAppliedAt") or (rec.get("requestedAt") and rec.get("strategy") == Strategy.OUT_OF_SERVICE_TAINT)
+    if (rem.reason != Reason.FENCE_NOT_OBSERVED and tainted
             and not rec.get("taintRemovedAt") and fence is not None and node.exists and node.ready == "True"
             and node.boot_id and node.boot_id != fence.boot_id):
         if node.has_oos_taint or node.has_fencing_taint:

@@ -160,8 +160,8 @@ class Reconciler:
         rem = RemediationView.parse(obj)
         if rem.phase.terminal:
             self._witness.pop(rem.uid, None)  # nothing left to prove
-            if not rem.recovery.get("taintAppliedAt"):
-                return None
+            if not rem.recovery.get("taintAppliedAt") and not rem.recovery.get("requestedAt"):
+                return None  # no taint of ours can be left behind
         if not self.informers[Kind.NODES].synced.is_set() or not self.informers[Kind.NODE_LEASES].synced.is_set():
             return 1.0  # never decide on a view we cannot trust
         obs = self._observe(rem)

@@ -639,6 +639,24 @@ def test_a_failed_remediation_still_removes_its_taint_when_the_node_returns() ->
           "Failed", "RecoveryFailed", ["RemoveTaint"])
 
 
+def test_a_remediation_that_ended_rebooted_after_its_taint_removes_it_when_the_node_returns() -> None:
+    """Chaos seed 126: the taint went on, the proof was then refused (the agent republished
+    on its new boot), and the remediation ended Succeeded/NodeRebooted with the node Ready
+    on that boot: the out-of-service taint stayed on a healthy node (stale-taint)."""
+    back = node("True", lease=T0 + 499, boot=NEW_BOOT, oos=True)
+    for recovery in ({"taintAppliedAt": format_time(T0 + 235)},
+                     {"strategy": "OutOfServiceTaint", "requestedAt": format_time(T0 + 234)}):  # not yet recorded
+        rem = remediation("Succeeded", reason="NodeRebooted", fence=fence_status(), recovery=recovery)
+        check(decide(rem, observe(T0 + 500, back), CFG), "Succeeded", "NodeRebooted", ["RemoveTaint"])
+    cancelled = remediation("Cancelled", reason="Cancelled", fence=fence_status(),
+                            recovery={"taintAppliedAt": format_time(T0 + 235)})
+    check(decide(cancelled, observe(T0 + 500, back), CFG), "Cancelled", "Cancelled", ["RemoveTaint"])
+    # Not before the node is back on a new boot.
+    rem = remediation("Succeeded", reason="NodeRebooted", fence=fence_status(),
+                      recovery={"taintAppliedAt": format_time(T0 + 235)})
+    check(decide(rem, observe(T0 + 500, node("Unknown", boot=NEW_BOOT, oos=True)), CFG), "Succeeded", "NodeRebooted", [])
+
+
 def test_fence_not_observed_keeps_the_taint_for_a_person() -> None:
     rem = remediation("Failed", reason="FenceNotObserved", fence=fence_status(),
                       recovery={"taintAppliedAt": format_time(T0 + 235)})
