@@ -12,12 +12,16 @@ A proof says the fenced boot is dead; it does not say the machine is still down.
 reset by its watchdog reboots, and a kubelet that comes back before its Lease renewal is
 seen reads its pods from the API and starts the old ones, while the out-of-service taint
 lets their replacements run elsewhere (chaos seed 116). So recovery also needs
-nodewarden's own NoExecute taint (`nodewarden.io/fencing`, put on with the fence order):
-a returning kubelet refuses at admission every pod that does not tolerate it. It protects
-only kubelets that read their pods after it was there; one that read them before renews
-its Lease within 10 s, which the alive check sees. Hence recovery waits until the taint
-has been on the node for `fencing_taint_settle_s` (plus the clock skew) by its `timeAdded`,
-and adds it again if someone removed it.
+nodewarden's own NoExecute taint (`nodewarden.io/fencing`, put on once the fence is
+proven): a returning kubelet refuses at admission every pod that does not tolerate it. It
+protects only kubelets that read their pods after it was there; one that read them before
+renews its Lease within 10 s, which the alive check sees. Hence recovery waits until the
+taint has been on the node for `fencing_taint_settle_s` (plus the clock skew) by its
+`timeAdded`, and adds it again if someone removed it. Not before the proof: a NoExecute
+taint evicts the node's pods at once, and a node that comes back by itself before
+recovery (NodeRebooted) should start them again where they were (chaos seed 126, second
+run: evicted at the order, the pods had to move, and a volume the restarted attach/detach
+controller still counted as mounted kept them from starting anywhere).
 """
 
 from __future__ import annotations

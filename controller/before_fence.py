@@ -70,8 +70,7 @@ def confirming(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> D
                         f"(last reason: {rem.reason}); nothing was fenced")
     if obs.paused:
         return stay(rem, Reason.PAUSED, "remediation is paused by the operators; no fence will start")
-    # The fencing taint goes on before the order goes out (controller/after_fence.py).
-    fence = (Action(ActionKind.ADD_FENCING_TAINT), Action(ActionKind.ISSUE_ORDER, {"action": "fence"}))
+    fence = (Action(ActionKind.ISSUE_ORDER, {"action": "fence"}),)
     if rem.trigger_source in MANUAL_SOURCES:
         left = cfg.operator_grace_s - elapsed(rem, now)
         if left > 0:

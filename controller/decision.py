@@ -22,7 +22,7 @@ class ActionKind(enum.StrEnum):
     DELIVER_ORDER = "DeliverOrder"  # deliver the recorded order, directly and through peers
     CHECK_PEER_SILENCE = "CheckPeerSilence"  # ask every other agent when it last said "healthy"
     RUN_FENCE_AGENT = "RunFenceAgent"  # the escalation command (attempt already recorded)
-    ADD_FENCING_TAINT = "AddFencingTaint"  # nodewarden's NoExecute taint, before the order goes out
+    ADD_FENCING_TAINT = "AddFencingTaint"  # nodewarden's NoExecute taint, once the fence is proven
     APPLY_TAINT = "ApplyTaint"
     DELETE_EVICTED_PODS = "DeleteEvictedPods"  # pod GC's rule (terminating pods), without waiting for it
     DELETE_RESOURCES = "DeleteResources"

@@ -9,7 +9,7 @@ the pods: those with a `deletionTimestamp`.
 
 Which pods are terminating is Kubernetes' doing: the taint-eviction controller marks for
 deletion every pod that does not tolerate one of the node's NoExecute taints, and the
-fencing taint has been on since the order. A pod that tolerates both taints is not
+fencing taint has been on since the proof. A pod that tolerates both taints is not
 terminating and stays where it is, as with pod GC: its owner asked to keep it on the node.
 """
 

@@ -77,8 +77,7 @@ def fencing(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Deci
     now = obs.now
     if rem.fence is None:  # entered Fencing and stopped before the order was recorded
         return stay(rem, Reason.FENCE_ORDERED, "issuing the fence order",
-                     actions=(Action(ActionKind.ADD_FENCING_TAINT), Action(ActionKind.ISSUE_ORDER, {"action": "fence"})),
-                     requeue_s=1.0)
+                     actions=(Action(ActionKind.ISSUE_ORDER, {"action": "fence"}),), requeue_s=1.0)
     trusted = trusted_fence(rem, obs, cfg.order_key)
     if isinstance(trusted, Refusal):  # not our order: no agent can be counted on to act on it
         if rem.escalation_state.get("kind"):

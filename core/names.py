@@ -54,7 +54,7 @@ def agent_lease_name(node: str) -> str:
 OUT_OF_SERVICE_TAINT_KEY = "node.kubernetes.io/out-of-service"
 OUT_OF_SERVICE_TAINT_VALUE = "nodeshutdown"
 OUT_OF_SERVICE_TAINT_EFFECT = "NoExecute"
-# nodewarden's own NoExecute taint, on a node from its fence order until it is back (or the
+# nodewarden's own NoExecute taint, on a node from its proven fence until it is back (or the
 # remediation ends without recovery): a kubelet that returns on a new boot refuses, at
 # admission, every pod that does not tolerate it, so the old pods never start again while
 # the out-of-service taint lets their replacements run elsewhere (controller/after_fence.py).

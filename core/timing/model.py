@@ -30,9 +30,9 @@ expected (median) one. The milestones:
   fence_proven       the later of (order + silence_settle_s: peer silence is then on
                      record) and the AgentHeartbeatStale deadline from the agent's last
                      heartbeat
-  taint_added        the later of the proof and the fencing taint's settle: it goes on
-                     with the order, and recovery waits fencing_taint_settle_s + skew
-                     (+ 0.5 s: its timeAdded is rounded up to the second)
+  taint_added        the fencing taint's settle after the proof: it goes on then, and
+                     recovery waits fencing_taint_settle_s + skew (+ 0.5 s: its
+                     timeAdded is rounded up to the second)
   pod_force_deleted  at once: ResourceDeletion, or the controller deleting the pods the
                      taint evicts (delete_pods_after_taint); else pod GC's next run
   replacement_running + the Kubernetes side's start time (an input, measured)
@@ -119,9 +119,9 @@ def timeline(inputs: TimingInputs, phase: float | dict[str, float] = 0.5) -> Tim
     ordered = received + min(a.peer_request_timeout_s, c.peer_timeout_s)
     deadline = agent_heartbeat + fence_deadline_s(AGENT_HEARTBEAT_STALE, a, c)
     proven = max(ordered + c.silence_settle_s, deadline)
-    # The fencing taint goes on with the order; recovery waits until it has settled (its
-    # timeAdded is rounded up to the second: half a second on average).
-    tainted = max(proven, ordered + c.fencing_taint_settle_s + c.max_clock_skew_s + 0.5)
+    # The fencing taint goes on once the fence is proven; recovery waits until it has
+    # settled (its timeAdded is rounded up to the second: half a second on average).
+    tainted = proven + c.fencing_taint_settle_s + c.max_clock_skew_s + 0.5
     at_once = inputs.strategy == "ResourceDeletion" or c.delete_pods_after_taint
     deleted = tainted if at_once else tainted + k.pod_gc_period_s * p["pod_gc"]
     at = {"node_not_ready": not_ready, "alert_firing": firing, "alert_received": received,

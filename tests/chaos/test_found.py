@@ -217,8 +217,8 @@ def test_a_node_reset_while_cut_off_and_back_after_its_fence_order_never_starts_
     controller's sound proof (the old boot is dead) led to the out-of-service taint, which
     lets the replacement start elsewhere (invariant unsafe-taint). Here the alert comes
     once the machine is back on a new boot, still cut off, so the proof is due at once, and
-    the partition heals right after the order. Fixed: the fencing taint
-    (nodewarden.io/fencing:NoExecute) goes on with the order, a returning kubelet refuses
+    the partition heals right after the proof. Fixed: the fencing taint
+    (nodewarden.io/fencing:NoExecute) goes on at the proof, a returning kubelet refuses
     the old pods at admission, and recovery waits until the taint has settled."""
     with nodewarden_world(tmp_path, nodes=5, time_scale=SCALE, workloads=("db=statefulset:3",)) as w:
         c = w.cluster
@@ -235,7 +235,7 @@ def test_a_node_reset_while_cut_off_and_back_after_its_fence_order_never_starts_
             node = c.get("nodes", victim) or {}
             return any(t.get("key") == "nodewarden.io/fencing" for t in (node.get("spec") or {}).get("taints") or [])
 
-        c.wait_for(fencing_taint, 30, message="the fencing taint, put on with the order")
+        c.wait_for(fencing_taint, 30, message="the fencing taint, put on at the proof")
         assert not w.has_taint(victim)  # the out-of-service taint waits for the fencing taint to settle
         c.fault("heal", victim)
         w.wait_phase(victim, "Succeeded", "Failed", timeout=60)

@@ -97,7 +97,7 @@ def test_pause_switch_stops_new_fencing() -> None:
 
 def test_operator_trigger_fences_without_confirmation_after_the_grace_window() -> None:
     obs = observe(T0 + CFG.operator_grace_s + 1, node("True", lease=T0 - 100), peers=None)
-    check(decide(remediation(source="operator"), obs, CFG), "Fencing", "ConfirmedByOperator", ["AddFencingTaint", "IssueOrder"])
+    check(decide(remediation(source="operator"), obs, CFG), "Fencing", "ConfirmedByOperator", ["IssueOrder"])
 
 
 @pytest.mark.parametrize("source", ["operator", "kubectl"])
@@ -107,7 +107,7 @@ def test_a_persons_request_issues_no_fence_order_inside_the_grace_window(source:
     check(d, "Confirming", "OperatorGraceWindow", [])
     assert d.requeue_s is not None and 0 < d.requeue_s <= 0.5 + 1e-9
     later = observe(T0 + CFG.operator_grace_s, node("Unknown", lease=T0 - 100), peers=None)
-    check(decide(remediation(source=source), later, CFG), "Fencing", "ConfirmedByOperator", ["AddFencingTaint", "IssueOrder"])
+    check(decide(remediation(source=source), later, CFG), "Fencing", "ConfirmedByOperator", ["IssueOrder"])
 
 
 def test_a_node_still_reporting_ready_is_not_confirmed() -> None:
@@ -130,13 +130,13 @@ def test_peers_are_asked_before_deciding() -> None:
 
 
 def test_nobody_reaches_the_agent_confirms_and_orders_a_fence() -> None:
-    check(decide(remediation(), observe(T0 + 1), CFG), "Fencing", "ConfirmedUnreachable", ["AddFencingTaint", "IssueOrder"])
-    assert decide(remediation(), observe(T0 + 1), CFG).actions[1].detail == {"action": "fence"}
+    check(decide(remediation(), observe(T0 + 1), CFG), "Fencing", "ConfirmedUnreachable", ["IssueOrder"])
+    assert decide(remediation(), observe(T0 + 1), CFG).actions[0].detail == {"action": "fence"}
 
 
 def test_a_reachable_agent_is_fenced_with_acknowledgement() -> None:
     obs = observe(T0 + 1, peers=PeerObs(3, 1, 2, 0))
-    check(decide(remediation(), obs, CFG), "Fencing", "ConfirmedAgentReachable", ["AddFencingTaint", "IssueOrder"])
+    check(decide(remediation(), obs, CFG), "Fencing", "ConfirmedAgentReachable", ["IssueOrder"])
 
 
 def test_restart_kubelet_first_when_configured_and_reachable() -> None:
@@ -148,7 +148,7 @@ def test_restart_kubelet_first_when_configured_and_reachable() -> None:
     issued = remediation(kubeletRestart={"issuedAt": format_time(T0 + 1)})
     check(decide(issued, observe(T0 + 30, peers=PeerObs(3, 1, 2, 0)), cfg), "Confirming", "KubeletRestartOrdered", [])
     check(decide(issued, observe(T0 + 62, peers=PeerObs(3, 1, 2, 0)), cfg),
-          "Fencing", "KubeletRestartDidNotHelp", ["AddFencingTaint", "IssueOrder"])
+          "Fencing", "KubeletRestartDidNotHelp", ["IssueOrder"])
 
 
 # -- Fencing -------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ def fencing(**fence: Any) -> Any:
 
 
 def test_fencing_without_a_recorded_order_issues_one() -> None:
-    check(decide(remediation("Fencing"), observe(T0 + 1), CFG), "Fencing", "FenceOrdered", ["AddFencingTaint", "IssueOrder"])
+    check(decide(remediation("Fencing"), observe(T0 + 1), CFG), "Fencing", "FenceOrdered", ["IssueOrder"])
 
 
 def test_a_recorded_order_is_never_issued_again_but_delivered() -> None:
@@ -771,7 +771,7 @@ def test_a_forced_request_is_not_cancelled_because_the_node_is_ready() -> None:
     confirming = kubectl_request("Confirming", plan)
     check(decide(confirming, observe(T0 + 1, ready), CFG), "Confirming", "OperatorGraceWindow", [])
     check(decide(confirming, observe(T0 + CFG.operator_grace_s + 1, ready, peers=None), CFG),
-          "Fencing", "ConfirmedByOperator", ["AddFencingTaint", "IssueOrder"])
+          "Fencing", "ConfirmedByOperator", ["IssueOrder"])
 
 
 # -- the fencing taints nothing needs ---------------------------------------------------------

@@ -85,33 +85,20 @@ def test_the_taint_is_added_once_and_removed_keeping_other_taints(kube: FakeCont
     assert kube.object(Kind.NODES, "node-1")["spec"]["taints"] == [other]
 
 
-def test_the_fencing_taint_goes_on_before_the_order_and_off_with_the_out_of_service_taint(
+def test_no_taint_before_the_proof_and_the_fencing_taint_is_timed_and_goes_with_the_other(
         kube: FakeControllerKube) -> None:
-    order: list[str] = []
-    real_taint = kube.set_fencing_taint
-
-    def taint(*a: Any, **k: Any) -> bool:
-        order.append("taint")
-        return real_taint(*a, **k)
-
-    kube.set_fencing_taint = taint  # type: ignore[method-assign]
     kube.put(Kind.REMEDIATIONS, remediation("Confirming"))
-    clock = FakeClock(T0 + 0.2)
-    reconciler = make_reconciler(kube, clock)
-    real_deliver = reconciler.actor.deliver
-
-    def deliver(*a: Any, **k: Any) -> dict[str, Any]:
-        order.append("deliver")
-        return real_deliver(*a, **k)
-
-    reconciler.actor.deliver = deliver  # type: ignore[method-assign]
+    reconciler = make_reconciler(kube, FakeClock(T0 + 0.2))
     reconciler.reconcile("node-1")
     assert kube.object(Kind.REMEDIATIONS, "node-1")["status"]["phase"] == "Fencing"
-    assert order[:2] == ["taint", "deliver"]
-    taints = kube.object(Kind.NODES, "node-1")["spec"]["taints"]
-    assert taints == [{"key": names.FENCING_TAINT_KEY, "value": names.FENCING_TAINT_VALUE,
-                       "effect": "NoExecute", "timeAdded": rfc3339(T0 + 1)}]  # rounded up to the second
+    # The order went out; nothing evicts the node's pods before the fence is proven.
+    assert kube.object(Kind.NODES, "node-1")["spec"]["taints"] == []
+    assert kube.calls["set_fencing_taint"] == 0
     actor = reconciler.actor
+    actor.add_fencing_taint("node-1", T0 + 0.2)
+    assert kube.object(Kind.NODES, "node-1")["spec"]["taints"] == [
+        {"key": names.FENCING_TAINT_KEY, "value": names.FENCING_TAINT_VALUE, "effect": "NoExecute",
+         "timeAdded": rfc3339(T0 + 1)}]  # rounded up to the second
     actor.apply_taint("node-1")
     actor.remove_taint("node-1")
     assert kube.object(Kind.NODES, "node-1")["spec"]["taints"] == []

@@ -102,10 +102,11 @@ def test_the_timeline_with_node_not_ready_alone() -> None:
     # NodeNotReady: half a scrape and half an evaluation after the node turned not Ready,
     # then its `for: 30s`, two 15 s evaluations.
     assert e["alert_firing"] == -5 + 50 + 2.5 + 7.5 + 7.5 + 30
-    # Ordered 2 s later; the taint once the fencing taint has settled (11 s + 1 s skew + 0.5 s
-    # of rounding after the order); the controller deletes the pods at once; the start.
-    assert e["taint_added"] == 92.5 + 2 + 11 + 1 + 0.5
-    assert e["replacement_running"] == 92.5 + 2 + 12.5 + 12
+    # Ordered 2 s later, proven 2 s after that; the taint once the fencing taint, added at
+    # the proof, has settled (11 s + 1 s skew + 0.5 s of rounding); the controller deletes
+    # the pods at once; the start.
+    assert e["taint_added"] == 92.5 + 2 + 2 + 11 + 1 + 0.5
+    assert e["replacement_running"] == 92.5 + 2 + 2 + 12.5 + 12
 
 
 def test_the_timeline_with_the_lease_rule() -> None:
@@ -120,14 +121,14 @@ def test_the_timeline_with_the_lease_rule() -> None:
     # The AgentHeartbeatStale deadline (heartbeat 2.5 s before the power-off + 67) is past
     # once peer silence settles: the controller's own time decides.
     assert e["fence_proven"] == max(64.5 + 2, -2.5 + 67)
-    # The fencing taint went on with the order: the out-of-service taint waits for its
-    # settle (11 s + 1 s skew + 0.5 s of rounding), later than the proof here.
-    assert e["taint_added"] == 64.5 + 12.5
+    # The fencing taint goes on at the proof: the out-of-service taint waits for its settle
+    # (11 s + 1 s skew + 0.5 s of rounding).
+    assert e["taint_added"] == 66.5 + 12.5
     # The controller deletes the terminating pods at once (the default) ...
-    assert e["pod_force_deleted"] == e["taint_added"] and e["replacement_running"] == 77 + 12
+    assert e["pod_force_deleted"] == e["taint_added"] and e["replacement_running"] == 79 + 12
     # ... or pod GC does, half its 20 s period later.
     gc = timing.predict(timing.with_overrides(FAST, {"delete_pods_after_taint": "false"})).expected.at_s
-    assert gc["pod_force_deleted"] == 77 + 10 and gc["replacement_running"] == 87 + 12
+    assert gc["pod_force_deleted"] == 79 + 10 and gc["replacement_running"] == 89 + 12
 
 
 def test_levers_move_the_timeline() -> None:
