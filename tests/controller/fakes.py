@@ -151,33 +151,24 @@ class FakeControllerKube(OnFakeStore[Kind]):
 
     def set_out_of_service_taint(self, node: str, present: bool) -> bool:
         self._api.enter("set_out_of_service_taint")
-        key, value, effect = OOS
-        with self._api.lock:
-            obj = self._api.get(Kind.NODES, node, f'nodes "{node}" not found')
-            taints = list((obj.get("spec") or {}).get("taints") or [])
-            ours = [t for t in taints if t.get("key") == key and t.get("effect") == effect]
-            if present and any(t.get("value") == value for t in ours):
-                return False  # already there
-            if not present and not ours:
-                return False  # already gone
-            taints = [t for t in taints if not (t.get("key") == key and t.get("effect") == effect)]
-            if present:
-                taints.append({"key": key, "value": value, "effect": effect})
-            self._api.put(Kind.NODES, {**obj, "spec": {**(obj.get("spec") or {}), "taints": taints}})
-            return True
+        return self._set_taint(node, OOS, present, None)
 
     def set_fencing_taint(self, node: str, present: bool, time_added: str | None = None) -> bool:
         self._api.enter("set_fencing_taint")
-        key, value, effect = FENCING
+        return self._set_taint(node, FENCING, present, time_added)
+
+    def _set_taint(self, node: str, taint: tuple[str, str, str], present: bool, time_added: str | None) -> bool:
+        """core.kube.ensure_node_taint's rules, on the fake's Node."""
+        key, value, effect = taint
         with self._api.lock:
             obj = self._api.get(Kind.NODES, node, f'nodes "{node}" not found')
             taints = list((obj.get("spec") or {}).get("taints") or [])
             ours = [t for t in taints if t.get("key") == key and t.get("effect") == effect]
             if present and any(t.get("value") == value and (time_added is None or t.get("timeAdded"))
                                for t in ours):
-                return False
+                return False  # already there
             if not present and not ours:
-                return False
+                return False  # already gone
             taints = [t for t in taints if not (t.get("key") == key and t.get("effect") == effect)]
             if present:
                 taints.append({"key": key, "value": value, "effect": effect,
