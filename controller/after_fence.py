@@ -34,6 +34,7 @@ from controller.fencing import agent_evidence, rebooted
 from controller.model import (
     Escalation,
     FenceRecord,
+    NodeObs,
     Observations,
     Phase,
     Reason,
@@ -43,7 +44,7 @@ from controller.model import (
     parse_time,
 )
 from controller.proof import Refusal, operator_confirmed, trusted_fence, witness_for
-from core import names
+from core.remediation import TERMINAL_PHASES
 
 
 def _alive_after_fence(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> bool:
@@ -192,8 +193,8 @@ def recovering(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> D
             # Pod GC looks every pod_gc_period_s; so does this, once a second, for as long:
             # a pod the taint-eviction controller has not marked yet is deleted at a later
             # pass (it marks them within a second of the fencing taint, 11 s before).
-            deleted = rec.get("podsDeleted")
-            done = deleted is not None and (int(deleted or 0) > 0 or obs.now - applied >= cfg.pod_gc_period_s)
+            count = rec.get("podsDeleted")
+            done = count is not None and (int(count or 0) > 0 or obs.now - applied >= cfg.pod_gc_period_s)
             if not cfg.delete_pods_after_taint or done or rec.get("podDeletionSkipped"):
                 deleted = "" if rec.get("podsDeleted") is None else \
                     f"; {rec.get('podsDeleted')} pod(s) it evicts deleted at once"
@@ -293,26 +294,15 @@ def terminal(rem: RemediationView, obs: Observations) -> Decision:
     return Decision(rem.phase, reason, message)
 
 
-def _finished(remediation: dict[str, Any]) -> bool:
-    phase = str((remediation.get("status") or {}).get("phase") or Phase.PENDING)
-    return phase in {str(p) for p in Phase if p.terminal}  # an unknown phase: unfinished, keep the taint
-
-
-def fencing_taints_to_remove(nodes: list[dict[str, Any]], remediations: list[dict[str, Any]], now: float,
+def fencing_taints_to_remove(nodes: dict[str, NodeObs], remediations: list[dict[str, Any]], now: float,
                              grace_s: float) -> list[str]:
-    """Nodes whose fencing taint nothing needs any more: no unfinished remediation of the
-    node (a remediation is named after its node) and no out-of-service taint (that one and
-    the fencing taint go together, when the node is back). A taint younger than `grace_s`
-    stays: the remediation that added it may not be in this view yet."""
-    active = {str((r.get("metadata") or {}).get("name") or "") for r in remediations if not _finished(r)}
-    out = []
-    for node in nodes:
-        name = str((node.get("metadata") or {}).get("name") or "")
-        taints = [t for t in (node.get("spec") or {}).get("taints") or [] if isinstance(t, dict)]
-        fencing = next((t for t in taints if t.get("key") == names.FENCING_TAINT_KEY), None)
-        if fencing is None or name in active or any(t.get("key") == names.OUT_OF_SERVICE_TAINT_KEY for t in taints):
-            continue
-        added = parse_time(fencing.get("timeAdded"))
-        if added is None or now - added >= grace_s:
-            out.append(name)
-    return sorted(out)
+    """Nodes (by name, as observed) whose fencing taint nothing needs any more: no
+    unfinished remediation of the node (a remediation is named after its node) and no
+    out-of-service taint (that one and the fencing taint go together, when the node is
+    back). A taint younger than `grace_s` stays: the remediation that added it may not be
+    in this view yet. A remediation with an unknown phase counts as unfinished."""
+    active = {str((r.get("metadata") or {}).get("name") or "") for r in remediations
+              if str((r.get("status") or {}).get("phase") or Phase.PENDING) not in TERMINAL_PHASES}
+    return sorted(name for name, node in nodes.items()
+                  if node.has_fencing_taint and name not in active and not node.has_oos_taint
+                  and (node.fencing_taint_added_at is None or now - node.fencing_taint_added_at >= grace_s))

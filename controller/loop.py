@@ -29,7 +29,7 @@ from controller.kube import ControllerKube, Kind
 from controller.leader import LeaderElector
 from controller.metrics import ControllerMetrics
 from controller.model import Phase, Reason
-from controller.observe import agent_info, outage_suspected
+from controller.observe import agent_info, node_obs, outage_suspected
 from controller.proof import Refusal, clock_skew, key_distrusted
 from controller.reconcile import ClusterFacts, Reconciler, machine_config
 from controller.report import Reporter
@@ -235,7 +235,8 @@ class Controller:
         """Remove the fencing taints no remediation needs (a finished or deleted one's):
         left on a Ready node, a NoExecute taint would evict its pods and keep new ones off."""
         grace = 10 * self.s.resync_s
-        for node in fencing_taints_to_remove(nodes, self.informers[Kind.REMEDIATIONS].items(), self.clock.now(),
+        observed = {str((n.get("metadata") or {}).get("name") or ""): node_obs(n, None, None) for n in nodes}
+        for node in fencing_taints_to_remove(observed, self.informers[Kind.REMEDIATIONS].items(), self.clock.now(),
                                              grace):
             if not self.elector.is_leader():
                 return

@@ -776,22 +776,16 @@ def test_a_forced_request_is_not_cancelled_because_the_node_is_ready() -> None:
 
 # -- the fencing taints nothing needs ---------------------------------------------------------
 
-def _node(name: str, *keys: str, added: float | None = T0) -> dict[str, Any]:
-    taints = [{"key": k, "effect": "NoExecute", **({"timeAdded": format_time(added)} if added is not None else {})}
-              for k in keys]
-    return {"metadata": {"name": name}, "spec": {"taints": taints}}
-
-
 def _rem(name: str, phase: str) -> dict[str, Any]:
     return {"metadata": {"name": name}, "status": {"phase": phase}}
 
 
 def test_fencing_taints_nobody_needs_are_removed_and_the_others_kept() -> None:
     from controller.after_fence import fencing_taints_to_remove
-    fencing, oos = "nodewarden.io/fencing", "node.kubernetes.io/out-of-service"
-    nodes = [_node("done", fencing), _node("deleted", fencing), _node("active", fencing),
-             _node("with-oos", fencing, oos), _node("young", fencing, added=T0 + 95), _node("untimed", fencing, added=None),
-             _node("odd-phase", fencing), _node("clean")]
+    nodes = {"done": node(fencing=T0), "deleted": node(fencing=T0), "active": node(fencing=T0),
+             "with-oos": node(fencing=T0, oos=True), "young": node(fencing=T0 + 95),
+             "untimed": replace(node(), fencing_taint_added_at=None), "odd-phase": node(fencing=T0),
+             "clean": node(fencing=None)}
     rems = [_rem("done", "Succeeded"), _rem("active", "Fencing"), _rem("with-oos", "Failed"),
             _rem("young", "Cancelled"), _rem("untimed", "Failed"), _rem("odd-phase", "Whatever")]
     assert fencing_taints_to_remove(nodes, rems, T0 + 100, grace_s=10) == ["deleted", "done", "untimed"]
