@@ -228,14 +228,21 @@ def test_a_node_reset_while_cut_off_and_back_after_its_fence_order_never_starts_
         c.wait_for(lambda: c.timeline.first("node-booted", node=victim) is not None and
                    c.node_state(victim)["resets"] >= 1 and c.node_state(victim)["power"] == "Running",
                    60, message=f"{victim} reset by its own watchdog and booted again, still cut off")
+        # On a loaded machine the machine can be back before the node lifecycle controller
+        # has marked the node Unknown, and the webhook then refuses the alert (NodeReady).
+        c.wait_for(lambda: ready(c, victim) == "Unknown", 15, message=f"{victim} Ready=Unknown")
         back_at = c.clock()
         assert w.alert(victim).status_code == 200
+        assert w.remediation(victim) is not None, "the alert was accepted"
 
         def fencing_taint() -> bool:
             node = c.get("nodes", victim) or {}
             return any(t.get("key") == "nodewarden.io/fencing" for t in (node.get("spec") or {}).get("taints") or [])
 
-        c.wait_for(fencing_taint, 30, message="the fencing taint, put on at the proof")
+        try:
+            c.wait_for(fencing_taint, 30, message="the fencing taint, put on at the proof")
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}; remediation status {(w.remediation(victim) or {}).get('status')}") from exc
         assert not w.has_taint(victim)  # the out-of-service taint waits for the fencing taint to settle
         c.fault("heal", victim)
         w.wait_phase(victim, "Succeeded", "Failed", timeout=60)
