@@ -228,10 +228,32 @@ def _bmc_fence_result(rem: RemediationView, obs: Observations, state: dict[str, 
     return Decision(Phase.AWAITING_APPROVAL, reason, message, {"escalation": escalation})
 
 
+def _back_without_fence(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> bool:
+    """The agent never took the order (no acknowledgement), and since the controller
+    turned to a person the kubelet has renewed its Lease on the fenced boot and reports
+    Ready: the node is up and nothing fenced it. Ending here applies no taint, so it is
+    safe whoever wrote these inputs; a person's FORCE is not overridden."""
+    node, fence, skew = obs.node, rem.fence, cfg.timing.max_clock_skew_s
+    if rem.force or fence is None or fence.ack is not None or rem.agent_report.get("lastFeedAt"):
+        return False
+    started = parse_time(rem.escalation_state.get("startedAt"))
+    renewed = node.lease_renewed_at
+    return (started is not None and renewed is not None and node.exists and node.ready == "True"
+            and node.boot_id == fence.boot_id and renewed > started + skew
+            and obs.now - renewed <= node.lease_duration_s + skew)
+
+
 def awaiting_operator_confirmation(rem: RemediationView, obs: Observations, cfg: MachineConfig) -> Decision:
     if rebooted(rem, obs):
         return Decision(Phase.SUCCEEDED, Reason.NODE_REBOOTED,
                         f"the node is Ready again with a new boot ({obs.node.boot_id[:8]}): it was reset")
+    if _back_without_fence(rem, obs, cfg):
+        # The order is withdrawn: an agent that refused it (an untrusted key, a boot it did
+        # not know yet) must not carry it out later, once nothing follows it any more.
+        return Decision(Phase.CANCELLED, Reason.NODE_RECOVERED,
+                        "the node is Ready again on the same boot and its agent never took the fence order: "
+                        "nothing was fenced; the order is withdrawn and no taint is applied",
+                        {"fence": {"order": None}})
     if rem.approved_since(rem.phase_since):
         approval = rem.raw_status.get("approval") or {}
         evidence = Evidence(Verdict.SATISFIED, Reason.FENCE_PROVEN,

@@ -4,6 +4,7 @@ changes (so a steady remediation does not write at every look)."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from controller.machine import Decision
@@ -23,6 +24,16 @@ _CONDITIONS = {  # entering a phase sets these conditions
 
 
 merge = merge_patch
+
+
+def _combine(first: Any, second: Any) -> Any:
+    """Two merge patches as one: like `merge`, but a null (a deletion) is kept."""
+    if not isinstance(first, dict) or not isinstance(second, dict):
+        return copy.deepcopy(second)
+    out = dict(first)
+    for key, value in second.items():
+        out[key] = _combine(out[key], value) if key in out else copy.deepcopy(value)
+    return out
 
 
 def _replace(current: Any, new: dict[str, Any]) -> dict[str, Any]:
@@ -60,7 +71,7 @@ def decision_patch(rem: RemediationView, decision: Decision, now: float,
             patch["conditions"] = list(conditions.values())
     for subtree in (decision.status, extra or {}):
         for key, value in subtree.items():
-            patch[key] = merge(patch.get(key), value) if isinstance(value, dict) else value
+            patch[key] = _combine(patch[key], value) if key in patch else copy.deepcopy(value)
     for outer, inner in REPLACED_SUBTREES:
         new = (patch.get(outer) or {}).get(inner)
         if isinstance(new, dict):

@@ -183,6 +183,38 @@ def test_an_order_the_agent_refuses_is_not_counted_as_a_fence(tmp_path: Path) ->
         claim(c.invariants()["violations"] == [], c.invariants()["violations"])
 
 
+# In make test's budget the same claim is covered by tests/controller/test_machine.py; `make test-extended`
+# runs this world too.
+@pytest.mark.extended
+def test_a_node_back_on_its_boot_after_a_refused_order_ends_its_remediation_and_keeps_no_order(
+        tmp_path: Path) -> None:
+    """Seed 138: the controller signed with a key the agents did not trust; the agent
+    refused the order, the controller turned to a person, and the kubelet came back on the
+    same boot. The remediation stayed AwaitingApproval with its signed order in the status
+    for as long as the order was valid (30 min), asking a person to confirm that a running
+    node was off. Fixed: it ends Cancelled/NodeRecovered and the order is withdrawn."""
+    untrusted = tmp_path / "untrusted-signing.pem"
+    untrusted.parent.mkdir(parents=True, exist_ok=True)
+    untrusted.write_bytes(private_key_pem(generate_private_key()))
+    with nodewarden_world(tmp_path / "w", nodes=5, time_scale=WIDE_SCALE, workloads=("db=statefulset:3",),
+                          controllers=0) as w:
+        c = w.cluster
+        w.start_controller("rotated", SIGNING_KEY_FILE=str(untrusted))
+        victim = wait_running(c, ["db-0", "db-1", "db-2"], timeout=60)["db-0"]
+        c.fault("kubelet-stop", victim)
+        c.wait_for(lambda: ready(c, victim) == "Unknown", 60, message=f"{victim} Ready=Unknown")
+        assert w.alert(victim).status_code == 200
+        w.wait_phase(victim, "AwaitingApproval", timeout=60)
+        c.fault("kubelet-start", victim)
+        rem = w.wait_phase(victim, "Cancelled", "Succeeded", "Failed", timeout=60)
+        status = rem.get("status") or {}
+        assert (status.get("phase"), status.get("reason")) == ("Cancelled", "NodeRecovered"), status
+        assert "order" not in (status.get("fence") or {}), status
+        assert c.node_state(victim)["resets"] == 0
+        claim(not w.has_taint(victim), status)
+        claim(c.invariants()["violations"] == [], c.invariants()["violations"])
+
+
 # In make test's budget the same claim is covered by tests/chaos/test_held_ports.py; `make test-extended`
 # runs this world too.
 @pytest.mark.extended

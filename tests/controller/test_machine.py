@@ -13,6 +13,9 @@ from hypothesis import strategies as st
 
 from controller.machine import ActionKind, Decision, decide
 from controller.model import AgentInfo, PeerObs, RemediationView, format_time
+from controller.status import decision_patch
+from core.kube import merge_patch
+from node_agent.kube import order_token_of
 from tests.controller.builders import (
     BOOT,
     CFG,
@@ -208,6 +211,53 @@ def test_a_refusal_heard_after_the_escalation_becomes_its_cause() -> None:
     check(d, "AwaitingApproval", "AwaitingOperatorConfirmation", [])
     assert d.status["escalation"]["cause"] == "OrderRefused"
     assert "BadSignature" in d.status["escalation"]["causeMessage"]
+
+
+def refused_and_escalated(**fence: Any) -> RemediationView:
+    return remediation("AwaitingApproval", phase_since=T0 + 5, reason="AwaitingOperatorConfirmation",
+                       fence=fence_status(refusal={"reason": "Rejected/UntrustedKey", "at": format_time(T0 + 1)},
+                                          **fence),
+                       escalation={"kind": "OperatorApproval", "startedAt": format_time(T0 + 5),
+                                   "cause": "OrderRefused"})
+
+
+def test_a_node_back_on_the_same_boot_after_a_refused_order_ends_and_the_order_is_withdrawn() -> None:
+    """Chaos seed 138: the agent refused the order (a key it did not trust), the controller
+    turned to a person, and the kubelet came back on the same boot: nothing fenced the node,
+    so the remediation ends, and the order is withdrawn so that no agent carries it out
+    later (once it trusts the key) with nothing following it."""
+    rem = refused_and_escalated()
+    obs = observe(T0 + 60, node("True", lease=T0 + 58))
+    d = decide(rem, obs, CFG)
+    check(d, "Cancelled", "NodeRecovered", [])
+    assert "no taint" in d.message
+    patch = decision_patch(rem, d, T0 + 60)
+    assert patch["fence"]["order"] is None  # a merge patch: null deletes the order
+    assert "order" not in merge_patch(rem.raw_status, patch)["fence"]
+    assert order_token_of({"status": merge_patch(rem.raw_status, patch)}) is None
+
+
+@pytest.mark.parametrize("why, rem, obs", [
+    ("Ready=True left from before the escalation (the Lease not renewed since)",
+     refused_and_escalated(), observe(T0 + 60, node("True", lease=T0 + 4))),
+    ("the Lease renewed since but no longer fresh", refused_and_escalated(), observe(T0 + 200, node("True", lease=T0 + 58))),
+    ("not Ready", refused_and_escalated(), observe(T0 + 60, node("Unknown", lease=T0 + 58))),
+    ("the agent acknowledged: it took the order (a fence not observed is a person's to judge)",
+     remediation("AwaitingApproval", phase_since=T0 + 5, reason="AwaitingOperatorConfirmation", fence=fence_status(ack=ACK),
+                 escalation={"kind": "OperatorApproval", "startedAt": format_time(T0 + 5), "cause": "FenceTimeout"}),
+     observe(T0 + 60, node("True", lease=T0 + 58))),
+    ("the agent reported feeding its watchdog for the order",
+     refused_and_escalated(), observe(T0 + 60, node("True", lease=T0 + 58))),
+    ("a person FORCED it on a Ready node", replace(refused_and_escalated(), force=True),
+     observe(T0 + 60, node("True", lease=T0 + 58))),
+])
+def test_a_refused_order_is_not_withdrawn_unless_the_node_is_plainly_back(why: str, rem: RemediationView,
+                                                                          obs: Any) -> None:
+    if why.startswith("the agent reported"):
+        rem = replace(rem, agent_report={"lastFeedAt": format_time(T0 + 2)})
+    d = decide(rem, obs, CFG)
+    assert str(d.phase) == "AwaitingApproval", (why, d.message)
+    assert "order" not in (d.status.get("fence") or {}), why
 
 
 def test_a_refusal_recorded_in_the_status_also_counts() -> None:
