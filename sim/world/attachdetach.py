@@ -1,10 +1,13 @@
 """The attach/detach controller (pkg/controller/volume/attachdetach), CSI volumes only.
 
 It keeps its actual state of the world in memory: (PV, node) pairs it attached, each
-assumed mounted by the node until the node's `status.volumesInUse` has listed the volume
-at least once and then stops listing it (actual_state_of_world.go: mountedByNode starts
-true; SetVolumeMountedByNode refuses to clear a flag that was never set). Every
-controller period (real: 100 ms) the reconciler:
+mounted by the node exactly while the node's `status.volumesInUse` lists the volume
+(attach_detach_controller.go `processVolumesInUse`, run on every Node update, and
+actual_state_of_world.go `SetVolumeMountedByNode`, which sets the flag either way; the
+Kubernetes releases before the attach state was tracked refused to clear a flag the node
+had never set, and this simulator once copied that). A pair it has just attached is
+assumed mounted until the node's status is read again. Every controller period (real:
+100 ms) the reconciler:
 
 - detaches a volume no scheduled, non-terminal pod needs any more once the node no longer
   mounts it, or at once when the node carries `node.kubernetes.io/out-of-service`, or
@@ -20,7 +23,8 @@ controller period (real: 100 ms) the reconciler:
 Only every adc_sync_period (reconcilerSyncDuration, 60 s) does it re-check its actual
 state against the VolumeAttachments (VolumesAreAttached): an attachment deleted by someone
 else is noticed then, and not before. A started controller populates its actual state from
-the attached VolumeAttachments, every volume assumed mounted.
+the attached VolumeAttachments, each mounted as its node's `volumesInUse` says
+(`populateActualStateOfWorld`).
 """
 
 from __future__ import annotations
@@ -56,12 +60,6 @@ def detach_decision(mounted: bool, healthy: bool, out_of_service: bool, waited_s
     return None
 
 
-def mounted_by_node(mounted: bool, set_count: int, listed: bool) -> tuple[bool, int]:
-    """SetVolumeMountedByNode from one node status: listed in volumesInUse sets the flag and
-    counts; not listed clears it only if it was ever set by the node."""
-    if listed:
-        return True, set_count + 1
-    return (False if set_count > 0 else mounted), set_count
 
 
 def multi_attach_allowed(pv: dict[str, Any]) -> bool:
@@ -72,8 +70,7 @@ def multi_attach_allowed(pv: dict[str, Any]) -> bool:
 @dataclass
 class Attached:
     va_name: str
-    mounted: bool = True  # assumed, until proven otherwise
-    mounted_set_count: int = 0
+    mounted: bool = True  # assumed, until the node's status is read
     detach_requested_at: float | None = None
     detaching: str = ""  # the reason, once the VolumeAttachment was deleted
 
@@ -93,7 +90,7 @@ class AttachDetachController:
             spec = va.get("spec") or {}
             if spec.get("attacher") == CSI_DRIVER and (va.get("status") or {}).get("attached"):
                 key = ((spec.get("source") or {}).get("persistentVolumeName", ""), spec.get("nodeName", ""))
-                self.asw[key] = Attached(va["metadata"]["name"])
+                self.asw[key] = Attached(va["metadata"]["name"], mounted=key[0] in self._in_use(key[1]))
 
     def run(self) -> None:
         now = self.cfg.clock()
@@ -129,15 +126,18 @@ class AttachDetachController:
                     desired.setdefault((pv, node), []).append(entry.obj())
         return desired
 
+    def _in_use(self, node: str) -> set[str]:
+        """The PVs the node's status lists in volumesInUse."""
+        obj = self.cfg.obj("nodes", "", node) or {}
+        return {v.rsplit("^", 1)[-1] for v in (obj.get("status") or {}).get("volumesInUse") or []}
+
     def _volumes_in_use(self) -> None:
-        """The node status updates: SetVolumeMountedByNode from volumesInUse."""
+        """The Node updates: SetVolumeMountedByNode(listed in volumesInUse), either way."""
         by_node: dict[str, set[str]] = {}
         for (pv, node), att in self.asw.items():
             if node not in by_node:
-                obj = self.cfg.obj("nodes", "", node) or {}
-                by_node[node] = {v.rsplit("^", 1)[-1] for v in (obj.get("status") or {}).get("volumesInUse") or []}
-            att.mounted, att.mounted_set_count = mounted_by_node(att.mounted, att.mounted_set_count,
-                                                                 pv in by_node[node])
+                by_node[node] = self._in_use(node)
+            att.mounted = pv in by_node[node]
 
     def _finish_operations(self, desired: dict[Key, list[dict[str, Any]]]) -> None:
         cfg = self.cfg

@@ -10,8 +10,10 @@ in the in-memory actual state)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from harness.waits import ready, wait_running
+from harness.waits import ready, running_on, wait_running
+from sim.world.attachdetach import DetachReason
 from sim.world.cluster import Cluster
 
 SCALE = 0.02
@@ -78,3 +80,37 @@ def test_a_restart_resets_the_attach_detach_wait(make_cluster: Callable[..., Clu
     acquired = cm_events(cluster, restart, "acquired")[0]
     assert secs(cluster, detach.at - t0) >= 200.0 + 360.0
     assert 360.0 <= secs(cluster, detach.at - acquired) <= 360.0 + 5.0
+
+
+def test_a_restarted_controller_detaches_once_a_node_back_on_a_new_boot_lists_no_volume(
+        make_cluster: Callable[..., Cluster]) -> None:
+    """Chaos seed 146: the controller-manager was down while a node came back on a new boot;
+    the node's old pod was gone and its status listed no volume in volumesInUse. The
+    restarted attach/detach controller rebuilt its actual state (the volume attached there)
+    and, as Kubernetes' populateActualStateOfWorld does, took the mounted flag from that
+    status: not mounted, so the volume is detached and the replacement starts on another
+    node. The simulator had assumed it mounted until the node listed it once, which it
+    never would (a rule of Kubernetes releases before the attach state was tracked), and
+    the replacement waited for good."""
+    cluster = make_cluster(nodes=3, time_scale=SCALE, workloads=["db=statefulset:1"])
+    victim = wait_running(cluster, ["db-0"])["db-0"]
+    cluster.fault("power-off", victim)
+    cluster.wait_for(lambda: ready(cluster, victim) == "Unknown", 5, message="Ready=Unknown")
+    cluster.registry.delete(cluster.rt("pods"), "default", "db-0")  # graceful: Terminating on the dead node
+
+    def cordon(obj: dict[str, Any]) -> None:
+        obj.setdefault("spec", {})["unschedulable"] = True
+
+    cluster.registry.mutate(cluster.rt("nodes"), "", victim, cordon)  # the replacement goes elsewhere
+    t0 = cluster.clock()
+    cluster.fault("controller-manager-restart")
+    cluster.fault("power-on", victim)
+    cluster.wait_for(lambda: cm_events(cluster, t0, "acquired"), 10, message="the manager back")
+    back = cluster.timeline.first("node-booted", victim, since=t0)
+    assert back is not None and back.at < cm_events(cluster, t0, "acquired")[0]  # back before the manager
+    moved = cluster.wait_for(lambda: running_on(cluster, "db-0") not in (None, victim), 20,
+                             message="db-0 running on another node")
+    assert moved != victim
+    detach = cluster.timeline.first("detach-requested", victim, since=t0)
+    assert detach is not None and detach.detail == str(DetachReason.UNMOUNTED), detach
+    assert cluster.invariants()["violations"] == []

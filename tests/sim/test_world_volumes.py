@@ -19,7 +19,6 @@ from sim.timefmt import parse
 from sim.world.attachdetach import (
     DetachReason,
     detach_decision,
-    mounted_by_node,
     multi_attach_allowed,
 )
 from sim.world.cluster import Cluster
@@ -57,13 +56,6 @@ def test_detach_rule_follows_the_reconciler() -> None:
     assert detach_decision(True, False, False, 360, 360) is DetachReason.MAX_WAIT
     assert detach_decision(True, True, True, 0, 360) is DetachReason.OUT_OF_SERVICE
     assert detach_decision(False, True, False, 0, 360) is DetachReason.UNMOUNTED
-
-
-def test_mounted_flag_is_assumed_until_the_node_reports() -> None:
-    """actual_state_of_world.go SetVolumeMountedByNode: not reset unless set at least once."""
-    assert mounted_by_node(True, 0, listed=False) == (True, 0)  # never reported: stays mounted
-    assert mounted_by_node(True, 0, listed=True) == (True, 1)
-    assert mounted_by_node(True, 1, listed=False) == (False, 1)
 
 
 def test_multi_attach_only_for_many_node_access_modes() -> None:
