@@ -60,8 +60,6 @@ def detach_decision(mounted: bool, healthy: bool, out_of_service: bool, waited_s
     return None
 
 
-
-
 def multi_attach_allowed(pv: dict[str, Any]) -> bool:
     modes = (pv.get("spec") or {}).get("accessModes") or []
     return any(m in ("ReadWriteMany", "ReadOnlyMany") for m in modes)
