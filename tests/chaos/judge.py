@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.waits import ready
+from harness.world import agent_config
 from sim.world.timings import Timings
 from tests.chaos.bound import leader_takeover_s, recovery_bound
 from tests.chaos.judge_world import WorldJudge
@@ -272,12 +273,22 @@ class Judge(WorldJudge):
 
     def judge_resets(self) -> list[str]:
         """Every watchdog reset has a reason: a fence order for that node since it booted,
-        or a fault that cut it off (from everything; from its peers during an API outage;
-        its agent killed for longer than the watchdog's timeout, or stopped)."""
+        or a fault that cut it off (from everything; from its peers while the API fails its
+        checks: an outage, throttling or slowness; its agent killed for longer than the
+        watchdog's timeout, or stopped).
+
+        A 429 or an answer later than the agent's check timeout is a failed check, on
+        purpose: an agent that cannot renew its heartbeat must act as cut off, or the
+        controller's heartbeat-staleness proof would not hold. So a node cut off from its
+        peers while throttling fails its checks (3 in a row at 60 % is 22 % per window)
+        fences itself as it would in an outage (seed 206)."""
         s = self.scale
         after = 40.0 * s  # a fence begun just before a fault ended fires up to W later
+        check_timeout = agent_config(s, 1.0, Path(), Path(), Path())["api_check_timeout_s"] / s  # cluster s
         outages = [(self.step_at[st], self.step_at[st] + st.duration * s)
-                   for st in self.schedule.steps if st.action == "api-outage" and st in self.step_at]
+                   for st in self.schedule.steps if st in self.step_at and (
+                       st.action in ("api-outage", "api-throttle")
+                       or (st.action == "api-slow" and st.delay >= check_timeout))]
         orders: dict[str, list[float]] = {}
         seen: set[tuple[str, str]] = set()
         for t in self.transitions:

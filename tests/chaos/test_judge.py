@@ -219,6 +219,30 @@ def test_api_slowness_throttling_a_kcm_restart_or_a_csi_stall_excuse_no_reset() 
     assert finding_kind(finding) == "reset-without-cause"
 
 
+@pytest.mark.parametrize("api", [Step(5.0, "api-throttle", duration=100.0, retry_after=1, fraction=0.6),
+                                 Step(5.0, "api-slow", duration=100.0, delay=3.0),
+                                 Step(5.0, "api-outage", duration=100.0)])
+def test_a_node_cut_off_from_its_peers_while_the_api_fails_its_checks_has_its_cause(api: Step) -> None:
+    """Seed 206: node-5, cut from its peers while 60 % of API requests were answered 429,
+    fenced itself with NoQuorum: to the agent a throttled check is a failed one."""
+    steps = [api, Step(20.0, "partition", "node-1", scope="peers"), Step(200.0, "heal", "node-1")]
+    runner = bare_runner(steps, [(50.0, "watchdog-fired", "node-1", {}), (60.0, "watchdog-fired", "node-2", {}),
+                                 (180.0, "watchdog-fired", "node-1", {})])
+    runner.out = Path("/nonexistent")
+    found = runner.judge_resets()
+    assert [f.split(" reset")[0] for f in found] == ["node-2", "node-1"], found  # node-1 at 180 s: the API was fine
+    assert "t=180.0s" in found[1]
+
+
+def test_api_slowness_within_the_agents_check_timeout_excuses_no_reset_of_a_cut_off_node() -> None:
+    steps = [Step(5.0, "api-slow", duration=100.0, delay=0.5), Step(20.0, "partition", "node-1", scope="peers"),
+             Step(200.0, "heal", "node-1")]
+    runner = bare_runner(steps, [(50.0, "watchdog-fired", "node-1", {})])
+    runner.out = Path("/nonexistent")
+    (finding,) = runner.judge_resets()  # answers 0.5 s late still pass the agent's 2 s check
+    assert finding.startswith("node-1 reset by its watchdog at t=50.0s")
+
+
 def test_a_taint_on_a_node_whose_agent_clock_is_beyond_the_bound_is_a_finding() -> None:
     steps = [Step(10.0, "power-off", "node-1"), Step(10.0, "power-off", "node-2"), Step(10.0, "power-off", "node-3")]
     runner = bare_runner(steps, [(20.0, "node-booted", "node-2", {}), (50.0, "taint-added", "node-1", OOS),
